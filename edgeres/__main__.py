@@ -1,0 +1,3 @@
+from edgeres.cli import main
+
+main()

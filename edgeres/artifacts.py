@@ -1,0 +1,131 @@
+"""Atomic writes and sidecar provenance manifests for every artifact."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from edgeres.errors import ArtifactError
+
+MANIFEST_SUFFIX = ".json"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(dest: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; rename it over ``dest`` only on success."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_text_atomic(dest: Path, text: str) -> Path:
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text)
+    return dest
+
+
+def write_json_atomic(dest: Path, obj: Any) -> Path:
+    return write_text_atomic(dest, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of the packages that decide what an artifact contains."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for pkg in ("edgeres", "torch", "onnx", "onnxruntime", "numpy", "tensorrt"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def manifest_path(artifact: Path) -> Path:
+    return Path(str(artifact) + MANIFEST_SUFFIX)
+
+
+def write_manifest(
+    artifact: Path,
+    kind: str,
+    inputs: dict[str, Path | str],
+    config: dict[str, Any],
+    preprocessing: dict[str, Any] | None = None,
+    results: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``<artifact>.json``: what it is, the sha256 of itself and its inputs, config, versions."""
+    ins = {}
+    for name, p in inputs.items():
+        p = Path(p)
+        ins[name] = {"path": str(p), "sha256": sha256_file(p) if p.is_file() else None}
+    doc = {
+        "kind": kind,
+        "artifact": {"path": str(artifact), "sha256": sha256_file(Path(artifact))},
+        "inputs": ins,
+        "config": config,
+        "preprocessing": preprocessing,
+        "results": results or {},
+        "versions": versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return write_json_atomic(manifest_path(Path(artifact)), doc)
+
+
+def read_manifest(artifact: Path) -> dict[str, Any] | None:
+    p = manifest_path(Path(artifact))
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def is_fresh(artifact: Path, inputs: dict[str, Path | str], config: dict[str, Any]) -> bool:
+    """True when ``artifact`` exists, matches its manifest, and was made from these inputs and config."""
+    artifact = Path(artifact)
+    man = read_manifest(artifact)
+    if man is None or not artifact.is_file():
+        return False
+    if man.get("artifact", {}).get("sha256") != sha256_file(artifact):
+        return False
+    if json.loads(json.dumps(config, default=str)) != man.get("config"):
+        return False
+    for name, p in inputs.items():
+        p = Path(p)
+        rec = man.get("inputs", {}).get(name)
+        if rec is None or not p.is_file() or rec.get("sha256") != sha256_file(p):
+            return False
+    return True
+
+
+def require_file(path: Path, what: str, fix: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{what} not found: {path}. {fix}")
+    return path

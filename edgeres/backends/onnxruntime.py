@@ -1,0 +1,75 @@
+"""ONNX Runtime sessions on the CPU: optimized (real latency) or as Q/DQ simulation."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgeres.backends import infer_all
+from edgeres.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from edgeres.targets import TargetProfile
+
+
+class OrtSession:
+    """An ``InferenceSession`` on the CPU execution provider.
+
+    ``simulate=True`` turns graph optimizations off, so Q/DQ nodes run as fake-quant in fp32:
+    the arithmetic TensorRT performs, without this CPU's int8 kernels.
+    """
+
+    copies_timed = False
+    device = "cpu"
+
+    def __init__(self, path: Path, threads: int | None = None, simulate: bool = False) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads or os.cpu_count() or 1
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        if simulate:
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        try:
+            self._sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            raise ArtifactError(f"ONNX Runtime cannot load {path} ({first}); re-run `edgeres export`") from None
+        inp = self._sess.get_inputs()[0]
+        self.input_name: str = inp.name
+        self.input_shape = inp.shape
+        self.output_name: str = self._sess.get_outputs()[0].name
+        self.threads = so.intra_op_num_threads
+        self.simulate = simulate
+        self._run = self._sess.run
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self._run([self.output_name], {self.input_name: batch})[0]
+
+    def infer_all(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        return infer_all(self, x, batch_size)
+
+    def close(self) -> None:
+        self._sess = None  # type: ignore[assignment]
+        self._run = None  # type: ignore[assignment]
+
+
+class OrtBackend:
+    name = "onnxruntime"
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return False, "onnxruntime is not installed; pip install onnxruntime"
+        return True, ""
+
+    def compile(self, onnx: Path, target: "TargetProfile", out: Path) -> Path:
+        """ONNX Runtime runs the ONNX file itself: nothing to build."""
+        return Path(onnx)
+
+    def load(self, artifact: Path, target: "TargetProfile", simulate: bool = False) -> OrtSession:
+        return OrtSession(artifact, target.threads, simulate)

@@ -1,0 +1,91 @@
+"""One latency method for every Session: warm-up by time and count, timed by duration and count."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from edgeres.backends import Session
+from edgeres.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """Defaults follow trtexec: 200 ms warm-up, 3 s timed, at least 10 iterations."""
+
+    warmup_s: float = 0.2
+    warmup_iters: int = 10
+    duration_s: float = 3.0
+    min_iters: int = 10
+
+    def validate(self) -> None:
+        if self.duration_s <= 0:
+            raise ConfigError(f"--duration must be positive, got {self.duration_s}")
+        if self.warmup_s < 0 or self.warmup_iters < 0:
+            raise ConfigError("--warmup must not be negative")
+        if self.min_iters < 1:
+            raise ConfigError(f"--min-iters must be at least 1, got {self.min_iters}")
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    batch: int
+    input_shape: list[int]
+    iterations: int
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    max_ms: float
+    throughput_ips: float  # images per second: batch / mean latency
+    copies_timed: bool
+    device: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def stats_from_times(times_s: np.ndarray, batch: int, shape: list[int], copies: bool, device: str) -> LatencyStats:
+    ms = np.asarray(times_s, dtype=np.float64) * 1e3
+    p50, p90, p95, p99 = np.percentile(ms, [50, 90, 95, 99])
+    mean = float(ms.mean())
+    return LatencyStats(batch, shape, int(ms.size), float(p50), float(p90), float(p95), float(p99), mean,
+                        float(ms.std()), float(ms.min()), float(ms.max()), batch / (mean / 1e3), copies, device)
+
+
+def timed_runs(session: Session, x: np.ndarray, cfg: LatencyConfig) -> np.ndarray:
+    """Per-iteration wall times (seconds) of ``session.infer(x)``, after warm-up."""
+    cfg.validate()
+    infer = session.infer
+    clock = time.perf_counter
+    end = clock() + cfg.warmup_s
+    n = 0
+    while n < cfg.warmup_iters or clock() < end:
+        infer(x)
+        n += 1
+    times: list[float] = []
+    append = times.append
+    start = clock()
+    stop = start + cfg.duration_s
+    while True:
+        t0 = clock()
+        infer(x)
+        t1 = clock()
+        append(t1 - t0)
+        if t1 >= stop and len(times) >= cfg.min_iters:
+            break
+    return np.asarray(times)
+
+
+def measure_latency(session: Session, sample: np.ndarray, batch: int, cfg: LatencyConfig) -> LatencyStats:
+    """Latency of ``session`` at ``batch`` images per call (``sample`` is repeated to fill the batch)."""
+    if batch < 1:
+        raise ConfigError(f"batch must be at least 1, got {batch}")
+    reps = -(-batch // len(sample))
+    x = np.ascontiguousarray(np.concatenate([sample] * reps)[:batch])
+    t = timed_runs(session, x, cfg)
+    return stats_from_times(t, batch, list(x.shape), session.copies_timed, session.device)

@@ -1,0 +1,121 @@
+"""Bench reports: JSON (versioned schema), Markdown and a PNG; and the table printed to the terminal."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgeres.artifacts import atomic_path, write_json_atomic, write_text_atomic
+from edgeres.errors import ArtifactError
+
+COLUMNS = ["precision", "top-1 %", "Δtop-1 pt", "agree %", "p50 ms", "p90 ms", "p99 ms", "img/s @B", "vs fp32 p50"]
+
+
+def _f(v: float | None, fmt: str) -> str:
+    return "—" if v is None else format(v, fmt)
+
+
+def rows(report: dict) -> list[list[str]]:
+    ref_p50 = report["results"][0]["latency"]["p50_ms"]
+    out = []
+    for r in report["results"]:
+        a, lat, thr = r["accuracy"], r["latency"], r["throughput"]
+        star = "" if r["latency_representative"] else "*"
+        sim = "†" if r["accuracy_mode"].startswith("simulated") else ""
+        out.append([
+            r["label"], _f(a["top1"], ".2f") + sim, _f(a["delta_top1"], "+.2f"), _f(a["agreement"], ".2f"),
+            _f(lat["p50_ms"], ".3f") + star, _f(lat["p90_ms"], ".3f") + star, _f(lat["p99_ms"], ".3f") + star,
+            _f(thr["throughput_ips"], ".0f") + star, f"{lat['p50_ms'] / ref_p50:.2f}×{star}",
+        ])
+    return out
+
+
+def footnotes(report: dict) -> list[str]:
+    notes = []
+    res = report["results"]
+    b = res[0]["latency"]["batch"]
+    tb = res[0]["throughput"]["batch"]
+    notes.append(f"latency at batch {b}, throughput at batch {tb} (B); {res[0]['threads'] or '?'} threads; "
+                 f"{report['dataset']['images']} images of {report['dataset']['name']}")
+    if any(r["accuracy_mode"].startswith("simulated") for r in res):
+        notes.append("† accuracy of Q/DQ run as fake-quant in fp32: the arithmetic TensorRT performs")
+    if any(not r["latency_representative"] for r in res):
+        notes.append("* CPU latency of a TensorRT recipe: not representative of the device")
+    return notes
+
+
+def table(report: dict) -> str:
+    """A plain-text table for the terminal."""
+    body = [COLUMNS] + rows(report)
+    widths = [max(len(r[i]) for r in body) for i in range(len(COLUMNS))]
+    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    out = [f"target {report['target']['name']} ({report['target']['runtime']}) on {report['machine']['cpu']}",
+           line(body[0]), "  ".join("-" * w for w in widths)] + [line(r) for r in body[1:]]
+    return "\n".join(out + [f"  {n}" for n in footnotes(report)])
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    out = [f"# edgeres bench: {report['target']['name']}", "",
+           f"- runtime: {report['target']['runtime']}; machine: {m['cpu']}, {m['cores']} cores, "
+           f"features {', '.join(m['cpu_features']) or 'unknown'}",
+           f"- versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v),
+           f"- reference: {report['reference']}; created {report['created']}", "",
+           "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    out += ["| " + " | ".join(r) + " |" for r in rows(report)]
+    out += [""] + [f"- {n}" for n in footnotes(report)]
+    out += ["", "| precision | p95 ms | mean ms | std ms | iterations | cosine | max abs Δlogit | top-5 % |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in report["results"]:
+        a, lat = r["accuracy"], r["latency"]
+        out.append(f"| {r['label']} | {lat['p95_ms']:.3f} | {lat['mean_ms']:.3f} | {lat['std_ms']:.3f} | "
+                   f"{lat['iterations']} | {_f(a['cosine'], '.5f')} | {_f(a['max_abs_diff'], '.4f')} | {a['top5']:.2f} |")
+    return "\n".join(out) + "\n"
+
+
+def plot(report: dict, dest: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = report["results"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    labels = [r["label"] for r in res]
+    a.barh(labels, [r["latency"]["p99_ms"] for r in res], color="#ddd", label="p99")
+    a.barh(labels, [r["latency"]["p90_ms"] for r in res], color="#aaa", label="p90")
+    a.barh(labels, [r["latency"]["p50_ms"] for r in res], color="#4477aa", label="p50")
+    a.set_xlabel(f"latency at batch {res[0]['latency']['batch']} (ms)")
+    a.legend(loc="lower right")
+    a.invert_yaxis()
+    for r in res:
+        b.scatter(r["latency"]["p50_ms"], r["accuracy"]["top1"], s=40)
+        b.annotate(r["label"], (r["latency"]["p50_ms"], r["accuracy"]["top1"]), fontsize=8,
+                   xytext=(4, 4), textcoords="offset points")
+    b.set_xlabel("p50 latency (ms)")
+    b.set_ylabel("top-1 (%)")
+    fig.suptitle(f"edgeres bench — {report['target']['name']} — {report['dataset']['name']}")
+    fig.tight_layout()
+    with atomic_path(dest) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def write_reports(report: dict, out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "report.json", "md": out_dir / "report.md", "png": out_dir / "report.png"}
+    write_json_atomic(paths["json"], report)
+    write_text_atomic(paths["md"], markdown(report))
+    plot(report, paths["png"])
+    return paths
+
+
+def load_report(path: Path) -> dict:
+    from edgeres.bench import SCHEMA
+
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{path} is not a readable report ({e}); re-run `edgeres bench`") from None
+    if doc.get("schema") != SCHEMA:
+        raise ArtifactError(f"{path} has schema {doc.get('schema')!r}, this edgeres reads {SCHEMA}; "
+                            f"re-run `edgeres bench` with this version")
+    return doc

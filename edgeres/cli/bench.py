@@ -1,0 +1,133 @@
+"""bench, run, targets."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgeres.cli import emit, handle_errors, json_option
+
+
+def latency_options(fn):
+    for opt in reversed([
+        click.option("--warmup", "warmup_s", type=float, default=0.2, show_default=True, help="Warm-up seconds."),
+        click.option("--warmup-iters", type=int, default=10, show_default=True),
+        click.option("--duration", "duration_s", type=float, default=3.0, show_default=True, help="Timed seconds."),
+        click.option("--min-iters", type=int, default=10, show_default=True),
+        click.option("--batch", type=int, default=1, show_default=True, help="Batch for latency."),
+        click.option("--throughput-batch", type=int, default=32, show_default=True),
+        click.option("--threads", type=int, default=None, help="CPU threads (default: all cores)."),
+        click.option("--max-drop", type=float, default=None, help="Fail if any precision loses more top-1 points."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_iters, batch,
+                 throughput_batch, threads, max_drop):
+    from edgeres.bench import BenchConfig
+    from edgeres.bench.latency import LatencyConfig
+
+    return BenchConfig(target, data, limit, batch, throughput_batch, threads,
+                       LatencyConfig(warmup_s, warmup_iters, duration_s, min_iters), max_drop)
+
+
+@click.command("bench")
+@click.argument("models", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--target", default="cpu", show_default=True, help="Target name, jetson (detect), or a .toml file.")
+@click.option("--host", default=None, help="Run on user@device over SSH (not in this version).")
+@click.option("--data", default=None, help="Evaluation set (default: the one in the model's metadata).")
+@click.option("--limit", type=int, default=None, help="Evaluate on the first N test images only.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/bench"), show_default=True)
+@click.option("--compare", nargs=2, type=click.Path(path_type=Path), default=None,
+              help="Put two report.json files side by side instead of measuring.")
+@latency_options
+@json_option
+@handle_errors
+def bench_cmd(models, target, host, data, limit, out, compare, warmup_s, warmup_iters, duration_s, min_iters,
+              batch, throughput_batch, threads, max_drop, as_json):
+    """Measure accuracy and latency of every precision against the fp32 reference.
+
+    \b
+    Example:
+      edgeres bench runs/demo/model.onnx runs/demo/model.int8-cpu.onnx --target cpu --out runs/demo/report
+    """
+    from edgeres.errors import ConfigError
+
+    if compare:
+        from edgeres.bench.compare import compare_reports
+        text, payload = compare_reports(*compare)
+        emit(as_json, payload, text)
+        return
+    if host:
+        raise ConfigError("--host is not available yet; copy the models to the device and run edgeres bench there")
+    if not models:
+        raise ConfigError("no models given; pass the float ONNX and any int8 ONNX files, e.g. runs/demo/model*.onnx")
+    from edgeres.bench import bench
+    from edgeres.bench.report import table
+
+    cfg = bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_iters, batch,
+                       throughput_batch, threads, max_drop)
+    report = bench(list(models), out, cfg)
+    emit(as_json, report, table(report) + f"\nreport: {out}/report.json, report.md, report.png")
+
+
+@click.command("run")
+@click.option("--out", default="runs/demo", show_default=True, help="Folder for every artifact.")
+@click.option("--epochs", type=int, default=2, show_default=True)
+@click.option("--limit-train", type=int, default=None, help="Train on N images only (a quick look).")
+@click.option("--limit-test", type=int, default=None, help="Evaluate on N test images only.")
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
+@click.option("--force", is_flag=True, help="Redo every stage even when its output is up to date.")
+@latency_options
+@json_option
+@handle_errors
+def run_cmd(out, epochs, limit_train, limit_test, method, force, warmup_s, warmup_iters, duration_s, min_iters,
+            batch, throughput_batch, threads, max_drop, as_json):
+    """The demo: train → export → quantize (tensorrt and cpu recipes) → bench on Fashion-MNIST, cpu target.
+
+    Resumable: a stage whose inputs and settings are unchanged is skipped.
+
+    \b
+    Example:
+      edgeres run --out runs/demo
+    """
+    from dataclasses import replace
+
+    from edgeres.bench.report import table
+    from edgeres.pipeline import PipelineConfig, run_pipeline
+
+    base = PipelineConfig()
+    cfg = replace(base, out=out,
+                  train=replace(base.train, epochs=epochs, limit_train=limit_train, limit_test=limit_test),
+                  quant=replace(base.quant, method=method),
+                  bench=bench_config("cpu", None, limit_test, warmup_s, warmup_iters, duration_s, min_iters,
+                                     batch, throughput_batch, threads, max_drop))
+    report = run_pipeline(cfg, force=force)
+    emit(as_json, report, table(report) + f"\nreport: {out}/report/report.json, report.md, report.png")
+
+
+@click.command("targets")
+@json_option
+@handle_errors
+def targets_cmd(as_json):
+    """List the target profiles in targets/, and say which one this machine is.
+
+    \b
+    Example:
+      edgeres targets
+    """
+    from dataclasses import asdict
+
+    from edgeres.errors import ConfigError
+    from edgeres.targets import all_targets, detect_jetson
+
+    ts = all_targets()
+    try:
+        here = detect_jetson().name
+    except ConfigError:
+        here = "cpu"
+    lines = [f"{'*' if t.name == here else ' '} {t.name:18} {t.runtime:11} {','.join(t.precisions):15} "
+             f"{('SM ' + t.sm) if t.sm else '':8} DLA {t.dla_cores}  {t.description}" for t in ts]
+    emit(as_json, {"this_machine": here, "targets": [asdict(t) for t in ts]},
+         "\n".join(lines) + f"\n(* this machine: {here})")

@@ -1,0 +1,120 @@
+"""train, export, quantize, build."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgeres.cli import emit, handle_errors, json_option
+
+
+@click.command("train")
+@click.option("--data", default="fashion-mnist", show_default=True,
+              help="fashion-mnist, or an ImageFolder root with train/ and test/ class folders.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo/model.pt"), show_default=True)
+@click.option("--epochs", type=int, default=2, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--lr", type=float, default=0.2, show_default=True, help="Peak learning rate.")
+@click.option("--schedule", type=click.Choice(["onecycle", "cosine"]), default="onecycle", show_default=True)
+@click.option("--stem", type=click.Choice(["imagenet", "small", "small-s2"]), default="imagenet", show_default=True)
+@click.option("--size", type=int, default=40, show_default=True, help="Input side in pixels.")
+@click.option("--augment", type=click.Choice(["none", "flip", "flip+crop"]), default="flip", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--limit-train", type=int, default=None, help="Use only N training images (quick runs).")
+@click.option("--limit-test", type=int, default=None, help="Evaluate on only N test images.")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint at --out.")
+@json_option
+@handle_errors
+def train_cmd(data, out, epochs, batch_size, lr, schedule, stem, size, augment, seed,
+              limit_train, limit_test, resume, as_json):
+    """Train ResNet-18 from scratch; checkpoint after every epoch.
+
+    \b
+    Example:
+      edgeres train --data fashion-mnist --epochs 2 --out runs/demo/model.pt
+    """
+    from edgeres.train import TrainConfig, train
+
+    cfg = TrainConfig(data=data, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, stem=stem,
+                      size=size, augment=augment, seed=seed, limit_train=limit_train, limit_test=limit_test)
+    r = train(cfg, out, resume=resume)
+    emit(as_json, {"checkpoint": r.checkpoint, "top1": r.top1, "epochs_run": r.epochs_run, "seconds": r.seconds},
+         f"{r.checkpoint}: test top-1 {r.top1:.2f}% after {cfg.epochs} epochs ({r.seconds:.0f} s)")
+
+
+@click.command("export")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: CHECKPOINT with .onnx.")
+@click.option("--opset", type=int, default=18, show_default=True)
+@click.option("--parity-images", type=int, default=500, show_default=True)
+@click.option("--max-abs-diff", type=float, default=1e-3, show_default=True, help="Parity tolerance on logits.")
+@click.option("--data", default=None, help="Data set for parity images (default: the training set's test split).")
+@json_option
+@handle_errors
+def export_cmd(checkpoint, out, opset, parity_images, max_abs_diff, data, as_json):
+    """Export a checkpoint to ONNX and check it against PyTorch on real test images.
+
+    \b
+    Example:
+      edgeres export runs/demo/model.pt --out runs/demo/model.onnx
+    """
+    from edgeres.export import ExportConfig, onnx_from_checkpoint
+
+    out = out or checkpoint.with_suffix(".onnx")
+    r = onnx_from_checkpoint(checkpoint, out, ExportConfig(opset, parity_images, max_abs_diff, data=data))
+    emit(as_json, {"onnx": r.onnx, "max_abs_diff": r.max_abs_diff, "agreement": r.agreement, "images": r.images},
+         f"{r.onnx}: parity on {r.images} test images: max |Δlogit| {r.max_abs_diff:.2e}, "
+         f"top-1 agreement {r.agreement:.2f}%")
+
+
+@click.command("quantize")
+@click.argument("onnx_path", metavar="ONNX", type=click.Path(path_type=Path))
+@click.option("--int8", "int8", is_flag=True, required=True, help="Quantize to INT8 (the only mode for now).")
+@click.option("--recipe", type=click.Choice(["tensorrt", "cpu"]), default="tensorrt", show_default=True,
+              help="tensorrt: symmetric int8 Q/DQ; cpu: what ONNX Runtime runs fastest here.")
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
+@click.option("--percentile", type=float, default=99.999, show_default=True)
+@click.option("--calibration", default="fashion-mnist-train-500", show_default=True,
+              help="A folder, or a set's name under calibration/.")
+@click.option("--allow-small", is_flag=True, help="Accept a calibration set under the minimum size.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: ONNX with .int8-RECIPE.onnx.")
+@json_option
+@handle_errors
+def quantize_cmd(onnx_path, int8, recipe, method, percentile, calibration, allow_small, out, as_json):
+    """Post-training INT8 quantization to explicit Q/DQ ONNX, calibrated on images on disk.
+
+    \b
+    Example:
+      edgeres quantize runs/demo/model.onnx --int8 --recipe tensorrt --method entropy
+    """
+    from edgeres.quantize import QuantConfig, qdq_from_onnx
+
+    out = out or onnx_path.with_name(f"{onnx_path.stem}.int8-{recipe}.onnx")
+    r = qdq_from_onnx(onnx_path, out, QuantConfig(recipe, method, calibration, percentile, allow_small=allow_small))
+    emit(as_json, {"onnx": r.onnx, "recipe": r.recipe.name, "method": r.method,
+                   "calibration_images": r.calibration_images, "quantize_nodes": r.quantize_nodes},
+         f"{r.onnx}: {r.recipe.name} recipe, {r.method} calibration on {r.calibration_images} images, "
+         f"{r.quantize_nodes} QuantizeLinear nodes")
+
+
+@click.command("build")
+@click.argument("onnx_path", metavar="ONNX", type=click.Path(path_type=Path))
+@click.option("--target", required=True, help="A target name (edgeres targets), or jetson to detect the board.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
+              help="Default: the ONNX model's own (int8 for Q/DQ models).")
+@click.option("--dla-core", type=int, default=None, help="Build for this DLA core (Xavier, Orin NX, AGX Orin).")
+@click.option("--out", type=click.Path(path_type=Path), default=None)
+@json_option
+@handle_errors
+def build_cmd(onnx_path, target, precision, dla_core, out, as_json):
+    """Build the runtime artifact for a target: a TensorRT engine, or an optimized ONNX for cpu.
+
+    \b
+    Examples:
+      edgeres build runs/demo/model.int8-tensorrt.onnx --target jetson
+      edgeres build runs/demo/model.onnx --target cpu
+    """
+    from edgeres.build import engine_from_onnx
+
+    r = engine_from_onnx(onnx_path, target, out, precision, dla_core)
+    emit(as_json, r, f"{r['artifact']}: {r['runtime']} {r['precision']} for {r['target']}")

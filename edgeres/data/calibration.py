@@ -1,0 +1,114 @@
+"""Calibration sets as data: ``calibration/<name>/`` holds PNG files and ``manifest.json``."""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeres.artifacts import sha256_file, write_json_atomic
+from edgeres.data.datasets import IMAGE_SUFFIXES, ImageSet, load_dataset, open_image, pixel_hash
+from edgeres.errors import ConfigError, DataError
+from edgeres.progress import progress
+
+FORMAT = "edgeres.calibration/1"
+MIN_IMAGES = 100
+RECOMMENDED_IMAGES = 500
+
+
+@dataclass
+class CalibrationSet:
+    root: Path
+    images: ImageSet
+    hashes: list[str]
+    source: dict
+
+    def manifest_file(self) -> Path:
+        return self.root / "manifest.json"
+
+
+def make_calibration_set(data: str, out: Path, per_class: int = 50, split: str = "train", seed: int = 0) -> Path:
+    """Write a class-balanced sample of ``data``'s ``split`` as PNG files plus ``manifest.json``."""
+    if split == "test":
+        raise ConfigError("calibration images must not come from the test split; use --split train")
+    if per_class < 1:
+        raise ConfigError(f"--per-class must be at least 1, got {per_class}")
+    ds = load_dataset(data, split)
+    rng = np.random.default_rng(seed)
+    picked: list[int] = []
+    for k in range(len(ds.classes)):
+        idx = np.flatnonzero(ds.labels == k)
+        if len(idx) < per_class:
+            raise DataError(f"class {ds.classes[k]!r} has only {len(idx)} {split} images; lower --per-class")
+        picked += sorted(rng.choice(idx, per_class, replace=False).tolist())
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    entries = []
+    for n, i in enumerate(progress(picked, desc="calibration set")):
+        img = ds.image(i)
+        name = f"{n:05d}.png"
+        img.save(tmp / name, format="PNG")
+        entries.append({"file": name, "sha256": sha256_file(tmp / name), "pixels_sha256": pixel_hash(img),
+                        "label": int(ds.labels[i]), "index": int(i)})
+    manifest = {"format": FORMAT, "name": out.name,
+                "source": {"data": data, "split": split, "seed": seed, "per_class": per_class},
+                "classes": ds.classes, "images": entries}
+    write_json_atomic(tmp / "manifest.json", manifest)
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
+    return out
+
+
+def load_calibration_set(root: Path, allow_small: bool = False) -> CalibrationSet:
+    """A calibration folder: one with ``manifest.json``, or a plain folder of images (hand-made)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"calibration set {root} does not exist; make one with "
+                        f"`edgeres calib make --data fashion-mnist --per-class 50 --out {root}`")
+    man_path = root / "manifest.json"
+    if man_path.is_file():
+        try:
+            man = json.loads(man_path.read_text())
+            entries = man["images"]
+            paths = [root / e["file"] for e in entries]
+            labels = [int(e.get("label", -1)) for e in entries]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise DataError(f"{man_path} is malformed ({e}); re-make it with `edgeres calib make`") from None
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise DataError(f"{missing[0]} is listed in {man_path} but missing; re-make the set")
+        source = man.get("source", {})
+    else:
+        files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+        bad = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+        if bad:
+            raise DataError(f"{bad[0]} is not a JPEG or PNG image; calibration folders hold images only, remove it")
+        paths, labels, source = files, [-1] * len(files), {"data": "hand-made"}
+    if not paths:
+        raise DataError(f"calibration set {root} holds no images; add JPEG/PNG files or run `edgeres calib make`")
+    if len(paths) < MIN_IMAGES and not allow_small:
+        raise DataError(f"calibration set {root} has {len(paths)} images, fewer than {MIN_IMAGES} "
+                        f"({RECOMMENDED_IMAGES} recommended for CNNs); add images or pass --allow-small")
+    images = ImageSet(f"calibration:{root.name}", [], np.asarray(labels, np.int64), paths=paths)
+    hashes = [pixel_hash(open_image(p)) for p in paths]  # decodes every file: corrupt ones are named here
+    return CalibrationSet(root, images, hashes, source)
+
+
+def check_disjoint(calib: CalibrationSet, evaluation: ImageSet) -> None:
+    """Refuse a calibration set that shares any image (by decoded pixels) with the evaluation set."""
+    eval_hashes = set(evaluation.pixel_hashes())
+    shared = [p for p, h in zip(calib.images.paths or [], calib.hashes) if h in eval_hashes]
+    if shared:
+        raise DataError(f"{len(shared)} calibration image(s) also appear in the evaluation set "
+                        f"{evaluation.name} (first: {shared[0]}); draw the set from the training split "
+                        f"with `edgeres calib make --split train`")

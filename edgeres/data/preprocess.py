@@ -1,0 +1,97 @@
+"""The one preprocessing definition: used by training, calibration and bench, stored in models."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image
+
+from edgeres.errors import ArtifactError, ConfigError
+
+METADATA_KEY = "edgeres.preprocessing"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Resize the shorter side to ``size``, centre-crop to a square, scale to [0, 1], normalize."""
+
+    size: int
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resample: str = "bilinear"
+    layout: str = "NCHW"
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise ConfigError(f"channels must be 1 or 3, got {self.channels}")
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ConfigError(f"mean and std need {self.channels} values each")
+        if self.size < 8:
+            raise ConfigError(f"input size must be at least 8 pixels, got {self.size}")
+        if self.resample not in _RESAMPLE:
+            raise ConfigError(f"resample must be one of {', '.join(_RESAMPLE)}, got {self.resample!r}")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.size, self.size)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocessing":
+        try:
+            return cls(
+                size=int(d["size"]),
+                channels=int(d["channels"]),
+                mean=tuple(float(v) for v in d["mean"]),
+                std=tuple(float(v) for v in d["std"]),
+                resample=str(d.get("resample", "bilinear")),
+                layout=str(d.get("layout", "NCHW")),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ArtifactError(f"preprocessing record is malformed ({e}); re-export the model") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> "Preprocessing":
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise ArtifactError(f"preprocessing record is not JSON ({e}); re-export the model") from None
+
+    def prepare(self, img: Image.Image) -> Image.Image:
+        """Colour mode, resize and crop: the PIL half of the definition."""
+        img = img.convert("L" if self.channels == 1 else "RGB")
+        w, h = img.size
+        if (w, h) != (self.size, self.size):
+            scale = self.size / min(w, h)
+            nw, nh = max(self.size, round(w * scale)), max(self.size, round(h * scale))
+            if (nw, nh) != (w, h):
+                img = img.resize((nw, nh), _RESAMPLE[self.resample])
+            left, top = (nw - self.size) // 2, (nh - self.size) // 2
+            img = img.crop((left, top, left + self.size, top + self.size))
+        return img
+
+    def __call__(self, img: Image.Image) -> np.ndarray:
+        """One PIL image in, a float32 CHW array out."""
+        a = np.asarray(self.prepare(img), dtype=np.float32) / 255.0
+        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+        mean = np.asarray(self.mean, np.float32)[:, None, None]
+        std = np.asarray(self.std, np.float32)[:, None, None]
+        return (a - mean) / std
+
+
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+}
+
+# Fashion-MNIST: train-split pixel mean and std.
+FASHION_MNIST_MEAN = (0.2860,)
+FASHION_MNIST_STD = (0.3530,)

@@ -1,0 +1,116 @@
+"""checkpoint → float ONNX: dynamo export, metadata, onnx.checker and a parity check against PyTorch."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from edgeres.artifacts import atomic_path, write_manifest
+from edgeres.data.datasets import load_dataset
+from edgeres.data.preprocess import METADATA_KEY
+from edgeres.errors import ArtifactError, ConfigError
+from edgeres.models import load_checkpoint
+from edgeres.onnx_model import CLASSES_KEY, DATASET_KEY, MODEL_KEY, PRECISION_KEY, load_onnx, set_metadata
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    opset: int = 18
+    parity_images: int = 500
+    max_abs_diff: float = 1e-3
+    min_agreement: float = 99.9
+    data: str | None = None  # data set for parity images; default: the one the checkpoint was trained on
+
+    def validate(self) -> None:
+        if self.opset < 17:
+            raise ConfigError(f"--opset must be 17 or newer (TensorRT and dynamic shapes), got {self.opset}")
+        if self.parity_images < 1:
+            raise ConfigError(f"--parity-images must be at least 1, got {self.parity_images}")
+
+
+@dataclass
+class ExportResult:
+    onnx: Path
+    max_abs_diff: float
+    agreement: float
+    images: int
+
+
+class ParityError(ArtifactError):
+    """ONNX and PyTorch disagree past the tolerance."""
+
+
+def _export(model: torch.nn.Module, shape: tuple[int, ...], dest: Path, opset: int) -> None:
+    x = torch.zeros(2, *shape)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    sink = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        prog = torch.onnx.export(model, (x,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                 dynamic_shapes={"x": {0: batch}}, opset_version=opset, dynamo=True,
+                                 external_data=False, verbose=False)
+        prog.save(str(dest), external_data=False)
+
+
+def parity(onnx_path: Path, model: torch.nn.Module, x: np.ndarray) -> tuple[float, float]:
+    """Max |Δlogit| and top-1 agreement (%) between ONNX Runtime and PyTorch on ``x``."""
+    from edgeres.backends.onnxruntime import OrtSession
+
+    sess = OrtSession(onnx_path)
+    try:
+        got = sess.infer_all(x, batch_size=250)
+    finally:
+        sess.close()
+    with torch.no_grad():
+        ref = np.concatenate([model(torch.from_numpy(x[i:i + 250])).numpy() for i in range(0, len(x), 250)])
+    return float(np.abs(got - ref).max()), float(100.0 * (got.argmax(1) == ref.argmax(1)).mean())
+
+
+def onnx_from_checkpoint(checkpoint: Path, out: Path, cfg: ExportConfig = ExportConfig()) -> ExportResult:
+    """Export ``checkpoint`` to ``out`` (opset ≥ 17, dynamic batch) and check parity on real images."""
+    cfg.validate()
+    ck = load_checkpoint(checkpoint)
+    if ck.preprocessing is None:
+        raise ArtifactError(f"{checkpoint} records no preprocessing; pass --size/--mean/--std "
+                            f"(a torchvision checkpoint needs them)")
+    data = cfg.data or ck.extra.get("train_config", {}).get("data")
+    if data is None:
+        raise ConfigError("the checkpoint does not name its data set; pass --data for the parity images")
+    model = ck.model()
+    pre = ck.preprocessing
+    test = load_dataset(data, "test")
+    n = min(cfg.parity_images, len(test))
+    x = test.subset(np.linspace(0, len(test) - 1, n).astype(int)).tensors(pre, "parity images")
+    with atomic_path(Path(out)) as tmp:
+        _export(model, pre.input_shape, tmp, cfg.opset)
+        proto = load_onnx(tmp)
+        set_metadata(proto, {
+            METADATA_KEY: pre.to_json(),
+            CLASSES_KEY: json.dumps(ck.classes),
+            DATASET_KEY: data,
+            MODEL_KEY: json.dumps(ck.model_cfg.to_dict()),
+            PRECISION_KEY: "fp32",
+        })
+        proto.producer_name = "edgeres"
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.save(proto, str(tmp))
+        diff, agree = parity(tmp, model, x)
+        if diff > cfg.max_abs_diff or agree < cfg.min_agreement:
+            raise ParityError(f"ONNX differs from PyTorch: max |Δlogit| {diff:.2e} (limit {cfg.max_abs_diff:.0e}), "
+                              f"top-1 agreement {agree:.2f}% (limit {cfg.min_agreement}%); try another --opset "
+                              f"and report it; nothing was written")
+    write_manifest(Path(out), "onnx-fp32", {"checkpoint": checkpoint}, asdict(cfg), pre.to_dict(),
+                   {"max_abs_diff": diff, "agreement": agree, "parity_images": n, "data": data})
+    return ExportResult(Path(out), diff, agree, n)

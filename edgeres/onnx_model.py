@@ -1,0 +1,73 @@
+"""Reading ONNX models safely, and the metadata edgeres stores in them."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from edgeres.data.preprocess import METADATA_KEY, Preprocessing
+from edgeres.errors import ArtifactError
+
+CLASSES_KEY = "edgeres.classes"
+DATASET_KEY = "edgeres.dataset"
+MODEL_KEY = "edgeres.model"
+PRECISION_KEY = "edgeres.precision"
+
+
+@dataclass(frozen=True)
+class OnnxInfo:
+    path: Path
+    preprocessing: Preprocessing
+    classes: list[str]
+    dataset: str | None
+    precision: str
+    input_name: str
+    input_shape: list[int | str]
+
+
+def load_onnx(path: Path) -> onnx.ModelProto:
+    """Load and check an ONNX file; a truncated or foreign file is an ArtifactError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"ONNX model not found: {path}; make one with `edgeres export`")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except (DecodeError, onnx.checker.ValidationError, OSError, ValueError, RuntimeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise ArtifactError(f"{path} is not a valid ONNX model ({first}); it may be truncated: "
+                            f"re-run `edgeres export`") from None
+    if not model.graph.node:
+        raise ArtifactError(f"{path} has an empty graph; re-run `edgeres export`")
+    return model
+
+
+def metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def set_metadata(model: onnx.ModelProto, values: dict[str, str]) -> None:
+    props = metadata(model)
+    props.update(values)
+    del model.metadata_props[:]
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=v)
+
+
+def onnx_info(path: Path, model: onnx.ModelProto | None = None) -> OnnxInfo:
+    """Preprocessing, labels and input of an edgeres ONNX model."""
+    model = model if model is not None else load_onnx(path)
+    meta = metadata(model)
+    if METADATA_KEY not in meta:
+        raise ArtifactError(f"{path} has no preprocessing metadata ({METADATA_KEY}); export it with "
+                            f"`edgeres export`, or add it with `edgeres export --from-onnx {path} --size … --mean … --std …`")
+    inp = model.graph.input[0]
+    dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+    return OnnxInfo(
+        Path(path), Preprocessing.from_json(meta[METADATA_KEY]),
+        json.loads(meta.get(CLASSES_KEY, "[]")), meta.get(DATASET_KEY),
+        meta.get(PRECISION_KEY, "fp32"), inp.name, dims,
+    )

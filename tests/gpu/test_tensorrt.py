@@ -1,0 +1,49 @@
+"""TensorRT and CUDA: these run on a GPU machine with TensorRT, and skip here with the reason."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from packaging.version import Version
+
+from edgeres.backends.tensorrt import build_flags, tensorrt_version
+from edgeres.errors import ConfigError
+from tests.conftest import cpu_and_cuda
+
+
+def test_build_flags_by_version():
+    # pure logic, no TensorRT needed: what each version must be told
+    assert build_flags(Version("8.6.1"), "int8", True) == (["INT8", "FP16"], False)
+    assert build_flags(Version("10.3.0"), "fp16", False) == (["FP16"], False)
+    assert build_flags(Version("11.4.1"), "int8", True) == ([], True)
+    with pytest.raises(ConfigError, match="TensorRT 11 has no FP16 builder flag"):
+        build_flags(Version("11.0.0"), "fp16", False)
+    with pytest.raises(ConfigError, match="Q/DQ"):
+        build_flags(Version("10.3.0"), "int8", False)
+
+
+@pytest.mark.needs_tensorrt
+def test_engine_matches_onnxruntime(small_run, tmp_path):
+    from edgeres.backends.onnxruntime import OrtSession
+    from edgeres.backends.tensorrt.session import TrtSession
+    from edgeres.build import engine_from_onnx
+
+    cfg, _ = small_run
+    onnx_path = Path(cfg.out) / "model.onnx"
+    r = engine_from_onnx(onnx_path, "desktop", tmp_path / "m.engine", "fp32")
+    x = np.random.default_rng(0).standard_normal((4, 1, 32, 32)).astype(np.float32)
+    trt_out = TrtSession(Path(r["artifact"])).infer(x)
+    ort_out = OrtSession(onnx_path).infer(x)
+    assert tensorrt_version() is not None
+    assert np.abs(trt_out - ort_out).max() < 1e-2
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+def test_torch_session_on_each_device(device):
+    from edgeres.backends.torch import TorchSession
+    from edgeres.models.resnet import resnet18
+
+    s = TorchSession(resnet18(1, 10), device)
+    out = s.infer(np.zeros((2, 1, 32, 32), np.float32))
+    assert out.shape == (2, 10) and s.copies_timed == (device == "cuda")

@@ -1,0 +1,40 @@
+"""One small but real run of the whole path, shared by the integration tests.
+
+Real ResNet-18, real Fashion-MNIST (a slice), real ONNX export, ORT quantization and ORT sessions.
+"""
+from __future__ import annotations
+
+import pytest
+
+from edgeres.bench import BenchConfig
+from edgeres.bench.latency import LatencyConfig
+from edgeres.data.calibration import make_calibration_set
+from edgeres.export import ExportConfig
+from edgeres.pipeline import PipelineConfig, run_pipeline
+from edgeres.quantize import QuantConfig
+from edgeres.train import TrainConfig
+
+FAST_LATENCY = LatencyConfig(warmup_s=0.02, warmup_iters=2, duration_s=0.1, min_iters=5)
+
+
+@pytest.fixture(scope="session")
+def calib_dir(tmp_path_factory):
+    return make_calibration_set("fashion-mnist", tmp_path_factory.mktemp("calib") / "fm-100", per_class=10)
+
+
+@pytest.fixture(scope="session")
+def small_cfg(tmp_path_factory, calib_dir):
+    out = tmp_path_factory.mktemp("run")
+    return PipelineConfig(
+        out=str(out),
+        train=TrainConfig(epochs=1, batch_size=64, limit_train=640, limit_test=200, size=32, lr=0.05),
+        export=ExportConfig(parity_images=64),
+        quant=QuantConfig(calibration=str(calib_dir)),
+        bench=BenchConfig(limit=200, latency=FAST_LATENCY),
+    )
+
+
+@pytest.fixture(scope="session")
+def small_run(small_cfg):
+    report = run_pipeline(small_cfg)
+    return small_cfg, report

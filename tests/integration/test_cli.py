@@ -1,0 +1,157 @@
+"""The command line: --help with examples, --json, and bad input as one line, no traceback, no debris."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+COMMANDS = ["train", "export", "quantize", "build", "bench", "run", "targets", "calib", "data"]
+
+
+def edgeres(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgeres", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**__import__("os").environ, "EDGERES_QUIET": "1"}, timeout=300)
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None:
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_help_has_an_example(cmd):
+    r = edgeres(cmd, "--help")
+    assert r.returncode == 0
+    assert "Example" in r.stdout or "Commands" in r.stdout
+
+
+def test_targets_json():
+    r = edgeres("targets", "--json")
+    doc = json.loads(r.stdout)
+    assert doc["this_machine"] == "cpu" and len(doc["targets"]) == 10
+
+
+def test_missing_data_set(tmp_path):
+    r = edgeres("train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "m.pt"))
+    assert_one_line_error(r, "does not exist", "--data fashion-mnist")
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_truncated_checkpoint(small_run, tmp_path):
+    cfg, _ = small_run
+    data = (Path(cfg.out) / "model.pt").read_bytes()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(data[: len(data) // 3])
+    r = edgeres("export", str(bad), "--out", str(tmp_path / "m.onnx"))
+    assert_one_line_error(r, "truncated")
+    assert not list(tmp_path.glob("*.onnx*"))
+
+
+def test_truncated_onnx(small_run, tmp_path):
+    cfg, _ = small_run
+    data = (Path(cfg.out) / "model.onnx").read_bytes()
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(data[: len(data) // 2])
+    r = edgeres("quantize", str(bad), "--int8", "--out", str(tmp_path / "q.onnx"))
+    assert_one_line_error(r, "not a valid ONNX model")
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_empty_and_junk_calibration_folders(small_run, tmp_path):
+    cfg, _ = small_run
+    (tmp_path / "empty").mkdir()
+    r = edgeres("quantize", str(Path(cfg.out) / "model.onnx"), "--int8", "--calibration", str(tmp_path / "empty"),
+                "--out", str(tmp_path / "q.onnx"))
+    assert_one_line_error(r, "holds no images")
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    Image.new("L", (28, 28)).save(junk / "a.png")
+    (junk / "readme.md").write_text("x")
+    r = edgeres("quantize", str(Path(cfg.out) / "model.onnx"), "--int8", "--calibration", str(junk),
+                "--out", str(tmp_path / "q.onnx"))
+    assert_one_line_error(r, "readme.md", "remove it")
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_overlapping_calibration_set(small_run, tmp_path):
+    cfg, _ = small_run
+    from edgeres.data.datasets import load_dataset
+    test = load_dataset("fashion-mnist", "test")
+    for i in range(100):
+        test.image(i).save(tmp_path / f"{i}.png")
+    r = edgeres("quantize", str(Path(cfg.out) / "model.onnx"), "--int8", "--calibration", str(tmp_path),
+                "--out", str(tmp_path.parent / "q-overlap.onnx"))
+    assert_one_line_error(r, "also appear in the evaluation set", "--split train")
+
+
+def test_unknown_target(small_run):
+    cfg, _ = small_run
+    r = edgeres("bench", str(Path(cfg.out) / "model.onnx"), "--target", "jetson-nanoo")
+    assert_one_line_error(r, "unknown target 'jetson-nanoo'", "jetson-nano")
+
+
+def test_zero_duration(small_run):
+    cfg, _ = small_run
+    r = edgeres("bench", str(Path(cfg.out) / "model.onnx"), "--duration", "0")
+    assert_one_line_error(r, "--duration must be positive")
+
+
+def test_tensorrt_target_without_tensorrt(small_run, tmp_path):
+    cfg, _ = small_run
+    r = edgeres("build", str(Path(cfg.out) / "model.int8-tensorrt.onnx"), "--target", "jetson-agx-orin")
+    assert_one_line_error(r, "TensorRT needs an NVIDIA GPU", "--target cpu")
+
+
+def test_int8_on_nano_is_refused_by_build(small_run):
+    cfg, _ = small_run
+    r = edgeres("build", str(Path(cfg.out) / "model.int8-tensorrt.onnx"), "--target", "jetson-nano")
+    assert_one_line_error(r, "jetson-nano does not support int8")
+
+
+def test_build_cpu_writes_optimized_onnx(small_run, tmp_path):
+    cfg, _ = small_run
+    out = tmp_path / "m.ort.onnx"
+    r = edgeres("build", str(Path(cfg.out) / "model.int8-cpu.onnx"), "--target", "cpu", "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["runtime"] == "onnxruntime"
+    import onnx
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert "QLinearConv" in ops or any(o.startswith("QLinear") or "Quant" in o for o in ops)
+
+
+def test_bench_json_and_compare(small_run, tmp_path):
+    cfg, _ = small_run
+    args = [str(Path(cfg.out) / "model.onnx"), str(Path(cfg.out) / "model.int8-cpu.onnx"), "--limit", "100",
+            "--duration", "0.05", "--warmup", "0", "--warmup-iters", "1"]
+    r = edgeres("bench", *args, "--out", str(tmp_path / "a"), "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["schema"] == "edgeres.bench/1" and len(doc["results"]) == 2
+    r = edgeres("bench", "--compare", str(tmp_path / "a" / "report.json"), str(Path(cfg.out) / "report" / "report.json"))
+    assert r.returncode == 0 and "int8-cpu" in r.stdout
+    other = json.loads((tmp_path / "a" / "report.json").read_text())
+    other["schema"] = "edgeres.bench/0"
+    (tmp_path / "old.json").write_text(json.dumps(other))
+    r = edgeres("bench", "--compare", str(tmp_path / "old.json"), str(tmp_path / "a" / "report.json"))
+    assert_one_line_error(r, "schema 'edgeres.bench/0'")
+
+
+def test_max_drop_budget_fails_bench(small_run, tmp_path):
+    cfg, report = small_run
+    drops = [-r["accuracy"]["delta_top1"] for r in report["results"][1:]]
+    worst = max(drops)
+    if worst <= 0:
+        pytest.skip("no precision lost accuracy in this tiny run; nothing to exceed")
+    r = edgeres("bench", str(Path(cfg.out) / "model.onnx"), str(Path(cfg.out) / "model.int8-cpu.onnx"),
+                str(Path(cfg.out) / "model.int8-tensorrt.onnx"), "--limit", "200", "--duration", "0.05",
+                "--max-drop", str(worst / 2), "--out", str(tmp_path / "b"))
+    assert_one_line_error(r, "over --max-drop")
+    assert (tmp_path / "b" / "report.json").is_file()  # the report is still written

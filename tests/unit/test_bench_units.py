@@ -1,0 +1,89 @@
+"""Latency statistics, accuracy metrics, atomic artifacts and manifests."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeres.artifacts import atomic_path, is_fresh, write_manifest
+from edgeres.bench.accuracy import accuracy, topk
+from edgeres.bench.latency import LatencyConfig, measure_latency, stats_from_times, timed_runs
+from edgeres.errors import ConfigError
+
+
+class SleepySession:
+    """A Session whose infer() costs a known, tiny amount of real work."""
+
+    input_name = "input"
+    device = "cpu"
+    copies_timed = False
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return np.tile(batch.reshape(len(batch), -1)[:, :3].sum(1, keepdims=True), (1, 3))
+
+    def close(self) -> None:
+        pass
+
+
+def test_stats_percentiles():
+    t = np.arange(1, 101) / 1000.0  # 1..100 ms
+    s = stats_from_times(t, 4, [4, 1, 8, 8], False, "cpu")
+    assert s.iterations == 100
+    assert s.p50_ms == pytest.approx(50.5) and s.p90_ms == pytest.approx(90.1) and s.p99_ms == pytest.approx(99.01)
+    assert s.min_ms == pytest.approx(1.0) and s.max_ms == pytest.approx(100.0)
+    assert s.throughput_ips == pytest.approx(4 / 0.0505)
+
+
+def test_timed_runs_respects_warmup_and_minimum():
+    sess = SleepySession()
+    t = timed_runs(sess, np.zeros((1, 1, 2, 2), np.float32), LatencyConfig(0.0, 7, 1e-6, 25))
+    assert len(t) == 25 and sess.calls == 32  # 7 warm-up + 25 timed
+
+
+def test_measure_latency_fills_the_batch():
+    s = measure_latency(SleepySession(), np.zeros((3, 1, 2, 2), np.float32), 8, LatencyConfig(0, 1, 0.01, 3))
+    assert s.batch == 8 and s.input_shape == [8, 1, 2, 2]
+
+
+@pytest.mark.parametrize("bad", [LatencyConfig(duration_s=0), LatencyConfig(min_iters=0), LatencyConfig(warmup_s=-1)])
+def test_bad_latency_config(bad):
+    with pytest.raises(ConfigError):
+        bad.validate()
+
+
+def test_accuracy_against_labels_and_reference():
+    labels = np.array([0, 1, 2, 0])
+    ref = np.eye(3)[[0, 1, 2, 1]] * 5.0
+    got = ref.copy()
+    got[0] = [0, 6, 0]  # flips one prediction
+    a = accuracy(got, labels, ref)
+    assert a.top1 == 50.0 and topk(ref, labels, 1) == 75.0
+    assert a.agreement == 75.0 and a.delta_top1 == -25.0
+    assert a.max_abs_diff == 6.0 and 0 < a.cosine < 1
+    assert accuracy(ref, labels).agreement is None
+    assert topk(ref, labels, 5) == 100.0
+
+
+def test_atomic_path_keeps_the_old_file_on_failure(tmp_path):
+    dest = tmp_path / "a.bin"
+    dest.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(dest) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("interrupted")
+    assert dest.read_bytes() == b"old"
+    assert list(tmp_path.iterdir()) == [dest]
+
+
+def test_manifest_freshness(tmp_path):
+    src, art = tmp_path / "in.txt", tmp_path / "out.txt"
+    src.write_text("x")
+    art.write_text("y")
+    write_manifest(art, "test", {"src": src}, {"k": 1}, None)
+    assert is_fresh(art, {"src": src}, {"k": 1})
+    assert not is_fresh(art, {"src": src}, {"k": 2})
+    src.write_text("changed")
+    assert not is_fresh(art, {"src": src}, {"k": 1})
