@@ -25,6 +25,7 @@ class PipelineConfig:
     recipes: tuple[str, ...] = RECIPES
     bench: BenchConfig = field(default_factory=BenchConfig)
     calib_per_class: int = 50
+    bench_torch: bool = True  # add plain PyTorch eager to the report, the baseline to beat
 
 
 @dataclass
@@ -82,7 +83,7 @@ def run_pipeline(cfg: PipelineConfig = PipelineConfig(), force: bool = False) ->
         models.append(qpath)
 
     t = time.perf_counter()
-    report = bench(models, out / "report", cfg.bench)
+    report = bench(models, out / "report", cfg.bench, ckpt if cfg.bench_torch else None)
     st.add("bench", out / "report", False, time.perf_counter() - t)
     report["pipeline"] = st.stages
     return report

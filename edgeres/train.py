@@ -31,12 +31,13 @@ class TrainConfig:
     size: int = 40
     epochs: int = 2
     batch_size: int = 128
-    lr: float = 0.2
+    lr: float = 0.4
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "onecycle"
     label_smoothing: float = 0.1
     augment: str = "flip"
+    zero_init_residual: bool = True
     amp: str = "auto"  # bf16 autocast: "auto" (where the CPU has native bf16), "bf16" or "off"
     seed: int = 0
     limit_train: int | None = None
@@ -126,7 +127,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False,
     test_set = _limit(load_dataset(cfg.data, "test"), cfg.limit_test, cfg.seed + 1)
     model_cfg = ResNetConfig(cfg.arch, pre.channels, len(train_set.classes), cfg.stem)
     from edgeres.models import build_model
-    model = build_model(model_cfg).to(memory_format=torch.channels_last)
+    model = build_model(model_cfg, cfg.zero_init_residual).to(memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},

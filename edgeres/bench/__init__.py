@@ -94,9 +94,54 @@ def _open(entry: Entry, target: TargetProfile, threads: int | None, simulate: bo
     return backend.load(entry.path, target)
 
 
-def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig()) -> dict:
+def _measure(label: str, open_session, x: np.ndarray, labels: np.ndarray, ref: np.ndarray | None,
+             cfg: BenchConfig, simulate: bool) -> tuple[dict, np.ndarray]:
+    """Accuracy on every image, then latency at ``cfg.batch`` and ``cfg.throughput_batch``."""
+    log(f"{label}: accuracy on {len(x)} images{' (Q/DQ simulated in fp32)' if simulate else ''} …")
+    sess = open_session(simulate)
+    try:
+        logits = infer_all(sess, x, 250)
+    finally:
+        sess.close()
+    log(f"{label}: latency at batch {cfg.batch} and {cfg.throughput_batch} …")
+    sess = open_session(False)
+    try:
+        lat = measure_latency(sess, x[:cfg.batch], cfg.batch, cfg.latency)
+        thr = measure_latency(sess, x[:cfg.throughput_batch], cfg.throughput_batch, cfg.latency)
+        threads = getattr(sess, "threads", None)
+    finally:
+        sess.close()
+    return {"label": label, "threads": threads, "accuracy": accuracy(logits, labels, ref).to_dict(),
+            "latency": lat.to_dict(), "throughput": thr.to_dict(),
+            "accuracy_mode": "simulated Q/DQ (fake-quant fp32)" if simulate else "native"}, logits
+
+
+def _torch_rows(checkpoint: Path, target: TargetProfile, x, labels, ref, cfg: BenchConfig) -> list[dict]:
+    """Plain PyTorch eager: on the CPU, and on CUDA in fp32 and fp16 where a GPU exists."""
+    import torch
+
+    from edgeres.backends.torch import TorchSession
+    from edgeres.models import load_checkpoint
+
+    model = load_checkpoint(checkpoint).model()
+    variants = [("torch-fp32", "cpu", False)]
+    if target.runtime == "tensorrt" and torch.cuda.is_available():
+        variants += [("torch-cuda-fp32", "cuda", False), ("torch-cuda-fp16", "cuda", True)]
+    rows = []
+    for label, device, half in variants:
+        row, _ = _measure(label, lambda _sim, d=device, h=half: TorchSession(model, d, h), x, labels, ref, cfg, False)
+        row.update({"model": str(checkpoint), "sha256": sha256_file(checkpoint), "precision": "fp16" if half else "fp32",
+                    "recipe": None, "runtime": f"torch-eager-{device}", "latency_representative": True,
+                    "note": "plain PyTorch eager, the baseline a deployment should beat"})
+        rows.append(row)
+    return rows
+
+
+def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
+          checkpoint: Path | None = None) -> dict:
     """Measure every model on ``cfg.target``; write report.json, report.md and report.png into ``out_dir``."""
     from edgeres.bench.report import write_reports
+    from edgeres.bench.roofline import floor_ms, model_cost
 
     cfg.validate()
     target = load_target(cfg.target)
@@ -120,42 +165,32 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig()) -
     if any(g is not None and g != w for g, w in zip(got, want)):
         raise ConfigError(f"{ref.path} takes input {got} but its preprocessing makes {want}; re-export the model")
     x = ds.tensors(pre, f"preprocess {ds.name}")
+    cost = model_cost(ref.path)
     results, ref_logits = [], None
     for e in entries:
         rec = recipe_for(e.recipe["recipe"]) if e.recipe else None
         simulate = bool(rec and rec.accuracy_mode == "simulate" and target.runtime == "onnxruntime")
-        log(f"{e.label}: accuracy on {len(x)} images{' (Q/DQ simulated in fp32)' if simulate else ''} …")
-        sess = _open(e, target, cfg.threads, simulate)
-        try:
-            logits = infer_all(sess, x, 250)
-        finally:
-            sess.close()
-        acc = accuracy(logits, ds.labels, ref_logits)
-        if ref_logits is None:
-            ref_logits = logits
-        log(f"{e.label}: latency at batch {cfg.batch} and {cfg.throughput_batch} …")
-        sess = _open(e, target, cfg.threads, False)
-        try:
-            lat = measure_latency(sess, x[:cfg.batch], cfg.batch, cfg.latency)
-            thr = measure_latency(sess, x[:cfg.throughput_batch], cfg.throughput_batch, cfg.latency)
-            threads = getattr(sess, "threads", None)
-        finally:
-            sess.close()
+        row, logits = _measure(e.label, lambda sim, e=e: _open(e, target, cfg.threads, sim), x, ds.labels,
+                               ref_logits, cfg, simulate)
+        ref_logits = logits if ref_logits is None else ref_logits
         representative = rec.latency_representative if (rec and target.runtime == "onnxruntime") else True
-        results.append({
-            "label": e.label, "model": str(e.path), "sha256": sha256_file(e.path), "precision": e.info.precision,
-            "recipe": e.recipe, "runtime": target.runtime, "threads": threads,
-            "accuracy_mode": "simulated Q/DQ (fake-quant fp32)" if simulate else "native",
-            "accuracy": acc.to_dict(), "latency": lat.to_dict(), "throughput": thr.to_dict(),
-            "latency_representative": representative,
-            "note": "" if representative else "CPU int8 kernels differ from TensorRT's: this latency says nothing about the device",
-        })
+        row.update({"model": str(e.path), "sha256": sha256_file(e.path), "precision": e.info.precision,
+                    "recipe": e.recipe, "runtime": target.runtime, "latency_representative": representative,
+                    "note": "" if representative else
+                    "CPU int8 kernels differ from TensorRT's: this latency says nothing about the device"})
+        results.append(row)
+    if checkpoint is not None:
+        results += _torch_rows(Path(checkpoint), target, x, ds.labels, ref_logits, cfg)
+    for r in results:
+        fl = floor_ms(cost, target, r["precision"], r["latency"]["batch"])
+        r["roofline"] = None if fl is None else {**fl, "measured_over_floor": r["latency"]["p50_ms"] / fl["floor_ms"]}
     report = {
         "schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "target": asdict(target), "machine": machine(), "versions": versions(),
         "config": asdict(cfg), "dataset": {"name": ds.name, "images": len(ds)},
-        "preprocessing": pre.to_dict(), "reference": ref.label,
-        "timing": {"clock": "time.perf_counter around Session.infer", "what": "host wall time of one call"},
+        "preprocessing": pre.to_dict(), "reference": ref.label, "model_cost": cost.to_dict(),
+        "timing": {"clock": "time.perf_counter around Session.infer", "what": "host wall time of one call",
+                   "copies_timed": "per result: latency.copies_timed"},
         "results": results,
     }
     write_reports(report, Path(out_dir))

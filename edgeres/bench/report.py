@@ -58,7 +58,7 @@ def markdown(report: dict) -> str:
     out = [f"# edgeres bench: {report['target']['name']}", "",
            f"- runtime: {report['target']['runtime']}; machine: {m['cpu']}, {m['cores']} cores, "
            f"features {', '.join(m['cpu_features']) or 'unknown'}",
-           f"- versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v),
+           "- versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v),
            f"- reference: {report['reference']}; created {report['created']}", "",
            "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     out += ["| " + " | ".join(r) + " |" for r in rows(report)]
@@ -69,7 +69,22 @@ def markdown(report: dict) -> str:
         a, lat = r["accuracy"], r["latency"]
         out.append(f"| {r['label']} | {lat['p95_ms']:.3f} | {lat['mean_ms']:.3f} | {lat['std_ms']:.3f} | "
                    f"{lat['iterations']} | {_f(a['cosine'], '.5f')} | {_f(a['max_abs_diff'], '.4f')} | {a['top5']:.2f} |")
+    out += roofline_lines(report)
     return "\n".join(out) + "\n"
+
+
+def roofline_lines(report: dict) -> list[str]:
+    cost = report.get("model_cost") or {}
+    head = ["", f"Model cost: {cost.get('macs', 0) / 1e6:.1f} M MACs and {cost.get('weight_params', 0) / 1e6:.2f} M "
+                f"weights per image (Conv/Gemm)."]
+    if not any(r.get("roofline") for r in report["results"]):
+        return head + [f"No roofline floor: target {report['target']['name']} has no peak figures."]
+    out = head + ["", "| precision | floor ms | bound | measured p50 / floor |", "|---|---|---|---|"]
+    for r in report["results"]:
+        f = r.get("roofline")
+        if f:
+            out.append(f"| {r['label']} | {f['floor_ms']:.4f} | {f['bound']} | {f['measured_over_floor']:.1f}× |")
+    return out
 
 
 def plot(report: dict, dest: Path) -> None:

@@ -38,13 +38,15 @@ def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_it
 @click.option("--host", default=None, help="Run on user@device over SSH (not in this version).")
 @click.option("--data", default=None, help="Evaluation set (default: the one in the model's metadata).")
 @click.option("--limit", type=int, default=None, help="Evaluate on the first N test images only.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Also measure this checkpoint in plain PyTorch eager (the baseline).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/bench"), show_default=True)
 @click.option("--compare", nargs=2, type=click.Path(path_type=Path), default=None,
               help="Put two report.json files side by side instead of measuring.")
 @latency_options
 @json_option
 @handle_errors
-def bench_cmd(models, target, host, data, limit, out, compare, warmup_s, warmup_iters, duration_s, min_iters,
+def bench_cmd(models, target, host, data, limit, checkpoint, out, compare, warmup_s, warmup_iters, duration_s, min_iters,
               batch, throughput_batch, threads, max_drop, as_json):
     """Measure accuracy and latency of every precision against the fp32 reference.
 
@@ -68,7 +70,7 @@ def bench_cmd(models, target, host, data, limit, out, compare, warmup_s, warmup_
 
     cfg = bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_iters, batch,
                        throughput_batch, threads, max_drop)
-    report = bench(list(models), out, cfg)
+    report = bench(list(models), out, cfg, checkpoint)
     emit(as_json, report, table(report) + f"\nreport: {out}/report.json, report.md, report.png")
 
 

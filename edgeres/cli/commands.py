@@ -14,18 +14,20 @@ from edgeres.cli import emit, handle_errors, json_option
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo/model.pt"), show_default=True)
 @click.option("--epochs", type=int, default=2, show_default=True)
 @click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=0.2, show_default=True, help="Peak learning rate.")
+@click.option("--lr", type=float, default=0.4, show_default=True, help="Peak learning rate.")
 @click.option("--schedule", type=click.Choice(["onecycle", "cosine"]), default="onecycle", show_default=True)
 @click.option("--stem", type=click.Choice(["imagenet", "small", "small-s2"]), default="imagenet", show_default=True)
 @click.option("--size", type=int, default=40, show_default=True, help="Input side in pixels.")
 @click.option("--augment", type=click.Choice(["none", "flip", "flip+crop"]), default="flip", show_default=True)
+@click.option("--amp", type=click.Choice(["auto", "bf16", "off"]), default="auto", show_default=True,
+              help="bf16 autocast; auto uses it where the CPU has native bf16.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit-train", type=int, default=None, help="Use only N training images (quick runs).")
 @click.option("--limit-test", type=int, default=None, help="Evaluate on only N test images.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint at --out.")
 @json_option
 @handle_errors
-def train_cmd(data, out, epochs, batch_size, lr, schedule, stem, size, augment, seed,
+def train_cmd(data, out, epochs, batch_size, lr, schedule, stem, size, augment, amp, seed,
               limit_train, limit_test, resume, as_json):
     """Train ResNet-18 from scratch; checkpoint after every epoch.
 
@@ -36,7 +38,7 @@ def train_cmd(data, out, epochs, batch_size, lr, schedule, stem, size, augment, 
     from edgeres.train import TrainConfig, train
 
     cfg = TrainConfig(data=data, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, stem=stem,
-                      size=size, augment=augment, seed=seed, limit_train=limit_train, limit_test=limit_test)
+                      size=size, augment=augment, amp=amp, seed=seed, limit_train=limit_train, limit_test=limit_test)
     r = train(cfg, out, resume=resume)
     emit(as_json, {"checkpoint": r.checkpoint, "top1": r.top1, "epochs_run": r.epochs_run, "seconds": r.seconds},
          f"{r.checkpoint}: test top-1 {r.top1:.2f}% after {cfg.epochs} epochs ({r.seconds:.0f} s)")
@@ -72,29 +74,55 @@ def export_cmd(checkpoint, out, opset, parity_images, max_abs_diff, data, as_jso
 @click.option("--int8", "int8", is_flag=True, required=True, help="Quantize to INT8 (the only mode for now).")
 @click.option("--recipe", type=click.Choice(["tensorrt", "cpu"]), default="tensorrt", show_default=True,
               help="tensorrt: symmetric int8 Q/DQ; cpu: what ONNX Runtime runs fastest here.")
-@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile", "auto"]), default="minmax",
+              show_default=True, help="auto tries every method and keeps the best on a held-out validation slice.")
 @click.option("--percentile", type=float, default=99.999, show_default=True)
 @click.option("--calibration", default="fashion-mnist-train-500", show_default=True,
               help="A folder, or a set's name under calibration/.")
 @click.option("--allow-small", is_flag=True, help="Accept a calibration set under the minimum size.")
+@click.option("--sensitivity", is_flag=True, help="Rank layers by how much INT8 hurts them (JSON + Markdown).")
+@click.option("--max-drop", type=float, default=None,
+              help="Top-1 points the int8 model may lose on the validation slice; worst layers stay float until it holds.")
+@click.option("--max-float-layers", type=int, default=None,
+              help="The budget may keep at most K layers in float (default: all but one).")
+@click.option("--val-fraction", type=float, default=0.2, show_default=True,
+              help="Share of the calibration set held out for validation (auto, sensitivity, budget).")
+@click.option("--trt-cache", "trt_cache_version", default=None, metavar="TRT_VERSION",
+              help="Also write a legacy TensorRT calibration cache (implicit INT8, TensorRT ≤ 10), e.g. 8.5.2.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: ONNX with .int8-RECIPE.onnx.")
 @json_option
 @handle_errors
-def quantize_cmd(onnx_path, int8, recipe, method, percentile, calibration, allow_small, out, as_json):
+def quantize_cmd(onnx_path, int8, recipe, method, percentile, calibration, allow_small, sensitivity, max_drop,
+                 max_float_layers, val_fraction, trt_cache_version, out, as_json):
     """Post-training INT8 quantization to explicit Q/DQ ONNX, calibrated on images on disk.
 
     \b
-    Example:
-      edgeres quantize runs/demo/model.onnx --int8 --recipe tensorrt --method entropy
+    Examples:
+      edgeres quantize runs/demo/model.onnx --int8 --recipe tensorrt
+      edgeres quantize runs/demo/model.onnx --int8 --method auto --sensitivity --max-drop 0.3
     """
     from edgeres.quantize import QuantConfig, qdq_from_onnx
 
     out = out or onnx_path.with_name(f"{onnx_path.stem}.int8-{recipe}.onnx")
-    r = qdq_from_onnx(onnx_path, out, QuantConfig(recipe, method, calibration, percentile, allow_small=allow_small))
+    cfg = QuantConfig(recipe, method, calibration, percentile, allow_small=allow_small, sensitivity=sensitivity,
+                      max_drop=max_drop, max_float_layers=max_float_layers, val_fraction=val_fraction,
+                      trt_cache_version=trt_cache_version)
+    r = qdq_from_onnx(onnx_path, out, cfg)
+    lines = [f"{r.onnx}: {r.recipe.name} recipe, {r.method} calibration on {r.calibration_images} images, "
+             f"{r.quantize_nodes} QuantizeLinear nodes"]
+    if "all_int8" in r.search:
+        b = r.search["all_int8"]
+        lines.append(f"validation slice ({b['images']} images): all-int8 agreement {b['agreement']:.2f}%, "
+                     f"top-1 drop {b['drop']:.2f} pt")
+    if r.search.get("float_layers"):
+        lines.append(f"kept in float to meet --max-drop {max_drop}: {', '.join(r.search['float_layers'])}")
+    if sensitivity:
+        lines.append(f"sensitivity: {out.with_suffix('.sensitivity.md')}")
+    if r.search.get("trt_cache"):
+        lines.append(f"TensorRT calibration cache: {r.search['trt_cache']}")
     emit(as_json, {"onnx": r.onnx, "recipe": r.recipe.name, "method": r.method,
-                   "calibration_images": r.calibration_images, "quantize_nodes": r.quantize_nodes},
-         f"{r.onnx}: {r.recipe.name} recipe, {r.method} calibration on {r.calibration_images} images, "
-         f"{r.quantize_nodes} QuantizeLinear nodes")
+                   "calibration_images": r.calibration_images, "quantize_nodes": r.quantize_nodes,
+                   "search": r.search}, "\n".join(lines))
 
 
 @click.command("build")

@@ -15,14 +15,14 @@ from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import ArtifactError, ConfigError
 from edgeres.models.resnet import ResNet, ResNetConfig
 
-REGISTRY: dict[str, Callable[[ResNetConfig], nn.Module]] = {"resnet18": ResNet}
+REGISTRY: dict[str, Callable[[ResNetConfig, bool], nn.Module]] = {"resnet18": ResNet}
 CHECKPOINT_FORMAT = "edgeres.checkpoint/1"
 
 
-def build_model(cfg: ResNetConfig) -> nn.Module:
+def build_model(cfg: ResNetConfig, zero_init_residual: bool = False) -> nn.Module:
     if cfg.arch not in REGISTRY:
         raise ConfigError(f"unknown model {cfg.arch!r}; choose one of {', '.join(REGISTRY)}")
-    return REGISTRY[cfg.arch](cfg)
+    return REGISTRY[cfg.arch](cfg, zero_init_residual)
 
 
 @dataclass

@@ -66,7 +66,7 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """ResNet with basic blocks; ``forward_features`` and ``forward_head`` split as in timm."""
 
-    def __init__(self, cfg: ResNetConfig) -> None:
+    def __init__(self, cfg: ResNetConfig, zero_init_residual: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
         w0 = cfg.widths[0]
@@ -95,9 +95,10 @@ class ResNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        for m in self.modules():  # zero-init the last BN of each block (Goyal et al.)
-            if isinstance(m, BasicBlock):
-                nn.init.zeros_(m.bn2.weight)
+        if zero_init_residual:  # each block starts as the identity (Goyal et al.); torchvision's option
+            for m in self.modules():
+                if isinstance(m, BasicBlock):
+                    nn.init.zeros_(m.bn2.weight)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

@@ -1,27 +1,27 @@
 """float ONNX → Q/DQ ONNX: static post-training quantization with a calibration set on disk."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from edgeres.artifacts import atomic_path, write_manifest
+from edgeres.artifacts import atomic_path, write_json_atomic, write_manifest, write_text_atomic
 from edgeres.data.calibration import check_disjoint, load_calibration_set
 from edgeres.data.datasets import load_dataset
-from edgeres.errors import ConfigError
+from edgeres.errors import AccuracyBudgetExceeded, ConfigError
+from edgeres.hw import cpu_features
 from edgeres.onnx_model import PRECISION_KEY, load_onnx, metadata, onnx_info, set_metadata
 from edgeres.paths import DEFAULT_CALIBRATION, calibration_path
 from edgeres.progress import log
+from edgeres.quantize.calibrate import calibrate, quiet, tensor_ranges, write_qdq
 from edgeres.quantize.check import require_valid_qdq
-from edgeres.hw import cpu_features
 from edgeres.quantize.recipes import METHODS, RECIPES, Recipe, recipe_for
+from edgeres.quantize.search import (AUTO_CANDIDATES, Evaluator, quantizable_layers, sensitivity,
+                                     sensitivity_markdown, split_validation)
 
 RECIPE_KEY = "edgeres.quant"
 
@@ -29,21 +29,36 @@ RECIPE_KEY = "edgeres.quant"
 @dataclass(frozen=True)
 class QuantConfig:
     recipe: str = "tensorrt"
-    method: str = "minmax"
+    method: str = "minmax"  # minmax | entropy | percentile | auto
     calibration: str = DEFAULT_CALIBRATION
     percentile: float = 99.999
     num_bins: int = 2048
     batch_size: int = 32
     allow_small: bool = False
     eval_data: str | None = None  # the set bench measures on; calibration must not overlap it
+    sensitivity: bool = False
+    max_drop: float | None = None  # top-1 points against fp32 on the validation slice
+    val_fraction: float = 0.2
+    max_float_layers: int | None = None  # the budget may keep at most this many layers in float (None: all but one)
+    trt_cache_version: str | None = None  # also write a legacy TensorRT calibration cache for this version
 
     def validate(self) -> None:
         if self.recipe not in RECIPES:
             raise ConfigError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
-        if self.method not in METHODS:
-            raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.method not in METHODS + ("auto",):
+            raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}, auto")
         if not 90.0 < self.percentile < 100.0:
             raise ConfigError(f"--percentile must lie between 90 and 100, got {self.percentile}")
+        if self.max_drop is not None and self.max_drop < 0:
+            raise ConfigError(f"--max-drop must not be negative, got {self.max_drop}")
+        if self.max_float_layers is not None and self.max_float_layers < 1:
+            raise ConfigError(f"--max-float-layers must be at least 1, got {self.max_float_layers}")
+        if not 0.05 <= self.val_fraction <= 0.5:
+            raise ConfigError(f"--val-fraction must lie between 0.05 and 0.5, got {self.val_fraction}")
+
+    @property
+    def needs_validation(self) -> bool:
+        return self.method == "auto" or self.sensitivity or self.max_drop is not None
 
 
 @dataclass
@@ -54,76 +69,50 @@ class QuantResult:
     calibration_images: int
     quantize_nodes: int
     ranges: dict[str, tuple[float, float]]
+    search: dict = field(default_factory=dict)
 
 
-class _Reader:
-    """ORT's CalibrationDataReader protocol over a preprocessed array."""
-
-    def __init__(self, name: str, x: np.ndarray, batch: int) -> None:
-        self._batches = [{name: x[i:i + batch]} for i in range(0, len(x), batch)]
-        self._it = iter(self._batches)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._it, None)
-
-    def __len__(self) -> int:
-        return len(self._batches)
-
-    def rewind(self) -> None:
-        self._it = iter(self._batches)
-
-
-@contextlib.contextmanager
-def _quiet():
-    sink = io.StringIO()
-    level = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(sink):
-            yield
-    finally:
-        logging.getLogger().setLevel(level)
+def _pick_method(ev: Evaluator, pre: Path, x: np.ndarray, input_name: str, recipe: Recipe, cfg: QuantConfig,
+                 work: Path) -> tuple[str, float, object, list[dict]]:
+    """Try every method on the calibration part; keep the best on the validation slice."""
+    tried = []
+    for method, pct in AUTO_CANDIDATES:
+        data = calibrate(pre, x, input_name, method, recipe, pct or cfg.percentile, cfg.num_bins, cfg.batch_size, work)
+        _, s = ev.variant(data, method)
+        tried.append({"method": method, "percentile": pct, **s.to_dict(), "_data": data})
+        log(f"  {method}{f' {pct}' if pct else ''}: agreement {s.agreement:.2f}%, cosine {s.cosine:.5f}, "
+            f"drop {s.drop:.2f} pt")
+    best = max(tried, key=lambda t: (-t["drop"], t["agreement"], t["cosine"]))
+    suffix = f" {best['percentile']}" if best["percentile"] else ""
+    log(f"method auto chose {best['method']}{suffix}")
+    clean = [{k: v for k, v in t.items() if k != "_data"} for t in tried]
+    return best["method"], best["percentile"] or cfg.percentile, best["_data"], clean
 
 
-def even_batch(n: int, most: int) -> int:
-    """The largest batch ≤ ``most`` that divides ``n``: ORT's histogram collectors need equal batches."""
-    return next(b for b in range(min(most, n), 0, -1) if n % b == 0)
-
-
-def calibrate(model_path: Path, x: np.ndarray, input_name: str, method: str, recipe: Recipe,
-              cfg: QuantConfig, workdir: Path):
-    """Activation ranges (ORT ``TensorsData``) by ``method``; entropy and percentile use real histograms."""
-    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
-
-    opts: dict = {"symmetric": recipe.activation_symmetric}
-    if method == "entropy":
-        opts.update(num_bins=cfg.num_bins, num_quantized_bins=128)
-    elif method == "percentile":
-        opts.update(num_bins=cfg.num_bins, percentile=cfg.percentile)
-    cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-          "percentile": CalibrationMethod.Percentile}[method]
-    with _quiet():
-        cal = create_calibrator(model_path, None, str(workdir / "augmented.onnx"), cm, extra_options=opts)
-        cal.collect_data(_Reader(input_name, x, even_batch(len(x), cfg.batch_size)))
-        data = cal.compute_data()
-    return data, cm
-
-
-def tensor_ranges(data) -> dict[str, tuple[float, float]]:
-    out = {}
-    for name, td in data.data.items():
-        lo, hi = (float(np.asarray(v).reshape(-1)[0]) for v in td.range_value)
-        out[name] = (lo, hi)
-    return out
+def _fit_budget(ev: Evaluator, data: object, method: str, rows: list[dict], cfg: QuantConfig,
+                base_drop: float) -> tuple[list[dict], list[dict]]:
+    """Keep the most sensitive layers (``rows``, worst first) in float, one more at a time, until the budget holds."""
+    steps, kept = [], []
+    k = len(rows) - 1 if cfg.max_float_layers is None else min(cfg.max_float_layers, len(rows) - 1)
+    for r in rows[:k]:  # keeping every layer in float would not be an int8 model
+        kept.append(r)
+        _, s = ev.variant(data, method, exclude=[k["node"] for k in kept])
+        steps.append({"float_layers": [k["module"] for k in kept], **s.to_dict()})
+        log(f"  {len(kept)} layer(s) in float ({r['module']}): drop {s.drop:.2f} pt")
+        if s.drop <= cfg.max_drop:
+            return kept, steps
+    raise AccuracyBudgetExceeded(
+        f"even with {len(kept)} of {len(rows)} layers in float the drop is {steps[-1]['drop'] if steps else base_drop:.2f} pt "
+        f"(all-int8: {base_drop:.2f}), over --max-drop {cfg.max_drop}; raise the budget, use --method auto, "
+        f"or a larger calibration set")
 
 
 def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) -> QuantResult:
     """Quantize ``onnx_path`` to explicit Q/DQ with ``cfg.recipe``; writes ``out`` and its manifest."""
-    from onnxruntime.quantization import QuantFormat, quantize_static
-    from onnxruntime.quantization.calibrate import save_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     cfg.validate()
+    out = Path(out)
     info = onnx_info(Path(onnx_path))
     if info.precision != "fp32":
         raise ConfigError(f"{onnx_path} is already {info.precision}; quantize the float model from `edgeres export`")
@@ -132,34 +121,58 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
     if eval_data:
         check_disjoint(calib, load_dataset(eval_data, "test"))
     recipe = recipe_for(cfg.recipe)
-    x = calib.images.tensors(info.preprocessing, "calibration images")
+    x_all = calib.images.tensors(info.preprocessing, "calibration images")
+    if cfg.needs_validation:
+        cal_idx, val_idx = split_validation(len(x_all), cfg.val_fraction)
+    else:
+        cal_idx, val_idx = np.arange(len(x_all)), np.arange(0)
+    x = x_all[cal_idx]
+    search: dict = {"validation_images": int(len(val_idx))}
+    method, pct, kept = cfg.method, cfg.percentile, []
     with tempfile.TemporaryDirectory(prefix="edgeres-quant-") as tmpdir:
         work = Path(tmpdir)
         pre = work / "pre.onnx"
-        with _quiet():
+        with quiet():
             quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=False)
-        log(f"calibrating {len(x)} images ({cfg.method}, recipe {recipe.name}) …")
-        data, cm = calibrate(pre, x, info.input_name, cfg.method, recipe, cfg, work)
-        cache = work / "ranges.json"
-        save_tensors_data(data, cache)
-        with atomic_path(Path(out)) as tmp, _quiet():
-            quantize_static(str(pre), str(tmp), None, quant_format=QuantFormat.QDQ,
-                            per_channel=recipe.per_channel, reduce_range=recipe.reduce_range,
-                            activation_type=recipe.activation_qtype(), weight_type=recipe.weight_qtype(),
-                            calibrate_method=cm, calibration_cache_path=str(cache),
-                            extra_options=recipe.extra_options())
+        ev = Evaluator(pre, x_all[val_idx], calib.images.labels[val_idx], recipe, work) if len(val_idx) else None
+        log(f"calibrating on {len(x)} images ({cfg.method}, recipe {recipe.name}) …")
+        if cfg.method == "auto":
+            method, pct, data, search["tried"] = _pick_method(ev, pre, x, info.input_name, recipe, cfg, work)
+        else:
+            data = calibrate(pre, x, info.input_name, method, recipe, pct, cfg.num_bins, cfg.batch_size, work)
+        if ev is not None:
+            _, base = ev.variant(data, method)
+            search["all_int8"] = base.to_dict()
+            over = cfg.max_drop is not None and base.drop > cfg.max_drop
+            rows = sensitivity(ev, data, method, quantizable_layers(pre), cfg.sensitivity) if cfg.sensitivity or over else []
+            if cfg.sensitivity:
+                search["sensitivity"] = rows
+                write_json_atomic(out.with_suffix(".sensitivity.json"), {"baseline": base.to_dict(), "layers": rows})
+                write_text_atomic(out.with_suffix(".sensitivity.md"), sensitivity_markdown(rows, base.to_dict()))
+            if over:
+                log(f"all-int8 drops {base.drop:.2f} pt > --max-drop {cfg.max_drop}: keeping layers in float …")
+                kept, search["budget_steps"] = _fit_budget(ev, data, method, rows, cfg, base.drop)
+        search["float_layers"] = [k["module"] for k in kept]
+        with atomic_path(out) as tmp:
+            write_qdq(pre, tmp, data, method, recipe, work, exclude=[k["node"] for k in kept])
             model = load_onnx(tmp)
             rep = require_valid_qdq(model, recipe.tensorrt_rules, str(out))
             src_meta = metadata(load_onnx(Path(onnx_path)))
             src_meta.update({PRECISION_KEY: "int8", RECIPE_KEY: json.dumps(
-                {"recipe": recipe.name, "method": cfg.method, "calibration": calib.root.name})})
+                {"recipe": recipe.name, "method": method, "percentile": pct if method == "percentile" else None,
+                 "calibration": calib.root.name, "float_layers": search["float_layers"]})})
             set_metadata(model, src_meta)
             onnx.save(model, str(tmp))
     ranges = tensor_ranges(data)
-    write_manifest(Path(out), "onnx-int8-qdq",
-                   {"onnx": onnx_path, "calibration_manifest": calib.manifest_file()},
+    if cfg.trt_cache_version:
+        from edgeres.quantize.trt_cache import write_calibration_cache
+        amax = {k: max(abs(lo), abs(hi)) for k, (lo, hi) in ranges.items()}
+        search["trt_cache"] = str(write_calibration_cache(out.with_suffix(".calib.cache"), amax,
+                                                          cfg.trt_cache_version, method))
+    write_manifest(out, "onnx-int8-qdq", {"onnx": onnx_path, "calibration_manifest": calib.manifest_file()},
                    asdict(cfg), info.preprocessing.to_dict(),
-                   {"recipe": asdict(recipe), "calibration_images": len(x), "calibration_source": calib.source,
-                    "quantize_nodes": rep.quantize_nodes, "per_channel_weights": rep.per_channel_weights,
-                    "cpu_features": cpu_features(), "checked_disjoint_from": eval_data})
-    return QuantResult(Path(out), recipe, cfg.method, len(x), rep.quantize_nodes, ranges)
+                   {"recipe": asdict(recipe), "method": method, "calibration_images": len(x),
+                    "calibration_source": calib.source, "quantize_nodes": rep.quantize_nodes,
+                    "per_channel_weights": rep.per_channel_weights, "cpu_features": cpu_features(),
+                    "checked_disjoint_from": eval_data, "search": search})
+    return QuantResult(out, recipe, method, len(x), rep.quantize_nodes, ranges, search)

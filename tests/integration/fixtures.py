@@ -27,7 +27,8 @@ def small_cfg(tmp_path_factory, calib_dir):
     out = tmp_path_factory.mktemp("run")
     return PipelineConfig(
         out=str(out),
-        train=TrainConfig(epochs=1, batch_size=64, limit_train=640, limit_test=200, size=32, lr=0.05),
+        train=TrainConfig(epochs=1, batch_size=64, limit_train=3200, limit_test=200, size=32, lr=0.1,
+                          zero_init_residual=False),
         export=ExportConfig(parity_images=64),
         quant=QuantConfig(calibration=str(calib_dir)),
         bench=BenchConfig(limit=200, latency=FAST_LATENCY),
@@ -38,3 +39,13 @@ def small_cfg(tmp_path_factory, calib_dir):
 def small_run(small_cfg):
     report = run_pipeline(small_cfg)
     return small_cfg, report
+
+
+def blank_calibration(folder, n: int = 100):
+    """A calibration folder of n black images: a real, badly chosen set that ruins every activation range."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.new("L", (28, 28), 0).save(folder / f"{i}.png")
+    return folder

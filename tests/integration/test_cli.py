@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.integration.fixtures import blank_calibration
+
 COMMANDS = ["train", "export", "quantize", "build", "bench", "run", "targets", "calib", "data"]
 
 
@@ -145,13 +147,14 @@ def test_bench_json_and_compare(small_run, tmp_path):
 
 
 def test_max_drop_budget_fails_bench(small_run, tmp_path):
-    cfg, report = small_run
-    drops = [-r["accuracy"]["delta_top1"] for r in report["results"][1:]]
-    worst = max(drops)
-    if worst <= 0:
-        pytest.skip("no precision lost accuracy in this tiny run; nothing to exceed")
-    r = edgeres("bench", str(Path(cfg.out) / "model.onnx"), str(Path(cfg.out) / "model.int8-cpu.onnx"),
-                str(Path(cfg.out) / "model.int8-tensorrt.onnx"), "--limit", "200", "--duration", "0.05",
-                "--max-drop", str(worst / 2), "--out", str(tmp_path / "b"))
-    assert_one_line_error(r, "over --max-drop")
+    """A real hard case: calibrated on blank images, activations saturate and top-1 collapses."""
+    cfg, _ = small_run
+    blank = blank_calibration(tmp_path / "blank")
+    bad = tmp_path / "bad.int8.onnx"
+    r = edgeres("quantize", str(Path(cfg.out) / "model.onnx"), "--int8", "--recipe", "cpu",
+                "--calibration", str(blank), "--out", str(bad))
+    assert r.returncode == 0, r.stderr
+    r = edgeres("bench", str(Path(cfg.out) / "model.onnx"), str(bad), "--limit", "200", "--duration", "0.05",
+                "--max-drop", "0.3", "--out", str(tmp_path / "b"))
+    assert_one_line_error(r, "over --max-drop 0.3")
     assert (tmp_path / "b" / "report.json").is_file()  # the report is still written

@@ -6,7 +6,12 @@ import pytest
 
 from edgeres.artifacts import atomic_path, is_fresh, write_manifest
 from edgeres.bench.accuracy import accuracy, topk
-from edgeres.bench.latency import LatencyConfig, measure_latency, stats_from_times, timed_runs
+from edgeres.bench.latency import (
+    LatencyConfig,
+    measure_latency,
+    stats_from_times,
+    timed_runs,
+)
 from edgeres.errors import ConfigError
 
 

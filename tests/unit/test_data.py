@@ -8,7 +8,12 @@ import pytest
 from PIL import Image
 
 from edgeres.data import fashion_mnist
-from edgeres.data.datasets import load_dataset, load_image_folder, open_image, pixel_hash
+from edgeres.data.datasets import (
+    load_dataset,
+    load_image_folder,
+    open_image,
+    pixel_hash,
+)
 from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import ArtifactError, ConfigError, DataError
 

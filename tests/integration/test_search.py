@@ -1,0 +1,141 @@
+"""Method search, per-layer sensitivity, the accuracy budget, and the legacy TensorRT cache."""
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from edgeres.backends.onnxruntime import OrtSession
+from edgeres.errors import AccuracyBudgetExceeded
+from edgeres.quantize import QuantConfig, qdq_from_onnx
+from edgeres.quantize.trt_cache import (
+    lib_version,
+    read_calibration_cache,
+    write_calibration_cache,
+)
+
+
+def outlier_model(src: Path, dest: Path, alpha: float = 1000.0, blocks: int = 8) -> list[str]:
+    """Inside every residual block, scale one channel between conv1 and conv2 by alpha and back by 1/alpha:
+    the same function in float (ReLU is positively homogeneous), but activations whose per-tensor int8 range
+    is ruined by a single channel. Returns the names of the conv2 nodes that read those activations."""
+    m = onnx.load(str(src))
+    inits = {t.name: t for t in m.graph.initializer}
+    producer = {o: n for n in m.graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in m.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    victims = []
+    for relu in (n for n in m.graph.node if n.op_type == "Relu"):
+        c1 = producer.get(relu.input[0])
+        after = consumers.get(relu.output[0], [])
+        if c1 is None or c1.op_type != "Conv" or len(after) != 1 or after[0].op_type != "Conv":
+            continue
+        c2 = after[0]
+        if len(victims) == blocks:
+            break
+        for name, axis, f in ((c1.input[1], 0, alpha), (c1.input[2], 0, alpha), (c2.input[1], 1, 1 / alpha)):
+            a = numpy_helper.to_array(inits[name]).copy()
+            idx = [slice(None)] * a.ndim
+            idx[axis] = 0
+            a[tuple(idx)] *= f
+            inits[name].CopyFrom(numpy_helper.from_array(a, name))
+        victims.append(c2.name)
+    assert len(victims) == blocks, victims  # one inner conv→relu→conv chain per basic block
+    onnx.save(m, str(dest))
+    return victims
+
+
+@pytest.fixture(scope="module")
+def hard_case(small_run, calib_dir, tmp_path_factory):
+    cfg, _ = small_run
+    d = tmp_path_factory.mktemp("hard")
+    src = d / "outlier.onnx"
+    victims = outlier_model(Path(cfg.out) / "model.onnx", src, blocks=1)
+    x = np.random.default_rng(0).standard_normal((8, 1, 32, 32)).astype(np.float32)
+    same = np.abs(OrtSession(src).infer(x) - OrtSession(Path(cfg.out) / "model.onnx").infer(x)).max()
+    assert same < 1e-2  # the float function is unchanged
+    return src, d, victims
+
+
+def test_budget_keeps_the_outlier_layer_in_float(hard_case, calib_dir):
+    src, d, _ = hard_case
+    out = d / "q.onnx"
+    # 50 validation images: one flip is 2 pt. The budget sits above this small model's ordinary int8
+    # error and far below what the outlier layer costs.
+    r = qdq_from_onnx(src, out, QuantConfig(recipe="tensorrt", calibration=str(calib_dir), sensitivity=True,
+                                            max_drop=6.0, val_fraction=0.5))
+    s = r.search
+    assert s["all_int8"]["drop"] > 6.0  # violated before …
+    assert s["budget_steps"][-1]["drop"] <= 6.0  # … met after
+    assert s["float_layers"][0] == "layer1.0.conv2"  # the outlier layer is the first given up …
+    assert len(s["float_layers"]) <= 3  # … and few others
+    assert s["sensitivity"][0]["module"] == "layer1.0.conv2"
+    worst = s["sensitivity"][0]
+    assert worst["alone"]["cosine"] < s["sensitivity"][-1]["alone"]["cosine"]
+    meta = json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}["edgeres.quant"])
+    assert meta["float_layers"] == s["float_layers"]
+    md = out.with_suffix(".sensitivity.md").read_text()
+    assert "| 1 |" in md and worst["module"] in md
+    assert json.loads(out.with_suffix(".sensitivity.json").read_text())["layers"][0]["rank"] == 1
+
+
+def test_impossible_budget_fails_and_writes_nothing(small_run, calib_dir, tmp_path):
+    """Every block garbled, at most 2 layers in float: 2 layers repair one chain at best, so it must fail."""
+    cfg, _ = small_run
+    src = tmp_path / "outlier8.onnx"
+    outlier_model(Path(cfg.out) / "model.onnx", src, blocks=8)
+    out = tmp_path / "never.onnx"
+    with pytest.raises(AccuracyBudgetExceeded, match="even with 2 of 21 layers in float.*over --max-drop 6.0"):
+        qdq_from_onnx(src, out, QuantConfig(recipe="tensorrt", calibration=str(calib_dir), max_drop=6.0,
+                                            val_fraction=0.5, max_float_layers=2))
+    assert not out.exists() and not list(tmp_path.glob(".never.onnx*"))
+
+
+def test_auto_reports_every_method(small_run, calib_dir, tmp_path):
+    cfg, _ = small_run
+    r = qdq_from_onnx(Path(cfg.out) / "model.onnx", tmp_path / "a.onnx",
+                      QuantConfig(recipe="cpu", method="auto", calibration=str(calib_dir)))
+    tried = [(t["method"], t["percentile"]) for t in r.search["tried"]]
+    assert tried == [("minmax", None), ("entropy", None), ("percentile", 99.9), ("percentile", 99.99),
+                     ("percentile", 99.999)]
+    best = max(r.search["tried"], key=lambda t: (-t["drop"], t["agreement"], t["cosine"]))
+    assert r.method == best["method"]
+    assert r.search["validation_images"] == 20 and r.calibration_images == 80
+
+
+def test_trt_calibration_cache_round_trip(tmp_path):
+    amax = {"input": 2.5, "/layer1/layer1.0/relu/Relu_output_0": 7.75, "logits": 31.0}
+    p = write_calibration_cache(tmp_path / "c.cache", amax, "8.5.2", "entropy")
+    text = p.read_text().splitlines()
+    assert text[0] == "TRT-8502-EntropyCalibration2"
+    assert text[1] == "input: " + struct.pack(">f", 2.5 / 127).hex()
+    header, scales = read_calibration_cache(p)
+    assert header == text[0]
+    assert scales.keys() == amax.keys()
+    for k, a in amax.items():
+        assert scales[k] == pytest.approx(a / 127, rel=1e-6)
+
+
+def test_trt_cache_versions():
+    from edgeres.errors import ConfigError
+
+    assert lib_version("8.2.1") == 8201 and lib_version("10.3.0") == 100300
+    with pytest.raises(ConfigError, match="TensorRT 11 removed implicit INT8"):
+        write_calibration_cache(Path("/nonexistent/x"), {"a": 1.0}, "11.4.1", "minmax")
+
+
+def test_quantize_writes_trt_cache_on_request(small_run, calib_dir, tmp_path):
+    cfg, _ = small_run
+    r = qdq_from_onnx(Path(cfg.out) / "model.onnx", tmp_path / "q.onnx",
+                      QuantConfig(recipe="tensorrt", calibration=str(calib_dir), trt_cache_version="10.3.0"))
+    header, scales = read_calibration_cache(Path(r.search["trt_cache"]))
+    assert header == "TRT-100300-MinMaxCalibration"
+    graph_input = onnx.load(str(Path(cfg.out) / "model.onnx")).graph.input[0].name
+    assert graph_input in scales and all(v > 0 for v in scales.values())
