@@ -15,7 +15,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 TARGETS_DIR = Path(os.environ.get("EDGERES_TARGETS_DIR", Path(__file__).resolve().parent.parent / "targets"))
-DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
+DEVICE_TREE_MODEL = Path(os.environ.get("EDGERES_DEVICE_TREE_MODEL", "/proc/device-tree/model"))
 RUNTIMES = ("onnxruntime", "tensorrt")
 KINDS = ("cpu", "desktop", "jetson")
 

@@ -44,6 +44,7 @@ class LatencyStats:
     throughput_ips: float  # images per second: batch / mean latency
     copies_timed: bool
     device: str
+    quantiles_ms: list[float]  # every 5th percentile, 0..100: the distribution, for plots and comparisons
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,8 +54,9 @@ def stats_from_times(times_s: np.ndarray, batch: int, shape: list[int], copies: 
     ms = np.asarray(times_s, dtype=np.float64) * 1e3
     p50, p90, p95, p99 = np.percentile(ms, [50, 90, 95, 99])
     mean = float(ms.mean())
+    q = [float(v) for v in np.percentile(ms, np.arange(0, 101, 5))]
     return LatencyStats(batch, shape, int(ms.size), float(p50), float(p90), float(p95), float(p99), mean,
-                        float(ms.std()), float(ms.min()), float(ms.max()), batch / (mean / 1e3), copies, device)
+                        float(ms.std()), float(ms.min()), float(ms.max()), batch / (mean / 1e3), copies, device, q)
 
 
 def timed_runs(session: Session, x: np.ndarray, cfg: LatencyConfig) -> np.ndarray:

@@ -93,13 +93,19 @@ def plot(report: dict, dest: Path) -> None:
     import matplotlib.pyplot as plt
 
     res = report["results"]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    labels = [r["label"] for r in res]
-    a.barh(labels, [r["latency"]["p99_ms"] for r in res], color="#ddd", label="p99")
-    a.barh(labels, [r["latency"]["p90_ms"] for r in res], color="#aaa", label="p90")
-    a.barh(labels, [r["latency"]["p50_ms"] for r in res], color="#4477aa", label="p50")
-    a.set_xlabel(f"latency at batch {res[0]['latency']['batch']} (ms)")
-    a.legend(loc="lower right")
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    # the latency distribution: 5th–95th percentile box, 50th line, min–max whiskers, from the stored quantiles
+    stats = [{"label": r["label"], "whislo": r["latency"]["quantiles_ms"][0], "q1": r["latency"]["quantiles_ms"][1],
+              "med": r["latency"]["p50_ms"], "q3": r["latency"]["quantiles_ms"][19],
+              "whishi": r["latency"]["quantiles_ms"][20]} for r in res]
+    try:
+        a.bxp(stats, orientation="horizontal", showfliers=False)  # matplotlib ≥ 3.10
+    except TypeError:
+        a.bxp(stats, vert=False, showfliers=False)
+    for i, r in enumerate(res, 1):
+        a.plot([r["latency"]["p99_ms"]], [i], "k|", markersize=12)
+    a.set_xscale("log")
+    a.set_xlabel(f"latency at batch {res[0]['latency']['batch']} (ms, log): box 5–95th pct, | p99")
     a.invert_yaxis()
     for r in res:
         b.scatter(r["latency"]["p50_ms"], r["accuracy"]["top1"], s=40)

@@ -35,7 +35,6 @@ def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_it
 @click.command("bench")
 @click.argument("models", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--target", default="cpu", show_default=True, help="Target name, jetson (detect), or a .toml file.")
-@click.option("--host", default=None, help="Run on user@device over SSH (not in this version).")
 @click.option("--data", default=None, help="Evaluation set (default: the one in the model's metadata).")
 @click.option("--limit", type=int, default=None, help="Evaluate on the first N test images only.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
@@ -46,7 +45,7 @@ def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_it
 @latency_options
 @json_option
 @handle_errors
-def bench_cmd(models, target, host, data, limit, checkpoint, out, compare, warmup_s, warmup_iters, duration_s, min_iters,
+def bench_cmd(models, target, data, limit, checkpoint, out, compare, warmup_s, warmup_iters, duration_s, min_iters,
               batch, throughput_batch, threads, max_drop, as_json):
     """Measure accuracy and latency of every precision against the fp32 reference.
 
@@ -61,8 +60,6 @@ def bench_cmd(models, target, host, data, limit, checkpoint, out, compare, warmu
         text, payload = compare_reports(*compare)
         emit(as_json, payload, text)
         return
-    if host:
-        raise ConfigError("--host is not available yet; copy the models to the device and run edgeres bench there")
     if not models:
         raise ConfigError("no models given; pass the float ONNX and any int8 ONNX files, e.g. runs/demo/model*.onnx")
     from edgeres.bench import bench

@@ -115,6 +115,10 @@ def load_image_folder(root: Path, split: str | None = None) -> ImageSet:
         paths += files
         labels += [k] * len(files)
     if not paths:
+        loose = [p for p in base.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        if loose:
+            raise DataError(f"{base} holds images but no class folders, so they have no labels; an evaluation "
+                            f"set needs them: put each class's images in {base}/<class>/")
         raise DataError(f"no JPEG or PNG images under {base}/<class>/; an ImageFolder tree "
                         f"needs one folder of images per class")
     return ImageSet(f"{root.name}:{split or 'all'}", classes, np.asarray(labels, np.int64), paths=paths)

@@ -1,0 +1,60 @@
+"""bench's bad input, device detection from the CLI, and the report's distribution data."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from edgeres.bench import BenchConfig, bench
+from edgeres.data.preprocess import METADATA_KEY, Preprocessing
+from edgeres.errors import ConfigError, DataError
+from edgeres.onnx_model import set_metadata
+from tests.integration.fixtures import FAST_LATENCY
+from tests.integration.test_cli import assert_one_line_error, edgeres
+
+
+def test_model_input_that_does_not_match_its_preprocessing(small_run, tmp_path):
+    cfg, _ = small_run
+    m = onnx.load(str(Path(cfg.out) / "model.onnx"))
+    set_metadata(m, {METADATA_KEY: Preprocessing(48, 1, (0.286,), (0.353,)).to_json()})
+    bad = tmp_path / "mismatch.onnx"
+    onnx.save(m, str(bad))
+    with pytest.raises(ConfigError, match=r"takes input \[1, 32, 32\] but its preprocessing makes \[1, 48, 48\]"):
+        bench([bad], tmp_path / "r", BenchConfig(limit=10, latency=FAST_LATENCY))
+
+
+def test_evaluation_set_without_labels(small_run, tmp_path):
+    cfg, _ = small_run
+    flat = tmp_path / "flat"
+    (flat / "test").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.full((28, 28), i * 40, np.uint8)).save(flat / "test" / f"{i}.png")
+    with pytest.raises(DataError, match="no class folders, so they have no labels"):
+        bench([Path(cfg.out) / "model.onnx"], tmp_path / "r", BenchConfig(data=str(flat), latency=FAST_LATENCY))
+
+
+def test_report_keeps_the_latency_distribution(small_run):
+    _, report = small_run
+    for r in report["results"]:
+        q = r["latency"]["quantiles_ms"]
+        assert len(q) == 21 and q == sorted(q)
+        assert q[0] == pytest.approx(r["latency"]["min_ms"]) and q[10] == pytest.approx(r["latency"]["p50_ms"])
+
+
+def test_this_machine_is_read_from_the_device_tree(tmp_path, monkeypatch):
+    f = tmp_path / "model"
+    f.write_bytes(b"NVIDIA Jetson AGX Orin Developer Kit\x00")
+    monkeypatch.setenv("EDGERES_DEVICE_TREE_MODEL", str(f))
+    r = edgeres("targets", "--json")
+    assert json.loads(r.stdout)["this_machine"] == "jetson-agx-orin"
+
+
+def test_jetson_target_off_a_jetson(small_run, monkeypatch, tmp_path):
+    cfg, _ = small_run
+    monkeypatch.setenv("EDGERES_DEVICE_TREE_MODEL", str(tmp_path / "absent"))
+    r = edgeres("bench", str(Path(cfg.out) / "model.onnx"), "--target", "jetson")
+    assert_one_line_error(r, "works on a Jetson only")
