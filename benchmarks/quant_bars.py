@@ -5,7 +5,7 @@
 1. Calibration with 1000 images (100 a class from the training split): wall time and the peak RSS of
    the `edgeres quantize` process that does it.
 2. Both recipes on the whole Fashion-MNIST test set: Δtop-1 and agreement against fp32.
-3. A hard case: the same model with an outlier-heavy layer (one channel ×1000 into layer1.0.conv2,
+3. A hard case: the same model with an outlier-heavy layer (one channel ×1000 out of layer1.0.conv1 into .conv2,
    ÷1000 back: the same float function). The budget --max-drop 0.3 fails before the fallback and
    holds after, and the layers kept in float are named.
 """
@@ -60,7 +60,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.integration.test_search import outlier_model
     hard = work / "outlier.onnx"
-    outlier_model(args.onnx, hard)
+    outlier_model(args.onnx, hard, blocks=1)
     r = qdq_from_onnx(hard, work / "outlier.int8.onnx",
                       QuantConfig(recipe="tensorrt", sensitivity=True, max_drop=0.3))
     s = r.search

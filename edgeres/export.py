@@ -18,7 +18,14 @@ from edgeres.data.datasets import load_dataset
 from edgeres.data.preprocess import METADATA_KEY
 from edgeres.errors import ArtifactError, ConfigError
 from edgeres.models import load_checkpoint
-from edgeres.onnx_model import CLASSES_KEY, DATASET_KEY, MODEL_KEY, PRECISION_KEY, load_onnx, set_metadata
+from edgeres.onnx_model import (
+    CLASSES_KEY,
+    DATASET_KEY,
+    MODEL_KEY,
+    PRECISION_KEY,
+    load_onnx,
+    set_metadata,
+)
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"

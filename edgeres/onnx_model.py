@@ -62,8 +62,8 @@ def onnx_info(path: Path, model: onnx.ModelProto | None = None) -> OnnxInfo:
     model = model if model is not None else load_onnx(path)
     meta = metadata(model)
     if METADATA_KEY not in meta:
-        raise ArtifactError(f"{path} has no preprocessing metadata ({METADATA_KEY}); export it with "
-                            f"`edgeres export`, or add it with `edgeres export --from-onnx {path} --size … --mean … --std …`")
+        raise ArtifactError(f"{path} has no preprocessing metadata ({METADATA_KEY}), so edgeres cannot feed it "
+                            f"correctly; export the model with `edgeres export CHECKPOINT`")
     inp = model.graph.input[0]
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
     return OnnxInfo(

@@ -14,7 +14,12 @@ from torch import nn
 
 from edgeres.artifacts import write_manifest
 from edgeres.data import fashion_mnist
-from edgeres.data.datasets import DEFAULT_DATASET, ImageSet, default_preprocessing, load_dataset
+from edgeres.data.datasets import (
+    DEFAULT_DATASET,
+    ImageSet,
+    default_preprocessing,
+    load_dataset,
+)
 from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import ArtifactError, ConfigError
 from edgeres.hw import cpu_features, has_native_bf16

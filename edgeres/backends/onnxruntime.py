@@ -45,9 +45,10 @@ class OrtSession:
         self.threads = so.intra_op_num_threads
         self.simulate = simulate
         self._run = self._sess.run
+        self._outputs = [self.output_name]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        return self._run([self.output_name], {self.input_name: batch})[0]
+        return self._run(self._outputs, {self.input_name: batch})[0]
 
     def infer_all(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         return infer_all(self, x, batch_size)

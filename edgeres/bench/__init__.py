@@ -16,11 +16,11 @@ from edgeres.bench.accuracy import accuracy
 from edgeres.bench.latency import LatencyConfig, measure_latency
 from edgeres.data.datasets import load_dataset
 from edgeres.errors import AccuracyBudgetExceeded, ConfigError, DataError
+from edgeres.hw import cpu_features
 from edgeres.onnx_model import OnnxInfo, load_onnx, metadata, onnx_info
 from edgeres.progress import log
 from edgeres.quantize import RECIPE_KEY
 from edgeres.quantize.check import require_valid_qdq
-from edgeres.hw import cpu_features
 from edgeres.quantize.recipes import recipe_for
 from edgeres.targets import TargetProfile, load_target
 

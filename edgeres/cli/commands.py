@@ -110,12 +110,22 @@ def quantize_cmd(onnx_path, int8, recipe, method, percentile, calibration, allow
     r = qdq_from_onnx(onnx_path, out, cfg)
     lines = [f"{r.onnx}: {r.recipe.name} recipe, {r.method} calibration on {r.calibration_images} images, "
              f"{r.quantize_nodes} QuantizeLinear nodes"]
+    chosen = (r.method, r.search.get("percentile"))
+    for t in r.search.get("tried", []):
+        name = t["method"] + (f" {t['percentile']}" if t["percentile"] else "")
+        mark = "  ← chosen" if (t["method"], t["percentile"]) == chosen else ""
+        lines.append(f"  tried {name:18} agreement {t['agreement']:6.2f}%  cosine {t['cosine']:.5f}  "
+                     f"drop {t['drop']:.2f} pt{mark}")
     if "all_int8" in r.search:
         b = r.search["all_int8"]
         lines.append(f"validation slice ({b['images']} images): all-int8 agreement {b['agreement']:.2f}%, "
                      f"top-1 drop {b['drop']:.2f} pt")
     if r.search.get("float_layers"):
-        lines.append(f"kept in float to meet --max-drop {max_drop}: {', '.join(r.search['float_layers'])}")
+        lines.append(f"kept in float to meet --max-drop {max_drop}: {', '.join(r.search['float_layers'])} "
+                     f"(drop now {r.search['budget_steps'][-1]['drop']:.2f} pt)")
+        c = r.search["latency_cost"]
+        lines.append(f"latency cost: p50 {c['p50_ms']['with_float_layers']:.3f} ms vs {c['p50_ms']['all_int8']:.3f} ms "
+                     f"all-int8 ({c['ratio']:.2f}×, {c['measured_on']}){'; ' + c['note'] if c['note'] else ''}")
     if sensitivity:
         lines.append(f"sensitivity: {out.with_suffix('.sensitivity.md')}")
     if r.search.get("trt_cache"):

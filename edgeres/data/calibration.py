@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from edgeres.artifacts import sha256_file, write_json_atomic
-from edgeres.data.datasets import IMAGE_SUFFIXES, ImageSet, load_dataset, open_image, pixel_hash
+from edgeres.data.datasets import (
+    IMAGE_SUFFIXES,
+    ImageSet,
+    default_preprocessing,
+    load_dataset,
+    open_image,
+    pixel_hash,
+)
 from edgeres.errors import ConfigError, DataError
 from edgeres.progress import progress
 
@@ -56,6 +63,8 @@ def make_calibration_set(data: str, out: Path, per_class: int = 50, split: str =
                         "label": int(ds.labels[i]), "index": int(i)})
     manifest = {"format": FORMAT, "name": out.name,
                 "source": {"data": data, "split": split, "seed": seed, "per_class": per_class},
+                "preprocessing": {**default_preprocessing(data).to_dict(),
+                                  "note": "images are stored as decoded; quantize applies the model's own preprocessing"},
                 "classes": ds.classes, "images": entries}
     write_json_atomic(tmp / "manifest.json", manifest)
     if out.exists():

@@ -9,19 +9,36 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edgeres.artifacts import atomic_path, write_json_atomic, write_manifest, write_text_atomic
+from edgeres.artifacts import (
+    atomic_path,
+    write_json_atomic,
+    write_manifest,
+    write_text_atomic,
+)
 from edgeres.data.calibration import check_disjoint, load_calibration_set
 from edgeres.data.datasets import load_dataset
 from edgeres.errors import AccuracyBudgetExceeded, ConfigError
 from edgeres.hw import cpu_features
-from edgeres.onnx_model import PRECISION_KEY, load_onnx, metadata, onnx_info, set_metadata
+from edgeres.onnx_model import (
+    PRECISION_KEY,
+    load_onnx,
+    metadata,
+    onnx_info,
+    set_metadata,
+)
 from edgeres.paths import DEFAULT_CALIBRATION, calibration_path
 from edgeres.progress import log
 from edgeres.quantize.calibrate import calibrate, quiet, tensor_ranges, write_qdq
 from edgeres.quantize.check import require_valid_qdq
 from edgeres.quantize.recipes import METHODS, RECIPES, Recipe, recipe_for
-from edgeres.quantize.search import (AUTO_CANDIDATES, Evaluator, quantizable_layers, sensitivity,
-                                     sensitivity_markdown, split_validation)
+from edgeres.quantize.search import (
+    AUTO_CANDIDATES,
+    Evaluator,
+    quantizable_layers,
+    sensitivity,
+    sensitivity_markdown,
+    split_validation,
+)
 
 RECIPE_KEY = "edgeres.quant"
 
@@ -107,6 +124,29 @@ def _fit_budget(ev: Evaluator, data: object, method: str, rows: list[dict], cfg:
         f"or a larger calibration set")
 
 
+def _latency_cost(final: Path, all_int8: Path, recipe: Recipe, input_shape: tuple[int, ...]) -> dict:
+    """p50 at batch 1 with the float layers against all-int8, on this CPU (ONNX Runtime)."""
+    import shutil
+
+    from edgeres.backends.onnxruntime import OrtSession
+    from edgeres.bench.latency import LatencyConfig, measure_latency
+
+    cfg = LatencyConfig(0.2, 10, 1.0, 10)
+    x = np.zeros((1, *input_shape), np.float32)
+    try:
+        p50 = {}
+        for name, path in (("all_int8", all_int8), ("with_float_layers", final)):
+            sess = OrtSession(path)
+            p50[name] = measure_latency(sess, x, 1, cfg).p50_ms
+            sess.close()
+    finally:
+        shutil.rmtree(all_int8.parent, ignore_errors=True)
+    return {"p50_ms": p50, "ratio": p50["with_float_layers"] / p50["all_int8"], "measured_on": "this CPU, ONNX Runtime",
+            "representative": recipe.latency_representative,
+            "note": "" if recipe.latency_representative else "the tensorrt recipe's CPU latency says nothing about the "
+                                                              "device: run `edgeres bench` there"}
+
+
 def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) -> QuantResult:
     """Quantize ``onnx_path`` to explicit Q/DQ with ``cfg.recipe``; writes ``out`` and its manifest."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -128,7 +168,7 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
         cal_idx, val_idx = np.arange(len(x_all)), np.arange(0)
     x = x_all[cal_idx]
     search: dict = {"validation_images": int(len(val_idx))}
-    method, pct, kept = cfg.method, cfg.percentile, []
+    method, pct, kept, pre_all_int8 = cfg.method, cfg.percentile, [], None
     with tempfile.TemporaryDirectory(prefix="edgeres-quant-") as tmpdir:
         work = Path(tmpdir)
         pre = work / "pre.onnx"
@@ -138,6 +178,7 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
         log(f"calibrating on {len(x)} images ({cfg.method}, recipe {recipe.name}) …")
         if cfg.method == "auto":
             method, pct, data, search["tried"] = _pick_method(ev, pre, x, info.input_name, recipe, cfg, work)
+            search["percentile"] = pct if method == "percentile" else None
         else:
             data = calibrate(pre, x, info.input_name, method, recipe, pct, cfg.num_bins, cfg.batch_size, work)
         if ev is not None:
@@ -152,6 +193,8 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
             if over:
                 log(f"all-int8 drops {base.drop:.2f} pt > --max-drop {cfg.max_drop}: keeping layers in float …")
                 kept, search["budget_steps"] = _fit_budget(ev, data, method, rows, cfg, base.drop)
+                pre_all_int8 = Path(tempfile.mkdtemp(prefix="edgeres-allint8-")) / "all-int8.onnx"
+                write_qdq(pre, pre_all_int8, data, method, recipe, work)
         search["float_layers"] = [k["module"] for k in kept]
         with atomic_path(out) as tmp:
             write_qdq(pre, tmp, data, method, recipe, work, exclude=[k["node"] for k in kept])
@@ -163,6 +206,8 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
                  "calibration": calib.root.name, "float_layers": search["float_layers"]})})
             set_metadata(model, src_meta)
             onnx.save(model, str(tmp))
+    if kept:
+        search["latency_cost"] = _latency_cost(out, pre_all_int8, recipe, info.preprocessing.input_shape)
     ranges = tensor_ranges(data)
     if cfg.trt_cache_version:
         from edgeres.quantize.trt_cache import write_calibration_cache

@@ -65,12 +65,27 @@ def check_qdq(model: onnx.ModelProto, symmetric_int8: bool = True) -> QdqReport:
         elif symmetric_int8 and n.op_type == "QuantizeLinear":
             pass  # no zero point means uint8 in ONNX: caught by the type check below
     if symmetric_int8:
+        rep.problems += placement_problems(model)
         for t in model.graph.initializer:
             if t.data_type == TensorProto.UINT8:
                 rep.problems.append(f"{t.name}: uint8 tensor; TensorRT's explicit quantization is int8 only")
     if rep.quantize_nodes == 0:
         rep.problems.append("no QuantizeLinear nodes: the model is not quantized")
     return rep
+
+
+def placement_problems(model: onnx.ModelProto) -> list[str]:
+    """TensorRT's explicit-quantization placement: a quantized Conv/Gemm reads a quantized activation,
+    and a residual Add has both inputs quantized or neither (else TensorRT cannot fuse it)."""
+    producer = {o: n.op_type for n in model.graph.node for o in n.output}
+    out = []
+    for n in model.graph.node:
+        from_dq = [producer.get(i) == "DequantizeLinear" for i in n.input[:2]]
+        if n.op_type in ("Conv", "Gemm") and len(from_dq) == 2 and from_dq[1] and not from_dq[0]:
+            out.append(f"{n.name}: int8 weights but a float activation input; quantize its input too")
+        if n.op_type == "Add" and len(from_dq) == 2 and from_dq[0] != from_dq[1]:
+            out.append(f"{n.name}: residual Add with one quantized and one float input; TensorRT cannot fuse it")
+    return out
 
 
 def require_valid_qdq(model: onnx.ModelProto, symmetric_int8: bool, name: str) -> QdqReport:

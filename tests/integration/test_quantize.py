@@ -105,3 +105,31 @@ def test_quantizing_a_quantized_model_is_refused(small_run, tmp_path):
     from edgeres.errors import ConfigError
     with pytest.raises(ConfigError, match="already int8"):
         qdq_from_onnx(Path(cfg.out) / "model.int8-cpu.onnx", tmp_path / "x.onnx", QuantConfig(calibration=cfg.quant.calibration))
+
+
+def test_placement_rules_catch_a_half_quantized_residual_add(small_run):
+    from edgeres.quantize.check import placement_problems
+
+    cfg, _ = small_run
+    model = onnx.load(str(Path(cfg.out) / "model.int8-tensorrt.onnx"))
+    assert placement_problems(model) == []
+    producer = {o: n for n in model.graph.node for o in n.output}
+    add = next(n for n in model.graph.node if n.op_type == "Add")
+    dq = producer[add.input[1]]
+    q = producer[dq.input[0]]
+    add.input[1] = q.input[0]  # bypass the Q/DQ pair on one residual input
+    problems = placement_problems(model)
+    assert any("residual Add with one quantized and one float input" in p for p in problems)
+
+
+def test_model_without_preprocessing_metadata_is_refused(small_run, tmp_path):
+    from edgeres.errors import ArtifactError
+
+    cfg, _ = small_run
+    m = onnx.load(str(Path(cfg.out) / "model.onnx"))
+    del m.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(m, str(bare))
+    with pytest.raises(ArtifactError, match="no preprocessing metadata.*edgeres export"):
+        qdq_from_onnx(bare, tmp_path / "q.onnx", QuantConfig(calibration=cfg.quant.calibration))
+    assert not (tmp_path / "q.onnx").exists()

@@ -77,6 +77,9 @@ def test_budget_keeps_the_outlier_layer_in_float(hard_case, calib_dir):
     assert s["float_layers"][0] == "layer1.0.conv2"  # the outlier layer is the first given up …
     assert len(s["float_layers"]) <= 3  # … and few others
     assert s["sensitivity"][0]["module"] == "layer1.0.conv2"
+    cost = s["latency_cost"]
+    assert cost["p50_ms"]["all_int8"] > 0 and cost["p50_ms"]["with_float_layers"] > 0
+    assert cost["representative"] is False and "edgeres bench" in cost["note"]  # tensorrt recipe on a CPU
     worst = s["sensitivity"][0]
     assert worst["alone"]["cosine"] < s["sensitivity"][-1]["alone"]["cosine"]
     meta = json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}["edgeres.quant"])
@@ -99,15 +102,19 @@ def test_impossible_budget_fails_and_writes_nothing(small_run, calib_dir, tmp_pa
 
 
 def test_auto_reports_every_method(small_run, calib_dir, tmp_path):
+    from tests.integration.test_cli import edgeres
+
     cfg, _ = small_run
-    r = qdq_from_onnx(Path(cfg.out) / "model.onnx", tmp_path / "a.onnx",
-                      QuantConfig(recipe="cpu", method="auto", calibration=str(calib_dir)))
-    tried = [(t["method"], t["percentile"]) for t in r.search["tried"]]
-    assert tried == [("minmax", None), ("entropy", None), ("percentile", 99.9), ("percentile", 99.99),
-                     ("percentile", 99.999)]
-    best = max(r.search["tried"], key=lambda t: (-t["drop"], t["agreement"], t["cosine"]))
-    assert r.method == best["method"]
-    assert r.search["validation_images"] == 20 and r.calibration_images == 80
+    p = edgeres("quantize", str(Path(cfg.out) / "model.onnx"), "--int8", "--recipe", "cpu", "--method", "auto",
+                "--calibration", str(calib_dir), "--out", str(tmp_path / "a.onnx"), "--json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    tried = doc["search"]["tried"]
+    assert [(t["method"], t["percentile"]) for t in tried] == [
+        ("minmax", None), ("entropy", None), ("percentile", 99.9), ("percentile", 99.99), ("percentile", 99.999)]
+    best = max(tried, key=lambda t: (-t["drop"], t["agreement"], t["cosine"]))
+    assert (doc["method"], doc["search"]["percentile"]) == (best["method"], best["percentile"])
+    assert doc["search"]["validation_images"] == 20 and doc["calibration_images"] == 80
 
 
 def test_trt_calibration_cache_round_trip(tmp_path):
