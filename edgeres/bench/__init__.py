@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -141,7 +141,7 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
           checkpoint: Path | None = None) -> dict:
     """Measure every model on ``cfg.target``; write report.json, report.md and report.png into ``out_dir``."""
     from edgeres.bench.report import write_reports
-    from edgeres.bench.roofline import floor_ms, model_cost
+    from edgeres.bench.roofline import floor_ms, measure_cpu_peaks, model_cost
 
     cfg.validate()
     target = load_target(cfg.target)
@@ -181,6 +181,10 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
         results.append(row)
     if checkpoint is not None:
         results += _torch_rows(Path(checkpoint), target, x, ds.labels, ref_logits, cfg)
+    peaks = None
+    if target.kind == "cpu" and target.peak_fp32_tflops is None:
+        peaks = measure_cpu_peaks(cfg.threads)
+        target = replace(target, peak_fp32_tflops=peaks["peak_fp32_tflops"])
     for r in results:
         fl = floor_ms(cost, target, r["precision"], r["latency"]["batch"])
         r["roofline"] = None if fl is None else {**fl, "measured_over_floor": r["latency"]["p50_ms"] / fl["floor_ms"]}
@@ -189,6 +193,7 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
         "target": asdict(target), "machine": machine(), "versions": versions(),
         "config": asdict(cfg), "dataset": {"name": ds.name, "images": len(ds)},
         "preprocessing": pre.to_dict(), "reference": ref.label, "model_cost": cost.to_dict(),
+        "measured_peaks": peaks,
         "timing": {"clock": "time.perf_counter around Session.infer", "what": "host wall time of one call",
                    "copies_timed": "per result: latency.copies_timed"},
         "results": results,

@@ -79,6 +79,10 @@ def roofline_lines(report: dict) -> list[str]:
                 f"weights per image (Conv/Gemm)."]
     if not any(r.get("roofline") for r in report["results"]):
         return head + [f"No roofline floor: target {report['target']['name']} has no peak figures."]
+    peaks = report.get("measured_peaks")
+    if peaks:
+        head.append(f"CPU peak, {peaks['how']}: {peaks['peak_fp32_tflops'] * 1e3:.0f} GFLOP/s fp32. int8 has "
+                    f"no measured peak here, so it gets no floor.")
     out = head + ["", "| precision | floor ms | bound | measured p50 / floor |", "|---|---|---|---|"]
     for r in report["results"]:
         f = r.get("roofline")

@@ -67,3 +67,30 @@ def floor_ms(cost: ModelCost, target: TargetProfile, precision: str, batch: int)
     bound = max(v for v in (compute, memory) if v is not None)
     return {"compute_ms": compute, "memory_ms": memory, "floor_ms": bound,
             "bound": "compute" if compute is not None and compute >= (memory or 0) else "memory"}
+
+
+def measure_cpu_peaks(threads: int | None = None, seconds: float = 0.5) -> dict:
+    """This CPU's achievable fp32 GEMM rate, measured (the cpu target has no datasheet).
+
+    No memory floor: a CPU's caches hold much of a small model's weights between calls, so DRAM
+    bandwidth gives no lower bound (measured here, it put the floor above the real latency).
+    """
+    import os
+    import time
+
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    try:
+        a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+        torch.mm(a, b)
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            torch.mm(a, b)
+            n += 1
+        tflops = 2 * 1024 ** 3 * n / (time.perf_counter() - t0) / 1e12
+    finally:
+        torch.set_num_threads(old)
+    return {"peak_fp32_tflops": tflops, "memory_bandwidth_gbs": None,
+            "how": "measured: 1024² fp32 GEMM in torch; no memory floor, since caches hold the weights"}

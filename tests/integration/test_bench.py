@@ -58,3 +58,13 @@ def test_jetson_target_off_a_jetson(small_run, monkeypatch, tmp_path):
     monkeypatch.setenv("EDGERES_DEVICE_TREE_MODEL", str(tmp_path / "absent"))
     r = edgeres("bench", str(Path(cfg.out) / "model.onnx"), "--target", "jetson")
     assert_one_line_error(r, "works on a Jetson only")
+
+
+def test_cpu_roofline_uses_measured_peaks(small_run):
+    _, report = small_run
+    peaks = report["measured_peaks"]
+    assert peaks["peak_fp32_tflops"] > 0.001 and peaks["memory_bandwidth_gbs"] is None
+    fp32 = report["results"][0]["roofline"]
+    assert fp32["bound"] == "compute" and fp32["floor_ms"] > 0
+    assert fp32["measured_over_floor"] > 1.0  # nothing beats its floor
+    assert next(r for r in report["results"] if r["label"] == "int8-cpu")["roofline"] is None

@@ -98,6 +98,12 @@ def test_open_image_names_bad_files(tmp_path):
         open_image(tmp_path / "tiny.png")
 
 
+def test_huge_image_is_named_before_decoding(tmp_path):
+    Image.new("L", (8200, 8200)).save(tmp_path / "huge.png")  # 67 Mpx: over the 8192×8192 limit
+    with pytest.raises(DataError, match="huge.png is 8200×8200.*downscale it"):
+        open_image(tmp_path / "huge.png")
+
+
 def test_image_folder(tmp_path):
     for split in ("train", "test"):
         for k, c in enumerate(("cat", "dog")):
