@@ -94,28 +94,18 @@ def test_overlapping_calibration_set(small_run, tmp_path):
     assert_one_line_error(r, "also appear in the evaluation set", "--split train")
 
 
-def test_unknown_target(small_run):
+@pytest.mark.parametrize("args,needles", [
+    (["bench", "model.onnx", "--target", "jetson-nanoo"], ["unknown target 'jetson-nanoo'", "jetson-nano"]),
+    (["bench", "model.onnx", "--duration", "0"], ["--duration must be positive"]),
+    (["build", "model.int8-tensorrt.onnx", "--target", "jetson-agx-orin"], ["TensorRT needs an NVIDIA GPU", "--target cpu"]),
+    (["build", "model.int8-tensorrt.onnx", "--target", "jetson-nano"], ["jetson-nano does not support int8"]),
+    (["build", "model.onnx", "--target", "jetson-orin-nano", "--dla-core", "0"], ["jetson-orin-nano has no DLA"]),
+], ids=["unknown-target", "zero-duration", "no-tensorrt", "int8-on-nano", "dla-on-orin-nano"])
+def test_refused_requests(small_run, args, needles):
+    """Each refusal is one line that names the fix, before any work is done."""
     cfg, _ = small_run
-    r = edgeres("bench", str(Path(cfg.out) / "model.onnx"), "--target", "jetson-nanoo")
-    assert_one_line_error(r, "unknown target 'jetson-nanoo'", "jetson-nano")
-
-
-def test_zero_duration(small_run):
-    cfg, _ = small_run
-    r = edgeres("bench", str(Path(cfg.out) / "model.onnx"), "--duration", "0")
-    assert_one_line_error(r, "--duration must be positive")
-
-
-def test_tensorrt_target_without_tensorrt(small_run, tmp_path):
-    cfg, _ = small_run
-    r = edgeres("build", str(Path(cfg.out) / "model.int8-tensorrt.onnx"), "--target", "jetson-agx-orin")
-    assert_one_line_error(r, "TensorRT needs an NVIDIA GPU", "--target cpu")
-
-
-def test_int8_on_nano_is_refused_by_build(small_run):
-    cfg, _ = small_run
-    r = edgeres("build", str(Path(cfg.out) / "model.int8-tensorrt.onnx"), "--target", "jetson-nano")
-    assert_one_line_error(r, "jetson-nano does not support int8")
+    r = edgeres(args[0], str(Path(cfg.out) / args[1]), *args[2:])
+    assert_one_line_error(r, *needles)
 
 
 def test_build_cpu_writes_optimized_onnx(small_run, tmp_path):
