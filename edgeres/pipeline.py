@@ -13,7 +13,7 @@ from edgeres.paths import calibration_path
 from edgeres.progress import log
 from edgeres.quantize import QuantConfig, qdq_from_onnx
 from edgeres.quantize.recipes import RECIPES
-from edgeres.train import TrainConfig, _data_inputs, train
+from edgeres.train import TrainConfig, data_inputs, train
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class StageLog:
 
 def _checkpoint_done(ckpt: Path, cfg: TrainConfig) -> bool:
     man = read_manifest(ckpt)
-    return (is_fresh(ckpt, _data_inputs(cfg), asdict(cfg))
+    return (is_fresh(ckpt, data_inputs(cfg), asdict(cfg))
             and man is not None and man.get("results", {}).get("epoch") == cfg.epochs)
 
 

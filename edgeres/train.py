@@ -23,7 +23,7 @@ from edgeres.data.datasets import (
 from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import ArtifactError, ConfigError
 from edgeres.hw import cpu_features, has_native_bf16
-from edgeres.models import Checkpoint, load_checkpoint, save_checkpoint
+from edgeres.models import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from edgeres.models.resnet import STEMS, ResNetConfig
 from edgeres.progress import log, progress
 
@@ -113,7 +113,7 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int) -> torc
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / (steps - warm))))
 
 
-def _data_inputs(cfg: TrainConfig) -> dict[str, Path | str]:
+def data_inputs(cfg: TrainConfig) -> dict[str, Path | str]:
     if cfg.data == DEFAULT_DATASET:
         d = fashion_mnist.locate()
         return {name: d / name for name in fashion_mnist.FILES}
@@ -131,7 +131,6 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False,
     train_set = _limit(load_dataset(cfg.data, "train"), cfg.limit_train, cfg.seed)
     test_set = _limit(load_dataset(cfg.data, "test"), cfg.limit_test, cfg.seed + 1)
     model_cfg = ResNetConfig(cfg.arch, pre.channels, len(train_set.classes), cfg.stem)
-    from edgeres.models import build_model
     model = build_model(model_cfg, cfg.zero_init_residual).to(memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
@@ -193,7 +192,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False,
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
         })
         save_checkpoint(out, ckpt)
-        write_manifest(out, "checkpoint", _data_inputs(cfg), asdict(cfg), pre.to_dict(),
+        write_manifest(out, "checkpoint", data_inputs(cfg), asdict(cfg), pre.to_dict(),
                        {"top1": round(top1, 2), "epoch": epoch + 1, "history": history,
                         "test_images": len(test_set), "train_images": len(train_set),
                         "autocast": "bf16" if bf16 else "fp32", "cpu_features": cpu_features()})

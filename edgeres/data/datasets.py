@@ -36,7 +36,8 @@ class ImageSet:
     def image(self, i: int) -> Image.Image:
         if self.array is not None:
             return Image.fromarray(self.array[i])
-        assert self.paths is not None
+        if self.paths is None:
+            raise DataError(f"image set {self.name} holds neither pixels nor paths")
         return open_image(self.paths[i])
 
     def subset(self, idx: Sequence[int] | np.ndarray) -> "ImageSet":

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgeres.errors import ConfigError
-from edgeres.hw import cpu_features, has_vnni  # noqa: F401  (cpu_features re-exported)
+from edgeres.hw import has_vnni
 
 METHODS = ("minmax", "entropy", "percentile")
 RECIPES = ("tensorrt", "cpu")
