@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${EDGERES_VENV:-.venv}
 TORCH_SPEC=${EDGERES_TORCH_SPEC:-torch==2.13.0}
+TORCH_INDEX=${EDGERES_TORCH_INDEX:-}  # e.g. https://download.pytorch.org/whl/cpu where PyPI would pull a CUDA build
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
 
@@ -17,7 +18,7 @@ PY="$VENV/bin/python"
 # torch first and pinned: an unpinned torch pulls a CUDA build of several GB.
 if ! "$PY" -c 'import torch' >/dev/null 2>&1; then
   echo "setup: installing $TORCH_SPEC (CPU)" >&2
-  "$PY" -m pip install -q "$TORCH_SPEC" 2>&1 | grep -v '^WARNING: Location' || true
+  "$PY" -m pip install -q ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "$TORCH_SPEC" 2>&1 | grep -v '^WARNING: Location' || true
 fi
 "$PY" -m pip install -q -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
 "$PY" -c 'import torch, onnx, onnxruntime, click' || { echo "setup: the core packages did not install" >&2; exit 1; }
