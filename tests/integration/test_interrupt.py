@@ -16,8 +16,11 @@ ARGS = ["--epochs", "4", "--limit-train", "1280", "--limit-test", "200", "--batc
 def test_interrupt_then_resume(tmp_path):
     out = tmp_path / "m.pt"
     env = {**os.environ, "EDGERES_QUIET": "1"}
+    # A shell without job control starts background jobs with SIGINT ignored, and children inherit that;
+    # give the child the default disposition a terminal would, so Python raises KeyboardInterrupt.
     p = subprocess.Popen([sys.executable, "-m", "edgeres", "train", *ARGS, "--out", str(out)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while not out.with_name("m.pt.json").exists() and time.time() < deadline and p.poll() is None:
         time.sleep(0.2)
