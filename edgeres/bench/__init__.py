@@ -13,7 +13,7 @@ import numpy as np
 from edgeres.artifacts import sha256_file, versions
 from edgeres.backends import Session, get_backend, infer_all, require
 from edgeres.bench.accuracy import accuracy
-from edgeres.bench.latency import LatencyConfig, measure_latency
+from edgeres.bench.latency import LatencyConfig, compare_latency
 from edgeres.data.datasets import load_dataset
 from edgeres.errors import AccuracyBudgetExceeded, ConfigError, DataError
 from edgeres.hw import cpu_features
@@ -94,29 +94,38 @@ def _open(entry: Entry, target: TargetProfile, threads: int | None, simulate: bo
     return backend.load(entry.path, target)
 
 
-def _measure(label: str, open_session, x: np.ndarray, labels: np.ndarray, ref: np.ndarray | None,
-             cfg: BenchConfig, simulate: bool) -> tuple[dict, np.ndarray]:
-    """Accuracy on every image, then latency at ``cfg.batch`` and ``cfg.throughput_batch``."""
+def _accuracy(label: str, open_session, x: np.ndarray, labels: np.ndarray, ref: np.ndarray | None,
+              simulate: bool) -> tuple[dict, np.ndarray]:
+    """A result row with accuracy on every image; latency is filled in by ``_latency``."""
     log(f"{label}: accuracy on {len(x)} images{' (Q/DQ simulated in fp32)' if simulate else ''} …")
     sess = open_session(simulate)
     try:
         logits = infer_all(sess, x, 250)
     finally:
         sess.close()
-    log(f"{label}: latency at batch {cfg.batch} and {cfg.throughput_batch} …")
-    sess = open_session(False)
-    try:
-        lat = measure_latency(sess, x[:cfg.batch], cfg.batch, cfg.latency)
-        thr = measure_latency(sess, x[:cfg.throughput_batch], cfg.throughput_batch, cfg.latency)
-        threads = getattr(sess, "threads", None)
-    finally:
-        sess.close()
-    return {"label": label, "threads": threads, "accuracy": accuracy(logits, labels, ref).to_dict(),
-            "latency": lat.to_dict(), "throughput": thr.to_dict(),
+    return {"label": label, "accuracy": accuracy(logits, labels, ref).to_dict(),
             "accuracy_mode": "simulated Q/DQ (fake-quant fp32)" if simulate else "native"}, logits
 
 
-def _torch_rows(checkpoint: Path, target: TargetProfile, x, labels, ref, cfg: BenchConfig) -> list[dict]:
+def _latency(rows: list[dict], openers: list, x: np.ndarray, cfg: BenchConfig) -> None:
+    """Latency at ``cfg.batch`` and ``cfg.throughput_batch`` for every row, timed in alternating windows."""
+    log(f"latency of {len(rows)} models at batch {cfg.batch} and {cfg.throughput_batch}, "
+        f"{cfg.latency.rounds} alternating rounds …")
+    sessions: dict[str, Session] = {}
+    try:
+        for r, open_session in zip(rows, openers):
+            sessions[r["label"]] = open_session(False)
+        lat = compare_latency(sessions, x[:cfg.batch], cfg.batch, cfg.latency)
+        thr = compare_latency(sessions, x[:cfg.throughput_batch], cfg.throughput_batch, cfg.latency)
+        for r in rows:
+            r.update({"threads": getattr(sessions[r["label"]], "threads", None),
+                      "latency": lat[r["label"]].to_dict(), "throughput": thr[r["label"]].to_dict()})
+    finally:
+        for sess in sessions.values():
+            sess.close()
+
+
+def _torch_rows(checkpoint: Path, target: TargetProfile, x, labels, ref) -> tuple[list[dict], list]:
     """Plain PyTorch eager: on the CPU, and on CUDA in fp32 and fp16 where a GPU exists."""
     import torch
 
@@ -127,14 +136,16 @@ def _torch_rows(checkpoint: Path, target: TargetProfile, x, labels, ref, cfg: Be
     variants = [("torch-fp32", "cpu", False)]
     if target.runtime == "tensorrt" and torch.cuda.is_available():
         variants += [("torch-cuda-fp32", "cuda", False), ("torch-cuda-fp16", "cuda", True)]
-    rows = []
+    rows, openers = [], []
     for label, device, half in variants:
-        row, _ = _measure(label, lambda _sim, d=device, h=half: TorchSession(model, d, h), x, labels, ref, cfg, False)
+        opener = lambda _sim, d=device, h=half: TorchSession(model, d, h)  # noqa: E731
+        row, _ = _accuracy(label, opener, x, labels, ref, False)
         row.update({"model": str(checkpoint), "sha256": sha256_file(checkpoint), "precision": "fp16" if half else "fp32",
                     "recipe": None, "runtime": f"torch-eager-{device}", "latency_representative": True,
                     "note": "plain PyTorch eager, the baseline a deployment should beat"})
         rows.append(row)
-    return rows
+        openers.append(opener)
+    return rows, openers
 
 
 def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
@@ -166,12 +177,13 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
         raise ConfigError(f"{ref.path} takes input {got} but its preprocessing makes {want}; re-export the model")
     x = ds.tensors(pre, f"preprocess {ds.name}")
     cost = model_cost(ref.path)
-    results, ref_logits = [], None
+    results, openers, ref_logits = [], [], None
     for e in entries:
         rec = recipe_for(e.recipe["recipe"]) if e.recipe else None
         simulate = bool(rec and rec.accuracy_mode == "simulate" and target.runtime == "onnxruntime")
-        row, logits = _measure(e.label, lambda sim, e=e: _open(e, target, cfg.threads, sim), x, ds.labels,
-                               ref_logits, cfg, simulate)
+        opener = lambda sim, e=e: _open(e, target, cfg.threads, sim)  # noqa: E731
+        row, logits = _accuracy(e.label, opener, x, ds.labels, ref_logits, simulate)
+        openers.append(opener)
         ref_logits = logits if ref_logits is None else ref_logits
         representative = rec.latency_representative if (rec and target.runtime == "onnxruntime") else True
         row.update({"model": str(e.path), "sha256": sha256_file(e.path), "precision": e.info.precision,
@@ -180,7 +192,10 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
                     "CPU int8 kernels differ from TensorRT's: this latency says nothing about the device"})
         results.append(row)
     if checkpoint is not None:
-        results += _torch_rows(Path(checkpoint), target, x, ds.labels, ref_logits, cfg)
+        rows, more = _torch_rows(Path(checkpoint), target, x, ds.labels, ref_logits)
+        results += rows
+        openers += more
+    _latency(results, openers, x, cfg)
     peaks = None
     if target.kind == "cpu" and target.peak_fp32_tflops is None:
         peaks = measure_cpu_peaks(cfg.threads)

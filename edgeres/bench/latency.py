@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -18,6 +18,7 @@ class LatencyConfig:
     warmup_iters: int = 10
     duration_s: float = 3.0
     min_iters: int = 10
+    rounds: int = 3  # models compared in one bench alternate this many windows, so drift falls evenly on all
 
     def validate(self) -> None:
         if self.duration_s <= 0:
@@ -26,6 +27,8 @@ class LatencyConfig:
             raise ConfigError("--warmup must not be negative")
         if self.min_iters < 1:
             raise ConfigError(f"--min-iters must be at least 1, got {self.min_iters}")
+        if self.rounds < 1:
+            raise ConfigError(f"--rounds must be at least 1, got {self.rounds}")
 
 
 @dataclass(frozen=True)
@@ -83,11 +86,31 @@ def timed_runs(session: Session, x: np.ndarray, cfg: LatencyConfig) -> np.ndarra
     return np.asarray(times)
 
 
-def measure_latency(session: Session, sample: np.ndarray, batch: int, cfg: LatencyConfig) -> LatencyStats:
-    """Latency of ``session`` at ``batch`` images per call (``sample`` is repeated to fill the batch)."""
+def _fill(sample: np.ndarray, batch: int) -> np.ndarray:
     if batch < 1:
         raise ConfigError(f"batch must be at least 1, got {batch}")
     reps = -(-batch // len(sample))
-    x = np.ascontiguousarray(np.concatenate([sample] * reps)[:batch])
+    return np.ascontiguousarray(np.concatenate([sample] * reps)[:batch])
+
+
+def measure_latency(session: Session, sample: np.ndarray, batch: int, cfg: LatencyConfig) -> LatencyStats:
+    """Latency of ``session`` at ``batch`` images per call (``sample`` is repeated to fill the batch)."""
+    x = _fill(sample, batch)
     t = timed_runs(session, x, cfg)
     return stats_from_times(t, batch, list(x.shape), session.copies_timed, session.device)
+
+
+def compare_latency(sessions: dict[str, Session], sample: np.ndarray, batch: int,
+                    cfg: LatencyConfig) -> dict[str, LatencyStats]:
+    """Latency of several sessions, timed in ``cfg.rounds`` alternating windows (A B C, C B A, …) whose
+    samples are pooled: each still gets ``duration_s`` in all, and host drift falls evenly on every one."""
+    x = _fill(sample, batch)
+    per = replace(cfg, warmup_s=cfg.warmup_s / cfg.rounds, duration_s=cfg.duration_s / cfg.rounds,
+                  min_iters=-(-cfg.min_iters // cfg.rounds))
+    names = list(sessions)
+    times: dict[str, list[np.ndarray]] = {k: [] for k in names}
+    for r in range(cfg.rounds):
+        for k in (names if r % 2 == 0 else names[::-1]):
+            times[k].append(timed_runs(sessions[k], x, per))
+    return {k: stats_from_times(np.concatenate(times[k]), batch, list(x.shape), sessions[k].copies_timed,
+                                sessions[k].device) for k in names}

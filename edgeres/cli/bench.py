@@ -14,6 +14,8 @@ def latency_options(fn):
         click.option("--warmup-iters", type=int, default=10, show_default=True),
         click.option("--duration", "duration_s", type=float, default=3.0, show_default=True, help="Timed seconds."),
         click.option("--min-iters", type=int, default=10, show_default=True),
+        click.option("--rounds", type=int, default=3, show_default=True,
+                     help="Models alternate this many timing windows (the duration is split), so drift hits all alike."),
         click.option("--batch", type=int, default=1, show_default=True, help="Batch for latency."),
         click.option("--throughput-batch", type=int, default=32, show_default=True),
         click.option("--threads", type=int, default=None, help="CPU threads (default: all cores)."),
@@ -23,13 +25,13 @@ def latency_options(fn):
     return fn
 
 
-def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_iters, batch,
+def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_iters, rounds, batch,
                  throughput_batch, threads, max_drop):
     from edgeres.bench import BenchConfig
     from edgeres.bench.latency import LatencyConfig
 
     return BenchConfig(target, data, limit, batch, throughput_batch, threads,
-                       LatencyConfig(warmup_s, warmup_iters, duration_s, min_iters), max_drop)
+                       LatencyConfig(warmup_s, warmup_iters, duration_s, min_iters, rounds), max_drop)
 
 
 @click.command("bench")
@@ -46,7 +48,7 @@ def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_it
 @json_option
 @handle_errors
 def bench_cmd(models, target, data, limit, checkpoint, out, compare, warmup_s, warmup_iters, duration_s, min_iters,
-              batch, throughput_batch, threads, max_drop, as_json):
+              rounds, batch, throughput_batch, threads, max_drop, as_json):
     """Measure accuracy and latency of every precision against the fp32 reference.
 
     \b
@@ -65,7 +67,7 @@ def bench_cmd(models, target, data, limit, checkpoint, out, compare, warmup_s, w
     from edgeres.bench import bench
     from edgeres.bench.report import table
 
-    cfg = bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_iters, batch,
+    cfg = bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_iters, rounds, batch,
                        throughput_batch, threads, max_drop)
     report = bench(list(models), out, cfg, checkpoint)
     emit(as_json, report, table(report) + f"\nreport: {out}/report.json, report.md, report.png")
@@ -82,7 +84,7 @@ def bench_cmd(models, target, data, limit, checkpoint, out, compare, warmup_s, w
 @json_option
 @handle_errors
 def run_cmd(out, epochs, limit_train, limit_test, method, force, warmup_s, warmup_iters, duration_s, min_iters,
-            batch, throughput_batch, threads, max_drop, as_json):
+            rounds, batch, throughput_batch, threads, max_drop, as_json):
     """The demo: train → export → quantize (tensorrt and cpu recipes) → bench on Fashion-MNIST, cpu target.
 
     Resumable: a stage whose inputs and settings are unchanged is skipped.
@@ -101,7 +103,7 @@ def run_cmd(out, epochs, limit_train, limit_test, method, force, warmup_s, warmu
                   train=replace(base.train, epochs=epochs, limit_train=limit_train, limit_test=limit_test),
                   quant=replace(base.quant, method=method),
                   bench=bench_config("cpu", None, limit_test, warmup_s, warmup_iters, duration_s, min_iters,
-                                     batch, throughput_batch, threads, max_drop))
+                                     rounds, batch, throughput_batch, threads, max_drop))
     report = run_pipeline(cfg, force=force)
     emit(as_json, report, table(report) + f"\nreport: {out}/report/report.json, report.md, report.png")
 

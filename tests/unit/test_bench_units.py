@@ -8,6 +8,7 @@ from edgeres.artifacts import atomic_path, is_fresh, write_manifest
 from edgeres.bench.accuracy import accuracy, topk
 from edgeres.bench.latency import (
     LatencyConfig,
+    compare_latency,
     measure_latency,
     stats_from_times,
     timed_runs,
@@ -51,6 +52,25 @@ def test_timed_runs_respects_warmup_and_minimum():
 def test_measure_latency_fills_the_batch():
     s = measure_latency(SleepySession(), np.zeros((3, 1, 2, 2), np.float32), 8, LatencyConfig(0, 1, 0.01, 3))
     assert s.batch == 8 and s.input_shape == [8, 1, 2, 2]
+
+
+def test_compare_latency_alternates_and_pools():
+    order = []
+
+    class Named(SleepySession):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def infer(self, batch):
+            if not order or order[-1] != self.name:
+                order.append(self.name)
+            return super().infer(batch)
+
+    s = {"a": Named("a"), "b": Named("b")}
+    out = compare_latency(s, np.zeros((1, 1, 2, 2), np.float32), 1, LatencyConfig(0.0, 2, 1e-6, 9, rounds=3))
+    assert order == ["a", "b", "a", "b"]  # windows A B, B A, A B: consecutive turns merge into a b a b
+    assert out["a"].iterations == 9 and out["b"].iterations == 9  # ceil(9 / 3) per window, pooled
 
 
 @pytest.mark.parametrize("bad", [LatencyConfig(duration_s=0), LatencyConfig(min_iters=0), LatencyConfig(warmup_s=-1)])
