@@ -196,12 +196,12 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
         results += rows
         openers += more
     _latency(results, openers, x, cfg)
-    peaks = None
+    peaks, floor_target = None, target
     if target.kind == "cpu" and target.peak_fp32_tflops is None:
-        peaks = measure_cpu_peaks(cfg.threads)
-        target = replace(target, peak_fp32_tflops=peaks["peak_fp32_tflops"])
+        peaks = measure_cpu_peaks(cfg.threads)  # recorded under measured_peaks; the target file has no datasheet
+        floor_target = replace(target, peak_fp32_tflops=peaks["peak_fp32_tflops"])
     for r in results:
-        fl = floor_ms(cost, target, r["precision"], r["latency"]["batch"])
+        fl = floor_ms(cost, floor_target, r["precision"], r["latency"]["batch"])
         r["roofline"] = None if fl is None else {**fl, "measured_over_floor": r["latency"]["p50_ms"] / fl["floor_ms"]}
     report = {
         "schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -110,8 +110,8 @@ def _fit_budget(ev: Evaluator, data: object, method: str, rows: list[dict], cfg:
                 base_drop: float) -> tuple[list[dict], list[dict]]:
     """Keep the most sensitive layers (``rows``, worst first) in float, one more at a time, until the budget holds."""
     steps, kept = [], []
-    k = len(rows) - 1 if cfg.max_float_layers is None else min(cfg.max_float_layers, len(rows) - 1)
-    for r in rows[:k]:  # keeping every layer in float would not be an int8 model
+    limit = len(rows) - 1 if cfg.max_float_layers is None else min(cfg.max_float_layers, len(rows) - 1)
+    for r in rows[:limit]:  # keeping every layer in float would not be an int8 model
         kept.append(r)
         _, s = ev.variant(data, method, exclude=[k["node"] for k in kept])
         steps.append({"float_layers": [k["module"] for k in kept], **s.to_dict()})
@@ -125,22 +125,17 @@ def _fit_budget(ev: Evaluator, data: object, method: str, rows: list[dict], cfg:
 
 
 def _latency_cost(final: Path, all_int8: Path, recipe: Recipe, input_shape: tuple[int, ...]) -> dict:
-    """p50 at batch 1 with the float layers against all-int8, on this CPU (ONNX Runtime)."""
-    import shutil
-
+    """p50 at batch 1 with the float layers against all-int8, on this CPU (ONNX Runtime), in alternating windows."""
     from edgeres.backends.onnxruntime import OrtSession
-    from edgeres.bench.latency import LatencyConfig, measure_latency
+    from edgeres.bench.latency import LatencyConfig, compare_latency
 
-    cfg = LatencyConfig(0.2, 10, 1.0, 10)
-    x = np.zeros((1, *input_shape), np.float32)
+    sessions = {"all_int8": OrtSession(all_int8), "with_float_layers": OrtSession(final)}
     try:
-        p50 = {}
-        for name, path in (("all_int8", all_int8), ("with_float_layers", final)):
-            sess = OrtSession(path)
-            p50[name] = measure_latency(sess, x, 1, cfg).p50_ms
-            sess.close()
+        stats = compare_latency(sessions, np.zeros((1, *input_shape), np.float32), 1, LatencyConfig(0.2, 10, 2.0, 10))
     finally:
-        shutil.rmtree(all_int8.parent, ignore_errors=True)
+        for s in sessions.values():
+            s.close()
+    p50 = {k: v.p50_ms for k, v in stats.items()}
     return {"p50_ms": p50, "ratio": p50["with_float_layers"] / p50["all_int8"], "measured_on": "this CPU, ONNX Runtime",
             "representative": recipe.latency_representative,
             "note": "" if recipe.latency_representative else "the tensorrt recipe's CPU latency says nothing about the "
@@ -168,7 +163,7 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
         cal_idx, val_idx = np.arange(len(x_all)), np.arange(0)
     x = x_all[cal_idx]
     search: dict = {"validation_images": int(len(val_idx))}
-    method, pct, kept, pre_all_int8 = cfg.method, cfg.percentile, [], None
+    method, pct, kept = cfg.method, cfg.percentile, []
     with tempfile.TemporaryDirectory(prefix="edgeres-quant-") as tmpdir:
         work = Path(tmpdir)
         pre = work / "pre.onnx"
@@ -182,7 +177,7 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
         else:
             data = calibrate(pre, x, info.input_name, method, recipe, pct, cfg.num_bins, cfg.batch_size, work)
         if ev is not None:
-            _, base = ev.variant(data, method)
+            all_int8, base = ev.variant(data, method, keep=True)
             search["all_int8"] = base.to_dict()
             over = cfg.max_drop is not None and base.drop > cfg.max_drop
             rows = sensitivity(ev, data, method, quantizable_layers(pre), cfg.sensitivity) if cfg.sensitivity or over else []
@@ -193,8 +188,6 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
             if over:
                 log(f"all-int8 drops {base.drop:.2f} pt > --max-drop {cfg.max_drop}: keeping layers in float …")
                 kept, search["budget_steps"] = _fit_budget(ev, data, method, rows, cfg, base.drop)
-                pre_all_int8 = Path(tempfile.mkdtemp(prefix="edgeres-allint8-")) / "all-int8.onnx"
-                write_qdq(pre, pre_all_int8, data, method, recipe, work)
         search["float_layers"] = [k["module"] for k in kept]
         with atomic_path(out) as tmp:
             write_qdq(pre, tmp, data, method, recipe, work, exclude=[k["node"] for k in kept])
@@ -206,8 +199,8 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
                  "calibration": calib.root.name, "float_layers": search["float_layers"]})})
             set_metadata(model, src_meta)
             onnx.save(model, str(tmp))
-    if kept:
-        search["latency_cost"] = _latency_cost(out, pre_all_int8, recipe, info.preprocessing.input_shape)
+        if kept:
+            search["latency_cost"] = _latency_cost(out, all_int8, recipe, info.preprocessing.input_shape)
     ranges = tensor_ranges(data)
     if cfg.trt_cache_version:
         from edgeres.quantize.trt_cache import write_calibration_cache

@@ -4,6 +4,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,13 +91,17 @@ def write_qdq(pre: Path, out: Path, data: Any, method: str, recipe: Recipe, work
     from onnxruntime.quantization import QuantFormat, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
 
-    cache = workdir / f"ranges-{id(data)}.json"  # one cache per set of ranges
-    if not cache.is_file():
-        save_tensors_data(data, cache)
-    with quiet():
-        quantize_static(str(pre), str(out), None, quant_format=QuantFormat.QDQ,
-                        per_channel=recipe.per_channel, reduce_range=recipe.reduce_range,
-                        activation_type=recipe.activation_qtype(), weight_type=recipe.weight_qtype(),
-                        nodes_to_quantize=only, nodes_to_exclude=exclude or None,
-                        calibrate_method=ort_method(method), calibration_cache_path=str(cache),
-                        extra_options=recipe.extra_options())
+    fd, name = tempfile.mkstemp(prefix="ranges-", suffix=".json", dir=workdir)
+    os.close(fd)
+    cache = Path(name)
+    try:
+        save_tensors_data(data, cache)  # quantize_static takes precomputed ranges only through this file
+        with quiet():
+            quantize_static(str(pre), str(out), None, quant_format=QuantFormat.QDQ,
+                            per_channel=recipe.per_channel, reduce_range=recipe.reduce_range,
+                            activation_type=recipe.activation_qtype(), weight_type=recipe.weight_qtype(),
+                            nodes_to_quantize=only, nodes_to_exclude=exclude or None,
+                            calibrate_method=ort_method(method), calibration_cache_path=str(cache),
+                            extra_options=recipe.extra_options())
+    finally:
+        cache.unlink(missing_ok=True)

@@ -74,12 +74,16 @@ class Evaluator:
             sess.close()
 
     def variant(self, data: Any, method: str, exclude: list[str] | None = None,
-                only: list[str] | None = None) -> tuple[Path, Score]:
+                only: list[str] | None = None, keep: bool = False) -> tuple[Path | None, Score]:
+        """Write and score one Q/DQ variant; its file (about 1/4 of the float model) is deleted unless ``keep``."""
         self._n += 1
         path = self.work / f"variant-{self._n}.onnx"
         write_qdq(self.pre, path, data, method, self.recipe, self.work, exclude, only)
         s = score(self.logits(path), self.ref, self.y)
-        return path, s
+        if keep:
+            return path, s
+        path.unlink()
+        return None, s
 
 
 def quantizable_layers(model_path: Path) -> list[dict]:

@@ -64,6 +64,7 @@ def test_cpu_roofline_uses_measured_peaks(small_run):
     _, report = small_run
     peaks = report["measured_peaks"]
     assert peaks["peak_fp32_tflops"] > 0.001 and peaks["memory_bandwidth_gbs"] is None
+    assert report["target"]["peak_fp32_tflops"] is None  # the report's target is what targets/cpu.toml says
     fp32 = report["results"][0]["roofline"]
     assert fp32["bound"] == "compute" and fp32["floor_ms"] > 0
     assert fp32["measured_over_floor"] > 1.0  # nothing beats its floor

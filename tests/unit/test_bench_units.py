@@ -103,6 +103,18 @@ def test_atomic_path_keeps_the_old_file_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == [dest]
 
 
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "a.bin") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+
+
 def test_manifest_freshness(tmp_path):
     src, art = tmp_path / "in.txt", tmp_path / "out.txt"
     src.write_text("x")
