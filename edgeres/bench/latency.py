@@ -18,7 +18,7 @@ class LatencyConfig:
     warmup_iters: int = 10
     duration_s: float = 3.0
     min_iters: int = 10
-    rounds: int = 3  # models compared in one bench alternate this many windows, so drift falls evenly on all
+    rounds: int = 5  # models compared in one bench alternate this many windows, so drift falls evenly on all
 
     def validate(self) -> None:
         if self.duration_s <= 0:
@@ -48,18 +48,25 @@ class LatencyStats:
     copies_timed: bool
     device: str
     quantiles_ms: list[float]  # every 5th percentile, 0..100: the distribution, for plots and comparisons
+    window_p50_ms: list[float]  # p50 of each timing window (one per round), in the order they ran
+    noise_pct: float | None  # host noise: how far the windows' p50s spread, 100 × (max / min − 1); None for one window
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def stats_from_times(times_s: np.ndarray, batch: int, shape: list[int], copies: bool, device: str) -> LatencyStats:
-    ms = np.asarray(times_s, dtype=np.float64) * 1e3
+def stats_from_times(windows_s: list[np.ndarray], batch: int, shape: list[int], copies: bool,
+                     device: str) -> LatencyStats:
+    """Statistics of the pooled samples of one or more timing windows (seconds per call)."""
+    ms = np.concatenate([np.asarray(w, dtype=np.float64) for w in windows_s]) * 1e3
     p50, p90, p95, p99 = np.percentile(ms, [50, 90, 95, 99])
     mean = float(ms.mean())
     q = [float(v) for v in np.percentile(ms, np.arange(0, 101, 5))]
+    win = [float(np.median(w) * 1e3) for w in windows_s]
+    noise = 100 * (max(win) / min(win) - 1) if len(win) > 1 else None
     return LatencyStats(batch, shape, int(ms.size), float(p50), float(p90), float(p95), float(p99), mean,
-                        float(ms.std()), float(ms.min()), float(ms.max()), batch / (mean / 1e3), copies, device, q)
+                        float(ms.std()), float(ms.min()), float(ms.max()), batch / (mean / 1e3), copies, device, q,
+                        win, noise)
 
 
 def timed_runs(session: Session, x: np.ndarray, cfg: LatencyConfig) -> np.ndarray:
@@ -97,7 +104,7 @@ def measure_latency(session: Session, sample: np.ndarray, batch: int, cfg: Laten
     """Latency of ``session`` at ``batch`` images per call (``sample`` is repeated to fill the batch)."""
     x = _fill(sample, batch)
     t = timed_runs(session, x, cfg)
-    return stats_from_times(t, batch, list(x.shape), session.copies_timed, session.device)
+    return stats_from_times([t], batch, list(x.shape), session.copies_timed, session.device)
 
 
 def compare_latency(sessions: dict[str, Session], sample: np.ndarray, batch: int,
@@ -112,5 +119,5 @@ def compare_latency(sessions: dict[str, Session], sample: np.ndarray, batch: int
     for r in range(cfg.rounds):
         for k in (names if r % 2 == 0 else names[::-1]):
             times[k].append(timed_runs(sessions[k], x, per))
-    return {k: stats_from_times(np.concatenate(times[k]), batch, list(x.shape), sessions[k].copies_timed,
+    return {k: stats_from_times(times[k], batch, list(x.shape), sessions[k].copies_timed,
                                 sessions[k].device) for k in names}

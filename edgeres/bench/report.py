@@ -29,6 +29,16 @@ def rows(report: dict) -> list[list[str]]:
     return out
 
 
+NOISY_PCT = 5.0
+
+
+def max_noise(report: dict) -> tuple[float, str] | None:
+    """The largest window-to-window p50 spread of any result at the latency batch, and whose it is."""
+    got = [(r["latency"].get("noise_pct"), r["label"]) for r in report["results"]]
+    got = [g for g in got if g[0] is not None]
+    return max(got) if got else None
+
+
 def footnotes(report: dict) -> list[str]:
     notes = []
     res = report["results"]
@@ -36,6 +46,12 @@ def footnotes(report: dict) -> list[str]:
     tb = res[0]["throughput"]["batch"]
     notes.append(f"latency at batch {b}, throughput at batch {tb} (B); {res[0]['threads'] or '?'} threads; "
                  f"{report['dataset']['images']} images of {report['dataset']['name']}")
+    noise = max_noise(report)
+    if noise is not None:
+        warn = (f"; above {NOISY_PCT:.0f}%, absolute ms are unreliable and only ratios within this run hold "
+                f"(try --threads 1 or a quieter machine)" if noise[0] > NOISY_PCT else "")
+        notes.append(f"host noise: the p50s of one model's timing windows spread up to {noise[0]:.1f}% "
+                     f"({noise[1]}){warn}")
     if any(r["accuracy_mode"].startswith("simulated") for r in res):
         notes.append("† accuracy of Q/DQ run as fake-quant in fp32: the arithmetic TensorRT performs")
     if any(not r["latency_representative"] for r in res):
@@ -48,7 +64,8 @@ def table(report: dict) -> str:
     body = [COLUMNS] + rows(report)
     widths = [max(len(r[i]) for r in body) for i in range(len(COLUMNS))]
     line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
-    out = [f"target {report['target']['name']} ({report['target']['runtime']}) on {report['machine']['cpu']}",
+    where = f" at {report['remote']['host']}, over SSH" if report.get("remote") else ""
+    out = [f"target {report['target']['name']} ({report['target']['runtime']}) on {report['machine']['cpu']}{where}",
            line(body[0]), "  ".join("-" * w for w in widths)] + [line(r) for r in body[1:]]
     return "\n".join(out + [f"  {n}" for n in footnotes(report)])
 
@@ -59,7 +76,11 @@ def markdown(report: dict) -> str:
            f"- runtime: {report['target']['runtime']}; machine: {m['cpu']}, {m['cores']} cores, "
            f"features {', '.join(m['cpu_features']) or 'unknown'}",
            "- versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v),
-           f"- reference: {report['reference']}; created {report['created']}", "",
+           f"- reference: {report['reference']}; created {report['created']}"]
+    if report.get("remote"):
+        out.append(f"- measured on {report['remote']['host']} over SSH ({report['remote']['edgeres']}); "
+                   f"the models' sha256 were checked against the files sent")
+    out += ["",
            "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     out += ["| " + " | ".join(r) + " |" for r in rows(report)]
     out += [""] + [f"- {n}" for n in footnotes(report)]

@@ -14,7 +14,7 @@ def latency_options(fn):
         click.option("--warmup-iters", type=int, default=10, show_default=True),
         click.option("--duration", "duration_s", type=float, default=3.0, show_default=True, help="Timed seconds."),
         click.option("--min-iters", type=int, default=10, show_default=True),
-        click.option("--rounds", type=int, default=3, show_default=True,
+        click.option("--rounds", type=int, default=5, show_default=True,
                      help="Models alternate this many timing windows (the duration is split), so drift hits all alike."),
         click.option("--batch", type=int, default=1, show_default=True, help="Batch for latency."),
         click.option("--throughput-batch", type=int, default=32, show_default=True),
@@ -44,16 +44,26 @@ def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_it
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/bench"), show_default=True)
 @click.option("--compare", nargs=2, type=click.Path(path_type=Path), default=None,
               help="Put two report.json files side by side instead of measuring.")
+@click.option("--host", default=None, metavar="USER@DEVICE",
+              help="Run on this machine over SSH (edgeres installed there); the report comes back here.")
+@click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE", help="Passed as ssh -o (repeatable).")
+@click.option("--identity", type=click.Path(path_type=Path), default=None, help="SSH private key for --host.")
+@click.option("--accept-new-host-key", is_flag=True,
+              help="Trust --host's key on first use; by default a host not in known_hosts is refused.")
+@click.option("--remote-edgeres", default="edgeres", show_default=True, help="The edgeres command on --host.")
+@click.option("--keep-remote", is_flag=True, help="Keep the copied models on --host (default: removed).")
 @latency_options
 @json_option
 @handle_errors
-def bench_cmd(models, target, data, limit, checkpoint, out, compare, warmup_s, warmup_iters, duration_s, min_iters,
+def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_options, identity, accept_new_host_key,
+              remote_edgeres, keep_remote, warmup_s, warmup_iters, duration_s, min_iters,
               rounds, batch, throughput_batch, threads, max_drop, as_json):
     """Measure accuracy and latency of every precision against the fp32 reference.
 
     \b
-    Example:
+    Examples:
       edgeres bench runs/demo/model.onnx runs/demo/model.int8-cpu.onnx --target cpu --out runs/demo/report
+      edgeres bench runs/demo/model*.onnx --target jetson --host nvidia@orin.local --out runs/orin
     """
     from edgeres.errors import ConfigError
 
@@ -69,7 +79,14 @@ def bench_cmd(models, target, data, limit, checkpoint, out, compare, warmup_s, w
 
     cfg = bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_iters, rounds, batch,
                        throughput_batch, threads, max_drop)
-    report = bench(list(models), out, cfg, checkpoint)
+    if host:
+        from edgeres.bench.remote import bench_remote
+        from edgeres.remote import SshHost
+
+        ssh = SshHost(host, tuple(ssh_options), identity, accept_new_host_key)
+        report = bench_remote(list(models), out, cfg, ssh, checkpoint, remote_edgeres, keep_remote)
+    else:
+        report = bench(list(models), out, cfg, checkpoint)
     emit(as_json, report, table(report) + f"\nreport: {out}/report.json, report.md, report.png")
 
 

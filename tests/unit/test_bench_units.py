@@ -36,8 +36,8 @@ class SleepySession:
 
 def test_stats_percentiles():
     t = np.arange(1, 101) / 1000.0  # 1..100 ms
-    s = stats_from_times(t, 4, [4, 1, 8, 8], False, "cpu")
-    assert s.iterations == 100
+    s = stats_from_times([t], 4, [4, 1, 8, 8], False, "cpu")
+    assert s.iterations == 100 and s.noise_pct is None
     assert s.p50_ms == pytest.approx(50.5) and s.p90_ms == pytest.approx(90.1) and s.p99_ms == pytest.approx(99.01)
     assert s.min_ms == pytest.approx(1.0) and s.max_ms == pytest.approx(100.0)
     assert s.throughput_ips == pytest.approx(4 / 0.0505)
@@ -71,6 +71,15 @@ def test_compare_latency_alternates_and_pools():
     out = compare_latency(s, np.zeros((1, 1, 2, 2), np.float32), 1, LatencyConfig(0.0, 2, 1e-6, 9, rounds=3))
     assert order == ["a", "b", "a", "b"]  # windows A B, B A, A B: consecutive turns merge into a b a b
     assert out["a"].iterations == 9 and out["b"].iterations == 9  # ceil(9 / 3) per window, pooled
+    assert len(out["a"].window_p50_ms) == 3 and out["a"].noise_pct is not None
+
+
+def test_noise_is_the_spread_of_window_medians():
+    fast, slow = np.full(50, 0.002), np.full(50, 0.0025)  # a window 25% slower: the host drifted
+    s = stats_from_times([fast, slow, fast], 1, [1, 3], False, "cpu")
+    assert s.window_p50_ms == pytest.approx([2.0, 2.5, 2.0])
+    assert s.noise_pct == pytest.approx(25.0)
+    assert s.iterations == 150 and s.p50_ms == pytest.approx(2.0)
 
 
 @pytest.mark.parametrize("bad", [LatencyConfig(duration_s=0), LatencyConfig(min_iters=0), LatencyConfig(warmup_s=-1)])
@@ -124,3 +133,26 @@ def test_manifest_freshness(tmp_path):
     assert not is_fresh(art, {"src": src}, {"k": 2})
     src.write_text("changed")
     assert not is_fresh(art, {"src": src}, {"k": 1})
+
+
+def _report(path, p50_fp32, p50_int8, noise):
+    import json
+
+    from edgeres.bench import SCHEMA
+
+    def row(label, p50):
+        return {"label": label, "accuracy": {"top1": 90.0}, "latency": {"p50_ms": p50, "noise_pct": noise}}
+    path.write_text(json.dumps({"schema": SCHEMA, "target": {"name": "cpu"},
+                                "results": [row("fp32", p50_fp32), row("int8-cpu", p50_int8)]}))
+    return path
+
+
+def test_compare_says_which_changes_are_within_the_measured_noise(tmp_path):
+    from edgeres.bench.compare import compare_reports
+
+    a = _report(tmp_path / "a.json", 2.0, 0.5, 3.0)
+    b = _report(tmp_path / "b.json", 2.04, 0.6, 4.0)  # fp32 +2% (inside 4% noise), int8 +20% (outside)
+    text, doc = compare_reports(a, b)
+    verdict = {r["label"]: r["within_noise"] for r in doc["rows"]}
+    assert verdict == {"fp32": True, "int8-cpu": False}
+    assert doc["noise_pct"] == [3.0, 4.0] and "A 3.0%, B 4.0%" in text
