@@ -23,3 +23,7 @@ class BackendUnavailable(EdgeresError):
 
 class AccuracyBudgetExceeded(EdgeresError):
     """A precision lost more accuracy than the budget allows."""
+
+
+class RemoteError(EdgeresError):
+    """An SSH connection, host key or remote command that failed."""

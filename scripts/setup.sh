@@ -28,4 +28,6 @@ if ! "$VENV/bin/edgeres" data fetch >/dev/null 2>&1; then
   as_root apt-get update -qq >/dev/null 2>&1 || true
   "$VENV/bin/edgeres" data fetch
 fi
+# Debian's openssh-server, unpacked into ~/.cache (not installed), for the remote-bench tests; they skip without it.
+bash scripts/fetch-sshd.sh || true
 echo "setup: ready ($("$PY" -c 'import torch, onnxruntime; print("torch", torch.__version__, "onnxruntime", onnxruntime.__version__)'))" >&2

@@ -214,10 +214,16 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
         "results": results,
     }
     write_reports(report, Path(out_dir))
-    if cfg.max_drop is not None:
-        bad = [r for r in results[1:] if -r["accuracy"]["delta_top1"] > cfg.max_drop]
-        if bad:
-            r = bad[0]
-            raise AccuracyBudgetExceeded(f"{r['label']} lost {-r['accuracy']['delta_top1']:.2f} top-1 points against "
-                                         f"fp32, over --max-drop {cfg.max_drop}; see {Path(out_dir) / 'report.md'}")
+    check_budget(report, cfg.max_drop, Path(out_dir))
     return report
+
+
+def check_budget(report: dict, max_drop: float | None, out_dir: Path) -> None:
+    """Raise ``AccuracyBudgetExceeded`` when a precision lost more than ``max_drop`` top-1 points against fp32."""
+    if max_drop is None:
+        return
+    bad = [r for r in report["results"][1:] if -r["accuracy"]["delta_top1"] > max_drop]
+    if bad:
+        r = bad[0]
+        raise AccuracyBudgetExceeded(f"{r['label']} lost {-r['accuracy']['delta_top1']:.2f} top-1 points against "
+                                     f"fp32, over --max-drop {max_drop}; see {out_dir / 'report.md'}")

@@ -1,0 +1,88 @@
+"""Bench on another machine over SSH: models go there, its own edgeres measures, the report comes back.
+
+The device measures itself (``--target jetson`` detects its model there); this side checks that the
+report is of the very files sent (sha256), applies ``--max-drop``, and writes report.json/.md/.png.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from edgeres.artifacts import sha256_file
+from edgeres.bench import BenchConfig, check_budget
+from edgeres.errors import ArtifactError, ConfigError, RemoteError
+from edgeres.progress import enabled, log
+from edgeres.remote import SshHost
+
+
+def cli_args(cfg: BenchConfig) -> list[str]:
+    """``edgeres bench`` options that reproduce ``cfg`` (less ``--max-drop``, which is applied here)."""
+    lat = cfg.latency
+    args = ["--target", cfg.target, "--batch", str(cfg.batch), "--throughput-batch", str(cfg.throughput_batch),
+            "--warmup", repr(lat.warmup_s), "--warmup-iters", str(lat.warmup_iters), "--duration", repr(lat.duration_s),
+            "--min-iters", str(lat.min_iters), "--rounds", str(lat.rounds)]
+    for flag, v in (("--data", cfg.data), ("--limit", cfg.limit), ("--threads", cfg.threads)):
+        if v is not None:
+            args += [flag, str(v)]
+    return args
+
+
+def _names(paths: list[Path]) -> dict[str, Path]:
+    """Remote file names: the local base names, made unique."""
+    out: dict[str, Path] = {}
+    for i, p in enumerate(paths):
+        name = p.name if p.name not in out else f"{i}-{p.name}"
+        out[name] = p
+    return out
+
+
+def bench_remote(models: list[Path], out_dir: Path, cfg: BenchConfig, host: SshHost,
+                 checkpoint: Path | None = None, remote_edgeres: str = "edgeres", keep: bool = False) -> dict:
+    """Run ``edgeres bench`` on ``host`` with these models; write the report into ``out_dir`` here."""
+    from edgeres.bench.report import write_reports
+
+    cfg.validate()
+    paths = [Path(m) for m in models] + ([Path(checkpoint)] if checkpoint else [])
+    for p in paths:
+        if not p.is_file():
+            raise ConfigError(f"{p} does not exist; pass the ONNX files from `edgeres export`/`quantize`")
+    files = _names(paths)
+    digest = {name: sha256_file(p) for name, p in files.items()}
+    version = host.run([remote_edgeres, "--version"]).stdout.decode().strip()
+    log(f"{host.destination}: {version}")
+    rdir = host.run(["mktemp", "-d", "-t", "edgeres-bench.XXXXXX"]).stdout.decode().strip()
+    if not rdir.startswith("/"):
+        raise RemoteError(f"{host.destination}: mktemp gave {rdir!r}, not a folder; check that its /tmp is writable")
+    try:
+        size = sum(p.stat().st_size for p in paths) / 1e6
+        log(f"{host.destination}: sending {len(files)} files ({size:.1f} MB) to {rdir}")
+        host.put(files, rdir)
+        names = list(files)
+        quiet = [] if enabled() else ["env", "EDGERES_QUIET=1"]
+        cmd = [*quiet, remote_edgeres, "bench", *(f"{rdir}/{n}" for n in names[:len(models)]),
+               *cli_args(cfg), "--out", f"{rdir}/report", "--json"]
+        if checkpoint:
+            cmd += ["--checkpoint", f"{rdir}/{names[-1]}"]
+        rc, out, err = host.stream(cmd)
+        if rc != 0:
+            raise RemoteError(host.failure(cmd[len(quiet):], rc, err))
+    finally:
+        if not keep:
+            host.run(["rm", "-rf", "--", rdir], check=False)
+    try:
+        report = json.loads(out)
+    except json.JSONDecodeError:
+        raise RemoteError(f"{host.destination} printed no report; is its edgeres ({version}) this version?") from None
+    sent = {f"{rdir}/{n}": n for n in files}
+    for r in report.get("results", []):
+        name = sent.get(r.get("model"))
+        if name is None or r.get("sha256") != digest[name]:
+            raise ArtifactError(f"{host.destination} reported on {r.get('model')}, not on a file that was sent; "
+                                f"check its edgeres version ({version})")
+        r["remote_model"], r["model"] = r["model"], str(files[name])
+    report["remote"] = {"host": host.destination, "edgeres": version, "dir": rdir, "kept": keep}
+    report["config"] = asdict(cfg)
+    write_reports(report, Path(out_dir))
+    check_budget(report, cfg.max_drop, Path(out_dir))
+    return report

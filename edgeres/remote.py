@@ -1,0 +1,135 @@
+"""Commands and files on another machine over OpenSSH: argument lists, quoted; unknown host keys refused."""
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import tarfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeres.errors import ConfigError, RemoteError
+
+# Options that edgeres sets itself: a user may not loosen host-key checking or allow prompts through --ssh-option.
+_RESERVED = {"stricthostkeychecking", "batchmode", "permitlocalcommand", "localcommand", "proxycommand"}
+
+
+@dataclass(frozen=True)
+class SshHost:
+    """``user@host`` and how to reach it. ``options`` are ``Key=Value`` pairs passed as ``ssh -o``."""
+
+    destination: str
+    options: tuple[str, ...] = ()
+    identity: Path | None = None
+    accept_new_host_key: bool = False
+    connect_timeout_s: int = 15
+    ssh: str = "ssh"
+
+    def __post_init__(self) -> None:
+        d = self.destination
+        if not d or d.startswith("-") or any(c.isspace() for c in d):
+            raise ConfigError(f"--host {d!r} is not a destination; give user@host (no spaces, no leading '-')")
+        for o in self.options:
+            key = o.split("=", 1)[0].strip()
+            if "=" not in o or not key:
+                raise ConfigError(f"--ssh-option {o!r} is not Key=Value, e.g. --ssh-option Port=2222")
+            if key.lower() in _RESERVED:
+                raise ConfigError(f"--ssh-option {key} is set by edgeres; to trust a new host key pass "
+                                  f"--accept-new-host-key, or add the key with `ssh {d}` once")
+
+    def argv(self, remote: Sequence[str]) -> list[str]:
+        """The local ``ssh`` argument list that runs ``remote`` (an argument list) on the host, quoted."""
+        cmd = [self.ssh, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout_s}",
+               "-o", f"StrictHostKeyChecking={'accept-new' if self.accept_new_host_key else 'yes'}"]
+        if self.identity is not None:
+            cmd += ["-i", str(self.identity), "-o", "IdentitiesOnly=yes"]
+        for o in self.options:
+            cmd += ["-o", o]
+        return cmd + ["--", self.destination, shlex.join(list(remote))]
+
+    def run(self, remote: Sequence[str], stdin: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        """Run ``remote`` and capture its output; a connection failure raises ``RemoteError``."""
+        try:
+            p = subprocess.run(self.argv(remote), input=stdin, capture_output=True)
+        except FileNotFoundError:
+            raise RemoteError(f"{self.ssh} not found; install the OpenSSH client (apt-get install openssh-client)") from None
+        self._connection_error(p.returncode, p.stderr.decode(errors="replace"))
+        if check and p.returncode != 0:
+            raise RemoteError(self.failure(remote, p.returncode, p.stderr.decode(errors="replace")))
+        return p
+
+    def stream(self, remote: Sequence[str]) -> tuple[int, bytes, str]:
+        """Run ``remote``: its stderr (progress) is shown live and kept; returns (exit code, stdout, stderr)."""
+        proc = subprocess.Popen(self.argv(remote), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        err: list[bytes] = []
+
+        def relay() -> None:  # progress shows as it comes; the remote's "Error:" line is raised, not echoed
+            pending = b""
+            for chunk in iter(lambda: proc.stderr.read1(4096), b""):  # type: ignore[union-attr]
+                err.append(chunk)
+                pending += chunk
+                cut = max(pending.rfind(b"\n"), pending.rfind(b"\r")) + 1
+                done, pending = pending[:cut], pending[cut:]
+                shown = b"".join(ln for ln in done.splitlines(keepends=True) if not ln.startswith(b"Error: "))
+                if shown:
+                    sys.stderr.buffer.write(shown)
+                    sys.stderr.flush()
+            if pending and not pending.startswith(b"Error: "):
+                sys.stderr.buffer.write(pending)
+        t = threading.Thread(target=relay, daemon=True)
+        t.start()
+        try:
+            out = proc.stdout.read()  # type: ignore[union-attr]
+            rc = proc.wait()
+        except BaseException:
+            proc.kill()
+            raise
+        t.join()
+        text = b"".join(err).decode(errors="replace")
+        self._connection_error(rc, text)
+        return rc, out, text
+
+    def put(self, files: dict[str, Path], remote_dir: str) -> None:
+        """Copy local ``files`` into ``remote_dir`` as the given names, one tar stream over one connection."""
+        proc = subprocess.Popen(self.argv(["tar", "-x", "-f", "-", "-C", remote_dir]), stdin=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            with tarfile.open(fileobj=proc.stdin, mode="w|") as tar:  # type: ignore[arg-type]
+                for name, path in files.items():
+                    tar.add(str(path), arcname=name, recursive=False)
+            proc.stdin.close()  # type: ignore[union-attr]
+        except BrokenPipeError:
+            pass  # ssh ended early; its exit code and stderr say why
+        err = proc.stderr.read().decode(errors="replace")  # type: ignore[union-attr]
+        rc = proc.wait()
+        self._connection_error(rc, err)
+        if rc != 0:
+            raise RemoteError(self.failure(["tar", "-x"], rc, err))
+
+    def _connection_error(self, rc: int, stderr: str) -> None:
+        if rc != 255:
+            return
+        d = self.destination
+        if "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr:
+            raise RemoteError(f"the host key of {d} has CHANGED since it was trusted; if the machine was really "
+                              f"reinstalled, remove the old key with `ssh-keygen -R <host>`, else do not connect")
+        if "Host key verification failed" in stderr:
+            raise RemoteError(f"{d}'s host key is not in known_hosts; check its fingerprint and add it by running "
+                              f"`ssh {d}` once, or pass --accept-new-host-key to trust it on first use")
+        if "Permission denied" in stderr:
+            raise RemoteError(f"{d} refused the login; make `ssh {d} true` work without a password "
+                              f"(ssh-copy-id, or --identity KEY)")
+        last = next((ln for ln in reversed(stderr.strip().splitlines()) if ln.strip()), "ssh failed")
+        raise RemoteError(f"cannot reach {d}: {last.strip()}; check the host name, port (--ssh-option Port=N) "
+                          f"and network")
+
+    def failure(self, remote: Sequence[str], rc: int, stderr: str) -> str:
+        """One line saying which remote command failed, with the remote's own last error line."""
+        lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+        said = next((ln for ln in reversed(lines) if ln.startswith("Error:")), lines[-1] if lines else "")
+        if rc == 127:
+            return (f"`{remote[0]}` was not found on {self.destination}; install it there, or give its path "
+                    f"(non-interactive ssh has a short PATH)")
+        return f"on {self.destination}, `{shlex.join(list(remote))[:120]}` exited {rc}: {said[:300]}"

@@ -1,0 +1,145 @@
+"""bench --host over a real OpenSSH server on loopback: host keys, quoting, the report coming back."""
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgeres.bench import BenchConfig
+from edgeres.bench.latency import LatencyConfig
+from edgeres.bench.remote import cli_args
+from edgeres.errors import ConfigError
+from edgeres.remote import SshHost
+from tests.integration.sshd import start_sshd
+from tests.integration.test_cli import assert_one_line_error, edgeres
+
+REMOTE_EDGERES = str(Path(sys.executable).parent / "edgeres")
+FAST = ["--limit", "200", "--duration", "0.05", "--warmup", "0", "--warmup-iters", "1", "--rounds", "2",
+        "--throughput-batch", "4"]
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    if isinstance(server, str):
+        pytest.skip(server)
+    yield server
+    server.proc.terminate()
+    server.proc.wait(10)
+
+
+def ssh_flags(server, *, accept: bool = False) -> list[str]:
+    out = ["--host", server.destination, "--identity", str(server.key), "--remote-edgeres", REMOTE_EDGERES]
+    for o in server.options():
+        out += ["--ssh-option", o]
+    return out + (["--accept-new-host-key"] if accept else [])
+
+
+@pytest.fixture
+def odd_models(small_run, tmp_path):
+    """The small run's models under names a shell would mangle: spaces, quotes, ; and $(…)."""
+    cfg, _ = small_run
+    folder = tmp_path / "it's a dir"
+    folder.mkdir()
+    canary = Path.home() / "edgeres-pwned"  # where the remote shell (cwd: home) would create it
+    canary.unlink(missing_ok=True)
+    names = ["model $(touch edgeres-pwned).onnx", "int8; touch edgeres-pwned 'x'.onnx"]
+    for src, name in zip(["model.onnx", "model.int8-cpu.onnx"], names):
+        shutil.copy(Path(cfg.out) / src, folder / name)
+    return [folder / n for n in names], canary
+
+
+def test_unknown_host_key_is_refused(sshd, small_run, tmp_path):
+    cfg, _ = small_run
+    sshd.known_hosts.unlink(missing_ok=True)
+    r = edgeres("bench", str(Path(cfg.out) / "model.onnx"), *FAST, "--out", str(tmp_path / "r"), *ssh_flags(sshd))
+    assert_one_line_error(r, "not in known_hosts", "--accept-new-host-key")
+    assert not sshd.known_hosts.exists() and not (tmp_path / "r").exists()
+
+
+def test_remote_bench_brings_back_a_checked_report(sshd, small_run, odd_models, tmp_path):
+    _, local = small_run  # the same models and images, measured here without SSH
+    models, canary = odd_models
+    sshd.known_hosts.unlink(missing_ok=True)
+    out = tmp_path / "report"
+    r = edgeres("bench", *map(str, models), *FAST, "--out", str(out), "--json", *ssh_flags(sshd, accept=True))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["remote"]["host"] == sshd.destination and doc["remote"]["edgeres"].startswith("edgeres")
+    assert [x["model"] for x in doc["results"]] == [str(m) for m in models]  # local paths, sha256-checked
+    assert all(x["remote_model"].startswith(doc["remote"]["dir"]) for x in doc["results"])
+    assert doc["dataset"]["images"] == local["dataset"]["images"] == 200
+    here = {r["label"]: r for r in local["results"]}
+    for got in doc["results"]:
+        want = here[got["label"].split(":")[0]]
+        assert got["accuracy"]["top1"] == want["accuracy"]["top1"]
+        assert got["accuracy"]["agreement"] == want["accuracy"]["agreement"]
+    assert json.loads((out / "report.json").read_text())["remote"] == doc["remote"]
+    assert (out / "report.png").stat().st_size > 0 and "over SSH" in (out / "report.md").read_text()
+    assert not Path(doc["remote"]["dir"]).exists()  # the copies were removed (the "device" is this machine)
+    assert not canary.exists() and not Path("edgeres-pwned").exists()  # names reached the remote shell quoted
+    assert sshd.host_pub in sshd.known_hosts.read_text()  # trusted on first use, as asked
+    # the key is now known: no flag needed the second time
+    r = edgeres("bench", *map(str, models), *FAST, "--out", str(tmp_path / "again"), *ssh_flags(sshd))
+    assert r.returncode == 0, r.stderr
+
+
+def test_changed_host_key_is_refused_even_with_accept_new(sshd, small_run, tmp_path):
+    cfg, _ = small_run
+    other = tmp_path / "other"
+    import subprocess
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    fake = " ".join((other.with_suffix(".pub")).read_text().split()[:2])
+    sshd.known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {fake}\n")
+    try:
+        r = edgeres("bench", str(Path(cfg.out) / "model.onnx"), *FAST, "--out", str(tmp_path / "r"),
+                    *ssh_flags(sshd, accept=True))
+        assert_one_line_error(r, "CHANGED", "ssh-keygen -R")
+    finally:
+        sshd.known_hosts.unlink()
+
+
+def test_remote_errors_come_back_as_one_line(sshd, small_run, tmp_path):
+    cfg, _ = small_run
+    model = str(Path(cfg.out) / "model.onnx")
+    flags = ssh_flags(sshd, accept=True)
+    r = edgeres("bench", model, *FAST, "--out", str(tmp_path / "a"), *flags[:-1], "--remote-edgeres",
+                "/nowhere/edgeres", "--accept-new-host-key")
+    assert_one_line_error(r, "/nowhere/edgeres` was not found on")
+    # the remote's own error (this machine is no Jetson) is relayed, once, as one line
+    r = edgeres("bench", model, *FAST, "--target", "jetson", "--out", str(tmp_path / "b"), *flags)
+    assert_one_line_error(r, f"on {sshd.destination}", "Jetson")
+    r = edgeres("bench", model, "--out", str(tmp_path / "c"), *flags, "--ssh-option", "StrictHostKeyChecking=no")
+    assert_one_line_error(r, "--accept-new-host-key")
+
+
+def test_ssh_command_is_an_argument_list_quoted_once():
+    host = SshHost("me@dev", ("Port=2222",))
+    remote = ["edgeres", "bench", "/tmp/a b/$(rm -rf x).onnx", "--target", "jetson"]
+    argv = host.argv(remote)
+    assert argv[-2:-1] == ["me@dev"] and argv[-3] == "--" and shlex.split(argv[-1]) == remote
+    assert "StrictHostKeyChecking=yes" in argv and "BatchMode=yes" in argv
+    assert "StrictHostKeyChecking=accept-new" in SshHost("me@dev", accept_new_host_key=True).argv(["true"])
+    for bad in ("-oProxyCommand=sh", "me@dev x", ""):
+        with pytest.raises(ConfigError):
+            SshHost(bad)
+    for bad in ("ProxyCommand=sh -c x", "StrictHostKeyChecking=no", "Port"):
+        with pytest.raises(ConfigError):
+            SshHost("me@dev", (bad,))
+
+
+def test_cli_args_reproduce_the_config():
+    """What bench_remote sends is parsed by the remote CLI back into the same BenchConfig."""
+    from edgeres.cli.bench import bench_cmd, bench_config
+
+    cfg = BenchConfig(target="jetson", data="/data/val", limit=500, batch=2, throughput_batch=16, threads=3,
+                      latency=LatencyConfig(0.5, 20, 2.5, 50, 4))
+    ctx = bench_cmd.make_context("bench", ["m.onnx", *cli_args(cfg)])
+    p = ctx.params
+    got = bench_config(p["target"], p["data"], p["limit"], p["warmup_s"], p["warmup_iters"], p["duration_s"],
+                       p["min_iters"], p["rounds"], p["batch"], p["throughput_batch"], p["threads"], None)
+    assert got == cfg
