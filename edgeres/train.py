@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from edgeres.data.datasets import (
     load_dataset,
 )
 from edgeres.data.preprocess import Preprocessing
+from edgeres.distributed import World, close_world, init_world
 from edgeres.errors import ArtifactError, ConfigError
 from edgeres.hw import cpu_features, has_native_bf16
 from edgeres.models import Checkpoint, build_model, load_checkpoint, save_checkpoint
@@ -71,6 +71,7 @@ class TrainResult:
     top1: float
     epochs_run: int
     seconds: float
+    rank: int = 0  # this process's rank under torchrun
 
 
 def _limit(ds: ImageSet, n: int | None, seed: int) -> ImageSet:
@@ -80,10 +81,13 @@ def _limit(ds: ImageSet, n: int | None, seed: int) -> ImageSet:
     return ds.subset(np.sort(idx))
 
 
-def _augment(x: torch.Tensor, mode: str, gen: torch.Generator) -> torch.Tensor:
+def _augment(x: torch.Tensor, mode: str, gen: torch.Generator, total: int | None = None,
+             part: slice = slice(None)) -> torch.Tensor:
+    """Random flips (and crops) of ``x``, which is ``part`` of a batch of ``total``: every rank draws the same
+    numbers for the whole batch and keeps its share, so the result does not depend on the number of ranks."""
     if mode == "none":
         return x
-    flip = torch.rand(x.shape[0], generator=gen) < 0.5
+    flip = (torch.rand(total or x.shape[0], generator=gen) < 0.5)[part]
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
     if mode == "flip+crop":
         pad = max(1, x.shape[-1] // 10)
@@ -94,14 +98,19 @@ def _augment(x: torch.Tensor, mode: str, gen: torch.Generator) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:
-    """Top-1 accuracy (%) of ``model`` on preprocessed images."""
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 500,
+             world: World = World()) -> float:
+    """Top-1 accuracy (%) of ``model`` on preprocessed images (each rank scores its share)."""
     model.eval()
+    world.broadcast_buffers(model)
+    mine = world.shard(len(x))
+    x, y = x[mine], y[mine]
     correct = 0
     for i in range(0, len(x), batch_size):
         xb = torch.from_numpy(x[i:i + batch_size]).contiguous(memory_format=torch.channels_last)
         correct += int((model(xb).argmax(1).numpy() == y[i:i + batch_size]).sum())
-    return 100.0 * correct / max(1, len(x))
+    total = world.sum(len(x))
+    return 100.0 * world.sum(correct) / max(1.0, total)
 
 
 def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
@@ -122,16 +131,30 @@ def data_inputs(cfg: TrainConfig) -> dict[str, Path | str]:
 
 def train(cfg: TrainConfig, out: Path, resume: bool = False,
           preprocessing: Preprocessing | None = None) -> TrainResult:
-    """Train ``cfg.arch`` on ``cfg.data`` and write the checkpoint ``out`` after every epoch."""
+    """Train ``cfg.arch`` on ``cfg.data`` and write the checkpoint ``out`` after every epoch.
+
+    Under ``torchrun`` every rank takes its share of each global batch; rank 0 writes the checkpoint."""
     cfg.validate()
-    out = Path(out)
+    world = init_world()
+    try:
+        return _train(cfg, Path(out), resume, preprocessing, world)
+    finally:
+        close_world(world)
+
+
+def _train(cfg: TrainConfig, out: Path, resume: bool, preprocessing: Preprocessing | None, world: World) -> TrainResult:
+    if cfg.batch_size % world.size:
+        raise ConfigError(f"--batch-size {cfg.batch_size} is the global batch and must divide among {world.size} "
+                          f"processes; use a multiple of {world.size}")
+    say = log if world.main else (lambda _msg: None)
     torch.manual_seed(cfg.seed)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(world.threads())
     pre = preprocessing or default_preprocessing(cfg.data, cfg.size)
     train_set = _limit(load_dataset(cfg.data, "train"), cfg.limit_train, cfg.seed)
     test_set = _limit(load_dataset(cfg.data, "test"), cfg.limit_test, cfg.seed + 1)
     model_cfg = ResNetConfig(cfg.arch, pre.channels, len(train_set.classes), cfg.stem)
     model = build_model(model_cfg, cfg.zero_init_residual).to(memory_format=torch.channels_last)
+    net = model  # the plain module: evaluated and saved; ``model`` is what trains (DDP across ranks)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -151,7 +174,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False,
         opt.load_state_dict(ck.extra["optimizer"])
         sched.load_state_dict(ck.extra["scheduler"])
         start_epoch, history = int(ck.extra["epoch"]), list(ck.extra.get("history", []))
-        log(f"resuming {out} after epoch {start_epoch}")
+        say(f"resuming {out} after epoch {start_epoch}")
     elif resume:
         raise ArtifactError(f"--resume given but {out} does not exist; drop --resume to start afresh")
 
@@ -159,19 +182,24 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False,
     x_test = test_set.tensors(pre, "preprocess test")
     y_train = torch.from_numpy(train_set.labels)
     bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and has_native_bf16())
-    log(f"training {cfg.arch} ({cfg.stem} stem, {pre.size} px) on {len(train_set)} images, "
-        f"{'bf16 autocast' if bf16 else 'fp32'}, {torch.get_num_threads()} threads")
+    if world.size > 1:
+        model = nn.parallel.DistributedDataParallel(net)
+    say(f"training {cfg.arch} ({cfg.stem} stem, {pre.size} px) on {len(train_set)} images, "
+        f"{'bf16 autocast' if bf16 else 'fp32'}, {torch.get_num_threads()} threads"
+        + (f" × {world.size} processes ({world.backend})" if world.size > 1 else ""))
     t0 = time.perf_counter()
     top1 = history[-1]["top1"] if history else float("nan")
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         perm = torch.randperm(len(x_train), generator=gen)
-        bar = progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step")
+        steps = range(steps_per_epoch)
+        bar = progress(steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step") if world.main else steps
+        part = world.part(cfg.batch_size)
         running = 0.0
         for step in bar:
-            idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            xb = _augment(torch.from_numpy(x_train[idx.numpy()]), cfg.augment, gen)
+            idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size][part]
+            xb = _augment(torch.from_numpy(x_train[idx.numpy()]), cfg.augment, gen, cfg.batch_size, part)
             xb = xb.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 loss = F.cross_entropy(model(xb).float(), y_train[idx], label_smoothing=cfg.label_smoothing)
@@ -183,10 +211,14 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False,
             running = 0.9 * running + 0.1 * lv if step else lv
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{running:.3f}", lr=f"{sched.get_last_lr()[0]:.3f}")
-        top1 = evaluate(model, x_test, test_set.labels)
+        running = world.sum(running) / world.size
+        top1 = evaluate(net, x_test, test_set.labels, world=world)
         history.append({"epoch": epoch + 1, "loss": round(running, 4), "top1": round(top1, 2)})
-        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {running:.3f}, test top-1 {top1:.2f}%")
-        sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+        say(f"epoch {epoch + 1}/{cfg.epochs}: loss {running:.3f}, test top-1 {top1:.2f}%")
+        if not world.main:
+            world.barrier()  # rank 0 writes the checkpoint
+            continue
+        sd = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
         ckpt = Checkpoint(model_cfg, sd, pre, train_set.classes, {
             "epoch": epoch + 1, "history": history, "train_config": asdict(cfg),
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -195,5 +227,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False,
         write_manifest(out, "checkpoint", data_inputs(cfg), asdict(cfg), pre.to_dict(),
                        {"top1": round(top1, 2), "epoch": epoch + 1, "history": history,
                         "test_images": len(test_set), "train_images": len(train_set),
-                        "autocast": "bf16" if bf16 else "fp32", "cpu_features": cpu_features()})
-    return TrainResult(out, top1, cfg.epochs - start_epoch, time.perf_counter() - t0)
+                        "autocast": "bf16" if bf16 else "fp32", "cpu_features": cpu_features(),
+                        "processes": world.size, "threads_per_process": torch.get_num_threads()})
+        world.barrier()
+    return TrainResult(out, top1, cfg.epochs - start_epoch, time.perf_counter() - t0, world.rank)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian's OpenSSH server, unpacked (no root, nothing installed) for the remote-bench tests' loopback server.
 set -euo pipefail
-DEST=${EDGERES_CACHE:-$HOME/.cache/edgeres}/openssh-server
+DEST=${XDG_CACHE_HOME:-$HOME/.cache}/edgeres/openssh-server
 [ -x /usr/sbin/sshd ] && exit 0
 [ -x "$DEST/usr/sbin/sshd" ] && exit 0
 command -v apt-get >/dev/null || { echo "fetch-sshd: no apt-get; the remote tests will skip" >&2; exit 0; }

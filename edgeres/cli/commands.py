@@ -32,14 +32,17 @@ def train_cmd(data, out, epochs, batch_size, lr, schedule, stem, size, augment, 
     """Train ResNet-18 from scratch; checkpoint after every epoch.
 
     \b
-    Example:
+    Examples:
       edgeres train --data fashion-mnist --epochs 2 --out runs/demo/model.pt
+      torchrun --standalone --nproc-per-node 2 -m edgeres train --out runs/ddp/model.pt   # data-parallel
     """
     from edgeres.train import TrainConfig, train
 
     cfg = TrainConfig(data=data, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, stem=stem,
                       size=size, augment=augment, amp=amp, seed=seed, limit_train=limit_train, limit_test=limit_test)
     r = train(cfg, out, resume=resume)
+    if r.rank:
+        return  # under torchrun, rank 0 reports
     emit(as_json, {"checkpoint": r.checkpoint, "top1": r.top1, "epochs_run": r.epochs_run, "seconds": r.seconds},
          f"{r.checkpoint}: test top-1 {r.top1:.2f}% after {cfg.epochs} epochs ({r.seconds:.0f} s)")
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-CACHE = Path(os.environ.get("EDGERES_CACHE", Path.home() / ".cache" / "edgeres")) / "openssh-server"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgeres" / "openssh-server"
 
 
 @dataclass
