@@ -24,7 +24,7 @@ from edgeres.distributed import World, close_world, init_world
 from edgeres.errors import ArtifactError, ConfigError
 from edgeres.hw import cpu_features, has_native_bf16
 from edgeres.models import Checkpoint, build_model, load_checkpoint, save_checkpoint
-from edgeres.models.resnet import STEMS, ResNetConfig
+from edgeres.archs import ARCHS, STEMS, config_for
 from edgeres.progress import log, progress
 
 
@@ -55,6 +55,8 @@ class TrainConfig:
             raise ConfigError(f"--batch-size must be at least 2 (BatchNorm), got {self.batch_size}")
         if self.schedule not in ("onecycle", "cosine"):
             raise ConfigError(f"--schedule must be onecycle or cosine, got {self.schedule!r}")
+        if self.arch not in ARCHS:
+            raise ConfigError(f"--arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         if self.stem not in STEMS:
             raise ConfigError(f"--stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
         if self.augment not in ("none", "flip", "flip+crop"):
@@ -152,7 +154,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, preprocessing: Preprocessi
     pre = preprocessing or default_preprocessing(cfg.data, cfg.size)
     train_set = _limit(load_dataset(cfg.data, "train"), cfg.limit_train, cfg.seed)
     test_set = _limit(load_dataset(cfg.data, "test"), cfg.limit_test, cfg.seed + 1)
-    model_cfg = ResNetConfig(cfg.arch, pre.channels, len(train_set.classes), cfg.stem)
+    model_cfg = config_for(cfg.arch, pre.channels, len(train_set.classes), cfg.stem)
     model = build_model(model_cfg, cfg.zero_init_residual).to(memory_format=torch.channels_last)
     net = model  # the plain module: evaluated and saved; ``model`` is what trains (DDP across ranks)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from edgeres.cli import emit, handle_errors, json_option
+from edgeres.archs import ARCHS, STEMS  # plain data: no torch import
 
 
 @click.command("train")
@@ -16,7 +17,9 @@ from edgeres.cli import emit, handle_errors, json_option
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--lr", type=float, default=0.4, show_default=True, help="Peak learning rate.")
 @click.option("--schedule", type=click.Choice(["onecycle", "cosine"]), default="onecycle", show_default=True)
-@click.option("--stem", type=click.Choice(["imagenet", "small", "small-s2"]), default="imagenet", show_default=True)
+@click.option("--arch", type=click.Choice(list(ARCHS)), default="resnet18", show_default=True,
+              help="ResNet, or the seed's variants ResNeXt and DenseNet (torchvision's definitions).")
+@click.option("--stem", type=click.Choice(STEMS), default="imagenet", show_default=True)
 @click.option("--size", type=int, default=40, show_default=True, help="Input side in pixels.")
 @click.option("--augment", type=click.Choice(["none", "flip", "flip+crop"]), default="flip", show_default=True)
 @click.option("--amp", type=click.Choice(["auto", "bf16", "off"]), default="auto", show_default=True,
@@ -27,9 +30,9 @@ from edgeres.cli import emit, handle_errors, json_option
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint at --out.")
 @json_option
 @handle_errors
-def train_cmd(data, out, epochs, batch_size, lr, schedule, stem, size, augment, amp, seed,
+def train_cmd(data, out, epochs, batch_size, lr, schedule, arch, stem, size, augment, amp, seed,
               limit_train, limit_test, resume, as_json):
-    """Train ResNet-18 from scratch; checkpoint after every epoch.
+    """Train ResNet-18 (or --arch) from scratch; checkpoint after every epoch.
 
     \b
     Examples:
@@ -38,7 +41,7 @@ def train_cmd(data, out, epochs, batch_size, lr, schedule, stem, size, augment, 
     """
     from edgeres.train import TrainConfig, train
 
-    cfg = TrainConfig(data=data, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, stem=stem,
+    cfg = TrainConfig(data=data, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, stem=stem,
                       size=size, augment=augment, amp=amp, seed=seed, limit_train=limit_train, limit_test=limit_test)
     r = train(cfg, out, resume=resume)
     if r.rank:
@@ -52,7 +55,8 @@ def train_cmd(data, out, epochs, batch_size, lr, schedule, stem, size, augment, 
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: CHECKPOINT with .onnx.")
 @click.option("--opset", type=int, default=18, show_default=True)
 @click.option("--parity-images", type=int, default=500, show_default=True)
-@click.option("--max-abs-diff", type=float, default=1e-3, show_default=True, help="Parity tolerance on logits.")
+@click.option("--max-abs-diff", type=float, default=1e-3, show_default=True,
+              help="Parity tolerance on logits, times the largest |logit| where that exceeds 1.")
 @click.option("--data", default=None, help="Data set for parity images (default: the training set's test split).")
 @json_option
 @handle_errors

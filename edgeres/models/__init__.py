@@ -1,9 +1,10 @@
 """Model registry and checkpoints: safe loading only (``weights_only=True``)."""
 from __future__ import annotations
 
+import re
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,23 +14,27 @@ from torch import nn
 from edgeres.artifacts import atomic_path
 from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import ArtifactError, ConfigError
-from edgeres.models.resnet import ResNet, ResNetConfig
+from edgeres.archs import ARCHS, ModelConfig, arch_named
+from edgeres.models.densenet import DenseNet
+from edgeres.models.resnet import ResNet
 
-REGISTRY: dict[str, Callable[[ResNetConfig, bool], nn.Module]] = {"resnet18": ResNet}
+REGISTRY: dict[str, Callable[[ModelConfig, bool], nn.Module]] = {"basic": ResNet, "bottleneck": ResNet,
+                                                                 "dense": DenseNet}
 CHECKPOINT_FORMAT = "edgeres.checkpoint/1"
 
 
-def build_model(cfg: ResNetConfig, zero_init_residual: bool = False) -> nn.Module:
-    if cfg.arch not in REGISTRY:
-        raise ConfigError(f"unknown model {cfg.arch!r}; choose one of {', '.join(REGISTRY)}")
-    return REGISTRY[cfg.arch](cfg, zero_init_residual)
+def build_model(cfg: ModelConfig, zero_init_residual: bool = False) -> nn.Module:
+    if cfg.block not in REGISTRY:
+        raise ConfigError(f"unknown block {cfg.block!r} in the configuration of {cfg.arch}; "
+                          f"choose a model of {', '.join(ARCHS)}")
+    return REGISTRY[cfg.block](cfg, zero_init_residual)
 
 
 @dataclass
 class Checkpoint:
     """A model's weights plus what is needed to rebuild and feed it."""
 
-    model_cfg: ResNetConfig
+    model_cfg: ModelConfig
     state_dict: dict[str, torch.Tensor]
     preprocessing: Preprocessing | None
     classes: list[str]
@@ -58,14 +63,48 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> Path:
     return Path(path)
 
 
-def _infer_config(sd: dict[str, torch.Tensor]) -> ResNetConfig:
-    """Architecture of a bare (torchvision-format) ResNet-18 state dict."""
-    w = sd.get("conv1.weight")
-    fc = sd.get("fc.weight")
+def _count(sd: dict[str, torch.Tensor], pattern: str) -> int:
+    """How many distinct indices fill ``{}`` in ``pattern`` among the keys (blocks in a stage)."""
+    rx = re.compile("^" + re.escape(pattern).replace(r"\{\}", r"(\d+)") + r"\.")
+    return len({m.group(1) for k in sd if (m := rx.match(k))})
+
+
+def _infer_config(sd: dict[str, torch.Tensor]) -> ModelConfig:
+    """The architecture of a bare (torchvision-format) state dict: ResNet, ResNeXt or DenseNet."""
+    dense = "features.conv0.weight" in sd
+    w = sd.get("features.conv0.weight" if dense else "conv1.weight")
+    fc = sd.get("classifier.weight" if dense else "fc.weight")
     if w is None or fc is None or w.ndim != 4:
-        raise ArtifactError("state dict has no conv1.weight/fc.weight; it is not a ResNet-18 checkpoint")
-    stem = "imagenet" if w.shape[-1] == 7 else "small"
-    return ResNetConfig("resnet18", int(w.shape[1]), int(fc.shape[0]), stem)
+        raise ArtifactError("state dict has neither conv1.weight/fc.weight (ResNet) nor features.conv0.weight/"
+                            "classifier.weight (DenseNet); it is not a checkpoint of a supported model")
+    base = {"in_channels": int(w.shape[1]), "num_classes": int(fc.shape[0]),
+            "stem": "imagenet" if w.shape[-1] == 7 else "small"}
+    if dense:
+        n = _count(sd, "features.denseblock{}")
+        growth = int(sd["features.denseblock1.denselayer1.conv2.weight"].shape[0])
+        cfg = ModelConfig("", **base, block="dense", widths=(int(w.shape[0]),), growth_rate=growth,
+                          bn_size=int(sd["features.denseblock1.denselayer1.conv1.weight"].shape[0]) // growth,
+                          layers=tuple(_count(sd, f"features.denseblock{i}.denselayer{{}}") for i in range(1, n + 1)))
+    else:
+        layers = tuple(_count(sd, f"layer{i}.{{}}") for i in range(1, 5))
+        if "layer1.0.conv3.weight" in sd:
+            c2 = sd["layer1.0.conv2.weight"]
+            groups = int(c2.shape[0]) // int(c2.shape[1])
+            cfg = ModelConfig("", **base, layers=layers, block="bottleneck", groups=groups,
+                              width_per_group=int(c2.shape[0]) // groups)
+        else:
+            cfg = ModelConfig("", **base, layers=layers)
+    name = arch_named(cfg)
+    if name is None:
+        raise ArtifactError(f"state dict is a {cfg.block} network with stages {cfg.layers}, which is none of "
+                            f"{', '.join(ARCHS)}")
+    return replace(cfg, arch=name)
+
+
+def _torchvision_names(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Old torchvision DenseNet files name ``denselayer1.norm.1.weight`` what is now ``denselayer1.norm1.weight``."""
+    rx = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+    return {(f"{m.group(1)}{m.group(2)}" if (m := rx.match(k)) else k): v for k, v in sd.items()}
 
 
 def load_checkpoint(path: Path, preprocessing: Preprocessing | None = None) -> Checkpoint:
@@ -87,12 +126,12 @@ def load_checkpoint(path: Path, preprocessing: Preprocessing | None = None) -> C
     if obj.get("format") == CHECKPOINT_FORMAT:
         pre = obj.get("preprocessing")
         return Checkpoint(
-            ResNetConfig.from_dict(obj["model"]), obj["state_dict"],
+            ModelConfig.from_dict(obj["model"]), obj["state_dict"],
             preprocessing or (Preprocessing.from_dict(pre) if pre else None),
             list(obj.get("classes") or []), dict(obj.get("extra") or {}),
         )
     sd = obj.get("state_dict", obj) if "state_dict" in obj else obj
-    sd = {k.removeprefix("module."): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    sd = _torchvision_names({k.removeprefix("module."): v for k, v in sd.items() if isinstance(v, torch.Tensor)})
     cfg = _infer_config(sd)
     classes = [str(i) for i in range(cfg.num_classes)]
     return Checkpoint(cfg, sd, preprocessing, classes, {"source": "state_dict"})

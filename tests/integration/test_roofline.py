@@ -34,6 +34,15 @@ def test_resnet18_at_224_is_1_81_gmacs():
     assert torch_macs(resnet18(), (3, 224, 224)) == pytest.approx(1.814e9, rel=2e-3)
 
 
+@pytest.mark.parametrize("arch,gmacs", [("resnet50", 4.09), ("resnext50_32x4d", 4.23), ("densenet121", 2.83)])
+def test_variants_cost_what_torchvision_lists(arch, gmacs):
+    """torchvision's model docs give GFLOPS (multiply-adds) at 224 px, rounded to two decimals."""
+    from edgeres.archs import config_for
+    from edgeres.models import build_model
+
+    assert torch_macs(build_model(config_for(arch)), (3, 224, 224)) / 1e9 == pytest.approx(gmacs, abs=0.006)
+
+
 def test_onnx_macs_match_pytorch(small_run):
     cfg, _ = small_run
     cost = model_cost(Path(cfg.out) / "model.onnx")
