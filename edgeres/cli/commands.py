@@ -96,11 +96,13 @@ def export_cmd(checkpoint, out, opset, parity_images, max_abs_diff, data, as_jso
               help="Share of the calibration set held out for validation (auto, sensitivity, budget).")
 @click.option("--trt-cache", "trt_cache_version", default=None, metavar="TRT_VERSION",
               help="Also write a legacy TensorRT calibration cache (implicit INT8, TensorRT ≤ 10), e.g. 8.5.2.")
+@click.option("--equalize/--no-equalize", default=False, show_default=True,
+              help="Cross-layer equalization of Conv/BN → ReLU → Conv pairs before calibration (DenseNet needs it).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: ONNX with .int8-RECIPE.onnx.")
 @json_option
 @handle_errors
 def quantize_cmd(onnx_path, int8, recipe, method, percentile, calibration, allow_small, sensitivity, max_drop,
-                 max_float_layers, val_fraction, trt_cache_version, out, as_json):
+                 max_float_layers, val_fraction, trt_cache_version, equalize, out, as_json):
     """Post-training INT8 quantization to explicit Q/DQ ONNX, calibrated on images on disk.
 
     \b
@@ -113,7 +115,7 @@ def quantize_cmd(onnx_path, int8, recipe, method, percentile, calibration, allow
     out = out or onnx_path.with_name(f"{onnx_path.stem}.int8-{recipe}.onnx")
     cfg = QuantConfig(recipe, method, calibration, percentile, allow_small=allow_small, sensitivity=sensitivity,
                       max_drop=max_drop, max_float_layers=max_float_layers, val_fraction=val_fraction,
-                      trt_cache_version=trt_cache_version)
+                      trt_cache_version=trt_cache_version, equalize=equalize)
     r = qdq_from_onnx(onnx_path, out, cfg)
     lines = [f"{r.onnx}: {r.recipe.name} recipe, {r.method} calibration on {r.calibration_images} images, "
              f"{r.quantize_nodes} QuantizeLinear nodes"]
@@ -123,6 +125,10 @@ def quantize_cmd(onnx_path, int8, recipe, method, percentile, calibration, allow
         mark = "  ← chosen" if (t["method"], t["percentile"]) == chosen else ""
         lines.append(f"  tried {name:18} agreement {t['agreement']:6.2f}%  cosine {t['cosine']:.5f}  "
                      f"drop {t['drop']:.2f} pt{mark}")
+    if "equalize" in r.search:
+        e = r.search["equalize"]
+        lines.append(f"equalized {e['pairs']} Conv/BN → ReLU → Conv pairs: channel max/median {e['max_over_median_before']}"
+                     f" → {e['max_over_median_after']} (median over pairs), output unchanged to {e['max_abs_diff']:.1e}")
     if "all_int8" in r.search:
         b = r.search["all_int8"]
         lines.append(f"validation slice ({b['images']} images): all-int8 agreement {b['agreement']:.2f}%, "

@@ -17,7 +17,7 @@ from edgeres.artifacts import (
 )
 from edgeres.data.calibration import check_disjoint, load_calibration_set
 from edgeres.data.datasets import load_dataset
-from edgeres.errors import AccuracyBudgetExceeded, ConfigError
+from edgeres.errors import AccuracyBudgetExceeded, ArtifactError, ConfigError
 from edgeres.hw import cpu_features
 from edgeres.onnx_model import (
     PRECISION_KEY,
@@ -58,6 +58,7 @@ class QuantConfig:
     val_fraction: float = 0.2
     max_float_layers: int | None = None  # the budget may keep at most this many layers in float (None: all but one)
     trt_cache_version: str | None = None  # also write a legacy TensorRT calibration cache for this version
+    equalize: bool = False  # cross-layer equalization of Conv/BN → Relu → Conv pairs before calibration
 
     def validate(self) -> None:
         if self.recipe not in RECIPES:
@@ -142,6 +143,25 @@ def _latency_cost(final: Path, all_int8: Path, recipe: Recipe, input_shape: tupl
                                                               "device: run `edgeres bench` there"}
 
 
+def _equalized(pre: Path, x: np.ndarray, input_name: str, work: Path) -> tuple[Path, dict]:
+    """``pre`` after cross-layer equalization, checked to compute the same function on calibration images."""
+    from edgeres.backends.onnxruntime import OrtSession
+    from edgeres.quantize.equalize import equalize
+
+    eq = work / "equalized.onnx"
+    done = equalize(pre, eq, x, input_name)
+    probe = x[:64]
+    a, b = OrtSession(pre).infer_all(probe), OrtSession(eq).infer_all(probe)
+    done["max_abs_diff"] = float(np.abs(a - b).max())
+    done["max_abs_logit"] = float(np.abs(a).max())
+    if done["max_abs_diff"] > 1e-3 * max(1.0, done["max_abs_logit"]):
+        raise ArtifactError(f"equalization changed the model's output by {done['max_abs_diff']:.2e}; "
+                            f"quantize without --equalize and report it")
+    log(f"equalized {done['pairs']} Conv/BN → Relu → Conv pairs: channel max/median "
+        f"{done['max_over_median_before']} → {done['max_over_median_after']} (median over pairs)")
+    return eq, done
+
+
 def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) -> QuantResult:
     """Quantize ``onnx_path`` to explicit Q/DQ with ``cfg.recipe``; writes ``out`` and its manifest."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -169,6 +189,8 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
         pre = work / "pre.onnx"
         with quiet():
             quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=False)
+        if cfg.equalize:
+            pre, search["equalize"] = _equalized(pre, x, info.input_name, work)
         ev = Evaluator(pre, x_all[val_idx], calib.images.labels[val_idx], recipe, work) if len(val_idx) else None
         log(f"calibrating on {len(x)} images ({cfg.method}, recipe {recipe.name}) …")
         if cfg.method == "auto":
