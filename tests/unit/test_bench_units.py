@@ -156,3 +156,11 @@ def test_compare_says_which_changes_are_within_the_measured_noise(tmp_path):
     verdict = {r["label"]: r["within_noise"] for r in doc["rows"]}
     assert verdict == {"fp32": True, "int8-cpu": False}
     assert doc["noise_pct"] == [3.0, 4.0] and "A 3.0%, B 4.0%" in text
+
+
+def test_noise_ignores_rows_that_say_nothing_about_the_device():
+    from edgeres.bench.report import max_noise
+
+    rows = [{"label": "fp32", "latency": {"noise_pct": 3.0}, "latency_representative": True},
+            {"label": "int8-tensorrt", "latency": {"noise_pct": 160.0}, "latency_representative": False}]
+    assert max_noise({"results": rows}) == (3.0, "fp32")
