@@ -25,6 +25,23 @@ def ort_optimized_from_onnx(onnx: Path, out: Path, threads: int | None = None) -
     return out
 
 
+def engine_config(target: str, precision: str, dla_core: int | None, max_batch: int) -> dict:
+    """What an engine's manifest records as its configuration: a rebuild is due when any of it changes."""
+    return {"target": target, "precision": precision, "dla_core": dla_core, "max_batch": max_batch}
+
+
+def engine_for_bench(onnx: Path, target_name: str, max_batch: int) -> Path:
+    """The engine ``bench`` runs for ``onnx``: reused when its manifest says it is up to date, else built."""
+    from edgeres.artifacts import is_fresh
+    from edgeres.backends.tensorrt import device_name, engine_name
+
+    precision = onnx_info(onnx).precision
+    out = Path(onnx).with_name(engine_name(Path(onnx), precision, max_batch, device_name()))
+    if not is_fresh(out, {"onnx": onnx}, engine_config(target_name, precision, None, max_batch)):
+        engine_from_onnx(onnx, target_name, out, precision, None, max_batch)
+    return out
+
+
 def engine_from_onnx(onnx: Path, target_name: str, out: Path | None = None, precision: str | None = None,
                      dla_core: int | None = None, max_batch: int = 32) -> dict:
     """Build ``onnx`` for ``target_name``; returns what was made and where."""
@@ -50,6 +67,5 @@ def engine_from_onnx(onnx: Path, target_name: str, out: Path | None = None, prec
         build_engine(Path(onnx), out, target, precision, is_qdq, info.preprocessing.input_shape, max_batch,
                      dla_core, timing_cache=Path(onnx).with_name("timing.cache"))
     write_manifest(out, f"engine-{target.runtime}", {"onnx": onnx},
-                   {"target": target.name, "precision": precision, "dla_core": dla_core, "max_batch": max_batch},
-                   info.preprocessing.to_dict())
+                   engine_config(target.name, precision, dla_core, max_batch), info.preprocessing.to_dict())
     return {"artifact": str(out), "runtime": target.runtime, "precision": precision, "target": target.name}

@@ -86,12 +86,19 @@ def _cpuinfo() -> list[str]:
         return []
 
 
-def _open(entry: Entry, target: TargetProfile, threads: int | None, simulate: bool) -> Session:
+ACCURACY_BATCH = 250  # images per call when scoring accuracy, or the engine's largest batch if smaller
+
+
+def _open(entry: Entry, target: TargetProfile, cfg: "BenchConfig", simulate: bool) -> Session:
+    """A session for ``entry``: the ONNX itself on ONNX Runtime, else an engine built (or reused) for it."""
     if target.runtime == "onnxruntime":
         from edgeres.backends.onnxruntime import OrtSession
-        return OrtSession(entry.path, threads, simulate)
+        return OrtSession(entry.path, cfg.threads, simulate)
     backend = require(get_backend(target.runtime))
-    return backend.load(entry.path, target)
+    from edgeres.build import engine_for_bench
+
+    engine = engine_for_bench(entry.path, target.name, max(32, cfg.batch, cfg.throughput_batch))
+    return backend.load(engine, target)
 
 
 def _accuracy(label: str, open_session, x: np.ndarray, labels: np.ndarray, ref: np.ndarray | None,
@@ -100,7 +107,7 @@ def _accuracy(label: str, open_session, x: np.ndarray, labels: np.ndarray, ref: 
     log(f"{label}: accuracy on {len(x)} images{' (Q/DQ simulated in fp32)' if simulate else ''} …")
     sess = open_session(simulate)
     try:
-        logits = infer_all(sess, x, 250)
+        logits = infer_all(sess, x, min(ACCURACY_BATCH, getattr(sess, "max_batch", None) or ACCURACY_BATCH))
     finally:
         sess.close()
     return {"label": label, "accuracy": accuracy(logits, labels, ref).to_dict(),
@@ -181,7 +188,7 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
     for e in entries:
         rec = recipe_for(e.recipe["recipe"]) if e.recipe else None
         simulate = bool(rec and rec.accuracy_mode == "simulate" and target.runtime == "onnxruntime")
-        opener = lambda sim, e=e: _open(e, target, cfg.threads, sim)  # noqa: E731
+        opener = lambda sim, e=e: _open(e, target, cfg, sim)  # noqa: E731
         row, logits = _accuracy(e.label, opener, x, ds.labels, ref_logits, simulate)
         openers.append(opener)
         ref_logits = logits if ref_logits is None else ref_logits

@@ -47,3 +47,33 @@ def test_torch_session_on_each_device(device):
     s = TorchSession(resnet18(1, 10), device)
     out = s.infer(np.zeros((2, 1, 32, 32), np.float32))
     assert out.shape == (2, 10) and s.copies_timed == (device == "cuda")
+
+
+@pytest.mark.needs_tensorrt
+def test_bench_on_a_tensorrt_target_builds_and_reuses_engines(small_run, tmp_path):
+    """bench takes the ONNX files: it builds an engine for each (max batch 32), scores accuracy in batches the
+    engine accepts, and reuses the engines when nothing changed."""
+    import shutil
+
+    from edgeres.bench import BenchConfig, bench
+    from tests.integration.fixtures import FAST_LATENCY
+
+    cfg, _ = small_run
+    models = [tmp_path / "model.onnx", tmp_path / "model.int8-tensorrt.onnx"]
+    for m in models:
+        shutil.copy(Path(cfg.out) / m.name, m)
+    report = bench(models, tmp_path / "r", BenchConfig(target="desktop", limit=300, latency=FAST_LATENCY))
+    engines = sorted(tmp_path.glob("*.engine"))
+    assert len(engines) == 2 and all(".b32." in e.name for e in engines)
+    assert report["dataset"]["images"] == 300 and [r["runtime"] for r in report["results"]] == ["tensorrt"] * 2
+    # TensorRT's int8 computes what the CPU simulates: the two agree on almost every image
+    from edgeres.backends.onnxruntime import OrtSession
+    from edgeres.backends.tensorrt.session import TrtSession
+
+    x = np.random.default_rng(1).standard_normal((32, 1, 32, 32)).astype(np.float32)
+    trt = TrtSession(next(e for e in engines if ".int8." in e.name)).infer(x).argmax(1)
+    sim = OrtSession(models[1], simulate=True).infer(x).argmax(1)
+    assert (trt == sim).mean() >= 0.9
+    stamps = {e: e.stat().st_mtime_ns for e in engines}
+    bench(models, tmp_path / "r2", BenchConfig(target="desktop", limit=300, latency=FAST_LATENCY))
+    assert {e: e.stat().st_mtime_ns for e in engines} == stamps  # reused, not rebuilt

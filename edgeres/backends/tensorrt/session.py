@@ -34,6 +34,8 @@ class TrtSession:
         ins = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         self.input_name, self.output_name = ins[0], outs[0]
+        first = int(self.engine.get_tensor_shape(self.input_name)[0])  # -1 where the batch is dynamic
+        self.max_batch = first if first > 0 else int(self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
         self.device = f"cuda:{torch.cuda.current_device()}"
         self.stream = torch.cuda.Stream()
         self._out_dtype = torch.from_numpy(np.zeros(0, trt.nptype(self.engine.get_tensor_dtype(self.output_name)))).dtype
