@@ -5,6 +5,7 @@ report is of the very files sent (sha256), applies ``--max-drop``, and writes re
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -37,8 +38,23 @@ def _names(paths: list[Path]) -> dict[str, Path]:
     return out
 
 
+# On the device, one folder per set of models (named by their sha256): engines built there by one bench are
+# reused by the next, since a TensorRT build takes minutes on a Jetson. --clean-remote removes the folder.
+REMOTE_CACHE = ".cache/edgeres/bench"
+
+
+def _remote_dir(host: SshHost, digests: list[str]) -> str:
+    key = hashlib.sha256("".join(sorted(digests)).encode()).hexdigest()[:16]
+    script = f'd="$HOME/{REMOTE_CACHE}/$1" && mkdir -p -- "$d" && cd -- "$d" && pwd -P'
+    rdir = host.run(["sh", "-c", script, "sh", key]).stdout.decode().strip()
+    if not rdir.startswith("/"):
+        raise RemoteError(f"{host.destination}: could not make ~/{REMOTE_CACHE}/{key} (got {rdir!r}); "
+                          f"check that its home folder is writable")
+    return rdir
+
+
 def bench_remote(models: list[Path], out_dir: Path, cfg: BenchConfig, host: SshHost,
-                 checkpoint: Path | None = None, remote_edgeres: str = "edgeres", keep: bool = False) -> dict:
+                 checkpoint: Path | None = None, remote_edgeres: str = "edgeres", clean: bool = False) -> dict:
     """Run ``edgeres bench`` on ``host`` with these models; write the report into ``out_dir`` here."""
     from edgeres.bench.report import write_reports
 
@@ -51,9 +67,7 @@ def bench_remote(models: list[Path], out_dir: Path, cfg: BenchConfig, host: SshH
     digest = {name: sha256_file(p) for name, p in files.items()}
     version = host.run([remote_edgeres, "--version"]).stdout.decode().strip()
     log(f"{host.destination}: {version}")
-    rdir = host.run(["mktemp", "-d", "-t", "edgeres-bench.XXXXXX"]).stdout.decode().strip()
-    if not rdir.startswith("/"):
-        raise RemoteError(f"{host.destination}: mktemp gave {rdir!r}, not a folder; check that its /tmp is writable")
+    rdir = _remote_dir(host, list(digest.values()))
     try:
         size = sum(p.stat().st_size for p in paths) / 1e6
         log(f"{host.destination}: sending {len(files)} files ({size:.1f} MB) to {rdir}")
@@ -68,7 +82,7 @@ def bench_remote(models: list[Path], out_dir: Path, cfg: BenchConfig, host: SshH
         if rc != 0:
             raise RemoteError(host.failure(cmd[len(quiet):], rc, err))
     finally:
-        if not keep:
+        if clean:
             host.run(["rm", "-rf", "--", rdir], check=False)
     try:
         report = json.loads(out)
@@ -81,7 +95,7 @@ def bench_remote(models: list[Path], out_dir: Path, cfg: BenchConfig, host: SshH
             raise ArtifactError(f"{host.destination} reported on {r.get('model')}, not on a file that was sent; "
                                 f"check its edgeres version ({version})")
         r["remote_model"], r["model"] = r["model"], str(files[name])
-    report["remote"] = {"host": host.destination, "edgeres": version, "dir": rdir, "kept": keep}
+    report["remote"] = {"host": host.destination, "edgeres": version, "dir": rdir, "kept": not clean}
     report["config"] = asdict(cfg)
     write_reports(report, Path(out_dir))
     check_budget(report, cfg.max_drop, Path(out_dir))

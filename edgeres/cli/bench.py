@@ -51,12 +51,14 @@ def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_it
 @click.option("--accept-new-host-key", is_flag=True,
               help="Trust --host's key on first use; by default a host not in known_hosts is refused.")
 @click.option("--remote-edgeres", default="edgeres", show_default=True, help="The edgeres command on --host.")
-@click.option("--keep-remote", is_flag=True, help="Keep the copied models on --host (default: removed).")
+@click.option("--clean-remote", is_flag=True,
+              help="Remove the models and engines from --host afterwards (default: kept in ~/.cache/edgeres/bench "
+                   "there, so the next bench reuses the engines).")
 @latency_options
 @json_option
 @handle_errors
 def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_options, identity, accept_new_host_key,
-              remote_edgeres, keep_remote, warmup_s, warmup_iters, duration_s, min_iters,
+              remote_edgeres, clean_remote, warmup_s, warmup_iters, duration_s, min_iters,
               rounds, batch, throughput_batch, threads, max_drop, as_json):
     """Measure accuracy and latency of every precision against the fp32 reference.
 
@@ -84,7 +86,7 @@ def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_o
         from edgeres.remote import SshHost
 
         ssh = SshHost(host, tuple(ssh_options), identity, accept_new_host_key)
-        report = bench_remote(list(models), out, cfg, ssh, checkpoint, remote_edgeres, keep_remote)
+        report = bench_remote(list(models), out, cfg, ssh, checkpoint, remote_edgeres, clean_remote)
     else:
         report = bench(list(models), out, cfg, checkpoint)
     emit(as_json, report, table(report) + f"\nreport: {out}/report.json, report.md, report.png")

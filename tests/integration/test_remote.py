@@ -80,12 +80,17 @@ def test_remote_bench_brings_back_a_checked_report(sshd, small_run, odd_models, 
         assert got["accuracy"]["agreement"] == want["accuracy"]["agreement"]
     assert json.loads((out / "report.json").read_text())["remote"] == doc["remote"]
     assert (out / "report.png").stat().st_size > 0 and "over SSH" in (out / "report.md").read_text()
-    assert not Path(doc["remote"]["dir"]).exists()  # the copies were removed (the "device" is this machine)
+    rdir = Path(doc["remote"]["dir"])  # the "device" is this machine: its cache folder is visible here
+    assert rdir.is_dir() and rdir.parent == Path.home() / ".cache/edgeres/bench" and doc["remote"]["kept"]
     assert not canary.exists() and not Path("edgeres-pwned").exists()  # names reached the remote shell quoted
     assert sshd.host_pub in sshd.known_hosts.read_text()  # trusted on first use, as asked
-    # the key is now known: no flag needed the second time
-    r = edgeres("bench", *map(str, models), *FAST, "--out", str(tmp_path / "again"), *ssh_flags(sshd))
+    # the key is now known: no flag needed the second time; the same models land in the same folder, and
+    # --clean-remote removes it afterwards
+    r = edgeres("bench", *map(str, models), *FAST, "--out", str(tmp_path / "again"), "--json", "--clean-remote",
+                *ssh_flags(sshd))
     assert r.returncode == 0, r.stderr
+    again = json.loads(r.stdout)["remote"]
+    assert again["dir"] == str(rdir) and not again["kept"] and not rdir.exists()
 
 
 def test_changed_host_key_is_refused_even_with_accept_new(sshd, small_run, tmp_path):
@@ -111,7 +116,7 @@ def test_remote_errors_come_back_as_one_line(sshd, small_run, tmp_path):
                 "/nowhere/edgeres", "--accept-new-host-key")
     assert_one_line_error(r, "/nowhere/edgeres` was not found on")
     # the remote's own error (this machine is no Jetson) is relayed, once, as one line
-    r = edgeres("bench", model, *FAST, "--target", "jetson", "--out", str(tmp_path / "b"), *flags)
+    r = edgeres("bench", model, *FAST, "--target", "jetson", "--out", str(tmp_path / "b"), "--clean-remote", *flags)
     assert_one_line_error(r, f"on {sshd.destination}", "Jetson")
     r = edgeres("bench", model, "--out", str(tmp_path / "c"), *flags, "--ssh-option", "StrictHostKeyChecking=no")
     assert_one_line_error(r, "--accept-new-host-key")
