@@ -16,6 +16,16 @@ from edgeres.errors import ConfigError, RemoteError
 _RESERVED = {"stricthostkeychecking", "batchmode", "permitlocalcommand", "localcommand", "proxycommand"}
 
 
+def _show(data: bytes) -> None:
+    """Relay the remote's progress to this stderr (a notebook's stderr has no byte buffer)."""
+    buf = getattr(sys.stderr, "buffer", None)
+    if buf is not None:
+        buf.write(data)
+    else:
+        sys.stderr.write(data.decode(errors="replace"))
+    sys.stderr.flush()
+
+
 @dataclass(frozen=True)
 class SshHost:
     """``user@host`` and how to reach it. ``options`` are ``Key=Value`` pairs passed as ``ssh -o``."""
@@ -74,10 +84,9 @@ class SshHost:
                 done, pending = pending[:cut], pending[cut:]
                 shown = b"".join(ln for ln in done.splitlines(keepends=True) if not ln.startswith(b"Error: "))
                 if shown:
-                    sys.stderr.buffer.write(shown)
-                    sys.stderr.flush()
+                    _show(shown)
             if pending and not pending.startswith(b"Error: "):
-                sys.stderr.buffer.write(pending)
+                _show(pending)
         t = threading.Thread(target=relay, daemon=True)
         t.start()
         try:

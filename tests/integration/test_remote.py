@@ -148,3 +148,14 @@ def test_cli_args_reproduce_the_config():
     got = bench_config(p["target"], p["data"], p["limit"], p["warmup_s"], p["warmup_iters"], p["duration_s"],
                        p["min_iters"], p["rounds"], p["batch"], p["throughput_batch"], p["threads"], None)
     assert got == cfg
+
+
+def test_progress_relay_works_without_a_byte_stderr(monkeypatch):
+    import io
+
+    from edgeres.remote import _show
+
+    text = io.StringIO()  # what a notebook or a captured stream gives: no .buffer
+    monkeypatch.setattr("sys.stderr", text)
+    _show("epoch 1/2 ✓\n".encode())
+    assert text.getvalue() == "epoch 1/2 ✓\n"
