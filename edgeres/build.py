@@ -25,6 +25,9 @@ def ort_optimized_from_onnx(onnx: Path, out: Path, threads: int | None = None) -
     return out
 
 
+DEFAULT_MAX_BATCH = 32  # the engines' optimization profile: batch 1 to this
+
+
 def engine_config(target: str, precision: str, dla_core: int | None, max_batch: int) -> dict:
     """What an engine's manifest records as its configuration: a rebuild is due when any of it changes."""
     return {"target": target, "precision": precision, "dla_core": dla_core, "max_batch": max_batch}
@@ -43,7 +46,7 @@ def engine_for_bench(onnx: Path, target_name: str, max_batch: int) -> Path:
 
 
 def engine_from_onnx(onnx: Path, target_name: str, out: Path | None = None, precision: str | None = None,
-                     dla_core: int | None = None, max_batch: int = 32) -> dict:
+                     dla_core: int | None = None, max_batch: int = DEFAULT_MAX_BATCH) -> dict:
     """Build ``onnx`` for ``target_name``; returns what was made and where."""
     target = load_target(target_name)
     model = load_onnx(onnx)

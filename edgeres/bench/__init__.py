@@ -95,9 +95,9 @@ def _open(entry: Entry, target: TargetProfile, cfg: "BenchConfig", simulate: boo
         from edgeres.backends.onnxruntime import OrtSession
         return OrtSession(entry.path, cfg.threads, simulate)
     backend = require(get_backend(target.runtime))
-    from edgeres.build import engine_for_bench
+    from edgeres.build import DEFAULT_MAX_BATCH, engine_for_bench
 
-    engine = engine_for_bench(entry.path, target.name, max(32, cfg.batch, cfg.throughput_batch))
+    engine = engine_for_bench(entry.path, target.name, max(DEFAULT_MAX_BATCH, cfg.batch, cfg.throughput_batch))
     return backend.load(engine, target)
 
 

@@ -29,7 +29,7 @@ class Pair:
 
 
 def _pairs(model: onnx.ModelProto) -> list[Pair]:
-    init = {i.name for i in model.graph.initializer}
+    init = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
     uses: dict[str, int] = defaultdict(int)
     consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
     producer = {}
@@ -104,9 +104,8 @@ def equalize(src: Path, dst: Path, x: np.ndarray, input_name: str, batch: int = 
         onnx.save(model, str(dst))
         return {"pairs": 0}
     init = {i.name: i for i in model.graph.initializer}
-    arr = {k: numpy_helper.to_array(v) for k, v in init.items()
-           if v.data_type == onnx.TensorProto.FLOAT and any(k in (*p.producer.input[1:3], p.consumer.input[1])
-                                                            for p in pairs)}
+    changed = {n for p in pairs for n in (*p.producer.input[1:3], p.consumer.input[1])}
+    arr = {k: numpy_helper.to_array(init[k]) for k in changed}
     ranges = _channel_ranges(model, [p.relu.output[0] for p in pairs], x, input_name, batch)
     before = [float(ranges[p.relu.output[0]].max() / max(np.median(ranges[p.relu.output[0]]), 1e-12)) for p in pairs]
     r = {p.relu.output[0]: ranges[p.relu.output[0]].astype(np.float64) for p in pairs}
@@ -123,7 +122,6 @@ def equalize(src: Path, dst: Path, x: np.ndarray, input_name: str, batch: int = 
                 arr[name] = v / s32.reshape(-1, *([1] * (v.ndim - 1)))
             arr[p.consumer.input[1]] = _scale_in_channels(arr[p.consumer.input[1]], s32, groups)
             r[t] = r[t] / s
-    changed = {n for p in pairs for n in (*p.producer.input[1:3], p.consumer.input[1])}
     for name in changed:
         init[name].CopyFrom(numpy_helper.from_array(arr[name], name))
     onnx.save(model, str(dst))
