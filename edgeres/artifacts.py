@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edgeres.errors import ArtifactError
+from edgeres.errors import ConfigError
 
 MANIFEST_SUFFIX = ".json"
 
@@ -24,10 +24,6 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @contextlib.contextmanager
@@ -131,8 +127,20 @@ def is_fresh(artifact: Path, inputs: dict[str, Path | str], config: dict[str, An
     return True
 
 
-def require_file(path: Path, what: str, fix: str) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"{what} not found: {path}. {fix}")
-    return path
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_overwriting_inputs(out: Path, inputs: dict[str, Path], option: str = "--out") -> None:
+    """Raise ``ConfigError`` when ``out`` (or its manifest) is one of ``inputs``: a stage never writes over what it reads."""
+    out = Path(out)
+    for what, p in inputs.items():
+        p = Path(p)
+        for target in (out, manifest_path(out)):
+            if target.resolve() == p.resolve() or _same(target, p):
+                raise ConfigError(f"{option} {out} would overwrite the {what} {p}; give another {option} path")
+    if out.is_dir():
+        raise ConfigError(f"{option} {out} is a folder; give a file path inside it, e.g. {out / 'model.onnx'}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeres.artifacts import write_manifest
+from edgeres.artifacts import refuse_overwriting_inputs, write_manifest
 from edgeres.backends import get_backend, require
 from edgeres.errors import ConfigError
 from edgeres.onnx_model import load_onnx, onnx_info
@@ -49,6 +49,8 @@ def engine_from_onnx(onnx: Path, target_name: str, out: Path | None = None, prec
                      dla_core: int | None = None, max_batch: int = DEFAULT_MAX_BATCH) -> dict:
     """Build ``onnx`` for ``target_name``; returns what was made and where."""
     target = load_target(target_name)
+    if out is not None:
+        refuse_overwriting_inputs(Path(out), {"input model": Path(onnx)})
     model = load_onnx(onnx)
     info = onnx_info(onnx, model)
     is_qdq = info.precision == "int8"

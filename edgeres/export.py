@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import torch
 
-from edgeres.artifacts import atomic_path, write_manifest
+from edgeres.artifacts import atomic_path, refuse_overwriting_inputs, write_manifest
 from edgeres.data.datasets import load_dataset
 from edgeres.data.preprocess import METADATA_KEY
 from edgeres.errors import ArtifactError, ConfigError
@@ -89,6 +89,7 @@ def parity(onnx_path: Path, model: torch.nn.Module, x: np.ndarray) -> tuple[floa
 def onnx_from_checkpoint(checkpoint: Path, out: Path, cfg: ExportConfig = ExportConfig()) -> ExportResult:
     """Export ``checkpoint`` to ``out`` (opset ≥ 17, dynamic batch) and check parity on real images."""
     cfg.validate()
+    refuse_overwriting_inputs(Path(out), {"checkpoint": Path(checkpoint)})
     ck = load_checkpoint(checkpoint)
     if ck.preprocessing is None:
         raise ArtifactError(f"{checkpoint} records no preprocessing; pass --size/--mean/--std "

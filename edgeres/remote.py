@@ -1,6 +1,7 @@
 """Commands and files on another machine over OpenSSH: argument lists, quoted; unknown host keys refused."""
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
@@ -13,7 +14,42 @@ from pathlib import Path
 from edgeres.errors import ConfigError, RemoteError
 
 # Options that edgeres sets itself: a user may not loosen host-key checking or allow prompts through --ssh-option.
-_RESERVED = {"stricthostkeychecking", "batchmode", "permitlocalcommand", "localcommand", "proxycommand"}
+_RESERVED = {"stricthostkeychecking", "batchmode", "permitlocalcommand", "localcommand", "proxycommand",
+             "knownhostscommand", "nohostauthenticationforlocalhost", "verifyhostkeydns", "updatehostkeys"}
+# The only options --ssh-option passes on (ssh_config(5) names, compared case-insensitively as ssh does). None of
+# them runs a local command or weakens host-key checking; anything else is refused.
+SSH_OPTION_ALLOW = {k.lower(): k for k in (
+    "Port", "User", "ConnectTimeout", "ConnectionAttempts", "ServerAliveInterval", "ServerAliveCountMax",
+    "TCPKeepAlive", "Compression", "AddressFamily", "BindAddress", "IPQoS", "LogLevel", "RekeyLimit",
+    "Ciphers", "MACs", "KexAlgorithms", "HostKeyAlgorithms", "PubkeyAcceptedAlgorithms", "PubkeyAcceptedKeyTypes",
+    "HostKeyAlias", "HostName", "UserKnownHostsFile", "GlobalKnownHostsFile", "HashKnownHosts", "CheckHostIP",
+    "IdentityFile", "IdentitiesOnly", "CertificateFile", "PreferredAuthentications", "PubkeyAuthentication",
+    "ProxyJump",
+)}
+# A value is one plain word: no blanks (ssh would read "Key Value #…"), quotes, or shell and comment characters.
+_VALUE = re.compile(r"[A-Za-z0-9@._:,/+\-~%\[\]]+")
+
+
+def parse_ssh_option(option: str) -> tuple[str, str]:
+    """``(Key, value)`` of one ``--ssh-option``, split as ssh splits it (``Key=Value``, ``Key Value``, ``Key = Value``).
+
+    Raises ``ConfigError`` for an option that is not on :data:`SSH_OPTION_ALLOW`, or whose value is not one word.
+    """
+    m = re.fullmatch(r"\s*([A-Za-z0-9]+)(?:\s*=\s*|\s+)(.*?)\s*", option, flags=re.S)
+    if m is None or not m.group(2):
+        raise ConfigError(f"--ssh-option {option!r} is not Key=Value, e.g. --ssh-option Port=2222")
+    key, value = m.group(1), m.group(2)
+    if key.lower() in _RESERVED:
+        raise ConfigError(f"--ssh-option {key} is refused: it would run a local command or loosen the host-key "
+                          f"checks edgeres sets; to trust a new host key pass --accept-new-host-key, or add the key "
+                          f"with `ssh <host>` once")
+    if key.lower() not in SSH_OPTION_ALLOW:
+        raise ConfigError(f"--ssh-option {key} is not allowed; edgeres passes only "
+                          f"{', '.join(sorted(SSH_OPTION_ALLOW.values()))} (put anything else in ~/.ssh/config)")
+    if not _VALUE.fullmatch(value) or value.startswith("-"):
+        raise ConfigError(f"--ssh-option {key} value {value!r} must be one plain word (letters, digits, "
+                          f"@._:,/+-~%[]), e.g. --ssh-option {SSH_OPTION_ALLOW[key.lower()]}=VALUE")
+    return SSH_OPTION_ALLOW[key.lower()], value
 
 
 def _show(data: bytes) -> None:
@@ -42,12 +78,7 @@ class SshHost:
         if not d or d.startswith("-") or any(c.isspace() for c in d):
             raise ConfigError(f"--host {d!r} is not a destination; give user@host (no spaces, no leading '-')")
         for o in self.options:
-            key = o.split("=", 1)[0].strip()
-            if "=" not in o or not key:
-                raise ConfigError(f"--ssh-option {o!r} is not Key=Value, e.g. --ssh-option Port=2222")
-            if key.lower() in _RESERVED:
-                raise ConfigError(f"--ssh-option {key} is set by edgeres; to trust a new host key pass "
-                                  f"--accept-new-host-key, or add the key with `ssh {d}` once")
+            parse_ssh_option(o)
 
     def argv(self, remote: Sequence[str]) -> list[str]:
         """The local ``ssh`` argument list that runs ``remote`` (an argument list) on the host, quoted."""
@@ -55,8 +86,9 @@ class SshHost:
                "-o", f"StrictHostKeyChecking={'accept-new' if self.accept_new_host_key else 'yes'}"]
         if self.identity is not None:
             cmd += ["-i", str(self.identity), "-o", "IdentitiesOnly=yes"]
-        for o in self.options:
-            cmd += ["-o", o]
+        for o in self.options:  # re-written as Key=Value from the parsed, allowed pair
+            key, value = parse_ssh_option(o)
+            cmd += ["-o", f"{key}={value}"]
         return cmd + ["--", self.destination, shlex.join(list(remote))]
 
     def run(self, remote: Sequence[str], stdin: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,31 +53,85 @@ def make_calibration_set(data: str, out: Path, per_class: int = 50, split: str =
             raise DataError(f"class {ds.classes[k]!r} has only {len(idx)} {split} images; lower --per-class")
         picked += sorted(rng.choice(idx, per_class, replace=False).tolist())
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    entries = []
-    for n, i in enumerate(progress(picked, desc="calibration set")):
-        img = ds.image(i)
-        name = f"{n:05d}.png"
-        img.save(tmp / name, format="PNG")
-        entries.append({"file": name, "sha256": sha256_file(tmp / name), "pixels_sha256": pixel_hash(img),
-                        "label": int(ds.labels[i]), "index": int(i)})
-    manifest = {"format": FORMAT, "name": out.name,
-                "source": {"data": data, "split": split, "seed": seed, "per_class": per_class},
-                "preprocessing": {**default_preprocessing(data).to_dict(),
-                                  "note": "images are stored as decoded; quantize applies the model's own preprocessing"},
-                "classes": ds.classes, "images": entries}
-    write_json_atomic(tmp / "manifest.json", manifest)
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
+    _check_replaceable(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
+    try:
+        entries = []
+        for n, i in enumerate(progress(picked, desc="calibration set")):
+            img = ds.image(i)
+            name = f"{n:05d}.png"
+            img.save(tmp / name, format="PNG")
+            entries.append({"file": name, "sha256": sha256_file(tmp / name), "pixels_sha256": pixel_hash(img),
+                            "label": int(ds.labels[i]), "index": int(i)})
+        manifest = {"format": FORMAT, "name": out.name,
+                    "source": {"data": data, "split": split, "seed": seed, "per_class": per_class},
+                    "preprocessing": {**default_preprocessing(data).to_dict(), "note": "images are stored as "
+                                      "decoded; quantize applies the model's own preprocessing"},
+                    "classes": ds.classes, "images": entries}
+        write_json_atomic(tmp / "manifest.json", manifest)
+        _swap_in(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _made_by_edgeres(folder: Path) -> bool:
+    """True when ``folder`` holds an edgeres calibration set and nothing else (so replacing it loses nothing)."""
+    try:
+        man = json.loads((folder / "manifest.json").read_text())
+        listed = {e["file"] for e in man["images"]} | {"manifest.json"}
+        return man.get("format") == FORMAT and {p.name for p in folder.iterdir()} <= listed
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _check_replaceable(out: Path) -> None:
+    """Refuse an ``--out`` that is a file, or a non-empty folder that edgeres did not make: nothing of the user's is lost."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder path for the calibration set")
+    if out.is_dir() and any(out.iterdir()) and not _made_by_edgeres(out):
+        raise ConfigError(f"--out {out} is a folder with files edgeres did not make; give a new or empty folder "
+                          f"(nothing was changed)")
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Temporaries of earlier runs that were killed (their process is gone) are removed."""
+    for p in out.parent.glob(f".{out.name}.*.tmp"):
+        pid = p.name[len(out.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Move the finished ``tmp`` to ``out``; an edgeres-made set already there is replaced (writers may race)."""
+    for _ in range(20):
+        if out.exists():
+            _check_replaceable(out)
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
+            try:
+                os.replace(out, old / "old")
+            except FileNotFoundError:
+                continue  # another writer moved it first
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.rename(tmp, out)
+            return
+        except OSError:
+            continue  # another writer put its set in place meanwhile
+    raise DataError(f"could not put the calibration set in place at {out}: other writers keep replacing it")
 
 
 def load_calibration_set(root: Path, allow_small: bool = False) -> CalibrationSet:

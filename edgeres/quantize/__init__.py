@@ -11,6 +11,7 @@ import onnx
 
 from edgeres.artifacts import (
     atomic_path,
+    refuse_overwriting_inputs,
     write_json_atomic,
     write_manifest,
     write_text_atomic,
@@ -168,6 +169,9 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
 
     cfg.validate()
     out = Path(out)
+    for made in (out, out.with_suffix(".sensitivity.json"), out.with_suffix(".sensitivity.md"),
+                 out.with_suffix(".calib.cache")):
+        refuse_overwriting_inputs(made, {"input model": Path(onnx_path)})
     info = onnx_info(Path(onnx_path))
     if info.precision != "fp32":
         raise ConfigError(f"{onnx_path} is already {info.precision}; quantize the float model from `edgeres export`")
