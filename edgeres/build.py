@@ -1,20 +1,47 @@
-"""ONNX → the artifact a target runs: a TensorRT engine, or for cpu an ONNX Runtime-optimized ONNX."""
+"""ONNX → the artifact a target runs: a TensorRT engine, or for cpu an ONNX Runtime-optimized ONNX.
+
+Before any TensorRT work the request is checked: the precision and DLA core against the target, the ONNX against the
+parser of the target's (and the installed) TensorRT, the installed TensorRT against the target's JetPacks, and this
+machine against the board (an engine is tuned to the GPU it was built on). Engines are named after model, precision,
+batch profile, TensorRT version and GPU, and their manifest records where they were really built.
+"""
 from __future__ import annotations
 
+import os
+import platform
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from edgeres.artifacts import refuse_overwriting_inputs, write_manifest
+from packaging.version import Version
+
+from edgeres.artifacts import atomic_path, is_fresh, refuse_overwriting_inputs, write_manifest
 from edgeres.backends import get_backend, require
+from edgeres.config import BuildConfig
 from edgeres.errors import ConfigError
-from edgeres.onnx_model import load_onnx, onnx_info
-from edgeres.targets import load_target
+from edgeres.onnx_limits import require_parsable
+from edgeres.onnx_model import OnnxInfo, load_onnx, onnx_info
+from edgeres import targets as targets_mod
+from edgeres.targets import TargetProfile, load_target
+
+@dataclass
+class BuildOutput:
+    """The artifact ``build`` made, for the CLI and for bench."""
+
+    artifact: Path
+    runtime: str
+    precision: str  # as reported: fp32, tf32, fp16, int8
+    target: str
+    details: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"artifact": str(self.artifact), "runtime": self.runtime, "precision": self.precision,
+                "target": self.target, **self.details}
 
 
 def ort_optimized_from_onnx(onnx: Path, out: Path, threads: int | None = None) -> Path:
     """Save ONNX Runtime's fully optimized graph for this CPU (Q/DQ fused into integer kernels)."""
     import onnxruntime as ort
-
-    from edgeres.artifacts import atomic_path
 
     with atomic_path(out) as tmp:
         so = ort.SessionOptions()
@@ -25,52 +52,107 @@ def ort_optimized_from_onnx(onnx: Path, out: Path, threads: int | None = None) -
     return out
 
 
-DEFAULT_MAX_BATCH = 32  # the engines' optimization profile: batch 1 to this
+def this_machine(model_file: Path | None = None) -> str:
+    """What this machine is: the Jetson's device-tree model, else the host's architecture and name."""
+    try:
+        return (model_file or targets_mod.DEVICE_TREE_MODEL).read_text(errors="replace").strip("\x00\n ")
+    except OSError:
+        return f"{platform.machine()} host {platform.node()}"
 
 
-def engine_config(target: str, precision: str, dla_core: int | None, max_batch: int) -> dict:
-    """What an engine's manifest records as its configuration: a rebuild is due when any of it changes."""
-    return {"target": target, "precision": precision, "dla_core": dla_core, "max_batch": max_batch}
+def check_build_machine(target: TargetProfile, force: bool, model_file: Path | None = None) -> tuple[str, bool]:
+    """Refuse to build a Jetson target's engine anywhere but on that board, unless forced.
+
+    Returns what this machine is, and whether the build is forced onto a machine that is not the target's board.
+    """
+    here = this_machine(model_file)
+    elsewhere = target.kind == "jetson" and not any(m.lower() in here.lower() for m in target.model_match)
+    if elsewhere and not force:
+        raise ConfigError(f"{target.name} engines are built on that board, and this machine is {here!r}: TensorRT "
+                          f"tunes an engine to the GPU that builds it; run edgeres on the device (or bench with "
+                          f"--host user@device), or pass --force-device to build here anyway")
+    return here, elsewhere
 
 
-def engine_for_bench(onnx: Path, target_name: str, max_batch: int) -> Path:
-    """The engine ``bench`` runs for ``onnx``: reused when its manifest says it is up to date, else built."""
-    from edgeres.artifacts import is_fresh
-    from edgeres.backends.tensorrt import device_name, engine_name
+def _precision(info: OnnxInfo, asked: str | None, onnx: Path) -> str:
+    is_qdq = info.precision == "int8"
+    precision = asked or info.precision
+    if is_qdq and precision != "int8":
+        raise ConfigError(f"{onnx} is a Q/DQ (int8) model; build it as int8 or build the float ONNX instead")
+    if precision == "int8" and not is_qdq:
+        raise ConfigError(f"edgeres builds int8 engines from explicit Q/DQ ONNX only: run `edgeres quantize {onnx} "
+                          f"--int8` and build that")
+    return precision
 
-    precision = onnx_info(onnx).precision
-    out = Path(onnx).with_name(engine_name(Path(onnx), precision, max_batch, device_name()))
-    if not is_fresh(out, {"onnx": onnx}, engine_config(target_name, precision, None, max_batch)):
-        engine_from_onnx(onnx, target_name, out, precision, None, max_batch)
-    return out
+
+def timing_cache_path(tensorrt: str, gpu: str, cc: str) -> Path:
+    """One timing cache per TensorRT version and GPU (a cache from another is rejected by TensorRT)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgeres" / "timing"
+    return base / f"trt{tensorrt}.{_safe(gpu)}.sm{cc}.cache"
 
 
-def engine_from_onnx(onnx: Path, target_name: str, out: Path | None = None, precision: str | None = None,
-                     dla_core: int | None = None, max_batch: int = DEFAULT_MAX_BATCH) -> dict:
-    """Build ``onnx`` for ``target_name``; returns what was made and where."""
-    target = load_target(target_name)
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-." else "-" for c in text.lower())
+
+
+def engine_name(onnx: Path, label: str, batch: int, max_batch: int, dla_core: int | None, tensorrt: str,
+                gpu: str) -> str:
+    """Engines are tied to model, precision, profile, TensorRT version and GPU: all are in the file name."""
+    dla = "" if dla_core is None else f".dla{dla_core}"
+    return f"{Path(onnx).stem}.{label}.b{batch}-{max_batch}{dla}.trt{tensorrt}.{_safe(gpu)}.engine"
+
+
+def engine_from_onnx(onnx: Path, cfg: BuildConfig, out: Path | None = None, reuse: bool = False) -> BuildOutput:
+    """Build ``onnx`` for ``cfg.target``; with ``reuse``, an engine whose manifest still matches is kept."""
+    cfg.validate()
+    target = load_target(cfg.target)
     if out is not None:
         refuse_overwriting_inputs(Path(out), {"input model": Path(onnx)})
     model = load_onnx(onnx)
     info = onnx_info(onnx, model)
-    is_qdq = info.precision == "int8"
-    precision = precision or info.precision
-    if is_qdq and precision != "int8":
-        raise ConfigError(f"{onnx} is a Q/DQ (int8) model; build it as int8 or build the float ONNX instead")
+    precision = _precision(info, cfg.precision, Path(onnx))
     target.check_precision(precision)
-    target.check_dla(dla_core)
+    target.check_dla(cfg.dla_core)
     if target.runtime == "onnxruntime":
-        if dla_core is not None or precision == "fp16":
+        if cfg.dla_core is not None or precision == "fp16":
             raise ConfigError("the cpu target runs fp32 and int8 only, without DLA")
         out = out or Path(onnx).with_name(f"{Path(onnx).stem}.ort-cpu.onnx")
         ort_optimized_from_onnx(Path(onnx), out)
-    else:
-        from edgeres.backends.tensorrt import build_engine, device_name, engine_name
+        write_manifest(out, "engine-onnxruntime", {"onnx": onnx}, asdict(cfg), info.preprocessing.to_dict())
+        return BuildOutput(out, "onnxruntime", precision, target.name, {})
+    require_parsable(Path(onnx), model, target)
+    built_on, forced = check_build_machine(target, cfg.force_device)
+    backend = require(get_backend("tensorrt"))
+    from edgeres.backends.tensorrt import EngineSpec, tensorrt_version
 
-        require(get_backend("tensorrt"))
-        out = out or Path(onnx).with_name(engine_name(Path(onnx), precision, max_batch, device_name()))
-        build_engine(Path(onnx), out, target, precision, is_qdq, info.preprocessing.input_shape, max_batch,
-                     dla_core, timing_cache=Path(onnx).with_name("timing.cache"))
-    write_manifest(out, f"engine-{target.runtime}", {"onnx": onnx},
-                   engine_config(target.name, precision, dla_core, max_batch), info.preprocessing.to_dict())
-    return {"artifact": str(out), "runtime": target.runtime, "precision": precision, "target": target.name}
+    version = tensorrt_version() or Version("0")
+    target.check_tensorrt(version)
+    target.check_dla(cfg.dla_core, version)
+    require_parsable(Path(onnx), model, target, version)
+    gpu, cc = backend.device()  # type: ignore[attr-defined]
+    source, fp16_onnx = Path(onnx), False
+    if precision == "fp16" and version >= Version("11"):
+        source, fp16_onnx = _fp16_source(Path(onnx)), True
+    static = cfg.dla_core is not None
+    spec = EngineSpec(precision, tuple(info.preprocessing.input_shape), cfg.batch if static else 1, cfg.batch,
+                      cfg.batch if static else cfg.max_batch, cfg.dla_core, cfg.allow_tf32, fp16_onnx)
+    out = out or Path(onnx).with_name(engine_name(Path(onnx), spec.label, spec.opt_batch, spec.max_batch,
+                                                  cfg.dla_core, str(version), gpu))
+    config = {**asdict(cfg), "spec": asdict(spec)}
+    if reuse and is_fresh(out, {"onnx": source}, config):
+        return BuildOutput(out, "tensorrt", spec.label, target.name, {"reused": True})
+    result = backend.compile(source, target, out, spec, timing_cache_path(str(version), gpu, cc))
+    details = {**result.to_dict(), "gpu": gpu, "compute_capability": cc, "built_on": built_on,
+               "forced_device": forced}
+    write_manifest(out, "engine-tensorrt", {"onnx": source}, config, info.preprocessing.to_dict(), details)
+    return BuildOutput(out, "tensorrt", spec.label, target.name, details)
+
+
+def _fp16_source(onnx: Path) -> Path:
+    """TensorRT 11 builds FP16 from an FP16 graph: made beside the float ONNX (float32 I/O kept), reused when fresh."""
+    from edgeres.onnx_fp16 import fp16_from_onnx
+
+    out = onnx.with_name(f"{onnx.stem}.fp16.onnx")
+    if not is_fresh(out, {"onnx": onnx}, {"io": "float32", "compute": "float16"}):
+        fp16_from_onnx(onnx, out)
+    return out

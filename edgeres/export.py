@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from edgeres.data.datasets import load_dataset
 from edgeres.data.preprocess import METADATA_KEY
 from edgeres.errors import ArtifactError, ConfigError
 from edgeres.models import load_checkpoint
+from edgeres.onnx_limits import DEFAULT_OPSET, MIN_OPSET, export_opset, model_opset, parser_problems, target_limits
 from edgeres.onnx_model import (
     CLASSES_KEY,
     DATASET_KEY,
@@ -26,6 +28,8 @@ from edgeres.onnx_model import (
     load_onnx,
     set_metadata,
 )
+from edgeres.onnx_opset import downgrade_opset
+from edgeres.targets import TargetProfile, load_target
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -33,17 +37,34 @@ OUTPUT_NAME = "logits"
 
 @dataclass(frozen=True)
 class ExportConfig:
-    opset: int = 18
+    opset: int | None = None  # None: the target's parser limit, else DEFAULT_OPSET
     parity_images: int = 500
     max_abs_diff: float = 1e-3
     min_agreement: float = 99.9
     data: str | None = None  # data set for parity images; default: the one the checkpoint was trained on
+    target: str | None = None  # write an ONNX this target's TensorRT parses (opset and op forms)
 
     def validate(self) -> None:
-        if self.opset < 17:
-            raise ConfigError(f"--opset must be 17 or newer (TensorRT and dynamic shapes), got {self.opset}")
+        if self.opset is not None and not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise ConfigError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {self.opset}")
         if self.parity_images < 1:
             raise ConfigError(f"--parity-images must be at least 1, got {self.parity_images}")
+        for name in ("max_abs_diff", "min_agreement"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number ≥ 0, got {v}")
+
+    def resolved(self) -> tuple[int, TargetProfile | None]:
+        """The opset to write and the target it must suit; an --opset above the target's parser is refused."""
+        target = load_target(self.target) if self.target else None
+        limit = export_opset(target) if target else DEFAULT_OPSET
+        opset = self.opset or limit
+        if target is not None and self.opset is not None:
+            lim = target_limits(target)
+            if lim is not None and not lim.min_opset <= opset <= lim.max_opset:
+                raise ConfigError(f"--opset {opset} is outside what TensorRT {lim.tensorrt}'s parser reads for "
+                                  f"{target.name} ({lim.min_opset}–{lim.max_opset}); drop --opset")
+        return opset, target
 
 
 @dataclass
@@ -52,10 +73,14 @@ class ExportResult:
     max_abs_diff: float
     agreement: float
     images: int
+    opset: int = DEFAULT_OPSET
 
 
 class ParityError(ArtifactError):
     """ONNX and PyTorch disagree past the tolerance."""
+
+
+MAX_OPSET = 25
 
 
 def _export(model: torch.nn.Module, shape: tuple[int, ...], dest: Path, opset: int) -> None:
@@ -69,6 +94,12 @@ def _export(model: torch.nn.Module, shape: tuple[int, ...], dest: Path, opset: i
                                  dynamic_shapes={"x": {0: batch}}, opset_version=opset, dynamo=True,
                                  external_data=False, verbose=False)
         prog.save(str(dest), external_data=False)
+    proto = onnx.load(str(dest))
+    if model_opset(proto) > opset:  # the dynamo exporter writes 18 whatever lower opset it is asked for
+        onnx.save(downgrade_opset(proto, opset), str(dest))
+    elif model_opset(proto) != opset:
+        raise ArtifactError(f"torch wrote opset {model_opset(proto)} where {opset} was asked; export at "
+                            f"--opset {DEFAULT_OPSET} and report it")
 
 
 def parity(onnx_path: Path, model: torch.nn.Module, x: np.ndarray) -> tuple[float, float, float]:
@@ -87,8 +118,9 @@ def parity(onnx_path: Path, model: torch.nn.Module, x: np.ndarray) -> tuple[floa
 
 
 def onnx_from_checkpoint(checkpoint: Path, out: Path, cfg: ExportConfig = ExportConfig()) -> ExportResult:
-    """Export ``checkpoint`` to ``out`` (opset ≥ 17, dynamic batch) and check parity on real images."""
+    """Export ``checkpoint`` to ``out`` (dynamic batch; for ``cfg.target``'s parser) and check parity on real images."""
     cfg.validate()
+    opset, target = cfg.resolved()
     refuse_overwriting_inputs(Path(out), {"checkpoint": Path(checkpoint)})
     ck = load_checkpoint(checkpoint)
     if ck.preprocessing is None:
@@ -103,8 +135,13 @@ def onnx_from_checkpoint(checkpoint: Path, out: Path, cfg: ExportConfig = Export
     n = min(cfg.parity_images, len(test))
     x = test.subset(np.linspace(0, len(test) - 1, n).astype(int)).tensors(pre, "parity images")
     with atomic_path(Path(out)) as tmp:
-        _export(model, pre.input_shape, tmp, cfg.opset)
+        _export(model, pre.input_shape, tmp, opset)
         proto = load_onnx(tmp)
+        lim = target_limits(target) if target is not None else None
+        problems = parser_problems(proto, lim) if lim is not None else []
+        if problems:
+            raise ArtifactError(f"the export for {cfg.target} is not what its parser reads: {problems[0]}; "
+                                f"report it; nothing was written")
         set_metadata(proto, {
             METADATA_KEY: pre.to_json(),
             CLASSES_KEY: json.dumps(ck.classes),
@@ -124,5 +161,6 @@ def onnx_from_checkpoint(checkpoint: Path, out: Path, cfg: ExportConfig = Export
                               f"and report it; nothing was written")
     write_manifest(Path(out), "onnx-fp32", {"checkpoint": checkpoint}, asdict(cfg), pre.to_dict(),
                    {"max_abs_diff": diff, "max_abs_logit": scale, "agreement": agree, "parity_images": n,
-                    "data": data})
-    return ExportResult(Path(out), diff, agree, n)
+                    "data": data, "opset": opset,
+                    "parser": None if lim is None else {"tensorrt": str(lim.tensorrt), "max_opset": lim.max_opset}})
+    return ExportResult(Path(out), diff, agree, n, opset)

@@ -14,6 +14,8 @@ from edgeres.artifacts import sha256_file, versions
 from edgeres.backends import Session, get_backend, infer_all, require
 from edgeres.bench.accuracy import accuracy
 from edgeres.bench.latency import LatencyConfig, compare_latency
+from edgeres.build import engine_from_onnx
+from edgeres.config import DEFAULT_MAX_BATCH, BuildConfig
 from edgeres.data.datasets import load_dataset
 from edgeres.errors import AccuracyBudgetExceeded, ConfigError, DataError
 from edgeres.hw import cpu_features
@@ -52,6 +54,31 @@ class Entry:
     path: Path
     info: OnnxInfo
     recipe: dict | None
+    precision: str = ""  # the row's precision: the model's own, or fp16 for a TensorRT engine of the float model
+
+    def __post_init__(self) -> None:
+        self.precision = self.precision or self.info.precision
+
+
+def plan_rows(models: list[Path], target: TargetProfile) -> list[Entry]:
+    """The rows a bench on ``target`` reports: every model, plus fp16 of the float model where TensorRT runs it.
+
+    On a TensorRT target, every precision users deploy gets a row: fp32 (TF32 off), fp16 (the only reduced precision
+    on Nano and TX2), and int8 for each Q/DQ model.
+    """
+    entries = _entries(models)
+    if target.runtime == "tensorrt" and "fp16" in target.precisions:
+        ref = entries[0]
+        entries.insert(1, Entry("fp16", ref.path, ref.info, None, "fp16"))
+    return entries
+
+
+def engine_configs(entry: Entry, target: TargetProfile, cfg: BenchConfig) -> dict[str, BuildConfig]:
+    """The engines a TensorRT row needs: one optimized for the latency batch (also used for accuracy, up to
+    ``DEFAULT_MAX_BATCH``), and one for the throughput batch."""
+    lat = BuildConfig(target.name, entry.precision, batch=cfg.batch, max_batch=max(DEFAULT_MAX_BATCH, cfg.batch))
+    thr = BuildConfig(target.name, entry.precision, batch=cfg.throughput_batch, max_batch=cfg.throughput_batch)
+    return {"latency": lat, "throughput": thr} if thr != lat else {"latency": lat}
 
 
 def _entries(models: list[Path]) -> list[Entry]:
@@ -89,23 +116,25 @@ def _cpuinfo() -> list[str]:
 ACCURACY_BATCH = 250  # images per call when scoring accuracy, or the engine's largest batch if smaller
 
 
-def _open(entry: Entry, target: TargetProfile, cfg: "BenchConfig", simulate: bool) -> Session:
+def _open(entry: Entry, target: TargetProfile, cfg: BenchConfig, simulate: bool, purpose: str = "latency",
+          engines: dict[str, dict] | None = None) -> Session:
     """A session for ``entry``: the ONNX itself on ONNX Runtime, else an engine built (or reused) for it."""
     if target.runtime == "onnxruntime":
         from edgeres.backends.onnxruntime import OrtSession
         return OrtSession(entry.path, cfg.threads, simulate)
     backend = require(get_backend(target.runtime))
-    from edgeres.build import DEFAULT_MAX_BATCH, engine_for_bench
-
-    engine = engine_for_bench(entry.path, target.name, max(DEFAULT_MAX_BATCH, cfg.batch, cfg.throughput_batch))
-    return backend.load(engine, target)
+    confs = engine_configs(entry, target, cfg)
+    built = engine_from_onnx(entry.path, confs.get(purpose, confs["latency"]), reuse=True)
+    if engines is not None:
+        engines[f"{entry.label}:{purpose}"] = {"engine": str(built.artifact), **built.details}
+    return backend.load(built.artifact, target)
 
 
 def _accuracy(label: str, open_session, x: np.ndarray, labels: np.ndarray, ref: np.ndarray | None,
               simulate: bool) -> tuple[dict, np.ndarray]:
     """A result row with accuracy on every image; latency is filled in by ``_latency``."""
     log(f"{label}: accuracy on {len(x)} images{' (Q/DQ simulated in fp32)' if simulate else ''} …")
-    sess = open_session(simulate)
+    sess = open_session(simulate, "latency")
     try:
         logits = infer_all(sess, x, min(ACCURACY_BATCH, getattr(sess, "max_batch", None) or ACCURACY_BATCH))
     finally:
@@ -115,21 +144,24 @@ def _accuracy(label: str, open_session, x: np.ndarray, labels: np.ndarray, ref: 
 
 
 def _latency(rows: list[dict], openers: list, x: np.ndarray, cfg: BenchConfig) -> None:
-    """Latency at ``cfg.batch`` and ``cfg.throughput_batch`` for every row, timed in alternating windows."""
+    """Latency at ``cfg.batch`` and ``cfg.throughput_batch`` for every row, timed in alternating windows.
+
+    Each batch is timed on the session made for it (a TensorRT engine optimized for that batch).
+    """
     log(f"latency of {len(rows)} models at batch {cfg.batch} and {cfg.throughput_batch}, "
         f"{cfg.latency.rounds} alternating rounds …")
-    sessions: dict[str, Session] = {}
-    try:
-        for r, open_session in zip(rows, openers):
-            sessions[r["label"]] = open_session(False)
-        lat = compare_latency(sessions, x[:cfg.batch], cfg.batch, cfg.latency)
-        thr = compare_latency(sessions, x[:cfg.throughput_batch], cfg.throughput_batch, cfg.latency)
-        for r in rows:
-            r.update({"threads": getattr(sessions[r["label"]], "threads", None),
-                      "latency": lat[r["label"]].to_dict(), "throughput": thr[r["label"]].to_dict()})
-    finally:
-        for sess in sessions.values():
-            sess.close()
+    for key, batch in (("latency", cfg.batch), ("throughput", cfg.throughput_batch)):
+        sessions: dict[str, Session] = {}
+        try:
+            for r, open_session in zip(rows, openers):
+                sessions[r["label"]] = open_session(False, key)
+            got = compare_latency(sessions, x[:batch], batch, cfg.latency)
+            for r in rows:
+                r[key] = got[r["label"]].to_dict()
+                r.setdefault("threads", getattr(sessions[r["label"]], "threads", None))
+        finally:
+            for sess in sessions.values():
+                sess.close()
 
 
 def _torch_rows(checkpoint: Path, target: TargetProfile, x, labels, ref) -> tuple[list[dict], list]:
@@ -145,7 +177,7 @@ def _torch_rows(checkpoint: Path, target: TargetProfile, x, labels, ref) -> tupl
         variants += [("torch-cuda-fp32", "cuda", False), ("torch-cuda-fp16", "cuda", True)]
     rows, openers = [], []
     for label, device, half in variants:
-        opener = lambda _sim, d=device, h=half: TorchSession(model, d, h)  # noqa: E731
+        opener = lambda _sim, _purpose="latency", d=device, h=half: TorchSession(model, d, h)  # noqa: E731
         row, _ = _accuracy(label, opener, x, labels, ref, False)
         row.update({"model": str(checkpoint), "sha256": sha256_file(checkpoint), "precision": "fp16" if half else "fp32",
                     "recipe": None, "runtime": f"torch-eager-{device}", "latency_representative": True,
@@ -163,10 +195,10 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
 
     cfg.validate()
     target = load_target(cfg.target)
-    entries = _entries(models)
+    entries = plan_rows(models, target)
     ref = entries[0]
     for e in entries[1:]:
-        target.check_precision(e.info.precision)
+        target.check_precision(e.precision)
         if e.info.preprocessing != ref.info.preprocessing:
             raise ConfigError(f"{e.path} was made with other preprocessing than {ref.path}; quantize the same float model")
     pre = ref.info.preprocessing
@@ -185,15 +217,16 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
     x = ds.tensors(pre, f"preprocess {ds.name}")
     cost = model_cost(ref.path)
     results, openers, ref_logits = [], [], None
+    engines: dict[str, dict] = {}
     for e in entries:
         rec = recipe_for(e.recipe["recipe"]) if e.recipe else None
         simulate = bool(rec and rec.accuracy_mode == "simulate" and target.runtime == "onnxruntime")
-        opener = lambda sim, e=e: _open(e, target, cfg, sim)  # noqa: E731
+        opener = lambda sim, purpose="latency", e=e: _open(e, target, cfg, sim, purpose, engines)  # noqa: E731
         row, logits = _accuracy(e.label, opener, x, ds.labels, ref_logits, simulate)
         openers.append(opener)
         ref_logits = logits if ref_logits is None else ref_logits
         representative = rec.latency_representative if (rec and target.runtime == "onnxruntime") else True
-        row.update({"model": str(e.path), "sha256": sha256_file(e.path), "precision": e.info.precision,
+        row.update({"model": str(e.path), "sha256": sha256_file(e.path), "precision": e.precision,
                     "recipe": e.recipe, "runtime": target.runtime, "latency_representative": representative,
                     "note": "" if representative else
                     "CPU int8 kernels differ from TensorRT's: this latency says nothing about the device"})
@@ -215,7 +248,7 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
         "target": asdict(target), "machine": machine(), "versions": versions(),
         "config": asdict(cfg), "dataset": {"name": ds.name, "images": len(ds)},
         "preprocessing": pre.to_dict(), "reference": ref.label, "model_cost": cost.to_dict(),
-        "measured_peaks": peaks,
+        "measured_peaks": peaks, "engines": engines or None,
         "timing": {"clock": "time.perf_counter around Session.infer", "what": "host wall time of one call",
                    "copies_timed": "per result: latency.copies_timed"},
         "results": results,

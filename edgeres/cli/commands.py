@@ -7,6 +7,7 @@ import click
 
 from edgeres.cli import emit, handle_errors, json_option
 from edgeres.archs import ARCHS, STEMS  # plain data: no torch import
+from edgeres.config import DEFAULT_MAX_BATCH
 
 
 @click.command("train")
@@ -53,26 +54,31 @@ def train_cmd(data, out, epochs, batch_size, lr, schedule, arch, stem, size, aug
 @click.command("export")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: CHECKPOINT with .onnx.")
-@click.option("--opset", type=int, default=18, show_default=True)
+@click.option("--target", default=None,
+              help="Write an ONNX that this target's TensorRT parses (opset and op forms); default: opset 18.")
+@click.option("--opset", type=int, default=None, help="Override the opset (13 to 25; within the target's parser).")
 @click.option("--parity-images", type=int, default=500, show_default=True)
 @click.option("--max-abs-diff", type=float, default=1e-3, show_default=True,
               help="Parity tolerance on logits, times the largest |logit| where that exceeds 1.")
 @click.option("--data", default=None, help="Data set for parity images (default: the training set's test split).")
 @json_option
 @handle_errors
-def export_cmd(checkpoint, out, opset, parity_images, max_abs_diff, data, as_json):
+def export_cmd(checkpoint, out, target, opset, parity_images, max_abs_diff, data, as_json):
     """Export a checkpoint to ONNX and check it against PyTorch on real test images.
 
     \b
     Example:
       edgeres export runs/demo/model.pt --out runs/demo/model.onnx
+      edgeres export runs/demo/model.pt --target jetson-nano --out runs/demo/model.nano.onnx   # opset 13
     """
     from edgeres.export import ExportConfig, onnx_from_checkpoint
 
     out = out or checkpoint.with_suffix(".onnx")
-    r = onnx_from_checkpoint(checkpoint, out, ExportConfig(opset, parity_images, max_abs_diff, data=data))
-    emit(as_json, {"onnx": r.onnx, "max_abs_diff": r.max_abs_diff, "agreement": r.agreement, "images": r.images},
-         f"{r.onnx}: parity on {r.images} test images: max |Δlogit| {r.max_abs_diff:.2e}, "
+    cfg = ExportConfig(opset=opset, parity_images=parity_images, max_abs_diff=max_abs_diff, data=data, target=target)
+    r = onnx_from_checkpoint(checkpoint, out, cfg)
+    emit(as_json, {"onnx": r.onnx, "opset": r.opset, "target": target, "max_abs_diff": r.max_abs_diff,
+                   "agreement": r.agreement, "images": r.images},
+         f"{r.onnx}: opset {r.opset}{f' for {target}' if target else ''}; parity on {r.images} test images: max |Δlogit| {r.max_abs_diff:.2e}, "
          f"top-1 agreement {r.agreement:.2f}%")
 
 
@@ -153,19 +159,41 @@ def quantize_cmd(onnx_path, int8, recipe, method, percentile, calibration, allow
 @click.option("--target", required=True, help="A target name (edgeres targets), or jetson to detect the board.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
               help="Default: the ONNX model's own (int8 for Q/DQ models).")
-@click.option("--dla-core", type=int, default=None, help="Build for this DLA core (Xavier, Orin NX, AGX Orin).")
+@click.option("--dla-core", type=int, default=None,
+              help="Build for this DLA core (Xavier, Orin NX, AGX Orin): fp16 or int8, static batch.")
+@click.option("--batch", type=int, default=1, show_default=True, help="The batch the engine is optimized for.")
+@click.option("--max-batch", type=int, default=DEFAULT_MAX_BATCH, show_default=True,
+              help="The largest batch the engine takes (DLA: --batch, static).")
+@click.option("--tf32", "allow_tf32", is_flag=True, help="Let fp32 layers use TF32 (Ampere and newer); labelled tf32.")
+@click.option("--force-device", is_flag=True,
+              help="Build a Jetson target's engine on this machine anyway; the manifest records where.")
 @click.option("--out", type=click.Path(path_type=Path), default=None)
 @json_option
 @handle_errors
-def build_cmd(onnx_path, target, precision, dla_core, out, as_json):
+def build_cmd(onnx_path, target, precision, dla_core, batch, max_batch, allow_tf32, force_device, out, as_json):
     """Build the runtime artifact for a target: a TensorRT engine, or an optimized ONNX for cpu.
 
     \b
     Examples:
       edgeres build runs/demo/model.int8-tensorrt.onnx --target jetson
+      edgeres build runs/demo/model.jetson-agx-orin.onnx --target jetson-agx-orin --precision fp16 --dla-core 0
       edgeres build runs/demo/model.onnx --target cpu
     """
     from edgeres.build import engine_from_onnx
+    from edgeres.config import BuildConfig
 
-    r = engine_from_onnx(onnx_path, target, out, precision, dla_core)
-    emit(as_json, r, f"{r['artifact']}: {r['runtime']} {r['precision']} for {r['target']}")
+    cfg = BuildConfig(target, precision, dla_core, batch, max_batch, allow_tf32, force_device)
+    r = engine_from_onnx(onnx_path, cfg, out)
+    lines = [f"{r.artifact}: {r.runtime} {r.precision} for {r.target}"]
+    d = r.details
+    if d.get("tensorrt"):
+        lines.append(f"TensorRT {d['tensorrt']} on {d['gpu']} (sm {d['compute_capability']}), built on "
+                     f"{d['built_on']}{' (forced)' if d['forced_device'] else ''}; flags {d['flags'] or 'none'}, "
+                     f"cleared {d['cleared_flags'] or 'none'}; profile {d['profile']}; timing cache "
+                     f"{d['timing_cache_status']}; {d['seconds']} s")
+        if d.get("dla_core") is not None:
+            lines.append(f"DLA core {d['dla_core']}: {d['dla_layers']} layers on the DLA, "
+                         f"{d['gpu_fallback_layers']} fall back to the GPU")
+        if d.get("int8_fallback_layers"):
+            lines.append(f"not int8 in the engine: {', '.join(d['int8_fallback_layers'][:10])}")
+    emit(as_json, r.to_dict(), "\n".join(lines))

@@ -7,20 +7,22 @@ import numpy as np
 import pytest
 from packaging.version import Version
 
-from edgeres.backends.tensorrt import build_flags, tensorrt_version
+from edgeres.backends.tensorrt import tensorrt_version
 from edgeres.errors import ConfigError
 from tests.conftest import cpu_and_cuda
 
 
 def test_build_flags_by_version():
     # pure logic, no TensorRT needed: what each version must be told
-    assert build_flags(Version("8.6.1"), "int8", True) == (["INT8", "FP16"], False)
-    assert build_flags(Version("10.3.0"), "fp16", False) == (["FP16"], False)
-    assert build_flags(Version("11.4.1"), "int8", True) == ([], True)
+    from edgeres.backends.tensorrt.build import EngineSpec, builder_flags
+
+    spec = EngineSpec("int8", (1, 32, 32))
+    assert builder_flags(Version("8.6.1"), spec) == (["INT8", "FP16"], ["TF32"])
+    assert builder_flags(Version("10.3.0"), EngineSpec("fp16", (1, 32, 32))) == (["FP16"], ["TF32"])
+    assert builder_flags(Version("11.4.1"), spec) == ([], ["TF32"])
+    assert builder_flags(Version("10.3.0"), EngineSpec("fp32", (1, 32, 32), allow_tf32=True)) == ([], [])
     with pytest.raises(ConfigError, match="TensorRT 11 has no FP16 builder flag"):
-        build_flags(Version("11.0.0"), "fp16", False)
-    with pytest.raises(ConfigError, match="Q/DQ"):
-        build_flags(Version("10.3.0"), "int8", False)
+        builder_flags(Version("11.0.0"), EngineSpec("fp16", (1, 32, 32)))
 
 
 @pytest.mark.needs_tensorrt
@@ -28,12 +30,15 @@ def test_engine_matches_onnxruntime(small_run, tmp_path):
     from edgeres.backends.onnxruntime import OrtSession
     from edgeres.backends.tensorrt.session import TrtSession
     from edgeres.build import engine_from_onnx
+    from edgeres.config import BuildConfig
+    from edgeres.export import ExportConfig, onnx_from_checkpoint
 
     cfg, _ = small_run
-    onnx_path = Path(cfg.out) / "model.onnx"
-    r = engine_from_onnx(onnx_path, "desktop", tmp_path / "m.engine", "fp32")
+    onnx_path = onnx_from_checkpoint(Path(cfg.out) / "model.pt", tmp_path / "model.onnx",
+                                     ExportConfig(parity_images=32, target="desktop")).onnx
+    r = engine_from_onnx(onnx_path, BuildConfig("desktop", "fp32"), tmp_path / "m.engine")
     x = np.random.default_rng(0).standard_normal((4, 1, 32, 32)).astype(np.float32)
-    trt_out = TrtSession(Path(r["artifact"])).infer(x)
+    trt_out = TrtSession(r.artifact).infer(x)
     ort_out = OrtSession(onnx_path).infer(x)
     assert tensorrt_version() is not None
     assert np.abs(trt_out - ort_out).max() < 1e-2
@@ -53,19 +58,22 @@ def test_torch_session_on_each_device(device):
 def test_bench_on_a_tensorrt_target_builds_and_reuses_engines(small_run, tmp_path):
     """bench takes the ONNX files: it builds an engine for each (max batch 32), scores accuracy in batches the
     engine accepts, and reuses the engines when nothing changed."""
-    import shutil
-
     from edgeres.bench import BenchConfig, bench
     from tests.integration.fixtures import FAST_LATENCY
 
+    from edgeres.export import ExportConfig, onnx_from_checkpoint
+    from edgeres.quantize import QuantConfig, qdq_from_onnx
+
     cfg, _ = small_run
-    models = [tmp_path / "model.onnx", tmp_path / "model.int8-tensorrt.onnx"]
-    for m in models:
-        shutil.copy(Path(cfg.out) / m.name, m)
+    fp32 = onnx_from_checkpoint(Path(cfg.out) / "model.pt", tmp_path / "model.onnx",
+                                ExportConfig(parity_images=32, target="desktop")).onnx
+    models = [fp32, qdq_from_onnx(fp32, tmp_path / "model.int8-tensorrt.onnx",
+                                  QuantConfig(calibration=cfg.quant.calibration)).onnx]
     report = bench(models, tmp_path / "r", BenchConfig(target="desktop", limit=300, latency=FAST_LATENCY))
     engines = sorted(tmp_path.glob("*.engine"))
-    assert len(engines) == 2 and all(".b32." in e.name for e in engines)
-    assert report["dataset"]["images"] == 300 and [r["runtime"] for r in report["results"]] == ["tensorrt"] * 2
+    assert len(engines) == 6  # fp32, fp16, int8: a latency and a throughput engine each
+    assert report["dataset"]["images"] == 300
+    assert [r["precision"] for r in report["results"]] == ["fp32", "fp16", "int8"]
     # TensorRT's int8 computes what the CPU simulates: the two agree on almost every image
     from edgeres.backends.onnxruntime import OrtSession
     from edgeres.backends.tensorrt.session import TrtSession

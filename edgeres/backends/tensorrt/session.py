@@ -1,60 +1,125 @@
-"""A TensorRT engine behind the Session interface (``execute_async_v3``, TensorRT ≥ 8.5)."""
+"""A TensorRT engine behind the Session interface, on every release from 8.2 on, without torch.
+
+8.5 and newer bind tensors by name (``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``); 8.2 has
+only bindings (``set_binding_shape``, ``execute_async_v2``). Buffers and the stream come from :mod:`.cuda`. The input
+is converted to the engine's own input type (an FP16 engine from an ONNX whose inputs are half reads float32 bytes
+as garbage, with no error), and the output is returned as float32.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
-from edgeres.backends.tensorrt import _trt
-from edgeres.errors import ArtifactError, BackendUnavailable
+from edgeres.backends.tensorrt.api import NAME_IO_SINCE, numpy_dtype, tensorrt_module, version_of
+from edgeres.backends.tensorrt import cuda as cuda_mod
+from edgeres.backends.tensorrt.cuda import Cuda
+from edgeres.errors import ArtifactError
 
 
 class TrtSession:
     """One engine, one context, one stream. ``infer`` times host→device, execute and device→host."""
 
     copies_timed = True
+    threads = None
 
-    def __init__(self, engine_path: Path) -> None:
-        trt = _trt()
-        try:
-            import torch
-        except ImportError:
-            raise BackendUnavailable("TrtSession needs torch with CUDA for device buffers") from None
-        if not torch.cuda.is_available():
-            raise BackendUnavailable("CUDA is not available: TensorRT engines run on an NVIDIA GPU; use --target cpu")
-        self._torch = torch
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        runtime = trt.Runtime(self._logger)
-        self.engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+    def __init__(self, engine_path: Path, trt: ModuleType | None = None, cuda: Cuda | None = None) -> None:
+        self.trt = trt or tensorrt_module()
+        self.version = version_of(self.trt)
+        self.cuda = cuda or cuda_mod.cuda_runtime()
+        self.names_io = self.version >= NAME_IO_SINCE
+        self._logger = self.trt.Logger()
+        self.runtime = self.trt.Runtime(self._logger)
+        self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if self.engine is None:
-            raise ArtifactError(f"{engine_path} is not an engine for this GPU and TensorRT version; "
-                                f"rebuild it on this device with `edgeres build`")
+            raise ArtifactError(f"{engine_path} is not an engine for this GPU and TensorRT {self.version}; rebuild "
+                                f"it on this device with `edgeres build`")
         self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        ins = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self.stream = self.cuda.stream()
+        self._io()
+        self.device = "cuda:0"
+        self._buffers: dict[str, tuple[int, int]] = {}  # name → (pointer, bytes)
+
+    def _io(self) -> None:
+        e, trt = self.engine, self.trt
+        if self.names_io:
+            names = [e.get_tensor_name(i) for i in range(e.num_io_tensors)]
+            ins = [n for n in names if e.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+            outs = [n for n in names if e.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+            first = int(e.get_tensor_shape(ins[0])[0])
+            self.max_batch = first if first > 0 else int(e.get_tensor_profile_shape(ins[0], 0)[2][0])
+            self.in_dtype = numpy_dtype(trt, e.get_tensor_dtype(ins[0]))
+            self.out_dtype = numpy_dtype(trt, e.get_tensor_dtype(outs[0]))
+        else:  # 8.2: bindings, indexed
+            names = [e.get_binding_name(i) for i in range(e.num_bindings)]
+            ins = [n for i, n in enumerate(names) if e.binding_is_input(i)]
+            outs = [n for i, n in enumerate(names) if not e.binding_is_input(i)]
+            self._index = {n: i for i, n in enumerate(names)}
+            first = int(e.get_binding_shape(self._index[ins[0]])[0])
+            self.max_batch = first if first > 0 else int(e.get_profile_shape(0, self._index[ins[0]])[2][0])
+            self.in_dtype = numpy_dtype(trt, e.get_binding_dtype(self._index[ins[0]]))
+            self.out_dtype = numpy_dtype(trt, e.get_binding_dtype(self._index[outs[0]]))
+        if len(ins) != 1 or len(outs) != 1:
+            raise ArtifactError(f"the engine has {len(ins)} inputs and {len(outs)} outputs; edgeres runs "
+                                f"classifiers with one of each")
         self.input_name, self.output_name = ins[0], outs[0]
-        first = int(self.engine.get_tensor_shape(self.input_name)[0])  # -1 where the batch is dynamic
-        self.max_batch = first if first > 0 else int(self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
-        self.device = f"cuda:{torch.cuda.current_device()}"
-        self.stream = torch.cuda.Stream()
-        self._out_dtype = torch.from_numpy(np.zeros(0, trt.nptype(self.engine.get_tensor_dtype(self.output_name)))).dtype
+
+    def _buffer(self, name: str, nbytes: int) -> int:
+        ptr, size = self._buffers.get(name, (0, 0))
+        if size < nbytes:
+            if ptr:
+                self.cuda.free(ptr)
+            ptr, size = self.cuda.malloc(nbytes), nbytes
+            self._buffers[name] = (ptr, size)
+        return ptr
+
+    def _out_shape(self, batch: int) -> tuple[int, ...]:
+        c = self.context
+        shape = c.get_tensor_shape(self.output_name) if self.names_io else \
+            c.get_binding_shape(self._index[self.output_name])
+        dims = tuple(int(d) for d in shape)
+        return (batch, *dims[1:]) if dims and dims[0] < 0 else dims
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        torch = self._torch
-        with torch.cuda.stream(self.stream):
-            x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device, non_blocking=True)
-            self.context.set_input_shape(self.input_name, tuple(x.shape))
-            y = torch.empty(tuple(self.context.get_tensor_shape(self.output_name)), dtype=self._out_dtype,
-                            device=self.device)
-            self.context.set_tensor_address(self.input_name, x.data_ptr())
-            self.context.set_tensor_address(self.output_name, y.data_ptr())
-            if not self.context.execute_async_v3(self.stream.cuda_stream):
-                raise ArtifactError("TensorRT execution failed; see the TensorRT log")
-            out = y.float().cpu()
-        self.stream.synchronize()
-        return out.numpy()
+        x = np.ascontiguousarray(batch, dtype=self.in_dtype)
+        if x.shape[0] > self.max_batch:
+            raise ArtifactError(f"batch {x.shape[0]} is over the engine's largest ({self.max_batch}); rebuild with "
+                                f"a larger --max-batch")
+        c = self.context
+        if self.names_io:
+            c.set_input_shape(self.input_name, tuple(x.shape))
+        else:
+            c.set_binding_shape(self._index[self.input_name], tuple(x.shape))
+        out = np.empty(self._out_shape(x.shape[0]), dtype=self.out_dtype)
+        x_ptr = self._buffer(self.input_name, x.nbytes)
+        y_ptr = self._buffer(self.output_name, out.nbytes)
+        self.cuda.copy_to_device(x_ptr, x, self.stream)
+        if self.names_io:
+            c.set_tensor_address(self.input_name, x_ptr)
+            c.set_tensor_address(self.output_name, y_ptr)
+            ok = c.execute_async_v3(self.stream)
+        else:
+            bindings = [0] * len(self._index)
+            bindings[self._index[self.input_name]] = x_ptr
+            bindings[self._index[self.output_name]] = y_ptr
+            ok = c.execute_async_v2(bindings, self.stream)
+        if not ok:
+            raise ArtifactError("TensorRT execution failed; see the TensorRT log")
+        self.cuda.copy_to_host(out, y_ptr, self.stream)
+        self.cuda.synchronize(self.stream)
+        return out.astype(np.float32, copy=False)
 
     def close(self) -> None:
+        for ptr, _ in self._buffers.values():
+            self.cuda.free(ptr)
+        self._buffers.clear()
         self.context = None
         self.engine = None
+
+    def __enter__(self) -> TrtSession:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

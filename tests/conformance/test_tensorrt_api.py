@@ -1,0 +1,277 @@
+"""edgeres's TensorRT build and session code against each release's API (8.2 … 11.1), through a STAND-IN module.
+
+Names and semantics: a name a release lacks raises AttributeError here as on a device; the tests then check what was
+asked of TensorRT (flags per release, TF32 cleared for fp32, static DLA profiles, the timing-cache result checked,
+the parser's opset limit honoured, no ``nptype``). Nothing here builds an engine or yields a number.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from packaging.version import Version
+
+from edgeres.backends.tensorrt import TensorRTBackend
+from edgeres.bench import BenchConfig, engine_configs, plan_rows
+from edgeres.build import engine_from_onnx, timing_cache_path
+from edgeres.config import BuildConfig
+from edgeres.errors import ArtifactError, ConfigError
+from edgeres.onnx_limits import export_opset, model_opset, parser_problems, target_limits
+from edgeres.targets import all_targets, load_target
+from tests.helpers.trt_standin import VERSIONS
+
+pytestmark = pytest.mark.trt_conformance
+
+
+def targets_for(version: str) -> list[str]:
+    """The TensorRT targets whose JetPacks ship ``version`` (desktop: any from its oldest on)."""
+    out = []
+    for t in all_targets():
+        if t.runtime != "tensorrt":
+            continue
+        try:
+            t.check_tensorrt(Version(version))
+        except ConfigError:
+            continue
+        out.append(t.name)
+    return out
+
+
+def model_for(models: dict, target: str, precision: str) -> Path:
+    return models[export_opset(load_target(target))]["int8" if precision == "int8" else "fp32"]
+
+
+def test_every_version_has_a_target():
+    assert {v: bool(targets_for(v)) for v in VERSIONS} == {v: True for v in VERSIONS}
+
+
+@pytest.mark.parametrize("target", [t.name for t in all_targets()])
+def test_each_targets_export_is_within_its_parsers(models, target):
+    t = load_target(target)
+    opset = export_opset(t)
+    for kind in ("fp32", "int8"):
+        model = onnx.load(str(models[opset][kind]))
+        assert model_opset(model) == opset  # quantize keeps the opset export wrote
+        lim = target_limits(t)
+        if lim is not None:
+            assert parser_problems(model, lim) == []
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_build_follows_each_release(standin, models, tmp_path, version, precision):
+    rec = standin.use(version)
+    able = [t for t in targets_for(version) if precision in load_target(t).precisions]
+    if not able:  # 8.2: Nano and TX2 have no int8 on the GPU; a Q/DQ model is refused before any TensorRT call
+        target = targets_for(version)[0]
+        with pytest.raises(ConfigError, match="does not support int8"):
+            engine_from_onnx(model_for(models, target, "int8"), BuildConfig(target, force_device=True), tmp_path / "x")
+        assert rec.calls == [] and not (tmp_path / "x").exists()
+        return
+    target = able[0]
+    onnx_path = model_for(models, target, precision)
+    cfg = BuildConfig(target, precision, batch=1, max_batch=8, force_device=True)
+    out = engine_from_onnx(onnx_path, cfg, tmp_path / "e.engine")
+    v = Version(version)
+    assert rec.violations == []
+    assert rec.called("tensorrt", "nptype") == []
+    assert rec.called("IBuilderConfig", "clear_flag") == [("TF32",)]  # fp32 layers compute in fp32, not TF32
+    flags = sorted(a[0] for a in rec.called("IBuilderConfig", "set_flag"))
+    if v >= Version("11"):
+        assert flags == []  # strongly typed: precision comes from the graph
+    else:
+        assert flags == {"fp32": [], "fp16": ["FP16"], "int8": ["FP16", "INT8"]}[precision]
+    net_flags = rec.called("Builder", "create_network")[0][0]
+    assert net_flags == (1 << int(__import__("tensorrt").NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+                         if v < Version("10") else 0)
+    if v < Version("8.5"):
+        assert rec.called("IBuilderConfig", "set max_workspace_size")
+    else:
+        assert rec.called("IBuilderConfig", "set_memory_pool_limit")
+    assert bool(rec.called("IBuilderConfig", "set progress_monitor")) == (v >= Version("10"))
+    assert rec.called("IOptimizationProfile", "set_shape")[0][1:] == ((1, 1, 32, 32), (1, 1, 32, 32), (8, 1, 32, 32))
+    if precision == "fp16" and v >= Version("11"):
+        built_from = Path(json.loads(Path(f"{out.artifact}.json").read_text())["inputs"]["onnx"]["path"])
+        half = onnx.load(str(built_from))
+        assert built_from.name.endswith(".fp16.onnx")
+        assert half.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float32 I/O kept
+        assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in half.graph.initializer)
+    man = json.loads(Path(f"{out.artifact}.json").read_text())["results"]
+    assert Version(man["tensorrt"]).release[:2] == v.release[:2]
+    assert man["forced_device"] is (load_target(target).kind == "jetson")
+    assert out.precision == precision and man["timing_cache_status"] == "new"
+    assert man["layers"], "the per-layer report comes from the inspector"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_session_follows_each_release(standin, models, tmp_path, version):
+    target = targets_for(version)[0]
+    rec = standin.use(version)
+    built = engine_from_onnx(model_for(models, target, "fp32"), BuildConfig(target, force_device=True,
+                                                                            max_batch=8), tmp_path / "e.engine")
+    sess = TensorRTBackend().load(built.artifact, load_target(target))
+    y = sess.infer(np.zeros((3, 1, 32, 32), np.float32))
+    assert y.shape == (3, 10) and np.isnan(y).all()  # the stand-in computes nothing
+    assert sess.max_batch == 8
+    if Version(version) < Version("8.5"):
+        assert rec.called("IExecutionContext", "set_binding_shape") and rec.called("IExecutionContext",
+                                                                                   "execute_async_v2")
+    else:
+        assert rec.called("IExecutionContext", "set_input_shape")[0][1] == (3, 1, 32, 32)
+        assert len(rec.called("IExecutionContext", "set_tensor_address")) == 2
+        assert rec.called("IExecutionContext", "execute_async_v3")
+    assert rec.called("tensorrt", "nptype") == []
+    sess.close()
+
+
+def test_session_feeds_the_engines_own_input_type(standin, models, tmp_path):
+    """An engine whose input is half gets half: binding float32 bytes to it would read garbage, with no error."""
+    from edgeres.backends.tensorrt.build import EngineSpec, build_engine
+    from edgeres.backends.tensorrt.session import TrtSession
+    from edgeres.onnx_fp16 import fp16_model
+
+    standin.use("11.1")
+    half = fp16_model(onnx.load(str(models[18]["fp32"])))
+    cast = half.graph.node[0]
+    half.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.FLOAT16  # a converter without keep_io_types
+    for n in half.graph.node[1:]:
+        n.input[:] = [half.graph.input[0].name if i == cast.output[0] else i for i in n.input]
+    half.graph.node.remove(cast)
+    path = tmp_path / "half_io.onnx"
+    onnx.save(half, str(path))
+    build_engine(path, tmp_path / "h.engine", EngineSpec("fp16", (1, 32, 32), 1, 1, 4, onnx_is_fp16=True))
+    sess = TrtSession(tmp_path / "h.engine")
+    sess.infer(np.zeros((2, 1, 32, 32), np.float32))
+    assert standin.cuda.sent == [np.dtype(np.float16)]
+
+
+def test_an_engine_of_another_release_or_gpu_is_refused_before_deserializing(standin, models, tmp_path):
+    standin.use("10.3")
+    built = engine_from_onnx(model_for(models, "jetson-orin-nano", "fp32"),
+                             BuildConfig("jetson-orin-nano", force_device=True), tmp_path / "e.engine")
+    rec = standin.use("10.13")
+    with pytest.raises(ArtifactError, match=r"built by TensorRT 10\.3\.0 on .*this machine has TensorRT 10\.13"):
+        TensorRTBackend().load(built.artifact, load_target("jetson-thor"))
+    assert rec.called("Runtime", "deserialize_cuda_engine") == []
+    standin.use("10.3", gpu="another GPU")
+    with pytest.raises(ArtifactError, match="another GPU"):
+        TensorRTBackend().load(built.artifact, load_target("jetson-orin-nano"))
+
+
+def test_timing_cache_is_keyed_and_a_rejected_one_is_rebuilt(standin, models, tmp_path):
+    rec = standin.use("10.3")
+    gpu = standin.cuda.device_name()
+    cache = timing_cache_path("10.3.0", gpu, "0.0")
+    cfg = BuildConfig("jetson-orin-nano", force_device=True)
+    engine_from_onnx(model_for(models, "jetson-orin-nano", "fp32"), cfg, tmp_path / "a.engine")
+    assert cache.is_file() and "trt10.3.0" in cache.name
+    r = engine_from_onnx(model_for(models, "jetson-orin-nano", "fp32"), cfg, tmp_path / "b.engine")
+    assert r.details["timing_cache_status"] == "reused"
+    cache.write_bytes(b"a cache from another GPU")
+    r = engine_from_onnx(model_for(models, "jetson-orin-nano", "fp32"), cfg, tmp_path / "c.engine")
+    assert r.details["timing_cache_status"].startswith("rejected")
+    assert [c[1] for c in rec.called("IBuilderConfig", "set_timing_cache")][-2:] == [False, False]
+    assert cache.read_bytes() != b"a cache from another GPU"
+
+
+def test_dla_engines_are_static_fp16_or_int8_and_count_dla_layers(standin, models, tmp_path):
+    rec = standin.use("8.5", dla_cores=2)
+    cfg = BuildConfig("jetson-xavier-nx", "fp16", dla_core=1, batch=4, force_device=True)
+    r = engine_from_onnx(models[17]["fp32"], cfg, tmp_path / "d.engine")
+    assert rec.violations == []
+    assert rec.called("IOptimizationProfile", "set_shape")[0][1:] == ((4, 1, 32, 32),) * 3
+    assert ("GPU_FALLBACK",) in rec.called("IBuilderConfig", "set_flag")
+    assert rec.called("IBuilderConfig", "set DLA_core") == [(1,)]
+    assert [a[0].name for a in rec.called("IBuilderConfig", "set default_device_type")] == ["DLA"]
+    assert r.details["dla_layers"] > 0 and r.details["gpu_fallback_layers"] >= 1  # Gemm stays on the GPU
+    layers = r.details["layers"]
+    assert sum(la["device"] == "DLA" for la in layers) == r.details["dla_layers"]
+    r8 = engine_from_onnx(models[17]["int8"], BuildConfig("jetson-xavier-nx", dla_core=0, force_device=True),
+                          tmp_path / "i.engine")
+    assert r8.precision == "int8" and r8.details["dla_layers"] > 0
+
+
+@pytest.mark.parametrize("version,target,precision,core,dla_cores,message", [
+    ("8.5", "jetson-xavier-nx", "fp32", 0, 2, "fp16 or int8 only"),
+    ("8.5", "jetson-xavier-nx", "fp16", 2, 2, "cores 0–1"),
+    ("8.5", "jetson-xavier-nx", "fp16", 1, 1, "this device has 1 DLA core"),
+    ("10.3", "jetson-orin-nano", "fp16", 0, 0, "no DLA"),
+    ("10.13", "jetson-thor", "fp16", 0, 0, "no DLA"),
+    ("11.1", "desktop", "fp16", 0, 0, "no DLA"),
+])
+def test_dla_requests_that_cannot_work_are_refused(standin, models, tmp_path, version, target, precision, core,
+                                                   dla_cores, message):
+    standin.use(version, dla_cores=dla_cores)
+    with pytest.raises(ConfigError, match=message):
+        engine_from_onnx(model_for(models, target, "fp32"), BuildConfig(target, precision, dla_core=core,
+                                                                         force_device=True), tmp_path / "x.engine")
+    assert not (tmp_path / "x.engine").exists()
+
+
+def test_tensorrt_11_has_dla_only_from_11_4_1_and_only_on_agx_orin():
+    t = load_target("jetson-agx-orin")
+    with pytest.raises(ConfigError, match="from 11.4.1 on"):
+        t.check_dla(0, Version("11.1"))
+    t.check_dla(0, Version("11.4.1"))
+    t.check_dla(0, Version("10.3"))
+    with pytest.raises(ConfigError):
+        load_target("jetson-orin-nx").check_dla(0, Version("11.4.1"))
+
+
+def test_a_tensorrt_that_is_not_the_targets_is_refused(standin, models, tmp_path):
+    standin.use("10.3")
+    with pytest.raises(ConfigError, match="does not match target jetson-xavier-nx"):
+        engine_from_onnx(models[17]["fp32"], BuildConfig("jetson-xavier-nx", force_device=True), tmp_path / "x")
+
+
+def test_onnx_above_the_parser_is_refused_with_the_export_to_run(standin, models, tmp_path):
+    rec = standin.use("8.2")
+    with pytest.raises(ConfigError, match=r"opset 18 .*edgeres export CHECKPOINT --target jetson-nano"):
+        engine_from_onnx(models[18]["fp32"], BuildConfig("jetson-nano", force_device=True), tmp_path / "x")
+    assert rec.called("OnnxParser", "parse") == []
+    rec = standin.use("8.6")
+    with pytest.raises(ConfigError, match=r"opset 18 is outside the 7–17 .*--target desktop"):
+        engine_from_onnx(models[18]["fp32"], BuildConfig("desktop"), tmp_path / "x")
+    assert rec.called("OnnxParser", "parse") == []
+
+
+def test_a_reduce_with_axes_as_input_is_what_8x_parsers_misread(models):
+    """Opset 18's ReduceMean(data, axes): 8.x parsers reduce every axis; the opset-17 export has the attribute."""
+    from edgeres.onnx_limits import ParserLimits
+
+    as_if_8x_read_18 = ParserLimits(Version("8.6"), 7, 18, False, "test: only the op-form rule")
+    problems = parser_problems(onnx.load(str(models[18]["fp32"])), as_if_8x_read_18)
+    assert len(problems) == 1 and "misreads as 'reduce every axis'" in problems[0]
+    assert parser_problems(onnx.load(str(models[17]["fp32"])), as_if_8x_read_18) == []
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_bench_rows_on_every_tensorrt_target(standin, models, tmp_path, version):
+    """fp32, fp16 and int8 rows (fp16 only where the GPU has no int8), each with its latency and throughput
+    engines. The rows are recorded to $EDGERES_CONFORMANCE_ROWS when set: what a bench would build, no numbers."""
+    cfg = BenchConfig(batch=1, throughput_batch=16)
+    table = []
+    for target in targets_for(version):
+        t = load_target(target)
+        rec = standin.use(version, dla_cores=t.dla_cores)
+        opset = export_opset(t)
+        models_in = [models[opset]["fp32"]] + ([models[opset]["int8"]] if "int8" in t.precisions else [])
+        rows = plan_rows(models_in, t)
+        want = ["fp32", "fp16"] + (["int8"] if "int8" in t.precisions else [])
+        assert [r.precision for r in rows] == want
+        for row in rows:
+            for purpose, bc in engine_configs(row, t, cfg).items():
+                bc = BuildConfig(**{**bc.__dict__, "force_device": True})
+                built = engine_from_onnx(row.path, bc, tmp_path / f"{target}.{row.label}.{purpose}.engine")
+                table.append({"tensorrt": version, "target": target, "row": row.label, "engine": purpose,
+                              "built_as": built.precision, "flags": built.details["flags"],
+                              "cleared": built.details["cleared_flags"], "profile": built.details["profile"],
+                              "opset": opset})
+        assert rec.violations == [] and rec.called("tensorrt", "nptype") == []
+    if os.environ.get("EDGERES_CONFORMANCE_ROWS"):
+        with open(os.environ["EDGERES_CONFORMANCE_ROWS"], "a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in table)
