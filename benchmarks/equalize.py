@@ -8,18 +8,14 @@ function, with ruined per-tensor activation ranges. Scores are on the whole test
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgeres.backends.onnxruntime import OrtSession  # noqa: E402
 from edgeres.data.datasets import load_dataset  # noqa: E402
 from edgeres.onnx_model import onnx_info  # noqa: E402
 from edgeres.quantize import QuantConfig, qdq_from_onnx  # noqa: E402
-from tests.integration.test_search import outlier_model  # noqa: E402
+from edgeres.quantize.outliers import outlier_model
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeres.backends.latency import LatencyConfig, compare_latency, timed_runs
 from edgeres.backends.onnxruntime import OrtSession
-from edgeres.bench.latency import LatencyConfig, compare_latency, timed_runs
 from edgeres.onnx_model import onnx_info
 
 

@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from edgeres.backends.latency import LatencyConfig
 from edgeres.bench import BenchConfig, bench
-from edgeres.bench.latency import LatencyConfig
 from edgeres.data.calibration import make_calibration_set
 from edgeres.quantize import QuantConfig, qdq_from_onnx
 
@@ -57,13 +57,12 @@ def main() -> None:
         a = rows[label]
         print(f"{label}: Δtop-1 {a['delta_top1']:+.2f} pt (bar ≥ -0.3), agreement {a['agreement']:.2f}% (bar ≥ 99.0)")
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.integration.test_search import outlier_model
+    from edgeres.quantize.outliers import outlier_model
     hard = work / "outlier.onnx"
     outlier_model(args.onnx, hard, blocks=1)
     r = qdq_from_onnx(hard, work / "outlier.int8.onnx",
                       QuantConfig(recipe="tensorrt", sensitivity=True, max_drop=0.3))
-    s = r.search
+    s = r.search.to_dict()
     print(f"hard case (outlier layer), validation slice of {s['validation_images']} images: all-int8 drop "
           f"{s['all_int8']['drop']:.2f} pt, after fallback {s['budget_steps'][-1]['drop']:.2f} pt "
           f"(budget 0.3); kept in float: {', '.join(s['float_layers'])}")

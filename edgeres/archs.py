@@ -28,7 +28,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         """From a checkpoint; fields added since it was written take their defaults."""
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}

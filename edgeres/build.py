@@ -15,14 +15,16 @@ from typing import Any
 
 from packaging.version import Version
 
-from edgeres.artifacts import atomic_path, is_fresh, refuse_overwriting_inputs, write_manifest
+from edgeres import targets as targets_mod
+from edgeres.artifacts import is_fresh, refuse_overwriting_inputs, write_manifest
 from edgeres.backends import get_backend, require
+from edgeres.backends.base import EngineSpec
 from edgeres.config import BuildConfig
 from edgeres.errors import ConfigError
 from edgeres.onnx_limits import require_parsable
 from edgeres.onnx_model import OnnxInfo, load_onnx, onnx_info
-from edgeres import targets as targets_mod
 from edgeres.targets import TargetProfile, load_target
+
 
 @dataclass
 class BuildOutput:
@@ -37,19 +39,6 @@ class BuildOutput:
     def to_dict(self) -> dict[str, Any]:
         return {"artifact": str(self.artifact), "runtime": self.runtime, "precision": self.precision,
                 "target": self.target, **self.details}
-
-
-def ort_optimized_from_onnx(onnx: Path, out: Path, threads: int | None = None) -> Path:
-    """Save ONNX Runtime's fully optimized graph for this CPU (Q/DQ fused into integer kernels)."""
-    import onnxruntime as ort
-
-    with atomic_path(out) as tmp:
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.optimized_model_filepath = str(tmp)
-        so.log_severity_level = 3
-        ort.InferenceSession(str(onnx), so, providers=["CPUExecutionProvider"])
-    return out
 
 
 def this_machine(model_file: Path | None = None) -> str:
@@ -117,19 +106,20 @@ def engine_from_onnx(onnx: Path, cfg: BuildConfig, out: Path | None = None, reus
         if cfg.dla_core is not None or precision == "fp16":
             raise ConfigError("the cpu target runs fp32 and int8 only, without DLA")
         out = out or Path(onnx).with_name(f"{Path(onnx).stem}.ort-cpu.onnx")
-        ort_optimized_from_onnx(Path(onnx), out)
+        spec = EngineSpec(precision, tuple(info.preprocessing.input_shape))
+        require(get_backend("onnxruntime")).compile(Path(onnx), target, out, spec)
         write_manifest(out, "engine-onnxruntime", {"onnx": onnx}, asdict(cfg), info.preprocessing.to_dict())
         return BuildOutput(out, "onnxruntime", precision, target.name, {})
     require_parsable(Path(onnx), model, target)
     built_on, forced = check_build_machine(target, cfg.force_device)
     backend = require(get_backend("tensorrt"))
-    from edgeres.backends.tensorrt import EngineSpec, tensorrt_version
+    from edgeres.backends.tensorrt import tensorrt_version
 
     version = tensorrt_version() or Version("0")
     target.check_tensorrt(version)
     target.check_dla(cfg.dla_core, version)
     require_parsable(Path(onnx), model, target, version)
-    gpu, cc = backend.device()  # type: ignore[attr-defined]
+    gpu, cc = backend.device()  # type: ignore[attr-defined]  # TensorRTBackend: the GPU engines are tied to
     source, fp16_onnx = Path(onnx), False
     if precision == "fp16" and version >= Version("11"):
         source, fp16_onnx = _fp16_source(Path(onnx)), True
@@ -142,7 +132,7 @@ def engine_from_onnx(onnx: Path, cfg: BuildConfig, out: Path | None = None, reus
     if reuse and is_fresh(out, {"onnx": source}, config):
         return BuildOutput(out, "tensorrt", spec.label, target.name, {"reused": True})
     result = backend.compile(source, target, out, spec, timing_cache_path(str(version), gpu, cc))
-    details = {**result.to_dict(), "gpu": gpu, "compute_capability": cc, "built_on": built_on,
+    details = {**result.details, "gpu": gpu, "compute_capability": cc, "built_on": built_on,
                "forced_device": forced}
     write_manifest(out, "engine-tensorrt", {"onnx": source}, config, info.preprocessing.to_dict(), details)
     return BuildOutput(out, "tensorrt", spec.label, target.name, details)

@@ -1,12 +1,181 @@
-"""Configuration of the stages, torch-free, so that the CLI takes its defaults and choices from one place."""
+"""Every stage's configuration, torch-free: the one source of defaults and choices for the library and the CLI.
+
+The click options take their defaults and choices from these dataclasses (``edgeres.cli.app.default``), and
+``bench --host`` sends the device its ``BenchConfig`` as JSON. Methods, recipes and precisions are defined once here.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, get_args
 
+from edgeres.archs import ARCHS, STEMS
 from edgeres.errors import ConfigError
+from edgeres.paths import DEFAULT_CALIBRATION
 
+Method = Literal["minmax", "entropy", "percentile"]
+RecipeName = Literal["tensorrt", "cpu"]
+Precision = Literal["fp32", "fp16", "int8"]
+METHODS: tuple[str, ...] = get_args(Method)
+RECIPES: tuple[str, ...] = get_args(RecipeName)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+SCHEDULES = ("onecycle", "cosine")
+AUGMENTS = ("none", "flip", "flip+crop")
+AMP_MODES = ("auto", "bf16", "off")
+DEFAULT_DATASET = "fashion-mnist"
+DEFAULT_OPSET = 18  # what `edgeres export` writes without --target (torch's dynamo exporter's own opset)
+MIN_OPSET = 13  # the lowest edgeres writes: per-channel QuantizeLinear needs 13
+MAX_OPSET = 25
 DEFAULT_MAX_BATCH = 32  # the engines' largest batch: accuracy is scored in batches of this size
 
+
+def _finite(name: str, value: float | None) -> None:
+    if value is not None and not math.isfinite(value):
+        raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str = DEFAULT_DATASET
+    arch: str = "resnet18"
+    stem: str = "imagenet"
+    size: int = 40
+    epochs: int = 2
+    batch_size: int = 128
+    lr: float = 0.4
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    label_smoothing: float = 0.1
+    augment: str = "flip"
+    zero_init_residual: bool = True
+    amp: str = "auto"  # bf16 autocast: "auto" (where the CPU has native bf16), "bf16" or "off"
+    seed: int = 0
+    limit_train: int | None = None
+    limit_test: int | None = None
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise ConfigError(f"--batch-size must be at least 2 (BatchNorm), got {self.batch_size}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"--schedule must be onecycle or cosine, got {self.schedule!r}")
+        if self.arch not in ARCHS:
+            raise ConfigError(f"--arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.stem not in STEMS:
+            raise ConfigError(f"--stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
+        if self.augment not in AUGMENTS:
+            raise ConfigError(f"--augment must be none, flip or flip+crop, got {self.augment!r}")
+        if self.amp not in AMP_MODES:
+            raise ConfigError(f"--amp must be auto, bf16 or off, got {self.amp!r}")
+        _finite("lr", self.lr)
+        if self.lr <= 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
+
+@dataclass(frozen=True)
+class ExportConfig:
+    opset: int | None = None  # None: the target's parser limit, else DEFAULT_OPSET
+    parity_images: int = 500
+    max_abs_diff: float = 1e-3
+    min_agreement: float = 99.9
+    data: str | None = None  # data set for parity images; default: the one the checkpoint was trained on
+    target: str | None = None  # write an ONNX this target's TensorRT parses (opset and op forms)
+
+    def validate(self) -> None:
+        if self.opset is not None and not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise ConfigError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {self.opset}")
+        if self.parity_images < 1:
+            raise ConfigError(f"--parity-images must be at least 1, got {self.parity_images}")
+        for name in ("max_abs_diff", "min_agreement"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number ≥ 0, got {v}")
+
+@dataclass(frozen=True)
+class QuantConfig:
+    recipe: str = "tensorrt"
+    method: str = "minmax"  # minmax | entropy | percentile | auto
+    calibration: str = DEFAULT_CALIBRATION
+    percentile: float = 99.999
+    num_bins: int = 2048
+    batch_size: int = 32
+    allow_small: bool = False
+    eval_data: str | None = None  # the set bench measures on; calibration must not overlap it
+    sensitivity: bool = False
+    max_drop: float | None = None  # top-1 points against fp32 on the validation slice
+    val_fraction: float = 0.2
+    max_float_layers: int | None = None  # the budget may keep at most this many layers in float (None: all but one)
+    trt_cache_version: str | None = None  # also write a legacy TensorRT calibration cache for this version
+    equalize: bool = False  # cross-layer equalization of Conv/BN → Relu → Conv pairs before calibration
+
+    def validate(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
+        if self.method not in METHODS + ("auto",):
+            raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}, auto")
+        for name in ("percentile", "max_drop", "val_fraction"):
+            _finite(name, getattr(self, name))
+        if not 90.0 < self.percentile < 100.0:
+            raise ConfigError(f"--percentile must lie between 90 and 100, got {self.percentile}")
+        if self.max_drop is not None and self.max_drop < 0:
+            raise ConfigError(f"--max-drop must not be negative, got {self.max_drop}")
+        if self.max_float_layers is not None and self.max_float_layers < 1:
+            raise ConfigError(f"--max-float-layers must be at least 1, got {self.max_float_layers}")
+        if not 0.05 <= self.val_fraction <= 0.5:
+            raise ConfigError(f"--val-fraction must lie between 0.05 and 0.5, got {self.val_fraction}")
+
+    @property
+    def needs_validation(self) -> bool:
+        return self.method == "auto" or self.sensitivity or self.max_drop is not None
+
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """Defaults follow trtexec: 200 ms warm-up, 3 s timed, at least 10 iterations."""
+
+    warmup_s: float = 0.2
+    warmup_iters: int = 10
+    duration_s: float = 3.0
+    min_iters: int = 10
+    rounds: int = 5  # models compared in one bench alternate this many windows, so drift falls evenly on all
+
+    def validate(self) -> None:
+        for name, flag in (("warmup_s", "warmup"), ("duration_s", "duration")):
+            _finite(flag, getattr(self, name))
+        if self.duration_s <= 0:
+            raise ConfigError(f"--duration must be positive, got {self.duration_s}")
+        if self.warmup_s < 0 or self.warmup_iters < 0:
+            raise ConfigError("--warmup must not be negative")
+        if self.min_iters < 1:
+            raise ConfigError(f"--min-iters must be at least 1, got {self.min_iters}")
+        if self.rounds < 1:
+            raise ConfigError(f"--rounds must be at least 1, got {self.rounds}")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    target: str = "cpu"
+    data: str | None = None  # evaluation set; default: the one named in the model's metadata
+    limit: int | None = None  # evaluate on the first N images only (tests)
+    batch: int = 1
+    throughput_batch: int = 32
+    threads: int | None = None
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    max_drop: float | None = None  # top-1 points against fp32
+
+    def validate(self) -> None:
+        self.latency.validate()
+        _finite("max_drop", self.max_drop)
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be at least 1, got {self.limit}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
+        if self.batch < 1 or self.throughput_batch < 1:
+            raise ConfigError("--batch and --throughput-batch must be at least 1")
+        if self.max_drop is not None and self.max_drop < 0:
+            raise ConfigError(f"--max-drop must not be negative, got {self.max_drop}")
 
 @dataclass(frozen=True)
 class BuildConfig:
@@ -26,5 +195,36 @@ class BuildConfig:
         if self.max_batch > 4096:
             raise ConfigError(f"--max-batch {self.max_batch} is over 4096 (the exported models' limit)")
 
+@dataclass(frozen=True)
+class PipelineConfig:
+    out: str = "runs/demo"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    recipes: tuple[str, ...] = RECIPES
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    calib_per_class: int = 50
+    bench_torch: bool = True  # add plain PyTorch eager to the report, the baseline to beat
 
-__all__ = ["DEFAULT_MAX_BATCH", "BuildConfig"]
+
+def from_dict(cls: type, d: dict[str, Any]) -> Any:
+    """A config dataclass from its ``asdict`` form (nested configs included); unknown keys are an error."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} field {unknown[0]!r}; is the other side's edgeres this version?")
+    kw = dict(d)
+    for name, nested in (("latency", LatencyConfig), ("train", TrainConfig), ("export", ExportConfig),
+                         ("quant", QuantConfig), ("bench", BenchConfig)):
+        if name in kw and isinstance(kw[name], dict) and name in known:
+            kw[name] = from_dict(nested, kw[name])
+    for k, v in kw.items():
+        if isinstance(v, list):
+            kw[k] = tuple(v)
+    return cls(**kw)
+
+
+__all__ = ["AMP_MODES", "AUGMENTS", "DEFAULT_DATASET", "DEFAULT_MAX_BATCH", "DEFAULT_OPSET", "MAX_OPSET", "METHODS",
+           "MIN_OPSET", "PRECISIONS", "RECIPES", "SCHEDULES", "BenchConfig", "BuildConfig", "ExportConfig",
+           "LatencyConfig", "Method", "PipelineConfig", "Precision", "QuantConfig", "RecipeName", "TrainConfig",
+           "asdict", "from_dict"]

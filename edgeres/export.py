@@ -5,7 +5,6 @@ import contextlib
 import io
 import json
 import logging
-import math
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,14 +14,15 @@ import onnx
 import torch
 
 from edgeres.artifacts import atomic_path, refuse_overwriting_inputs, write_manifest
+from edgeres.config import DEFAULT_OPSET, ExportConfig
 from edgeres.data.datasets import load_dataset
-from edgeres.data.preprocess import METADATA_KEY
 from edgeres.errors import ArtifactError, ConfigError
 from edgeres.models import load_checkpoint
-from edgeres.onnx_limits import DEFAULT_OPSET, MIN_OPSET, export_opset, model_opset, parser_problems, target_limits
+from edgeres.onnx_limits import export_opset, model_opset, parser_problems, target_limits
 from edgeres.onnx_model import (
     CLASSES_KEY,
     DATASET_KEY,
+    METADATA_KEY,
     MODEL_KEY,
     PRECISION_KEY,
     load_onnx,
@@ -33,38 +33,6 @@ from edgeres.targets import TargetProfile, load_target
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    opset: int | None = None  # None: the target's parser limit, else DEFAULT_OPSET
-    parity_images: int = 500
-    max_abs_diff: float = 1e-3
-    min_agreement: float = 99.9
-    data: str | None = None  # data set for parity images; default: the one the checkpoint was trained on
-    target: str | None = None  # write an ONNX this target's TensorRT parses (opset and op forms)
-
-    def validate(self) -> None:
-        if self.opset is not None and not MIN_OPSET <= self.opset <= MAX_OPSET:
-            raise ConfigError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {self.opset}")
-        if self.parity_images < 1:
-            raise ConfigError(f"--parity-images must be at least 1, got {self.parity_images}")
-        for name in ("max_abs_diff", "min_agreement"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0):
-                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number ≥ 0, got {v}")
-
-    def resolved(self) -> tuple[int, TargetProfile | None]:
-        """The opset to write and the target it must suit; an --opset above the target's parser is refused."""
-        target = load_target(self.target) if self.target else None
-        limit = export_opset(target) if target else DEFAULT_OPSET
-        opset = self.opset or limit
-        if target is not None and self.opset is not None:
-            lim = target_limits(target)
-            if lim is not None and not lim.min_opset <= opset <= lim.max_opset:
-                raise ConfigError(f"--opset {opset} is outside what TensorRT {lim.tensorrt}'s parser reads for "
-                                  f"{target.name} ({lim.min_opset}–{lim.max_opset}); drop --opset")
-        return opset, target
 
 
 @dataclass
@@ -80,7 +48,17 @@ class ParityError(ArtifactError):
     """ONNX and PyTorch disagree past the tolerance."""
 
 
-MAX_OPSET = 25
+def resolve_opset(cfg: ExportConfig) -> tuple[int, TargetProfile | None]:
+    """The opset to write and the target it must suit; an --opset above the target's parser is refused."""
+    target = load_target(cfg.target) if cfg.target else None
+    limit = export_opset(target) if target else DEFAULT_OPSET
+    opset = cfg.opset or limit
+    if target is not None and cfg.opset is not None:
+        lim = target_limits(target)
+        if lim is not None and not lim.min_opset <= opset <= lim.max_opset:
+            raise ConfigError(f"--opset {opset} is outside what TensorRT {lim.tensorrt}'s parser reads for "
+                              f"{target.name} ({lim.min_opset}–{lim.max_opset}); drop --opset")
+    return opset, target
 
 
 def _export(model: torch.nn.Module, shape: tuple[int, ...], dest: Path, opset: int) -> None:
@@ -93,6 +71,8 @@ def _export(model: torch.nn.Module, shape: tuple[int, ...], dest: Path, opset: i
         prog = torch.onnx.export(model, (x,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                                  dynamic_shapes={"x": {0: batch}}, opset_version=opset, dynamo=True,
                                  external_data=False, verbose=False)
+        if prog is None:
+            raise ArtifactError("torch.onnx.export returned no program; update torch (edgeres needs the dynamo exporter)")
         prog.save(str(dest), external_data=False)
     proto = onnx.load(str(dest))
     if model_opset(proto) > opset:  # the dynamo exporter writes 18 whatever lower opset it is asked for
@@ -120,7 +100,7 @@ def parity(onnx_path: Path, model: torch.nn.Module, x: np.ndarray) -> tuple[floa
 def onnx_from_checkpoint(checkpoint: Path, out: Path, cfg: ExportConfig = ExportConfig()) -> ExportResult:
     """Export ``checkpoint`` to ``out`` (dynamic batch; for ``cfg.target``'s parser) and check parity on real images."""
     cfg.validate()
-    opset, target = cfg.resolved()
+    opset, target = resolve_opset(cfg)
     refuse_overwriting_inputs(Path(out), {"checkpoint": Path(checkpoint)})
     ck = load_checkpoint(checkpoint)
     if ck.preprocessing is None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from packaging.version import Version
 
+from edgeres.config import DEFAULT_OPSET, MIN_OPSET
 from edgeres.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
     from edgeres.targets import TargetProfile
 
 PARSERS_FILE = Path(__file__).with_name("onnx_parsers.toml")
-DEFAULT_OPSET = 18  # what `edgeres export` writes without --target (torch's dynamo exporter's own opset)
-MIN_OPSET = 13  # the lowest edgeres writes: per-channel QuantizeLinear needs 13
 # Reduce ops whose axes became an input in opset 18 (ReduceSum: in 13, and 8.x parsers read that one).
 REDUCE_AXES_INPUT_OPS = {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
                          "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"}

@@ -8,13 +8,15 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-from edgeres.data.preprocess import METADATA_KEY, Preprocessing
+from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import ArtifactError
 
+METADATA_KEY = "edgeres.preprocessing"  # every key edgeres stores in an ONNX model is here
 CLASSES_KEY = "edgeres.classes"
 DATASET_KEY = "edgeres.dataset"
 MODEL_KEY = "edgeres.model"
 PRECISION_KEY = "edgeres.precision"
+RECIPE_KEY = "edgeres.quant"
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,21 @@
-"""Where edgeres's own data lives: calibration sets and target files beside the package."""
+"""Where edgeres's own data lives: the calibration sets and target profiles shipped inside the package.
+
+They are package data under ``edgeres/resources/`` (the repository's ``calibration/`` and ``targets/`` are links to
+them), so an installed wheel has them too. ``EDGERES_CALIBRATION_DIR`` and ``EDGERES_TARGETS_DIR`` point elsewhere.
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-CALIBRATION_DIR = Path(os.environ.get("EDGERES_CALIBRATION_DIR", ROOT / "calibration"))
+RESOURCES = Path(__file__).resolve().parent / "resources"
+CALIBRATION_DIR = Path(os.environ.get("EDGERES_CALIBRATION_DIR", RESOURCES / "calibration"))
+TARGETS_DIR = Path(os.environ.get("EDGERES_TARGETS_DIR", RESOURCES / "targets"))
 DEFAULT_CALIBRATION = "fashion-mnist-train-500"
 
 
 def calibration_path(name_or_path: str) -> Path:
-    """A calibration set by path, or by name under ``calibration/``."""
+    """A calibration set by path, or by name under the shipped calibration sets."""
     p = Path(name_or_path)
     if p.exists() or p.is_absolute() or len(p.parts) > 1:
         return p

@@ -6,26 +6,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from edgeres.artifacts import is_fresh, read_manifest
-from edgeres.bench import BenchConfig, bench
+from edgeres.bench import bench
+from edgeres.config import PipelineConfig
 from edgeres.data.calibration import make_calibration_set
-from edgeres.export import ExportConfig, onnx_from_checkpoint
+from edgeres.export import onnx_from_checkpoint
 from edgeres.paths import calibration_path
 from edgeres.progress import log
-from edgeres.quantize import QuantConfig, qdq_from_onnx
-from edgeres.quantize.recipes import RECIPES
+from edgeres.quantize import qdq_from_onnx
 from edgeres.train import TrainConfig, data_inputs, train
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    out: str = "runs/demo"
-    train: TrainConfig = field(default_factory=TrainConfig)
-    export: ExportConfig = field(default_factory=ExportConfig)
-    quant: QuantConfig = field(default_factory=QuantConfig)
-    recipes: tuple[str, ...] = RECIPES
-    bench: BenchConfig = field(default_factory=BenchConfig)
-    calib_per_class: int = 50
-    bench_torch: bool = True  # add plain PyTorch eager to the report, the baseline to beat
 
 
 @dataclass

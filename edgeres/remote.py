@@ -137,7 +137,7 @@ class SshHost:
         proc = subprocess.Popen(self.argv(["tar", "-x", "-f", "-", "-C", remote_dir]), stdin=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
         try:
-            with tarfile.open(fileobj=proc.stdin, mode="w|") as tar:  # type: ignore[arg-type]
+            with tarfile.open(fileobj=proc.stdin, mode="w|") as tar:
                 for name, path in files.items():
                     tar.add(str(path), arcname=name, recursive=False)
             proc.stdin.close()  # type: ignore[union-attr]

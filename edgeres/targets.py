@@ -11,13 +11,13 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from edgeres.errors import ConfigError
+from edgeres.paths import TARGETS_DIR
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-TARGETS_DIR = Path(os.environ.get("EDGERES_TARGETS_DIR", Path(__file__).resolve().parent.parent / "targets"))
 DEVICE_TREE_MODEL = Path(os.environ.get("EDGERES_DEVICE_TREE_MODEL", "/proc/device-tree/model"))
 RUNTIMES = ("onnxruntime", "tensorrt")
 KINDS = ("cpu", "desktop", "jetson")

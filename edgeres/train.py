@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgeres.archs import config_for
 from edgeres.artifacts import write_manifest
+from edgeres.config import TrainConfig
 from edgeres.data import fashion_mnist
 from edgeres.data.datasets import (
     DEFAULT_DATASET,
@@ -24,47 +26,7 @@ from edgeres.distributed import World, close_world, init_world
 from edgeres.errors import ArtifactError, ConfigError
 from edgeres.hw import cpu_features, has_native_bf16
 from edgeres.models import Checkpoint, build_model, load_checkpoint, save_checkpoint
-from edgeres.archs import ARCHS, STEMS, config_for
 from edgeres.progress import log, progress
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    data: str = DEFAULT_DATASET
-    arch: str = "resnet18"
-    stem: str = "imagenet"
-    size: int = 40
-    epochs: int = 2
-    batch_size: int = 128
-    lr: float = 0.4
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "onecycle"
-    label_smoothing: float = 0.1
-    augment: str = "flip"
-    zero_init_residual: bool = True
-    amp: str = "auto"  # bf16 autocast: "auto" (where the CPU has native bf16), "bf16" or "off"
-    seed: int = 0
-    limit_train: int | None = None
-    limit_test: int | None = None
-
-    def validate(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 2:
-            raise ConfigError(f"--batch-size must be at least 2 (BatchNorm), got {self.batch_size}")
-        if self.schedule not in ("onecycle", "cosine"):
-            raise ConfigError(f"--schedule must be onecycle or cosine, got {self.schedule!r}")
-        if self.arch not in ARCHS:
-            raise ConfigError(f"--arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
-        if self.stem not in STEMS:
-            raise ConfigError(f"--stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
-        if self.augment not in ("none", "flip", "flip+crop"):
-            raise ConfigError(f"--augment must be none, flip or flip+crop, got {self.augment!r}")
-        if self.amp not in ("auto", "bf16", "off"):
-            raise ConfigError(f"--amp must be auto, bf16 or off, got {self.amp!r}")
-        if self.lr <= 0:
-            raise ConfigError(f"--lr must be positive, got {self.lr}")
 
 
 @dataclass
@@ -86,7 +48,8 @@ def _limit(ds: ImageSet, n: int | None, seed: int) -> ImageSet:
 def _augment(x: torch.Tensor, mode: str, gen: torch.Generator, total: int | None = None,
              part: slice = slice(None)) -> torch.Tensor:
     """Random flips (and crops) of ``x``, which is ``part`` of a batch of ``total``: every rank draws the same
-    numbers for the whole batch and keeps its share, so the result does not depend on the number of ranks."""
+    numbers for the whole batch and keeps its share, so the result does not depend on the number of ranks.
+    """
     if mode == "none":
         return x
     flip = (torch.rand(total or x.shape[0], generator=gen) < 0.5)[part]
@@ -135,7 +98,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False,
           preprocessing: Preprocessing | None = None) -> TrainResult:
     """Train ``cfg.arch`` on ``cfg.data`` and write the checkpoint ``out`` after every epoch.
 
-    Under ``torchrun`` every rank takes its share of each global batch; rank 0 writes the checkpoint."""
+    Under ``torchrun`` every rank takes its share of each global batch; rank 0 writes the checkpoint.
+    """
     cfg.validate()
     world = init_world()
     try:
@@ -155,7 +119,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, preprocessing: Preprocessi
     train_set = _limit(load_dataset(cfg.data, "train"), cfg.limit_train, cfg.seed)
     test_set = _limit(load_dataset(cfg.data, "test"), cfg.limit_test, cfg.seed + 1)
     model_cfg = config_for(cfg.arch, pre.channels, len(train_set.classes), cfg.stem)
-    model = build_model(model_cfg, cfg.zero_init_residual).to(memory_format=torch.channels_last)
+    model = build_model(model_cfg, cfg.zero_init_residual).to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack it
     net = model  # the plain module: evaluated and saved; ``model`` is what trains (DDP across ranks)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]

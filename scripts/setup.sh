@@ -20,7 +20,7 @@ if ! "$PY" -c 'import torch' >/dev/null 2>&1; then
   echo "setup: installing $TORCH_SPEC (CPU)" >&2
   "$PY" -m pip install -q ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "$TORCH_SPEC" 2>&1 | grep -v '^WARNING: Location' || true
 fi
-"$PY" -m pip install -q -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+"$PY" -m pip install -q -e '.[workstation,test]' 2>&1 | grep -v '^WARNING: Location' || true
 "$PY" -c 'import torch, onnx, onnxruntime, click' || { echo "setup: the core packages did not install" >&2; exit 1; }
 
 # Fashion-MNIST: /usr/share/datasets/fashion-mnist, or apt-get download + dpkg-deb -x into ~/.cache.

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeres.backends import infer_all
+from edgeres.backends.base import ClosingSession, Compiled, EngineSpec, infer_all
 from edgeres.errors import ArtifactError
 
 if TYPE_CHECKING:
     from edgeres.targets import TargetProfile
 
 
-class OrtSession:
+class OrtSession(ClosingSession):
     """An ``InferenceSession`` on the CPU execution provider.
 
     ``simulate=True`` turns graph optimizations off, so Q/DQ nodes run as fake-quant in fp32:
@@ -23,6 +23,7 @@ class OrtSession:
 
     copies_timed = False
     device = "cpu"
+    max_batch: int | None = None
 
     def __init__(self, path: Path, threads: int | None = None, simulate: bool = False) -> None:
         import onnxruntime as ort
@@ -54,8 +55,8 @@ class OrtSession:
         return infer_all(self, x, batch_size)
 
     def close(self) -> None:
-        self._sess = None  # type: ignore[assignment]
-        self._run = None  # type: ignore[assignment]
+        self._sess = None
+        self._run = None
 
 
 class OrtBackend:
@@ -68,9 +69,20 @@ class OrtBackend:
             return False, "onnxruntime is not installed; pip install onnxruntime"
         return True, ""
 
-    def compile(self, onnx: Path, target: "TargetProfile", out: Path) -> Path:
-        """ONNX Runtime runs the ONNX file itself: nothing to build."""
-        return Path(onnx)
+    def compile(self, onnx: Path, target: TargetProfile, out: Path, spec: EngineSpec | None = None,
+                timing_cache: Path | None = None) -> Compiled:
+        """ONNX Runtime's fully optimized graph for this CPU (Q/DQ fused into integer kernels), saved to ``out``."""
+        import onnxruntime as ort
 
-    def load(self, artifact: Path, target: "TargetProfile", simulate: bool = False) -> OrtSession:
+        from edgeres.artifacts import atomic_path
+
+        with atomic_path(out) as tmp:
+            so = ort.SessionOptions()
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            so.optimized_model_filepath = str(tmp)
+            so.log_severity_level = 3
+            ort.InferenceSession(str(onnx), so, providers=["CPUExecutionProvider"])
+        return Compiled(Path(out), {})
+
+    def load(self, artifact: Path, target: TargetProfile, simulate: bool = False) -> OrtSession:
         return OrtSession(artifact, target.threads, simulate)

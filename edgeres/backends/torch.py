@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from edgeres.backends.base import ClosingSession, Compiled, EngineSpec
 from edgeres.errors import BackendUnavailable, ConfigError
 from edgeres.models import load_checkpoint
 
@@ -14,10 +15,12 @@ if TYPE_CHECKING:
     from edgeres.targets import TargetProfile
 
 
-class TorchSession:
+class TorchSession(ClosingSession):
     """Eager PyTorch; on CUDA ``infer`` includes the host↔device copies and synchronizes."""
 
     input_name = "input"
+    max_batch: int | None = None
+    threads: int | None = None
 
     def __init__(self, model: torch.nn.Module, device: str = "cpu", half: bool = False) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -31,10 +34,10 @@ class TorchSession:
         if half:
             self.model = self.model.half()
         if device == "cpu":
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack it
 
     @classmethod
-    def from_checkpoint(cls, path: Path, device: str = "cpu", half: bool = False) -> "TorchSession":
+    def from_checkpoint(cls, path: Path, device: str = "cpu", half: bool = False) -> TorchSession:
         return cls(load_checkpoint(path).model(), device, half)
 
     @torch.inference_mode()
@@ -57,8 +60,9 @@ class TorchBackend:
     def available(self) -> tuple[bool, str]:
         return True, ""
 
-    def compile(self, onnx: Path, target: "TargetProfile", out: Path) -> Path:
+    def compile(self, onnx: Path, target: TargetProfile, out: Path, spec: EngineSpec,
+                timing_cache: Path | None = None) -> Compiled:
         raise ConfigError("the torch backend runs checkpoints, not ONNX; pass the .pt checkpoint")
 
-    def load(self, artifact: Path, target: "TargetProfile") -> TorchSession:
+    def load(self, artifact: Path, target: TargetProfile, simulate: bool = False) -> TorchSession:
         return TorchSession.from_checkpoint(artifact)

@@ -8,7 +8,8 @@ from edgeres.bench.report import load_report, max_noise
 
 def compare_reports(a: Path, b: Path) -> tuple[str, dict]:
     """A table of top-1 and p50 per precision found in both reports, and whether each p50 change exceeds
-    the host noise that the two runs themselves measured."""
+    the host noise that the two runs themselves measured.
+    """
     ra, rb = load_report(a), load_report(b)
     by_b = {r["label"]: r for r in rb["results"]}
     noise = [max_noise(r) for r in (ra, rb)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from edgeres.artifacts import sha256_file
@@ -17,16 +17,9 @@ from edgeres.progress import enabled, log
 from edgeres.remote import SshHost
 
 
-def cli_args(cfg: BenchConfig) -> list[str]:
-    """``edgeres bench`` options that reproduce ``cfg`` (less ``--max-drop``, which is applied here)."""
-    lat = cfg.latency
-    args = ["--target", cfg.target, "--batch", str(cfg.batch), "--throughput-batch", str(cfg.throughput_batch),
-            "--warmup", repr(lat.warmup_s), "--warmup-iters", str(lat.warmup_iters), "--duration", repr(lat.duration_s),
-            "--min-iters", str(lat.min_iters), "--rounds", str(lat.rounds)]
-    for flag, v in (("--data", cfg.data), ("--limit", cfg.limit), ("--threads", cfg.threads)):
-        if v is not None:
-            args += [flag, str(v)]
-    return args
+def config_json(cfg: BenchConfig) -> str:
+    """The config the device runs with, as JSON (less ``max_drop``, which is applied here): no flags rebuilt."""
+    return json.dumps(asdict(replace(cfg, max_drop=None)), separators=(",", ":"))
 
 
 def _names(paths: list[Path]) -> dict[str, Path]:
@@ -75,7 +68,7 @@ def bench_remote(models: list[Path], out_dir: Path, cfg: BenchConfig, host: SshH
         names = list(files)
         quiet = [] if enabled() else ["env", "EDGERES_QUIET=1"]
         cmd = [*quiet, remote_edgeres, "bench", *(f"{rdir}/{n}" for n in names[:len(models)]),
-               *cli_args(cfg), "--out", f"{rdir}/report", "--json"]
+               "--config-json", config_json(cfg), "--out", f"{rdir}/report", "--json"]
         if checkpoint:
             cmd += ["--checkpoint", f"{rdir}/{names[-1]}"]
         rc, out, err = host.stream(cmd)

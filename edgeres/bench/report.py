@@ -34,7 +34,8 @@ NOISY_PCT = 5.0
 
 def max_noise(report: dict) -> tuple[float, str] | None:
     """The largest window-to-window p50 spread at the latency batch, and whose it is; rows whose latency says
-    nothing about the device (a TensorRT recipe on a CPU) do not count."""
+    nothing about the device (a TensorRT recipe on a CPU) do not count.
+    """
     got = [(r["latency"].get("noise_pct"), r["label"]) for r in report["results"]
            if r.get("latency_representative", True)]
     got = [g for g in got if g[0] is not None]

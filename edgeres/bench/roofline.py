@@ -75,9 +75,21 @@ def measure_cpu_peaks(threads: int | None = None, seconds: float = 0.5) -> dict:
     No memory floor: a CPU's caches hold much of a small model's weights between calls, so DRAM
     bandwidth gives no lower bound (measured here, it put the floor above the real latency).
     """
+    import importlib.util
     import os
     import time
 
+    if importlib.util.find_spec("torch") is None:  # a device without torch: numpy's BLAS, at its own threads
+        import numpy as np
+
+        a32 = np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32)
+        a32 @ a32
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            a32 @ a32
+            n += 1
+        return {"peak_fp32_tflops": 2 * 1024 ** 3 * n / (time.perf_counter() - t0) / 1e12, "memory_bandwidth_gbs": None,
+                "how": "measured: 1024² fp32 GEMM in numpy (no torch here); no memory floor, since caches hold the weights"}
     import torch
 
     old = torch.get_num_threads()

@@ -5,19 +5,24 @@ from pathlib import Path
 
 import click
 
-from edgeres.cli import emit, handle_errors, json_option
+from edgeres.cli import default, emit, handle_errors, json_option
+from edgeres.config import METHODS, BenchConfig, LatencyConfig, PipelineConfig, QuantConfig, TrainConfig
 
 
 def latency_options(fn):
     for opt in reversed([
-        click.option("--warmup", "warmup_s", type=float, default=0.2, show_default=True, help="Warm-up seconds."),
-        click.option("--warmup-iters", type=int, default=10, show_default=True),
-        click.option("--duration", "duration_s", type=float, default=3.0, show_default=True, help="Timed seconds."),
-        click.option("--min-iters", type=int, default=10, show_default=True),
-        click.option("--rounds", type=int, default=5, show_default=True,
+        click.option("--warmup", "warmup_s", type=float, default=default(LatencyConfig, "warmup_s"), show_default=True,
+                     help="Warm-up seconds."),
+        click.option("--warmup-iters", type=int, default=default(LatencyConfig, "warmup_iters"), show_default=True),
+        click.option("--duration", "duration_s", type=float, default=default(LatencyConfig, "duration_s"),
+                     show_default=True, help="Timed seconds."),
+        click.option("--min-iters", type=int, default=default(LatencyConfig, "min_iters"), show_default=True),
+        click.option("--rounds", type=int, default=default(LatencyConfig, "rounds"), show_default=True,
                      help="Models alternate this many timing windows (the duration is split), so drift hits all alike."),
-        click.option("--batch", type=int, default=1, show_default=True, help="Batch for latency."),
-        click.option("--throughput-batch", type=int, default=32, show_default=True),
+        click.option("--batch", type=int, default=default(BenchConfig, "batch"), show_default=True,
+                     help="Batch for latency (TensorRT: the latency engine is optimized for it)."),
+        click.option("--throughput-batch", type=int, default=default(BenchConfig, "throughput_batch"),
+                     show_default=True),
         click.option("--threads", type=int, default=None, help="CPU threads (default: all cores)."),
         click.option("--max-drop", type=float, default=None, help="Fail if any precision loses more top-1 points."),
     ]):
@@ -27,16 +32,14 @@ def latency_options(fn):
 
 def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_iters, rounds, batch,
                  throughput_batch, threads, max_drop):
-    from edgeres.bench import BenchConfig
-    from edgeres.bench.latency import LatencyConfig
-
     return BenchConfig(target, data, limit, batch, throughput_batch, threads,
                        LatencyConfig(warmup_s, warmup_iters, duration_s, min_iters, rounds), max_drop)
 
 
 @click.command("bench")
 @click.argument("models", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--target", default="cpu", show_default=True, help="Target name, jetson (detect), or a .toml file.")
+@click.option("--target", default=default(BenchConfig, "target"), show_default=True,
+              help="Target name, jetson (detect), or a .toml file.")
 @click.option("--data", default=None, help="Evaluation set (default: the one in the model's metadata).")
 @click.option("--limit", type=int, default=None, help="Evaluate on the first N test images only.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
@@ -54,13 +57,15 @@ def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_it
 @click.option("--clean-remote", is_flag=True,
               help="Remove the models and engines from --host afterwards (default: kept in ~/.cache/edgeres/bench "
                    "there, so the next bench reuses the engines).")
+@click.option("--config-json", default=None, metavar="JSON",
+              help="The whole BenchConfig as JSON (what bench --host sends the device), instead of the options.")
 @latency_options
 @json_option
 @handle_errors
 def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_options, identity, accept_new_host_key,
-              remote_edgeres, clean_remote, warmup_s, warmup_iters, duration_s, min_iters,
+              remote_edgeres, clean_remote, config_json, warmup_s, warmup_iters, duration_s, min_iters,
               rounds, batch, throughput_batch, threads, max_drop, as_json):
-    """Measure accuracy and latency of every precision against the fp32 reference.
+    r"""Measure accuracy and latency of every precision against the fp32 reference.
 
     \b
     Examples:
@@ -81,6 +86,14 @@ def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_o
 
     cfg = bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_iters, rounds, batch,
                        throughput_batch, threads, max_drop)
+    if config_json is not None:
+        import json
+
+        from edgeres.config import from_dict
+        try:
+            cfg = from_dict(BenchConfig, json.loads(config_json))
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"--config-json is not a BenchConfig ({e}); give the JSON that bench --host sends") from None
     if host:
         from edgeres.bench.remote import bench_remote
         from edgeres.remote import SshHost
@@ -93,18 +106,18 @@ def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_o
 
 
 @click.command("run")
-@click.option("--out", default="runs/demo", show_default=True, help="Folder for every artifact.")
-@click.option("--epochs", type=int, default=2, show_default=True)
+@click.option("--out", default=default(PipelineConfig, "out"), show_default=True, help="Folder for every artifact.")
+@click.option("--epochs", type=int, default=default(TrainConfig, "epochs"), show_default=True)
 @click.option("--limit-train", type=int, default=None, help="Train on N images only (a quick look).")
 @click.option("--limit-test", type=int, default=None, help="Evaluate on N test images only.")
-@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
+@click.option("--method", type=click.Choice(METHODS), default=default(QuantConfig, "method"), show_default=True)
 @click.option("--force", is_flag=True, help="Redo every stage even when its output is up to date.")
 @latency_options
 @json_option
 @handle_errors
 def run_cmd(out, epochs, limit_train, limit_test, method, force, warmup_s, warmup_iters, duration_s, min_iters,
             rounds, batch, throughput_batch, threads, max_drop, as_json):
-    """The demo: train → export → quantize (tensorrt and cpu recipes) → bench on Fashion-MNIST, cpu target.
+    r"""The demo: train → export → quantize (tensorrt and cpu recipes) → bench on Fashion-MNIST, cpu target.
 
     Resumable: a stage whose inputs and settings are unchanged is skipped.
 
@@ -115,7 +128,7 @@ def run_cmd(out, epochs, limit_train, limit_test, method, force, warmup_s, warmu
     from dataclasses import replace
 
     from edgeres.bench.report import table
-    from edgeres.pipeline import PipelineConfig, run_pipeline
+    from edgeres.pipeline import run_pipeline
 
     base = PipelineConfig()
     cfg = replace(base, out=out,
@@ -131,7 +144,7 @@ def run_cmd(out, epochs, limit_train, limit_test, method, force, warmup_s, warmu
 @json_option
 @handle_errors
 def targets_cmd(as_json):
-    """List the target profiles in targets/, and say which one this machine is.
+    r"""List the target profiles in targets/, and say which one this machine is.
 
     \b
     Example:

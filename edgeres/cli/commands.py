@@ -5,27 +5,38 @@ from pathlib import Path
 
 import click
 
-from edgeres.cli import emit, handle_errors, json_option
 from edgeres.archs import ARCHS, STEMS  # plain data: no torch import
-from edgeres.config import DEFAULT_MAX_BATCH
+from edgeres.cli import default, emit, handle_errors, json_option
+from edgeres.config import (
+    AMP_MODES,
+    AUGMENTS,
+    METHODS,
+    PRECISIONS,
+    RECIPES,
+    SCHEDULES,
+    BuildConfig,
+    ExportConfig,
+    QuantConfig,
+    TrainConfig,
+)
 
 
 @click.command("train")
-@click.option("--data", default="fashion-mnist", show_default=True,
+@click.option("--data", default=default(TrainConfig, "data"), show_default=True,
               help="fashion-mnist, or an ImageFolder root with train/ and test/ class folders.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo/model.pt"), show_default=True)
-@click.option("--epochs", type=int, default=2, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=0.4, show_default=True, help="Peak learning rate.")
-@click.option("--schedule", type=click.Choice(["onecycle", "cosine"]), default="onecycle", show_default=True)
-@click.option("--arch", type=click.Choice(list(ARCHS)), default="resnet18", show_default=True,
+@click.option("--epochs", type=int, default=default(TrainConfig, "epochs"), show_default=True)
+@click.option("--batch-size", type=int, default=default(TrainConfig, "batch_size"), show_default=True)
+@click.option("--lr", type=float, default=default(TrainConfig, "lr"), show_default=True, help="Peak learning rate.")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=default(TrainConfig, "schedule"), show_default=True)
+@click.option("--arch", type=click.Choice(list(ARCHS)), default=default(TrainConfig, "arch"), show_default=True,
               help="ResNet, or the seed's variants ResNeXt and DenseNet (torchvision's definitions).")
-@click.option("--stem", type=click.Choice(STEMS), default="imagenet", show_default=True)
-@click.option("--size", type=int, default=40, show_default=True, help="Input side in pixels.")
-@click.option("--augment", type=click.Choice(["none", "flip", "flip+crop"]), default="flip", show_default=True)
-@click.option("--amp", type=click.Choice(["auto", "bf16", "off"]), default="auto", show_default=True,
+@click.option("--stem", type=click.Choice(STEMS), default=default(TrainConfig, "stem"), show_default=True)
+@click.option("--size", type=int, default=default(TrainConfig, "size"), show_default=True, help="Input side in pixels.")
+@click.option("--augment", type=click.Choice(AUGMENTS), default=default(TrainConfig, "augment"), show_default=True)
+@click.option("--amp", type=click.Choice(AMP_MODES), default=default(TrainConfig, "amp"), show_default=True,
               help="bf16 autocast; auto uses it where the CPU has native bf16.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=default(TrainConfig, "seed"), show_default=True)
 @click.option("--limit-train", type=int, default=None, help="Use only N training images (quick runs).")
 @click.option("--limit-test", type=int, default=None, help="Evaluate on only N test images.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint at --out.")
@@ -33,7 +44,7 @@ from edgeres.config import DEFAULT_MAX_BATCH
 @handle_errors
 def train_cmd(data, out, epochs, batch_size, lr, schedule, arch, stem, size, augment, amp, seed,
               limit_train, limit_test, resume, as_json):
-    """Train ResNet-18 (or --arch) from scratch; checkpoint after every epoch.
+    r"""Train ResNet-18 (or --arch) from scratch; checkpoint after every epoch.
 
     \b
     Examples:
@@ -57,14 +68,14 @@ def train_cmd(data, out, epochs, batch_size, lr, schedule, arch, stem, size, aug
 @click.option("--target", default=None,
               help="Write an ONNX that this target's TensorRT parses (opset and op forms); default: opset 18.")
 @click.option("--opset", type=int, default=None, help="Override the opset (13 to 25; within the target's parser).")
-@click.option("--parity-images", type=int, default=500, show_default=True)
-@click.option("--max-abs-diff", type=float, default=1e-3, show_default=True,
+@click.option("--parity-images", type=int, default=default(ExportConfig, "parity_images"), show_default=True)
+@click.option("--max-abs-diff", type=float, default=default(ExportConfig, "max_abs_diff"), show_default=True,
               help="Parity tolerance on logits, times the largest |logit| where that exceeds 1.")
 @click.option("--data", default=None, help="Data set for parity images (default: the training set's test split).")
 @json_option
 @handle_errors
 def export_cmd(checkpoint, out, target, opset, parity_images, max_abs_diff, data, as_json):
-    """Export a checkpoint to ONNX and check it against PyTorch on real test images.
+    r"""Export a checkpoint to ONNX and check it against PyTorch on real test images.
 
     \b
     Example:
@@ -78,19 +89,19 @@ def export_cmd(checkpoint, out, target, opset, parity_images, max_abs_diff, data
     r = onnx_from_checkpoint(checkpoint, out, cfg)
     emit(as_json, {"onnx": r.onnx, "opset": r.opset, "target": target, "max_abs_diff": r.max_abs_diff,
                    "agreement": r.agreement, "images": r.images},
-         f"{r.onnx}: opset {r.opset}{f' for {target}' if target else ''}; parity on {r.images} test images: max |Δlogit| {r.max_abs_diff:.2e}, "
-         f"top-1 agreement {r.agreement:.2f}%")
+         f"{r.onnx}: opset {r.opset}{f' for {target}' if target else ''}; parity on {r.images} test images: "
+         f"max |Δlogit| {r.max_abs_diff:.2e}, top-1 agreement {r.agreement:.2f}%")
 
 
 @click.command("quantize")
 @click.argument("onnx_path", metavar="ONNX", type=click.Path(path_type=Path))
-@click.option("--int8", "int8", is_flag=True, required=True, help="Quantize to INT8 (the only mode for now).")
-@click.option("--recipe", type=click.Choice(["tensorrt", "cpu"]), default="tensorrt", show_default=True,
+@click.option("--int8", "int8", is_flag=True, help="Quantize to INT8 (the only mode, so optional; kept for clarity).")
+@click.option("--recipe", type=click.Choice(RECIPES), default=default(QuantConfig, "recipe"), show_default=True,
               help="tensorrt: symmetric int8 Q/DQ; cpu: what ONNX Runtime runs fastest here.")
-@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile", "auto"]), default="minmax",
+@click.option("--method", type=click.Choice([*METHODS, "auto"]), default=default(QuantConfig, "method"),
               show_default=True, help="auto tries every method and keeps the best on a held-out validation slice.")
-@click.option("--percentile", type=float, default=99.999, show_default=True)
-@click.option("--calibration", default="fashion-mnist-train-500", show_default=True,
+@click.option("--percentile", type=float, default=default(QuantConfig, "percentile"), show_default=True)
+@click.option("--calibration", default=default(QuantConfig, "calibration"), show_default=True,
               help="A folder, or a set's name under calibration/.")
 @click.option("--allow-small", is_flag=True, help="Accept a calibration set under the minimum size.")
 @click.option("--sensitivity", is_flag=True, help="Rank layers by how much INT8 hurts them (JSON + Markdown).")
@@ -98,7 +109,7 @@ def export_cmd(checkpoint, out, target, opset, parity_images, max_abs_diff, data
               help="Top-1 points the int8 model may lose on the validation slice; worst layers stay float until it holds.")
 @click.option("--max-float-layers", type=int, default=None,
               help="The budget may keep at most K layers in float (default: all but one).")
-@click.option("--val-fraction", type=float, default=0.2, show_default=True,
+@click.option("--val-fraction", type=float, default=default(QuantConfig, "val_fraction"), show_default=True,
               help="Share of the calibration set held out for validation (auto, sensitivity, budget).")
 @click.option("--trt-cache", "trt_cache_version", default=None, metavar="TRT_VERSION",
               help="Also write a legacy TensorRT calibration cache (implicit INT8, TensorRT ≤ 10), e.g. 8.5.2.")
@@ -109,7 +120,7 @@ def export_cmd(checkpoint, out, target, opset, parity_images, max_abs_diff, data
 @handle_errors
 def quantize_cmd(onnx_path, int8, recipe, method, percentile, calibration, allow_small, sensitivity, max_drop,
                  max_float_layers, val_fraction, trt_cache_version, equalize, out, as_json):
-    """Post-training INT8 quantization to explicit Q/DQ ONNX, calibrated on images on disk.
+    r"""Post-training INT8 quantization to explicit Q/DQ ONNX, calibrated on images on disk.
 
     \b
     Examples:
@@ -125,44 +136,46 @@ def quantize_cmd(onnx_path, int8, recipe, method, percentile, calibration, allow
     r = qdq_from_onnx(onnx_path, out, cfg)
     lines = [f"{r.onnx}: {r.recipe.name} recipe, {r.method} calibration on {r.calibration_images} images, "
              f"{r.quantize_nodes} QuantizeLinear nodes"]
-    chosen = (r.method, r.search.get("percentile"))
-    for t in r.search.get("tried", []):
+    s = r.search
+    chosen = (r.method, s.percentile)
+    for t in s.tried:
         name = t["method"] + (f" {t['percentile']}" if t["percentile"] else "")
         mark = "  ← chosen" if (t["method"], t["percentile"]) == chosen else ""
         lines.append(f"  tried {name:18} agreement {t['agreement']:6.2f}%  cosine {t['cosine']:.5f}  "
                      f"drop {t['drop']:.2f} pt{mark}")
-    if "equalize" in r.search:
-        e = r.search["equalize"]
+    if s.equalize:
+        e = s.equalize
         lines.append(f"equalized {e['pairs']} Conv/BN → ReLU → Conv pairs: channel max/median {e['max_over_median_before']}"
                      f" → {e['max_over_median_after']} (median over pairs), output unchanged to {e['max_abs_diff']:.1e}")
-    if "all_int8" in r.search:
-        b = r.search["all_int8"]
+    if s.all_int8:
+        b = s.all_int8
         lines.append(f"validation slice ({b['images']} images): all-int8 agreement {b['agreement']:.2f}%, "
                      f"top-1 drop {b['drop']:.2f} pt")
-    if r.search.get("float_layers"):
-        lines.append(f"kept in float to meet --max-drop {max_drop}: {', '.join(r.search['float_layers'])} "
-                     f"(drop now {r.search['budget_steps'][-1]['drop']:.2f} pt)")
-        c = r.search["latency_cost"]
+    if s.float_layers:
+        lines.append(f"kept in float to meet --max-drop {max_drop}: {', '.join(s.float_layers)} "
+                     f"(drop now {s.budget_steps[-1]['drop']:.2f} pt)")
+        c = s.latency_cost or {}
         lines.append(f"latency cost: p50 {c['p50_ms']['with_float_layers']:.3f} ms vs {c['p50_ms']['all_int8']:.3f} ms "
                      f"all-int8 ({c['ratio']:.2f}×, {c['measured_on']}){'; ' + c['note'] if c['note'] else ''}")
     if sensitivity:
         lines.append(f"sensitivity: {out.with_suffix('.sensitivity.md')}")
-    if r.search.get("trt_cache"):
-        lines.append(f"TensorRT calibration cache: {r.search['trt_cache']}")
+    if s.trt_cache:
+        lines.append(f"TensorRT calibration cache: {s.trt_cache}")
     emit(as_json, {"onnx": r.onnx, "recipe": r.recipe.name, "method": r.method,
                    "calibration_images": r.calibration_images, "quantize_nodes": r.quantize_nodes,
-                   "search": r.search}, "\n".join(lines))
+                   "search": s.to_dict()}, "\n".join(lines))
 
 
 @click.command("build")
 @click.argument("onnx_path", metavar="ONNX", type=click.Path(path_type=Path))
 @click.option("--target", required=True, help="A target name (edgeres targets), or jetson to detect the board.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="Default: the ONNX model's own (int8 for Q/DQ models).")
 @click.option("--dla-core", type=int, default=None,
               help="Build for this DLA core (Xavier, Orin NX, AGX Orin): fp16 or int8, static batch.")
-@click.option("--batch", type=int, default=1, show_default=True, help="The batch the engine is optimized for.")
-@click.option("--max-batch", type=int, default=DEFAULT_MAX_BATCH, show_default=True,
+@click.option("--batch", type=int, default=default(BuildConfig, "batch"), show_default=True,
+              help="The batch the engine is optimized for.")
+@click.option("--max-batch", type=int, default=default(BuildConfig, "max_batch"), show_default=True,
               help="The largest batch the engine takes (DLA: --batch, static).")
 @click.option("--tf32", "allow_tf32", is_flag=True, help="Let fp32 layers use TF32 (Ampere and newer); labelled tf32.")
 @click.option("--force-device", is_flag=True,
@@ -171,7 +184,7 @@ def quantize_cmd(onnx_path, int8, recipe, method, percentile, calibration, allow
 @json_option
 @handle_errors
 def build_cmd(onnx_path, target, precision, dla_core, batch, max_batch, allow_tf32, force_device, out, as_json):
-    """Build the runtime artifact for a target: a TensorRT engine, or an optimized ONNX for cpu.
+    r"""Build the runtime artifact for a target: a TensorRT engine, or an optimized ONNX for cpu.
 
     \b
     Examples:

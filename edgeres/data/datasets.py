@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from edgeres.config import DEFAULT_DATASET
 from edgeres.data import fashion_mnist
 from edgeres.data.preprocess import FASHION_MNIST_MEAN, FASHION_MNIST_STD, Preprocessing
 from edgeres.errors import DataError
@@ -17,7 +18,6 @@ from edgeres.progress import progress
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 MAX_PIXELS = 8192 * 8192
 MIN_SIDE = 8
-DEFAULT_DATASET = "fashion-mnist"
 
 
 @dataclass
@@ -40,7 +40,7 @@ class ImageSet:
             raise DataError(f"image set {self.name} holds neither pixels nor paths")
         return open_image(self.paths[i])
 
-    def subset(self, idx: Sequence[int] | np.ndarray) -> "ImageSet":
+    def subset(self, idx: Sequence[int] | np.ndarray) -> ImageSet:
         idx = np.asarray(idx, dtype=np.int64)
         return ImageSet(
             self.name, self.classes, self.labels[idx],

@@ -9,8 +9,6 @@ from PIL import Image
 
 from edgeres.errors import ArtifactError, ConfigError
 
-METADATA_KEY = "edgeres.preprocessing"
-
 
 @dataclass(frozen=True)
 class Preprocessing:
@@ -44,7 +42,7 @@ class Preprocessing:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Preprocessing":
+    def from_dict(cls, d: dict) -> Preprocessing:
         try:
             return cls(
                 size=int(d["size"]),
@@ -58,7 +56,7 @@ class Preprocessing:
             raise ArtifactError(f"preprocessing record is malformed ({e}); re-export the model") from None
 
     @classmethod
-    def from_json(cls, text: str) -> "Preprocessing":
+    def from_json(cls, text: str) -> Preprocessing:
         try:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as e:

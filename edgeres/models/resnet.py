@@ -88,7 +88,8 @@ def stem_conv(cfg: ModelConfig, cout: int) -> tuple[nn.Conv2d, nn.Module]:
 
 def init_weights(model: nn.Module, zero_linear_bias: bool = False) -> None:
     """torchvision's initialization: Kaiming-normal convs (fan-out), BN weight 1 and bias 0; DenseNet also
-    zeroes the classifier's bias."""
+    zeroes the classifier's bias.
+    """
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -127,10 +128,9 @@ class ResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        return self.layer4(x)
+        for i in range(1, len(self.cfg.layers) + 1):
+            x = getattr(self, f"layer{i}")(x)  # set by name in __init__, as torchvision names them
+        return x
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.avgpool(x), 1))

@@ -14,8 +14,6 @@ import numpy as np
 
 from edgeres.quantize.recipes import Recipe
 
-METHODS_ORT = ("minmax", "entropy", "percentile")
-
 
 class _Reader:
     """ORT's CalibrationDataReader protocol over a preprocessed array."""

@@ -76,7 +76,8 @@ def check_qdq(model: onnx.ModelProto, symmetric_int8: bool = True) -> QdqReport:
 
 def placement_problems(model: onnx.ModelProto) -> list[str]:
     """TensorRT's explicit-quantization placement: a quantized Conv/Gemm reads a quantized activation,
-    and a residual Add has both inputs quantized or neither (else TensorRT cannot fuse it)."""
+    and a residual Add has both inputs quantized or neither (else TensorRT cannot fuse it).
+    """
     producer = {o: n.op_type for n in model.graph.node for o in n.output}
     out = []
     for n in model.graph.node:

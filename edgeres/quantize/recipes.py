@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgeres.config import METHODS, RECIPES  # noqa: F401  (defined once, in config)
 from edgeres.errors import ConfigError
 from edgeres.hw import has_vnni
-
-METHODS = ("minmax", "entropy", "percentile")
-RECIPES = ("tensorrt", "cpu")
 
 
 @dataclass(frozen=True)

@@ -59,10 +59,9 @@ def test_bench_on_a_tensorrt_target_builds_and_reuses_engines(small_run, tmp_pat
     """bench takes the ONNX files: it builds an engine for each (max batch 32), scores accuracy in batches the
     engine accepts, and reuses the engines when nothing changed."""
     from edgeres.bench import BenchConfig, bench
-    from tests.integration.fixtures import FAST_LATENCY
-
     from edgeres.export import ExportConfig, onnx_from_checkpoint
     from edgeres.quantize import QuantConfig, qdq_from_onnx
+    from tests.integration.fixtures import FAST_LATENCY
 
     cfg, _ = small_run
     fp32 = onnx_from_checkpoint(Path(cfg.out) / "model.pt", tmp_path / "model.onnx",

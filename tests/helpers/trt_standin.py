@@ -442,7 +442,7 @@ def make_tensorrt(version: str, dla_cores: int = 0, gpu: str | None = None) -> t
             world.classes[name] = cls
             setattr(mod, name, cls)
         elif name == "IProgressMonitor":
-            setattr(mod, name, type(name, (), {"__init__": lambda self: rec.add(name, "__init__")}))
+            setattr(mod, name, type(name, (), {"__init__": lambda self, n=name: rec.add(n, "__init__")}))
         else:
             setattr(mod, name, type(name, (Strict,), {"_cls": name, "_members": frozenset(members), "_rec": rec}))
     world.module = mod

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from edgeres.backends.latency import LatencyConfig
 from edgeres.bench import BenchConfig
-from edgeres.bench.latency import LatencyConfig
 from edgeres.data.calibration import make_calibration_set
 from edgeres.export import ExportConfig
 from edgeres.pipeline import PipelineConfig, run_pipeline

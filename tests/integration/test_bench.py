@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from edgeres.bench import BenchConfig, bench
-from edgeres.data.preprocess import METADATA_KEY, Preprocessing
+from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import ConfigError, DataError
-from edgeres.onnx_model import set_metadata
+from edgeres.onnx_model import METADATA_KEY, set_metadata
 from tests.integration.fixtures import FAST_LATENCY
 from tests.integration.test_cli import assert_one_line_error, edgeres
 

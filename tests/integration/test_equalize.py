@@ -12,7 +12,7 @@ from edgeres.data.datasets import load_dataset
 from edgeres.onnx_model import onnx_info
 from edgeres.quantize import QuantConfig, qdq_from_onnx
 from edgeres.quantize.equalize import equalize
-from tests.integration.test_search import outlier_model
+from edgeres.quantize.outliers import outlier_model
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,6 @@ def test_equalization_undoes_outlier_channels(small_run, test_images, calib_dir,
         r = qdq_from_onnx(model, out, QuantConfig(recipe=recipe, calibration=str(calib_dir), equalize=eq))
         got[name] = agreement(src, out, test_images, sim)
         if eq:
-            assert r.search["equalize"]["pairs"] == 8 and r.search["equalize"]["max_abs_diff"] < 1e-3
+            assert r.search.equalize["pairs"] == 8 and r.search.equalize["max_abs_diff"] < 1e-3
     assert got["outlier"] < got["plain"] - 20, got  # the planted channels ruin per-tensor int8 …
     assert got["outlier+eq"] >= got["plain"] - 5, got  # … and equalization gives it back, every layer int8

@@ -5,13 +5,14 @@ import json
 import shlex
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from edgeres.backends.latency import LatencyConfig
 from edgeres.bench import BenchConfig
-from edgeres.bench.latency import LatencyConfig
-from edgeres.bench.remote import cli_args
+from edgeres.bench.remote import config_json
 from edgeres.errors import ConfigError
 from edgeres.remote import SshHost
 from tests.integration.sshd import start_sshd
@@ -137,17 +138,22 @@ def test_ssh_command_is_an_argument_list_quoted_once():
             SshHost("me@dev", (bad,))
 
 
-def test_cli_args_reproduce_the_config():
-    """What bench_remote sends is parsed by the remote CLI back into the same BenchConfig."""
-    from edgeres.cli.bench import bench_cmd, bench_config
+def test_the_device_gets_the_config_as_json():
+    """What bench_remote sends is the BenchConfig itself, as JSON; the remote CLI reads back the same config."""
+    import json
+
+    from edgeres.config import from_dict
 
     cfg = BenchConfig(target="jetson", data="/data/val", limit=500, batch=2, throughput_batch=16, threads=3,
-                      latency=LatencyConfig(0.5, 20, 2.5, 50, 4))
-    ctx = bench_cmd.make_context("bench", ["m.onnx", *cli_args(cfg)])
-    p = ctx.params
-    got = bench_config(p["target"], p["data"], p["limit"], p["warmup_s"], p["warmup_iters"], p["duration_s"],
-                       p["min_iters"], p["rounds"], p["batch"], p["throughput_batch"], p["threads"], None)
-    assert got == cfg
+                      latency=LatencyConfig(0.5, 20, 2.5, 50, 4), max_drop=1.0)
+    sent = config_json(cfg)
+    assert from_dict(BenchConfig, json.loads(sent)) == replace(cfg, max_drop=None)  # max_drop is applied here
+
+
+def test_bad_config_json_is_one_line(small_run):
+    cfg, _ = small_run
+    r = edgeres("bench", str(Path(cfg.out) / "model.onnx"), "--config-json", '{"target": "cpu", "bogus": 1}')
+    assert_one_line_error(r, "unknown BenchConfig field 'bogus'")
 
 
 def test_progress_relay_works_without_a_byte_stderr(monkeypatch):

@@ -8,48 +8,16 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
 
 from edgeres.backends.onnxruntime import OrtSession
 from edgeres.errors import AccuracyBudgetExceeded
 from edgeres.quantize import QuantConfig, qdq_from_onnx
+from edgeres.quantize.outliers import outlier_model
 from edgeres.quantize.trt_cache import (
     lib_version,
     read_calibration_cache,
     write_calibration_cache,
 )
-
-
-def outlier_model(src: Path, dest: Path, alpha: float = 1000.0, blocks: int = 8) -> list[str]:
-    """Inside every residual block, scale one channel between conv1 and conv2 by alpha and back by 1/alpha:
-    the same function in float (ReLU is positively homogeneous), but activations whose per-tensor int8 range
-    is ruined by a single channel. Returns the names of the conv2 nodes that read those activations."""
-    m = onnx.load(str(src))
-    inits = {t.name: t for t in m.graph.initializer}
-    producer = {o: n for n in m.graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in m.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    victims = []
-    for relu in (n for n in m.graph.node if n.op_type == "Relu"):
-        c1 = producer.get(relu.input[0])
-        after = consumers.get(relu.output[0], [])
-        if c1 is None or c1.op_type != "Conv" or len(after) != 1 or after[0].op_type != "Conv":
-            continue
-        c2 = after[0]
-        if len(victims) == blocks:
-            break
-        for name, axis, f in ((c1.input[1], 0, alpha), (c1.input[2], 0, alpha), (c2.input[1], 1, 1 / alpha)):
-            a = numpy_helper.to_array(inits[name]).copy()
-            idx = [slice(None)] * a.ndim
-            idx[axis] = 0
-            a[tuple(idx)] *= f
-            inits[name].CopyFrom(numpy_helper.from_array(a, name))
-        victims.append(c2.name)
-    assert len(victims) == blocks, victims  # one inner conv→relu→conv chain per basic block
-    onnx.save(m, str(dest))
-    return victims
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +39,7 @@ def test_budget_keeps_the_outlier_layer_in_float(hard_case, calib_dir):
     # error and far below what the outlier layer costs.
     r = qdq_from_onnx(src, out, QuantConfig(recipe="tensorrt", calibration=str(calib_dir), sensitivity=True,
                                             max_drop=6.0, val_fraction=0.5))
-    s = r.search
+    s = r.search.to_dict()
     assert s["all_int8"]["drop"] > 6.0  # violated before …
     assert s["budget_steps"][-1]["drop"] <= 6.0  # … met after
     assert s["float_layers"][0] == "layer1.0.conv2"  # the outlier layer is the first given up …
@@ -142,7 +110,7 @@ def test_quantize_writes_trt_cache_on_request(small_run, calib_dir, tmp_path):
     cfg, _ = small_run
     r = qdq_from_onnx(Path(cfg.out) / "model.onnx", tmp_path / "q.onnx",
                       QuantConfig(recipe="tensorrt", calibration=str(calib_dir), trt_cache_version="10.3.0"))
-    header, scales = read_calibration_cache(Path(r.search["trt_cache"]))
+    header, scales = read_calibration_cache(Path(r.search.trt_cache))
     assert header == "TRT-100300-MinMaxCalibration"
     graph_input = onnx.load(str(Path(cfg.out) / "model.onnx")).graph.input[0].name
     assert graph_input in scales and all(v > 0 for v in scales.values())

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 
 from edgeres.artifacts import atomic_path, is_fresh, write_manifest
-from edgeres.bench.accuracy import accuracy, topk
-from edgeres.bench.latency import (
+from edgeres.backends.latency import (
     LatencyConfig,
     compare_latency,
     measure_latency,
     stats_from_times,
     timed_runs,
 )
+from edgeres.bench.accuracy import accuracy, topk
 from edgeres.errors import ConfigError
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeres.backends.tensorrt.api import HOW_TO_GET, tensorrt_version
-from edgeres.backends.tensorrt.build import BuildResult, EngineSpec, build_engine
 from edgeres.artifacts import read_manifest
+from edgeres.backends.base import Compiled, EngineSpec
 from edgeres.backends.tensorrt import cuda as cuda_mod
+from edgeres.backends.tensorrt.api import HOW_TO_GET, tensorrt_version
+from edgeres.backends.tensorrt.build import build_engine
 from edgeres.errors import ArtifactError, BackendUnavailable
 
 if TYPE_CHECKING:
@@ -30,10 +31,11 @@ class TensorRTBackend:
         return True, ""
 
     def compile(self, onnx: Path, target: TargetProfile, out: Path, spec: EngineSpec,
-                timing_cache: Path | None = None) -> BuildResult:
-        return build_engine(onnx, out, spec, timing_cache)
+                timing_cache: Path | None = None) -> Compiled:
+        r = build_engine(onnx, out, spec, timing_cache)
+        return Compiled(r.engine, r.to_dict())
 
-    def load(self, artifact: Path, target: TargetProfile) -> TrtSession:
+    def load(self, artifact: Path, target: TargetProfile, simulate: bool = False) -> TrtSession:
         """Open an engine built here; one from another TensorRT or GPU is refused before deserializing."""
         from edgeres.backends.tensorrt.session import TrtSession
         gpu, _ = self.device()

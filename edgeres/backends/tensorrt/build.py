@@ -17,6 +17,7 @@ from typing import Any
 from packaging.version import Version
 
 from edgeres.artifacts import atomic_path
+from edgeres.backends.base import EngineSpec
 from edgeres.backends.tensorrt.api import (
     MEMORY_POOLS_SINCE,
     PROGRESS_MONITOR_SINCE,
@@ -31,35 +32,6 @@ from edgeres.progress import log
 
 WORKSPACE_BYTES = 1 << 30
 HEARTBEAT_S = 15.0
-
-
-@dataclass(frozen=True)
-class EngineSpec:
-    """How to build one engine. ``precision`` is what the ONNX is built as: fp32, fp16 or int8 (Q/DQ)."""
-
-    precision: str
-    input_shape: tuple[int, ...]  # C, H, W
-    min_batch: int = 1
-    opt_batch: int = 1
-    max_batch: int = 1
-    dla_core: int | None = None
-    allow_tf32: bool = False
-    onnx_is_fp16: bool = False  # TensorRT 11: FP16 comes from an FP16 graph (float32 I/O)
-
-    def validate(self) -> None:
-        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
-            raise ConfigError(f"batch profile must be 1 ≤ min ≤ opt ≤ max, got {self.min_batch}/{self.opt_batch}/"
-                              f"{self.max_batch}")
-        if self.dla_core is not None:
-            if self.precision == "fp32":
-                raise ConfigError("the DLA runs fp16 or int8 only; build with --precision fp16 or an int8 Q/DQ model")
-            if not self.min_batch == self.opt_batch == self.max_batch:
-                raise ConfigError("a DLA engine needs a static batch (min = opt = max)")
-
-    @property
-    def label(self) -> str:
-        """The precision as reported: fp32 engines that may use TF32 say so."""
-        return "tf32" if self.precision == "fp32" and self.allow_tf32 else self.precision
 
 
 @dataclass
@@ -126,7 +98,7 @@ class _Heartbeat:
 def _progress_monitor(trt: ModuleType, what: str) -> Any:
     """An ``IProgressMonitor`` (TensorRT ≥ 10) that logs each build phase as it starts and ends."""
 
-    class Monitor(trt.IProgressMonitor):  # type: ignore[name-defined,misc]
+    class Monitor(trt.IProgressMonitor):  # type: ignore[name-defined]
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
             self.t0 = time.monotonic()

@@ -9,21 +9,24 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import numpy as np
 
-from edgeres.backends.tensorrt.api import NAME_IO_SINCE, numpy_dtype, tensorrt_module, version_of
+from edgeres.backends.base import ClosingSession
 from edgeres.backends.tensorrt import cuda as cuda_mod
+from edgeres.backends.tensorrt.api import NAME_IO_SINCE, numpy_dtype, tensorrt_module, version_of
 from edgeres.backends.tensorrt.cuda import Cuda
 from edgeres.errors import ArtifactError
 
 
-class TrtSession:
+class TrtSession(ClosingSession):
     """One engine, one context, one stream. ``infer`` times host→device, execute and device→host."""
 
     copies_timed = True
-    threads = None
+    threads: int | None = None
+    max_batch: int | None
+    input_name: str
+    device: str
 
     def __init__(self, engine_path: Path, trt: ModuleType | None = None, cuda: Cuda | None = None) -> None:
         self.trt = trt or tensorrt_module()
@@ -117,9 +120,3 @@ class TrtSession:
         self._buffers.clear()
         self.context = None
         self.engine = None
-
-    def __enter__(self) -> TrtSession:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()

@@ -7,28 +7,8 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from edgeres.backends import Session
+from edgeres.config import LatencyConfig
 from edgeres.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class LatencyConfig:
-    """Defaults follow trtexec: 200 ms warm-up, 3 s timed, at least 10 iterations."""
-
-    warmup_s: float = 0.2
-    warmup_iters: int = 10
-    duration_s: float = 3.0
-    min_iters: int = 10
-    rounds: int = 5  # models compared in one bench alternate this many windows, so drift falls evenly on all
-
-    def validate(self) -> None:
-        if self.duration_s <= 0:
-            raise ConfigError(f"--duration must be positive, got {self.duration_s}")
-        if self.warmup_s < 0 or self.warmup_iters < 0:
-            raise ConfigError("--warmup must not be negative")
-        if self.min_iters < 1:
-            raise ConfigError(f"--min-iters must be at least 1, got {self.min_iters}")
-        if self.rounds < 1:
-            raise ConfigError(f"--rounds must be at least 1, got {self.rounds}")
 
 
 @dataclass(frozen=True)
@@ -110,7 +90,8 @@ def measure_latency(session: Session, sample: np.ndarray, batch: int, cfg: Laten
 def compare_latency(sessions: dict[str, Session], sample: np.ndarray, batch: int,
                     cfg: LatencyConfig) -> dict[str, LatencyStats]:
     """Latency of several sessions, timed in ``cfg.rounds`` alternating windows (A B C, C B A, …) whose
-    samples are pooled: each still gets ``duration_s`` in all, and host drift falls evenly on every one."""
+    samples are pooled: each still gets ``duration_s`` in all, and host drift falls evenly on every one.
+    """
     x = _fill(sample, batch)
     per = replace(cfg, warmup_s=cfg.warmup_s / cfg.rounds, duration_s=cfg.duration_s / cfg.rounds,
                   min_iters=-(-cfg.min_iters // cfg.rounds))

@@ -1,0 +1,276 @@
+"""ONNX models (+ optional checkpoint) → report: accuracy against fp32 and latency, for every precision."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeres.artifacts import sha256_file, versions
+from edgeres.backends import Session, get_backend, infer_all, require
+from edgeres.backends.latency import compare_latency
+from edgeres.bench.accuracy import accuracy
+from edgeres.build import engine_from_onnx
+from edgeres.config import DEFAULT_MAX_BATCH, BenchConfig, BuildConfig
+from edgeres.data.datasets import load_dataset
+from edgeres.errors import AccuracyBudgetExceeded, ConfigError, DataError
+from edgeres.hw import cpu_features
+from edgeres.onnx_model import RECIPE_KEY, OnnxInfo, load_onnx, metadata, onnx_info
+from edgeres.progress import log
+from edgeres.quantize.check import require_valid_qdq
+from edgeres.quantize.recipes import recipe_for
+from edgeres.targets import TargetProfile, load_target
+
+SCHEMA = "edgeres.bench/1"
+
+
+@dataclass
+class Entry:
+    label: str
+    path: Path
+    info: OnnxInfo
+    recipe: dict | None
+    precision: str = ""  # the row's precision: the model's own, or fp16 for a TensorRT engine of the float model
+
+    def __post_init__(self) -> None:
+        self.precision = self.precision or self.info.precision
+
+
+@dataclass
+class BenchRow:
+    """One measured model: a row of the report (``results[i]`` of schema ``edgeres.bench/1``)."""
+
+    label: str
+    model: str
+    sha256: str
+    precision: str
+    runtime: str
+    accuracy: dict[str, Any]
+    accuracy_mode: str
+    recipe: dict[str, Any] | None = None
+    latency_representative: bool = True
+    note: str = ""
+    threads: int | None = None
+    latency: dict[str, Any] = field(default_factory=dict)
+    throughput: dict[str, Any] = field(default_factory=dict)
+    roofline: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_rows(models: list[Path], target: TargetProfile) -> list[Entry]:
+    """The rows a bench on ``target`` reports: every model, plus fp16 of the float model where TensorRT runs it.
+
+    On a TensorRT target, every precision users deploy gets a row: fp32 (TF32 off), fp16 (the only reduced precision
+    on Nano and TX2), and int8 for each Q/DQ model.
+    """
+    entries = _entries(models)
+    if target.runtime == "tensorrt" and "fp16" in target.precisions:
+        ref = entries[0]
+        entries.insert(1, Entry("fp16", ref.path, ref.info, None, "fp16"))
+    return entries
+
+
+def engine_configs(entry: Entry, target: TargetProfile, cfg: BenchConfig) -> dict[str, BuildConfig]:
+    """The engines a TensorRT row needs: one optimized for the latency batch (also used for accuracy, up to
+    ``DEFAULT_MAX_BATCH``), and one for the throughput batch.
+    """
+    lat = BuildConfig(target.name, entry.precision, batch=cfg.batch, max_batch=max(DEFAULT_MAX_BATCH, cfg.batch))
+    thr = BuildConfig(target.name, entry.precision, batch=cfg.throughput_batch, max_batch=cfg.throughput_batch)
+    return {"latency": lat, "throughput": thr} if thr != lat else {"latency": lat}
+
+
+def _entries(models: list[Path]) -> list[Entry]:
+    out, seen = [], set()
+    for p in models:
+        model = load_onnx(Path(p))
+        info = onnx_info(Path(p), model)
+        rec = json.loads(metadata(model)[RECIPE_KEY]) if RECIPE_KEY in metadata(model) else None
+        label = info.precision if rec is None else f"{info.precision}-{rec['recipe']}"
+        if rec is not None:
+            require_valid_qdq(model, recipe_for(rec["recipe"]).tensorrt_rules, str(p))
+        if label in seen:
+            label = f"{label}:{Path(p).stem}"
+        seen.add(label)
+        out.append(Entry(label, Path(p), info, rec))
+    refs = [e for e in out if e.info.precision == "fp32"]
+    if len(refs) != 1:
+        raise ConfigError(f"bench needs exactly one fp32 model as the reference, got {len(refs)}; "
+                          f"pass the float ONNX from `edgeres export` once")
+    return sorted(out, key=lambda e: e.info.precision != "fp32")
+
+
+def machine() -> dict:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in _cpuinfo() if ln.startswith("model name")), platform.processor())
+    return {"cpu": cpu, "cpu_features": cpu_features(), "cores": os.cpu_count(), "os": platform.platform()}
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
+Opener = Callable[..., Session]  # (simulate, purpose) → a session for one row
+ACCURACY_BATCH = 250  # images per call when scoring accuracy, or the engine's largest batch if smaller
+
+
+def _open(entry: Entry, target: TargetProfile, cfg: BenchConfig, simulate: bool, purpose: str = "latency",
+          engines: dict[str, dict] | None = None) -> Session:
+    """A session for ``entry``: the ONNX itself on ONNX Runtime, else an engine built (or reused) for it."""
+    backend = require(get_backend(target.runtime))
+    if target.runtime == "onnxruntime":  # ONNX Runtime runs the ONNX file itself
+        return backend.load(entry.path, replace(target, threads=cfg.threads or target.threads), simulate)
+    confs = engine_configs(entry, target, cfg)
+    built = engine_from_onnx(entry.path, confs.get(purpose, confs["latency"]), reuse=True)
+    if engines is not None:
+        engines[f"{entry.label}:{purpose}"] = {"engine": str(built.artifact), **built.details}
+    return backend.load(built.artifact, target)
+
+
+def _accuracy(label: str, open_session: Opener, x: np.ndarray, labels: np.ndarray, ref: np.ndarray | None,
+              simulate: bool) -> tuple[dict[str, Any], str, np.ndarray]:
+    """Accuracy of one model on every image (and its mode); latency is measured later by ``_latency``."""
+    log(f"{label}: accuracy on {len(x)} images{' (Q/DQ simulated in fp32)' if simulate else ''} …")
+    sess = open_session(simulate, "latency")
+    try:
+        logits = infer_all(sess, x, min(ACCURACY_BATCH, sess.max_batch or ACCURACY_BATCH))
+    finally:
+        sess.close()
+    mode = "simulated Q/DQ (fake-quant fp32)" if simulate else "native"
+    return accuracy(logits, labels, ref).to_dict(), mode, logits
+
+
+def _latency(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: BenchConfig) -> None:
+    """Latency at ``cfg.batch`` and ``cfg.throughput_batch`` for every row, timed in alternating windows.
+
+    Each batch is timed on the session made for it (a TensorRT engine optimized for that batch).
+    """
+    log(f"latency of {len(rows)} models at batch {cfg.batch} and {cfg.throughput_batch}, "
+        f"{cfg.latency.rounds} alternating rounds …")
+    for key, batch in (("latency", cfg.batch), ("throughput", cfg.throughput_batch)):
+        sessions: dict[str, Session] = {}
+        try:
+            for r, open_session in zip(rows, openers):
+                sessions[r.label] = open_session(False, key)
+            got = compare_latency(sessions, x[:batch], batch, cfg.latency)
+            for r in rows:
+                setattr(r, key, got[r.label].to_dict())
+                r.threads = sessions[r.label].threads if r.threads is None else r.threads
+        finally:
+            for sess in sessions.values():
+                sess.close()
+
+
+def _torch_rows(checkpoint: Path, target: TargetProfile, x: np.ndarray, labels: np.ndarray,
+                ref: np.ndarray | None) -> tuple[list[BenchRow], list[Opener]]:
+    """Plain PyTorch eager: on the CPU, and on CUDA in fp32 and fp16 where a GPU exists."""
+    import torch
+
+    from edgeres.backends.torch import TorchSession
+    from edgeres.models import load_checkpoint
+
+    model = load_checkpoint(checkpoint).model()
+    variants = [("torch-fp32", "cpu", False)]
+    if target.runtime == "tensorrt" and torch.cuda.is_available():
+        variants += [("torch-cuda-fp32", "cuda", False), ("torch-cuda-fp16", "cuda", True)]
+    rows: list[BenchRow] = []
+    openers: list[Opener] = []
+    for label, device, half in variants:
+        opener = lambda _sim, _purpose="latency", d=device, h=half: TorchSession(model, d, h)  # noqa: E731
+        acc, mode, _ = _accuracy(label, opener, x, labels, ref, False)
+        rows.append(BenchRow(label, str(checkpoint), sha256_file(checkpoint), "fp16" if half else "fp32",
+                             f"torch-eager-{device}", acc, mode,
+                             note="plain PyTorch eager, the baseline a deployment should beat"))
+        openers.append(opener)
+    return rows, openers
+
+
+def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
+          checkpoint: Path | None = None) -> dict:
+    """Measure every model on ``cfg.target``; write report.json, report.md and report.png into ``out_dir``."""
+    from edgeres.bench.report import write_reports
+    from edgeres.bench.roofline import floor_ms, measure_cpu_peaks, model_cost
+
+    cfg.validate()
+    target = load_target(cfg.target)
+    entries = plan_rows(models, target)
+    ref = entries[0]
+    for e in entries[1:]:
+        target.check_precision(e.precision)
+        if e.info.preprocessing != ref.info.preprocessing:
+            raise ConfigError(f"{e.path} was made with other preprocessing than {ref.path}; quantize the same float model")
+    pre = ref.info.preprocessing
+    data = cfg.data or ref.info.dataset
+    if data is None:
+        raise ConfigError(f"{ref.path} does not name its data set; pass --data")
+    ds = load_dataset(data, "test")
+    if cfg.limit:
+        ds = ds.subset(np.arange(min(cfg.limit, len(ds))))
+    if (ds.labels < 0).any():
+        raise DataError(f"evaluation set {ds.name} has images without labels; use an ImageFolder tree with class folders")
+    want = list(pre.input_shape)
+    got = [d if isinstance(d, int) else None for d in ref.info.input_shape[1:]]
+    if any(g is not None and g != w for g, w in zip(got, want)):
+        raise ConfigError(f"{ref.path} takes input {got} but its preprocessing makes {want}; re-export the model")
+    x = ds.tensors(pre, f"preprocess {ds.name}")
+    cost = model_cost(ref.path)
+    results: list[BenchRow] = []
+    openers: list[Opener] = []
+    ref_logits: np.ndarray | None = None
+    engines: dict[str, dict] = {}
+    for e in entries:
+        rec = recipe_for(e.recipe["recipe"]) if e.recipe else None
+        simulate = bool(rec and rec.accuracy_mode == "simulate" and target.runtime == "onnxruntime")
+        opener = lambda sim, purpose="latency", e=e: _open(e, target, cfg, sim, purpose, engines)  # noqa: E731
+        acc, mode, logits = _accuracy(e.label, opener, x, ds.labels, ref_logits, simulate)
+        openers.append(opener)
+        ref_logits = logits if ref_logits is None else ref_logits
+        representative = rec.latency_representative if (rec and target.runtime == "onnxruntime") else True
+        results.append(BenchRow(e.label, str(e.path), sha256_file(e.path), e.precision, target.runtime, acc, mode,
+                                e.recipe, representative, "" if representative else
+                                "CPU int8 kernels differ from TensorRT's: this latency says nothing about the device"))
+    if checkpoint is not None:
+        rows, more = _torch_rows(Path(checkpoint), target, x, ds.labels, ref_logits)
+        results += rows
+        openers += more
+    _latency(results, openers, x, cfg)
+    peaks, floor_target = None, target
+    if target.kind == "cpu" and target.peak_fp32_tflops is None:
+        peaks = measure_cpu_peaks(cfg.threads)  # recorded under measured_peaks; the target file has no datasheet
+        floor_target = replace(target, peak_fp32_tflops=peaks["peak_fp32_tflops"])
+    for r in results:
+        fl = floor_ms(cost, floor_target, r.precision, r.latency["batch"])
+        r.roofline = None if fl is None else {**fl, "measured_over_floor": r.latency["p50_ms"] / fl["floor_ms"]}
+    report = {
+        "schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "target": asdict(target), "machine": machine(), "versions": versions(),
+        "config": asdict(cfg), "dataset": {"name": ds.name, "images": len(ds)},
+        "preprocessing": pre.to_dict(), "reference": ref.label, "model_cost": cost.to_dict(),
+        "measured_peaks": peaks, "engines": engines or None,
+        "timing": {"clock": "time.perf_counter around Session.infer", "what": "host wall time of one call",
+                   "copies_timed": "per result: latency.copies_timed"},
+        "results": [r.to_dict() for r in results],
+    }
+    write_reports(report, Path(out_dir))
+    check_budget(report, cfg.max_drop, Path(out_dir))
+    return report
+
+
+def check_budget(report: dict, max_drop: float | None, out_dir: Path) -> None:
+    """Raise ``AccuracyBudgetExceeded`` when a precision lost more than ``max_drop`` top-1 points against fp32."""
+    if max_drop is None:
+        return
+    bad = [r for r in report["results"][1:] if -r["accuracy"]["delta_top1"] > max_drop]
+    if bad:
+        r = bad[0]
+        raise AccuracyBudgetExceeded(f"{r['label']} lost {-r['accuracy']['delta_top1']:.2f} top-1 points against "
+                                     f"fp32, over --max-drop {max_drop}; see {out_dir / 'report.md'}")

@@ -1,0 +1,103 @@
+"""The ``edgeres`` command: a thin click layer over the library, one command per arrow."""
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import MISSING, fields
+from functools import wraps
+from typing import Any
+
+import click
+
+from edgeres import __version__
+
+COMMANDS = {
+    "train": ("edgeres.cli.commands", "train_cmd", "dataset → checkpoint."),
+    "export": ("edgeres.cli.commands", "export_cmd", "checkpoint → float ONNX, parity-checked."),
+    "quantize": ("edgeres.cli.commands", "quantize_cmd", "float ONNX → INT8 Q/DQ ONNX."),
+    "build": ("edgeres.cli.commands", "build_cmd", "ONNX → engine for a target."),
+    "bench": ("edgeres.cli.bench", "bench_cmd", "accuracy and latency of every precision → report."),
+    "run": ("edgeres.cli.bench", "run_cmd", "the whole path on Fashion-MNIST (the demo)."),
+    "targets": ("edgeres.cli.bench", "targets_cmd", "list target profiles."),
+    "calib": ("edgeres.cli.data", "calib_grp", "make and inspect calibration sets."),
+    "data": ("edgeres.cli.data", "data_grp", "fetch and inspect data sets."),
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a command's module only when it runs; an import error is loud, never a missing command."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        mod, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(mod), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(n, h) for n, (_, _, h) in COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgeres")
+def main() -> None:
+    r"""edgeres: from an image classifier to a measured deployment on NVIDIA edge devices.
+
+    \b
+    dataset ─ train ─▶ checkpoint ─ export ─▶ ONNX ─ quantize ─▶ Q/DQ ONNX ─ build ─▶ engine ─ bench ─▶ report
+
+    \b
+    Example (the whole path on Fashion-MNIST, on this CPU):
+      edgeres run
+    """
+
+
+# What the optional extras bring, and how to get each (a device needs none of them to build and bench with TensorRT).
+OPTIONAL_PACKAGES = {
+    "torch": "pip install 'edgeres[workstation]' (training, export and quantization run on a workstation)",
+    "onnxscript": "pip install 'edgeres[workstation]'",
+    "onnxruntime": "pip install 'edgeres[cpu]' (the cpu target and quantization run on ONNX Runtime)",
+}
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """EdgeresError → one-line ``Error: …`` and exit 1; Ctrl-C → exit 130. No tracebacks for users."""
+    from edgeres.errors import EdgeresError
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except EdgeresError as e:
+            raise click.ClickException(str(e)) from None
+        except ModuleNotFoundError as e:
+            if e.name not in OPTIONAL_PACKAGES:
+                raise
+            raise click.ClickException(f"this command needs {e.name}, which is not installed: "
+                                       f"{OPTIONAL_PACKAGES[e.name]}") from None
+        except KeyboardInterrupt:
+            click.echo("interrupted; finished artifacts are kept, re-run to resume", err=True)
+            sys.exit(130)
+    return wrapper
+
+
+def emit(as_json: bool, payload: dict, text: str) -> None:
+    """Print ``payload`` as JSON with --json, else the human text."""
+    if as_json:
+        click.echo(json.dumps(payload, indent=2, default=str))
+    else:
+        click.echo(text)
+
+
+def default(cls: type, name: str) -> Any:
+    """The default of a config dataclass's field: click options take it from there, never a copy."""
+    f = {f.name: f for f in fields(cls)}[name]
+    return f.default if f.default is not MISSING else f.default_factory()  # type: ignore[operator]
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")

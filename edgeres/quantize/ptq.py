@@ -1,0 +1,231 @@
+"""float ONNX → Q/DQ ONNX: static post-training quantization with a calibration set on disk."""
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from edgeres.artifacts import (
+    atomic_path,
+    refuse_overwriting_inputs,
+    write_json_atomic,
+    write_manifest,
+    write_text_atomic,
+)
+from edgeres.config import QuantConfig
+from edgeres.data.calibration import check_disjoint, load_calibration_set
+from edgeres.data.datasets import load_dataset
+from edgeres.errors import AccuracyBudgetExceeded, ArtifactError, ConfigError
+from edgeres.hw import cpu_features
+from edgeres.onnx_model import (
+    PRECISION_KEY,
+    RECIPE_KEY,
+    load_onnx,
+    metadata,
+    onnx_info,
+    set_metadata,
+)
+from edgeres.paths import calibration_path
+from edgeres.progress import log
+from edgeres.quantize.calibrate import calibrate, quiet, tensor_ranges, write_qdq
+from edgeres.quantize.check import require_valid_qdq
+from edgeres.quantize.recipes import Recipe, recipe_for
+from edgeres.quantize.search import (
+    AUTO_CANDIDATES,
+    Evaluator,
+    quantizable_layers,
+    sensitivity,
+    sensitivity_markdown,
+    split_validation,
+)
+
+
+@dataclass
+class SearchResult:
+    """What quantize tried and decided, beyond the calibration itself (the manifest's ``results.search``)."""
+
+    validation_images: int = 0
+    tried: list[dict[str, Any]] = field(default_factory=list)  # method auto: each method's scores on the slice
+    percentile: float | None = None
+    equalize: dict[str, Any] | None = None
+    all_int8: dict[str, Any] | None = None  # scores of the all-int8 model on the validation slice
+    sensitivity: list[dict[str, Any]] = field(default_factory=list)
+    budget_steps: list[dict[str, Any]] = field(default_factory=list)
+    float_layers: list[str] = field(default_factory=list)
+    latency_cost: dict[str, Any] | None = None
+    trt_cache: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class QuantResult:
+    onnx: Path
+    recipe: Recipe
+    method: str
+    calibration_images: int
+    quantize_nodes: int
+    ranges: dict[str, tuple[float, float]]
+    search: SearchResult = field(default_factory=SearchResult)
+
+
+def _pick_method(ev: Evaluator, pre: Path, x: np.ndarray, input_name: str, recipe: Recipe, cfg: QuantConfig,
+                 work: Path) -> tuple[str, float, object, list[dict]]:
+    """Try every method on the calibration part; keep the best on the validation slice."""
+    tried = []
+    for method, pct in AUTO_CANDIDATES:
+        data = calibrate(pre, x, input_name, method, recipe, pct or cfg.percentile, cfg.num_bins, cfg.batch_size, work)
+        _, s = ev.variant(data, method)
+        tried.append({"method": method, "percentile": pct, **s.to_dict(), "_data": data})
+        log(f"  {method}{f' {pct}' if pct else ''}: agreement {s.agreement:.2f}%, cosine {s.cosine:.5f}, "
+            f"drop {s.drop:.2f} pt")
+    best = max(tried, key=lambda t: (-t["drop"], t["agreement"], t["cosine"]))
+    suffix = f" {best['percentile']}" if best["percentile"] else ""
+    log(f"method auto chose {best['method']}{suffix}")
+    clean = [{k: v for k, v in t.items() if k != "_data"} for t in tried]
+    return best["method"], best["percentile"] or cfg.percentile, best["_data"], clean
+
+
+def _fit_budget(ev: Evaluator, data: object, method: str, rows: list[dict], cfg: QuantConfig,
+                base_drop: float) -> tuple[list[dict], list[dict]]:
+    """Keep the most sensitive layers (``rows``, worst first) in float, one more at a time, until the budget holds."""
+    steps, kept = [], []
+    limit = len(rows) - 1 if cfg.max_float_layers is None else min(cfg.max_float_layers, len(rows) - 1)
+    for r in rows[:limit]:  # keeping every layer in float would not be an int8 model
+        kept.append(r)
+        _, s = ev.variant(data, method, exclude=[k["node"] for k in kept])
+        steps.append({"float_layers": [k["module"] for k in kept], **s.to_dict()})
+        log(f"  {len(kept)} layer(s) in float ({r['module']}): drop {s.drop:.2f} pt")
+        if cfg.max_drop is not None and s.drop <= cfg.max_drop:
+            return kept, steps
+    raise AccuracyBudgetExceeded(
+        f"even with {len(kept)} of {len(rows)} layers in float the drop is {steps[-1]['drop'] if steps else base_drop:.2f} pt "
+        f"(all-int8: {base_drop:.2f}), over --max-drop {cfg.max_drop}; raise the budget, use --method auto, "
+        f"or a larger calibration set")
+
+
+def _latency_cost(final: Path, all_int8: Path, recipe: Recipe, input_shape: tuple[int, ...]) -> dict:
+    """p50 at batch 1 with the float layers against all-int8, on this CPU (ONNX Runtime), in alternating windows."""
+    from edgeres.backends.base import Session
+    from edgeres.backends.latency import LatencyConfig, compare_latency
+    from edgeres.backends.onnxruntime import OrtSession
+
+    sessions: dict[str, Session] = {"all_int8": OrtSession(all_int8), "with_float_layers": OrtSession(final)}
+    try:
+        stats = compare_latency(sessions, np.zeros((1, *input_shape), np.float32), 1, LatencyConfig(0.2, 10, 2.0, 10))
+    finally:
+        for s in sessions.values():
+            s.close()
+    p50 = {k: v.p50_ms for k, v in stats.items()}
+    return {"p50_ms": p50, "ratio": p50["with_float_layers"] / p50["all_int8"], "measured_on": "this CPU, ONNX Runtime",
+            "representative": recipe.latency_representative,
+            "note": "" if recipe.latency_representative else "the tensorrt recipe's CPU latency says nothing about the "
+                                                              "device: run `edgeres bench` there"}
+
+
+def _equalized(pre: Path, x: np.ndarray, input_name: str, work: Path) -> tuple[Path, dict]:
+    """``pre`` after cross-layer equalization, checked to compute the same function on calibration images."""
+    from edgeres.backends.onnxruntime import OrtSession
+    from edgeres.quantize.equalize import equalize
+
+    eq = work / "equalized.onnx"
+    done = equalize(pre, eq, x, input_name)
+    probe = x[:64]
+    a, b = OrtSession(pre).infer_all(probe), OrtSession(eq).infer_all(probe)
+    done["max_abs_diff"] = float(np.abs(a - b).max())
+    done["max_abs_logit"] = float(np.abs(a).max())
+    if done["max_abs_diff"] > 1e-3 * max(1.0, done["max_abs_logit"]):
+        raise ArtifactError(f"equalization changed the model's output by {done['max_abs_diff']:.2e}; "
+                            f"quantize without --equalize and report it")
+    log(f"equalized {done['pairs']} Conv/BN → Relu → Conv pairs: channel max/median "
+        f"{done['max_over_median_before']} → {done['max_over_median_after']} (median over pairs)")
+    return eq, done
+
+
+def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) -> QuantResult:
+    """Quantize ``onnx_path`` to explicit Q/DQ with ``cfg.recipe``; writes ``out`` and its manifest."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    cfg.validate()
+    out = Path(out)
+    for made in (out, out.with_suffix(".sensitivity.json"), out.with_suffix(".sensitivity.md"),
+                 out.with_suffix(".calib.cache")):
+        refuse_overwriting_inputs(made, {"input model": Path(onnx_path)})
+    info = onnx_info(Path(onnx_path))
+    if info.precision != "fp32":
+        raise ConfigError(f"{onnx_path} is already {info.precision}; quantize the float model from `edgeres export`")
+    calib = load_calibration_set(calibration_path(cfg.calibration), cfg.allow_small)
+    eval_data = cfg.eval_data or info.dataset
+    if eval_data:
+        check_disjoint(calib, load_dataset(eval_data, "test"))
+    recipe = recipe_for(cfg.recipe)
+    x_all = calib.images.tensors(info.preprocessing, "calibration images")
+    if cfg.needs_validation:
+        cal_idx, val_idx = split_validation(len(x_all), cfg.val_fraction)
+    else:
+        cal_idx, val_idx = np.arange(len(x_all)), np.arange(0)
+    x = x_all[cal_idx]
+    search = SearchResult(validation_images=int(len(val_idx)))
+    method, pct = cfg.method, cfg.percentile
+    kept: list[dict] = []
+    all_int8: Path | None = None
+    with tempfile.TemporaryDirectory(prefix="edgeres-quant-") as tmpdir:
+        work = Path(tmpdir)
+        pre = work / "pre.onnx"
+        with quiet():
+            quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=False)
+        if cfg.equalize:
+            pre, search.equalize = _equalized(pre, x, info.input_name, work)
+        ev = Evaluator(pre, x_all[val_idx], calib.images.labels[val_idx], recipe, work) if len(val_idx) else None
+        log(f"calibrating on {len(x)} images ({cfg.method}, recipe {recipe.name}) …")
+        if cfg.method == "auto":
+            if ev is None:
+                raise ConfigError("--method auto needs a validation slice; set --val-fraction above 0")
+            method, pct, data, search.tried = _pick_method(ev, pre, x, info.input_name, recipe, cfg, work)
+            search.percentile = pct if method == "percentile" else None
+        else:
+            data = calibrate(pre, x, info.input_name, method, recipe, pct, cfg.num_bins, cfg.batch_size, work)
+        if ev is not None:
+            all_int8, base = ev.variant(data, method, keep=True)
+            search.all_int8 = base.to_dict()
+            over = cfg.max_drop is not None and base.drop > cfg.max_drop
+            rows = sensitivity(ev, data, method, quantizable_layers(pre), cfg.sensitivity) if cfg.sensitivity or over else []
+            if cfg.sensitivity:
+                search.sensitivity = rows
+                write_json_atomic(out.with_suffix(".sensitivity.json"), {"baseline": base.to_dict(), "layers": rows})
+                write_text_atomic(out.with_suffix(".sensitivity.md"), sensitivity_markdown(rows, base.to_dict()))
+            if over:
+                log(f"all-int8 drops {base.drop:.2f} pt > --max-drop {cfg.max_drop}: keeping layers in float …")
+                kept, search.budget_steps = _fit_budget(ev, data, method, rows, cfg, base.drop)
+        search.float_layers = [k["module"] for k in kept]
+        with atomic_path(out) as tmp:
+            write_qdq(pre, tmp, data, method, recipe, work, exclude=[k["node"] for k in kept])
+            model = load_onnx(tmp)
+            rep = require_valid_qdq(model, recipe.tensorrt_rules, str(out))
+            src_meta = metadata(load_onnx(Path(onnx_path)))
+            src_meta.update({PRECISION_KEY: "int8", RECIPE_KEY: json.dumps(
+                {"recipe": recipe.name, "method": method, "percentile": pct if method == "percentile" else None,
+                 "calibration": calib.root.name, "float_layers": search.float_layers})})
+            set_metadata(model, src_meta)
+            onnx.save(model, str(tmp))
+        if kept and all_int8 is not None:
+            search.latency_cost = _latency_cost(out, all_int8, recipe, info.preprocessing.input_shape)
+    ranges = tensor_ranges(data)
+    if cfg.trt_cache_version:
+        from edgeres.quantize.trt_cache import write_calibration_cache
+        amax = {k: max(abs(lo), abs(hi)) for k, (lo, hi) in ranges.items()}
+        search.trt_cache = str(write_calibration_cache(out.with_suffix(".calib.cache"), amax,
+                                                          cfg.trt_cache_version, method))
+    write_manifest(out, "onnx-int8-qdq", {"onnx": onnx_path, "calibration_manifest": calib.manifest_file()},
+                   asdict(cfg), info.preprocessing.to_dict(),
+                   {"recipe": asdict(recipe), "method": method, "calibration_images": len(x),
+                    "calibration_source": calib.source, "quantize_nodes": rep.quantize_nodes,
+                    "per_channel_weights": rep.per_channel_weights, "cpu_features": cpu_features(),
+                    "checked_disjoint_from": eval_data, "search": search.to_dict()})
+    return QuantResult(out, recipe, method, len(x), rep.quantize_nodes, ranges, search)
