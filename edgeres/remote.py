@@ -149,6 +149,10 @@ class SshHost:
         if rc != 0:
             raise RemoteError(self.failure(["tar", "-x"], rc, err))
 
+    def read(self, path: str) -> bytes:
+        """The bytes of a file on the host (``cat``: nothing but a shell and coreutils needed there)."""
+        return bytes(self.run(["cat", "--", path]).stdout)
+
     def _connection_error(self, rc: int, stderr: str) -> None:
         if rc != 255:
             return
@@ -174,3 +178,35 @@ class SshHost:
             return (f"`{remote[0]}` was not found on {self.destination}; install it there, or give its path "
                     f"(non-interactive ssh has a short PATH)")
         return f"on {self.destination}, `{shlex.join(list(remote))[:120]}` exited {rc}: {said[:300]}"
+
+
+class LocalDevice:
+    """This machine, behind the same calls as ``SshHost`` (run, put, read): the trtexec runner works on either."""
+
+    destination = "this machine"
+
+    def run(self, remote: Sequence[str], stdin: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        try:
+            p = subprocess.run(list(remote), input=stdin, capture_output=True)
+        except FileNotFoundError:
+            p = subprocess.CompletedProcess(list(remote), 127, b"", f"{remote[0]}: not found".encode())
+        except PermissionError:
+            p = subprocess.CompletedProcess(list(remote), 126, b"", f"{remote[0]}: permission denied".encode())
+        if check and p.returncode != 0:
+            raise RemoteError(self.failure(remote, p.returncode, p.stderr.decode(errors="replace")))
+        return p
+
+    def put(self, files: dict[str, Path], remote_dir: str) -> None:
+        import shutil
+
+        for name, path in files.items():
+            shutil.copyfile(path, Path(remote_dir) / name)
+
+    def read(self, path: str) -> bytes:
+        return Path(path).read_bytes()
+
+    def failure(self, remote: Sequence[str], rc: int, stderr: str) -> str:
+        lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+        if rc == 127:
+            return f"`{remote[0]}` was not found on this machine; install it, or give its path"
+        return f"`{shlex.join(list(remote))[:120]}` exited {rc}: {(lines[-1] if lines else '')[:300]}"

@@ -18,7 +18,7 @@ from edgeres.backends.latency import compare_latency
 from edgeres.bench.accuracy import accuracy
 from edgeres.build import engine_from_onnx
 from edgeres.config import DEFAULT_MAX_BATCH, BenchConfig, BuildConfig
-from edgeres.data.datasets import load_dataset
+from edgeres.data.datasets import ImageSet, load_dataset
 from edgeres.errors import AccuracyBudgetExceeded, ConfigError, DataError
 from edgeres.hw import cpu_features
 from edgeres.onnx_model import RECIPE_KEY, OnnxInfo, load_onnx, metadata, onnx_info
@@ -194,15 +194,8 @@ def _torch_rows(checkpoint: Path, target: TargetProfile, x: np.ndarray, labels: 
     return rows, openers
 
 
-def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
-          checkpoint: Path | None = None) -> dict:
-    """Measure every model on ``cfg.target``; write report.json, report.md and report.png into ``out_dir``."""
-    from edgeres.bench.report import write_reports
-    from edgeres.bench.roofline import floor_ms, measure_cpu_peaks, model_cost
-
-    cfg.validate()
-    target = load_target(cfg.target)
-    entries = plan_rows(models, target)
+def evaluation_data(entries: list[Entry], target: TargetProfile, cfg: BenchConfig) -> tuple[ImageSet, np.ndarray]:
+    """The labelled test images every row is scored on, preprocessed as the models were made (checked alike)."""
     ref = entries[0]
     for e in entries[1:]:
         target.check_precision(e.precision)
@@ -221,7 +214,21 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
     got = [d if isinstance(d, int) else None for d in ref.info.input_shape[1:]]
     if any(g is not None and g != w for g, w in zip(got, want)):
         raise ConfigError(f"{ref.path} takes input {got} but its preprocessing makes {want}; re-export the model")
-    x = ds.tensors(pre, f"preprocess {ds.name}")
+    return ds, ds.tensors(pre, f"preprocess {ds.name}")
+
+
+def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
+          checkpoint: Path | None = None) -> dict:
+    """Measure every model on ``cfg.target``; write report.json, report.md and report.png into ``out_dir``."""
+    from edgeres.bench.report import write_reports
+    from edgeres.bench.roofline import floor_ms, measure_cpu_peaks, model_cost
+
+    cfg.validate()
+    target = load_target(cfg.target)
+    entries = plan_rows(models, target)
+    ref = entries[0]
+    ds, x = evaluation_data(entries, target, cfg)
+    pre = ref.info.preprocessing
     cost = model_cost(ref.path)
     results: list[BenchRow] = []
     openers: list[Opener] = []

@@ -57,13 +57,18 @@ def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_it
 @click.option("--clean-remote", is_flag=True,
               help="Remove the models and engines from --host afterwards (default: kept in ~/.cache/edgeres/bench "
                    "there, so the next bench reuses the engines).")
+@click.option("--runner", type=click.Choice(["auto", "python", "trtexec"]), default="auto", show_default=True,
+              help="python: edgeres's own sessions (here, or the device's edgeres with --host); trtexec: only "
+                   "trtexec on the device, nothing installed there; auto: trtexec where edgeres/TensorRT Python is absent.")
+@click.option("--trtexec", "trtexec_path", default=None, metavar="PATH",
+              help="trtexec on the device (default: on PATH, else /usr/src/tensorrt/bin/trtexec).")
 @click.option("--config-json", default=None, metavar="JSON",
               help="The whole BenchConfig as JSON (what bench --host sends the device), instead of the options.")
 @latency_options
 @json_option
 @handle_errors
 def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_options, identity, accept_new_host_key,
-              remote_edgeres, clean_remote, config_json, warmup_s, warmup_iters, duration_s, min_iters,
+              remote_edgeres, clean_remote, runner, trtexec_path, config_json, warmup_s, warmup_iters, duration_s, min_iters,
               rounds, batch, throughput_batch, threads, max_drop, as_json):
     r"""Measure accuracy and latency of every precision against the fp32 reference.
 
@@ -81,7 +86,6 @@ def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_o
         return
     if not models:
         raise ConfigError("no models given; pass the float ONNX and any int8 ONNX files, e.g. runs/demo/model*.onnx")
-    from edgeres.bench import bench
     from edgeres.bench.report import table
 
     cfg = bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_iters, rounds, batch,
@@ -94,14 +98,13 @@ def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_o
             cfg = from_dict(BenchConfig, json.loads(config_json))
         except (ValueError, TypeError) as e:
             raise ConfigError(f"--config-json is not a BenchConfig ({e}); give the JSON that bench --host sends") from None
-    if host:
-        from edgeres.bench.remote import bench_remote
-        from edgeres.remote import SshHost
+    from edgeres.bench.runners import bench_with
 
+    ssh = None
+    if host is not None:
+        from edgeres.remote import SshHost
         ssh = SshHost(host, tuple(ssh_options), identity, accept_new_host_key)
-        report = bench_remote(list(models), out, cfg, ssh, checkpoint, remote_edgeres, clean_remote)
-    else:
-        report = bench(list(models), out, cfg, checkpoint)
+    report = bench_with(list(models), out, cfg, runner, ssh, checkpoint, remote_edgeres, clean_remote, trtexec_path)
     emit(as_json, report, table(report) + f"\nreport: {out}/report.json, report.md, report.png")
 
 

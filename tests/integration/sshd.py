@@ -54,8 +54,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_sshd(folder: Path) -> Sshd | str:
-    """Start sshd on a free loopback port; returns the server, or why it cannot run here."""
+def start_sshd(folder: Path, extra_config: tuple[str, ...] = (), account: str | None = None) -> Sshd | str:
+    """Start sshd on a free loopback port; returns the server, or why it cannot run here.
+
+    ``account`` is an /etc/passwd line of an extra login the server alone sees (as root, inside its namespace), for a
+    device account with its own shell and home.
+    """
     sshd, env = find_sshd()
     if sshd is None:
         return "no sshd: run scripts/fetch-sshd.sh (Debian's openssh-server, unpacked into ~/.cache/edgeres)"
@@ -69,13 +73,15 @@ def start_sshd(folder: Path) -> Sshd | str:
     (folder / "sshd_config").write_text("\n".join([
         f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {folder / 'host_key'}", f"PidFile {folder / 'sshd.pid'}",
         f"AuthorizedKeysFile {folder / 'authorized_keys'}", "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no", "UsePAM no", "PermitRootLogin prohibit-password", "StrictModes no", ""]))
+        "KbdInteractiveAuthentication no", "UsePAM no", "PermitRootLogin prohibit-password", "StrictModes no",
+        *extra_config, ""]))
     cmd = [str(sshd), "-D", "-e", "-f", str(folder / "sshd_config")]
     if os.geteuid() == 0:
         if shutil.which("unshare") is None:
             return "sshd as root needs unshare (util-linux) for its privilege-separation user"
         passwd = folder / "passwd"
-        passwd.write_text(Path("/etc/passwd").read_text() + "sshd:x:64999:65534:sshd privsep:/run/sshd:/usr/sbin/nologin\n")
+        passwd.write_text(Path("/etc/passwd").read_text() + "sshd:x:64999:65534:sshd privsep:/run/sshd:/usr/sbin/nologin\n"
+                          + (account + "\n" if account else ""))
         script = (f"mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd && mount --bind {passwd} /etc/passwd && "
                   f"exec {' '.join(cmd)}")
         cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
@@ -93,4 +99,5 @@ def start_sshd(folder: Path) -> Sshd | str:
         proc.kill()
         return "sshd did not listen within 10 s"
     host_pub = (folder / "host_key.pub").read_text().split()[:2]
-    return Sshd(port, getpass.getuser(), folder / "client_key", folder / "known_hosts", " ".join(host_pub), proc)
+    user = account.split(":")[0] if account and os.geteuid() == 0 else getpass.getuser()
+    return Sshd(port, user, folder / "client_key", folder / "known_hosts", " ".join(host_pub), proc)

@@ -1,0 +1,263 @@
+"""bench with trtexec alone on the device: nothing installed there but JetPack (a shell, coreutils and trtexec).
+
+This side preprocesses the test images, sends the models and each batch as a raw float32 file, and drives trtexec
+with argument lists (over SSH, or on this machine). trtexec builds the engines, times them (``--exportTimes``) and
+writes each batch's logits (``--exportOutput``); the logits come back and are scored here as for every runner.
+
+Resumable: each batch is named by the sha256 of its bytes, its logits are kept here once read back, and a rerun
+sends and runs only what is missing. A batch whose file on the device does not hash to what was sent is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from packaging.version import Version
+
+from edgeres.artifacts import atomic_path, sha256_file, versions
+from edgeres.backends.latency import stats_from_times
+from edgeres.backends.trtexec import (
+    JETPACK_TRTEXEC,
+    TrtexecBuild,
+    inference_argv,
+    parse_output,
+    parse_times,
+    timing_argv,
+    version_from_banner,
+)
+from edgeres.bench.accuracy import accuracy
+from edgeres.bench.run import SCHEMA, BenchRow, Entry, check_budget, evaluation_data, machine, plan_rows
+from edgeres.config import DEFAULT_MAX_BATCH, BenchConfig
+from edgeres.errors import ConfigError, RemoteError
+from edgeres.onnx_limits import require_parsable
+from edgeres.onnx_model import load_onnx
+from edgeres.progress import log
+from edgeres.remote import LocalDevice
+from edgeres.targets import TargetProfile, all_targets, load_target
+
+
+class Device(Protocol):
+    """Where trtexec runs: ``edgeres.remote.SshHost`` or ``LocalDevice``."""
+
+    @property
+    def destination(self) -> str: ...
+
+    def run(self, remote: Sequence[str], stdin: bytes | None = None,
+            check: bool = True) -> subprocess.CompletedProcess: ...
+
+    def put(self, files: dict[str, Path], remote_dir: str) -> None: ...
+
+    def read(self, path: str) -> bytes: ...
+
+    def failure(self, remote: Sequence[str], rc: int, stderr: str) -> str: ...
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgeres" / "trtexec"
+
+
+def find_trtexec(device: Device, given: str | None) -> tuple[str, Version, str]:
+    """The trtexec to use on ``device`` (given, on PATH, or JetPack's), its TensorRT version and banner line."""
+    for exe in ([given] if given else ["trtexec", JETPACK_TRTEXEC]):
+        p = device.run([exe, "--help"], check=False)
+        text = p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
+        if p.returncode in (126, 127) or "TensorRT.trtexec" not in text:
+            continue
+        banner = next(ln for ln in text.splitlines() if "TensorRT.trtexec" in ln)
+        return exe, version_from_banner(banner), banner.strip()
+    where = f"`{given}` does not run there" if given else f"no trtexec on its PATH nor at {JETPACK_TRTEXEC}"
+    raise ConfigError(f"{device.destination} has {where}; JetPack installs it at {JETPACK_TRTEXEC} (package "
+                      f"tensorrt / libnvinfer-bin): pass --trtexec PATH")
+
+
+def _target(name: str, device: Device) -> TargetProfile:
+    if name != "jetson":
+        return load_target(name)
+    model = device.run(["cat", "/proc/device-tree/model"], check=False).stdout.decode(errors="replace").strip("\x00\n ")
+    for t in all_targets():
+        if t.kind == "jetson" and model and any(m.lower() in model.lower() for m in t.model_match):
+            return t
+    raise ConfigError(f"--target jetson: {device.destination} is {model or 'no Jetson'!r}; name its target")
+
+
+class TrtexecBench:
+    """One trtexec bench: the device, its trtexec, the working folder there and the cache here."""
+
+    def __init__(self, device: Device, exe: str, version: Version, key: str, remote_base: str) -> None:
+        self.device, self.exe, self.version = device, exe, version
+        self.wdir = f"{remote_base}/{key}"
+        self.cache = cache_root() / key
+        self.commands: list[str] = []
+        self.copies_timed = True
+        self.cache.mkdir(parents=True, exist_ok=True)
+        self.run(["mkdir", "-p", f"{self.wdir}/in", f"{self.wdir}/out"])
+
+    def run(self, argv: list[str], what: str = "") -> str:
+        if argv[0] == self.exe:
+            self.commands.append(shlex.join(argv))
+        p = self.device.run(argv, check=False)
+        if p.returncode != 0:
+            err = p.stderr.decode(errors="replace") + p.stdout.decode(errors="replace")[-2000:]
+            raise RemoteError(self.device.failure(argv, p.returncode, err) + (f"; {what}" if what else ""))
+        return p.stdout.decode(errors="replace")
+
+    def engine(self, entry: Entry, model: str, purpose: str, batch: int, max_batch: int) -> str:
+        """Build (or keep) the engine of one row for one purpose; the same command is not run twice."""
+        shape = tuple(entry.info.preprocessing.input_shape)
+        eng = f"{self.wdir}/{entry.label}.{purpose}.engine"
+        b = TrtexecBuild(model, eng, entry.info.input_name, shape, entry.precision, 1 if purpose == "latency" else batch,
+                         batch, max_batch, timing_cache=f"{self.wdir}/timing.cache")
+        argv = b.argv(self.exe, self.version)
+        marker = self.cache / f"{entry.label}.{purpose}.built"
+        built = marker.is_file() and marker.read_text() == json.dumps(argv)
+        if not (built and self.device.run(["test", "-f", eng], check=False).returncode == 0):
+            log(f"{entry.label}: trtexec builds the {purpose} engine on {self.device.destination} (minutes on a Jetson)")
+            self.run(argv, "the build failed; see trtexec's log above")
+            with atomic_path(marker) as tmp:
+                tmp.write_text(json.dumps(argv))
+        else:
+            self.commands.append(shlex.join(argv) + "  # built before, kept")
+        return eng
+
+    def logits(self, entry: Entry, engine: str, x: np.ndarray, batch: int) -> np.ndarray:
+        """Every image's logits, one trtexec run per batch; batches done before (here) are not run again."""
+        shape = tuple(entry.info.preprocessing.input_shape)
+        folder = self.cache / entry.label
+        folder.mkdir(exist_ok=True)
+        there = set(self.run(["ls", f"{self.wdir}/in"]).split())
+        out, n = [], (len(x) + batch - 1) // batch
+        for k, i in enumerate(range(0, len(x), batch)):
+            xb = np.ascontiguousarray(x[i:i + batch], dtype=np.float32)
+            digest = hashlib.sha256(xb.tobytes()).hexdigest()
+            kept = folder / f"{digest}.npy"
+            if kept.is_file():
+                out.append(np.load(kept))
+                continue
+            name = f"{digest}.bin"
+            if name not in there:
+                local = self.cache / "in" / name
+                local.parent.mkdir(exist_ok=True)
+                xb.tofile(local)
+                self.device.put({name: local}, f"{self.wdir}/in")
+            got = self.run(["sha256sum", f"{self.wdir}/in/{name}"]).split()[0]
+            if got != digest:
+                raise RemoteError(f"batch {k + 1} on {self.device.destination} hashes to {got[:12]}…, not the "
+                                  f"{digest[:12]}… sent; its file changed there: rerun (it is sent again)")
+            y_path = f"{self.wdir}/out/{entry.label}.{digest}.json"
+            try:
+                self.run(inference_argv(self.exe, engine, entry.info.input_name, len(xb), shape,
+                                        f"{self.wdir}/in/{name}", y_path))
+                y = parse_output(self.device.read(y_path).decode(errors="replace"))
+            except RemoteError as e:
+                raise RemoteError(f"{e}; {k} of {n} batches of {entry.label} are kept: run the same command again "
+                                  f"to resume") from None
+            if y.shape[0] != len(xb):
+                raise RemoteError(f"trtexec's output for batch {k + 1} has {y.shape[0]} rows, not the {len(xb)} "
+                                  f"images sent; rerun")
+            with atomic_path(kept) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, y)
+            out.append(y)
+        return np.concatenate(out)
+
+    def times(self, entry: Entry, engine: str, batch: int, cfg: BenchConfig, window: int, seconds: float) -> np.ndarray:
+        """One timing window of trtexec's own timed run: per-query latency (s), warm-up dropped."""
+        path = f"{self.wdir}/out/{entry.label}.b{batch}.w{window}.times.json"
+        lat = cfg.latency
+        self.run(timing_argv(self.exe, engine, entry.info.input_name, batch, tuple(entry.info.preprocessing.input_shape),
+                             lat.warmup_s, seconds, lat.min_iters, path))
+        t = parse_times(self.device.read(path).decode(errors="replace"), lat.warmup_s * 1000)
+        self.copies_timed = t.copies_timed
+        return t.latency_ms / 1e3
+
+
+def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: Device,
+                  trtexec: str | None = None, remote_base: str = ".cache/edgeres/trtexec") -> dict:
+    """Measure every model on ``cfg.target`` with trtexec on ``device``; write report.json/.md/.png here."""
+    from edgeres.bench.report import write_reports
+
+    cfg.validate()
+    target = _target(cfg.target, device)
+    if target.runtime != "tensorrt":
+        raise ConfigError(f"--runner trtexec measures TensorRT targets, and {target.name} runs ONNX Runtime; "
+                          f"drop --runner or name the device's target")
+    exe, version, banner = find_trtexec(device, trtexec)
+    target.check_tensorrt(version, what=f"trtexec on {device.destination} is TensorRT {version}, which")
+    entries = plan_rows(models, target)
+    for e in entries:
+        require_parsable(e.path, load_onnx(e.path), target, version)
+    ds, x = evaluation_data(entries, target, cfg)
+    digests = [sha256_file(e.path) for e in entries]
+    key = hashlib.sha256(json.dumps([digests, str(version), target.name, ds.name, len(ds)]).encode()).hexdigest()[:16]
+    base = str(cache_root() / "device") if isinstance(device, LocalDevice) else remote_base
+    tb = TrtexecBench(device, exe, version, key, base)
+    names = _send_models(tb, entries, digests, version)
+    rows, engines = [], {}
+    ref: np.ndarray | None = None
+    batch = min(DEFAULT_MAX_BATCH, max(cfg.batch, 1))
+    for e in entries:
+        lat_engine = tb.engine(e, names[e.label], "latency", cfg.batch, max(DEFAULT_MAX_BATCH, cfg.batch))
+        thr_engine = tb.engine(e, names[e.label], "throughput", cfg.throughput_batch, cfg.throughput_batch)
+        engines[e.label] = {"latency": lat_engine, "throughput": thr_engine}
+        log(f"{e.label}: accuracy on {len(x)} images, {DEFAULT_MAX_BATCH} per trtexec run …")
+        logits = tb.logits(e, lat_engine, x, max(batch, DEFAULT_MAX_BATCH))
+        ref = logits if ref is None else ref
+        rows.append(BenchRow(e.label, str(e.path), sha256_file(e.path), e.precision, "tensorrt (trtexec)",
+                             accuracy(logits, ds.labels, None if ref is logits else ref).to_dict(), "native", e.recipe,
+                             note="timed by trtexec --exportTimes: H2D + GPU compute + D2H per query"))
+    seconds = max(1.0, cfg.latency.duration_s / cfg.latency.rounds)
+    for key_, b in (("latency", cfg.batch), ("throughput", cfg.throughput_batch)):
+        windows: dict[str, list[np.ndarray]] = {r.label: [] for r in rows}
+        for w in range(cfg.latency.rounds):
+            order = list(zip(entries, rows))[:: 1 if w % 2 == 0 else -1]
+            for e, r in order:
+                windows[r.label].append(tb.times(e, engines[e.label][key_], b, cfg, w, seconds))
+        for e, r in zip(entries, rows):
+            stats = stats_from_times(windows[r.label], b, [b, *e.info.preprocessing.input_shape],
+                                     tb.copies_timed, f"trtexec on {device.destination}")
+            setattr(r, key_, {**stats.to_dict(), "measured_by": "trtexec"})
+    report = {
+        "schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "target": asdict(target), "machine": machine(), "versions": versions(), "config": asdict(cfg),
+        "dataset": {"name": ds.name, "images": len(ds)}, "preprocessing": entries[0].info.preprocessing.to_dict(),
+        "reference": entries[0].label, "model_cost": None, "measured_peaks": None, "engines": None,
+        "timing": {"clock": "trtexec --exportTimes", "what": "latencyMs of each query: H2D + GPU compute + D2H",
+                   "copies_timed": "per result: latency.copies_timed"},
+        "runner": {"name": "trtexec", "tensorrt": str(version), "trtexec": exe, "banner": banner,
+                   "device": device.destination, "dir": tb.wdir, "commands": tb.commands},
+        "results": [r.to_dict() for r in rows],
+    }
+    write_reports(report, Path(out_dir))
+    check_budget(report, cfg.max_drop, Path(out_dir))
+    return report
+
+
+def _send_models(tb: TrtexecBench, entries: list[Entry], digests: list[str], version: Version) -> dict[str, str]:
+    """Send each model once (named by its sha256); TensorRT 11 builds fp16 from an FP16 ONNX made here."""
+    from edgeres.onnx_fp16 import fp16_from_onnx
+
+    files, names = {}, {}
+    for e, d in zip(entries, digests):
+        path = e.path
+        if e.precision == "fp16" and version >= Version("11"):
+            path = tb.cache / f"{d[:16]}.fp16.onnx"
+            if not path.is_file():
+                fp16_from_onnx(e.path, path)
+        name = f"{sha256_file(path)[:16]}.onnx"
+        files[name] = path
+        names[e.label] = f"{tb.wdir}/{name}"
+    there = set(tb.run(["ls", tb.wdir]).split())
+    missing = {n: p for n, p in files.items() if n not in there}
+    if missing:
+        log(f"{tb.device.destination}: sending {len(missing)} model(s) to {tb.wdir}")
+        tb.device.put(missing, tb.wdir)
+    return names

@@ -1,0 +1,118 @@
+"""A STAND-IN for NVIDIA's trtexec, computing with ONNX Runtime: it proves the trtexec runner's protocol, never TensorRT.
+
+It takes trtexec's options, prints its banner, refuses the precision flags TensorRT 11 removed, "builds" an engine
+file that is only the ONNX with a header, and writes ``--exportTimes`` and ``--exportOutput`` in the layouts of
+NVIDIA's sampleReporting.cpp. Its logits are ONNX Runtime's (Q/DQ models run unoptimized, as fake-quant), its times
+are ONNX Runtime's on this CPU: no figure from it describes TensorRT or a GPU.
+
+Run through a wrapper made by ``install`` (a shell script that sets the version it claims and the fault to inject).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+HEADER = b"EDGERES TRTEXEC STAND-IN: not an engine\n"
+
+
+def install(bin_dir: Path, code: str = "100300", fail_after: int | None = None, log: Path | None = None) -> Path:
+    """Write ``bin_dir/trtexec``: a shell wrapper that runs this stand-in with this venv's Python."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    env = [f"EDGERES_STANDIN_TRT_CODE={code}"]
+    if fail_after is not None:
+        env.append(f"EDGERES_STANDIN_FAIL_AFTER={fail_after}")
+    if log is not None:
+        env.append(f"EDGERES_STANDIN_LOG={log}")
+    exe = bin_dir / "trtexec"
+    exe.write_text(f"#!/bin/sh\n{' '.join(env)} exec {sys.executable} {Path(__file__).resolve()} \"$@\"\n")
+    exe.chmod(0o755)
+    return exe
+
+
+def _opts(argv: list[str]) -> dict[str, str]:
+    out = {}
+    for a in argv:
+        key, _, value = a.lstrip("-").partition("=")
+        out[key] = value
+    return out
+
+
+def _session(engine: Path):  # noqa: ANN202
+    import onnx
+    import onnxruntime as ort
+
+    blob = engine.read_bytes()
+    if not blob.startswith(HEADER):
+        raise SystemExit(f"[E] Error: {engine} is not an engine this stand-in wrote")
+    model = blob[len(HEADER):]
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if any(n.op_type == "QuantizeLinear" for n in onnx.load_from_string(model).graph.node):
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # fake-quant, as bench simulates
+    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+
+
+def _shape(spec: str) -> tuple[str, tuple[int, ...]]:
+    name, _, dims = spec.rpartition(":")
+    return name, tuple(int(d) for d in dims.split("x"))
+
+
+def main(argv: list[str]) -> int:
+    import numpy as np
+
+    code = os.environ.get("EDGERES_STANDIN_TRT_CODE", "100300")
+    print(f"&&&& RUNNING TensorRT.trtexec [TensorRT v{code}] # trtexec {' '.join(argv)}")
+    o = _opts(argv)
+    major = int(code) // (10000 if len(code) > 4 else 1000)
+    for gone in ("fp16", "int8", "best"):
+        if major >= 11 and gone in o:
+            print(f"[E] Unknown option: --{gone}", file=sys.stderr)
+            return 1
+    if "help" in o:
+        print("=== Model Options ===\n  --onnx=<file>  ONNX model (stand-in)")
+        return 0
+    if "onnx" in o:
+        Path(o["saveEngine"]).write_bytes(HEADER + Path(o["onnx"]).read_bytes())
+        print(f"[I] Engine built in 0.0 sec. (stand-in: nothing was built)\n&&&& PASSED TensorRT.trtexec [TensorRT v{code}]")
+        return 0
+    sess = _session(Path(o["loadEngine"]))
+    name, dims = _shape(o["shapes"])
+    if "exportOutput" in o:
+        log = os.environ.get("EDGERES_STANDIN_LOG")
+        if log:
+            with open(log, "a") as f:
+                f.write("inference\n")
+            calls = Path(log).read_text().count("inference")
+            limit = os.environ.get("EDGERES_STANDIN_FAIL_AFTER")
+            if limit is not None and calls > int(limit):
+                print("Connection to device closed by remote host (stand-in fault)", file=sys.stderr)
+                return 255
+        x = np.fromfile(o["loadInputs"].rpartition(":")[2], dtype=np.float32).reshape(dims)
+        y = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+        values = ", ".join(repr(float(v)) for v in y.ravel())
+        Path(o["exportOutput"]).write_text(
+            f'[\n  {{ "name" : "{sess.get_outputs()[0].name}"\n  , "dimensions" : "{"x".join(map(str, y.shape))}"\n'
+            f'  , "values" : [ {values} ]\n  }}\n]\n')
+        return 0
+    x = np.zeros(dims, np.float32)
+    warm, dur, iters = float(o.get("warmUp", 200)), float(o.get("duration", 3)), int(o.get("iterations", 10))
+    t0 = time.perf_counter()
+    rows = []
+    while True:
+        s = (time.perf_counter() - t0) * 1e3
+        sess.run(None, {sess.get_inputs()[0].name: x})
+        e = (time.perf_counter() - t0) * 1e3
+        rows.append(f'{{ "startEnqMs" : {s}, "endEnqMs" : {s}, "startH2dMs" : {s}, "endH2dMs" : {s}, '
+                    f'"startComputeMs" : {s}, "endComputeMs" : {e}, "startD2hMs" : {e}, "endD2hMs" : {e}, '
+                    f'"h2dMs" : 0, "computeMs" : {e - s}, "d2hMs" : 0, "latencyMs" : {e - s}, "endToEndMs" : {e - s} }}')
+        timed = [r for r in rows if float(r.split('"startComputeMs" : ')[1].split(",")[0]) >= warm]
+        if e >= warm + dur * 1000 and len(timed) >= iters:
+            break
+    Path(o["exportTimes"]).write_text("[\n  " + "\n, ".join(rows) + "\n]\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,166 @@
+"""bench --runner trtexec against a STAND-IN trtexec that computes with ONNX Runtime (tests/helpers/trtexec_standin.py).
+
+It proves the protocol (commands, transfer, batching, resume, parsing, scoring), on this machine and over a real
+OpenSSH server on loopback whose account has no python on its PATH. It never measures TensorRT.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edgeres.bench import BenchConfig, bench
+from edgeres.bench.trtexec_runner import bench_trtexec
+from edgeres.config import LatencyConfig
+from edgeres.errors import ConfigError, RemoteError
+from edgeres.export import ExportConfig, onnx_from_checkpoint
+from edgeres.quantize import QuantConfig, qdq_from_onnx
+from edgeres.remote import LocalDevice, SshHost
+from tests.helpers.trtexec_standin import install
+from tests.integration.sshd import start_sshd
+from tests.integration.test_cli import assert_one_line_error, edgeres
+
+FAST = LatencyConfig(warmup_s=0.0, warmup_iters=1, duration_s=1.0, min_iters=2, rounds=1)
+LIMIT = 100  # 4 batches of 32 (the last one 4)
+EXACT = ("images", "top1", "top5", "agreement", "delta_top1")
+
+
+@pytest.fixture(scope="module")
+def desktop_models(small_run, tmp_path_factory) -> list[Path]:
+    """The small run's checkpoint exported for the desktop target (opset 17) and quantized (tensorrt recipe)."""
+    cfg, _ = small_run
+    d = tmp_path_factory.mktemp("desktop")
+    fp32 = onnx_from_checkpoint(Path(cfg.out) / "model.pt", d / "model.onnx",
+                                ExportConfig(parity_images=32, target="desktop")).onnx
+    int8 = qdq_from_onnx(fp32, d / "model.int8-tensorrt.onnx", QuantConfig(calibration=cfg.quant.calibration)).onnx
+    return [fp32, int8]
+
+
+@pytest.fixture(scope="module")
+def onnxruntime_report(desktop_models, tmp_path_factory) -> dict:
+    """The same files benched locally with ONNX Runtime (int8 as fake-quant): the accuracy to reproduce."""
+    return bench(desktop_models, tmp_path_factory.mktemp("ort"), BenchConfig(limit=LIMIT, latency=FAST))
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def same_accuracy(report: dict, reference: dict) -> None:
+    ref = {r["label"]: r["accuracy"] for r in reference["results"]}
+    rows = {r["label"]: r["accuracy"] for r in report["results"]}
+    assert set(ref) <= set(rows)
+    for label, want in ref.items():
+        got = rows[label]
+        if want is None:
+            assert got is None
+            continue
+        assert {k: got[k] for k in EXACT} == {k: want[k] for k in EXACT}, label
+        assert got["cosine"] == pytest.approx(want["cosine"], abs=1e-6)
+
+
+def test_local_trtexec_runner_scores_like_onnxruntime(desktop_models, onnxruntime_report, tmp_path, cache):
+    exe = install(tmp_path / "bin", "100300")
+    cfg = BenchConfig(target="desktop", limit=LIMIT, throughput_batch=4, latency=FAST)
+    report = bench_trtexec(desktop_models, tmp_path / "r", cfg, LocalDevice(), str(exe))
+    assert [r["label"] for r in report["results"]] == ["fp32", "fp16", "int8-tensorrt"]
+    same_accuracy(report, onnxruntime_report)
+    run = report["runner"]
+    assert run["name"] == "trtexec" and run["tensorrt"] == "10.3.0"
+    assert any("--fp16" in c and "--onnx=" in c for c in run["commands"])
+    assert any("--exportTimes=" in c for c in run["commands"]) and any("--loadInputs=" in c for c in run["commands"])
+    assert report["results"][0]["latency"]["measured_by"] == "trtexec"
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["runner"]["banner"].startswith("&&&& RUNNING")
+
+
+def test_an_interrupted_accuracy_pass_resumes_without_redoing_batches(desktop_models, tmp_path, cache):
+    log = tmp_path / "calls.log"
+    cfg = BenchConfig(target="desktop", limit=LIMIT, throughput_batch=4, latency=FAST)
+    exe = install(tmp_path / "bin", "100300", fail_after=6, log=log)
+    with pytest.raises(RemoteError, match="batches of .* are kept: run the same command again to resume"):
+        bench_trtexec(desktop_models, tmp_path / "r", cfg, LocalDevice(), str(exe))
+    assert log.read_text().count("inference") == 7  # the 7th failed
+    install(tmp_path / "bin", "100300", log=log)
+    report = bench_trtexec(desktop_models, tmp_path / "r", cfg, LocalDevice(), str(exe))
+    batches = 3 * 4  # 3 rows × 4 batches: only the 6 not done before ran again
+    assert log.read_text().count("inference") == 7 + (batches - 6)
+    assert len(report["results"]) == 3
+
+
+def test_trtexec_refusals(desktop_models, tmp_path, cache):
+    cfg = BenchConfig(target="desktop", limit=LIMIT, latency=FAST)
+    with pytest.raises(ConfigError, match="/usr/src/tensorrt/bin/trtexec"):
+        bench_trtexec(desktop_models, tmp_path / "a", cfg, LocalDevice(), str(tmp_path / "nowhere" / "trtexec"))
+    old = install(tmp_path / "old", "8502")
+    with pytest.raises(ConfigError, match="TensorRT 8.5.2.*does not match target desktop"):
+        bench_trtexec(desktop_models, tmp_path / "b", cfg, LocalDevice(), str(old))
+    new = install(tmp_path / "new", "110100")
+    with pytest.raises(ConfigError, match="--runner trtexec measures TensorRT targets"):
+        bench_trtexec(desktop_models, tmp_path / "c", BenchConfig(limit=LIMIT), LocalDevice(), str(new))
+    assert not any((tmp_path / n).exists() for n in "abc")
+
+
+def test_a_batch_changed_on_the_device_is_refused(desktop_models, tmp_path, cache):
+    exe = install(tmp_path / "bin", "100300", fail_after=0, log=tmp_path / "calls.log")
+    cfg = BenchConfig(target="desktop", limit=LIMIT, latency=FAST)
+    with pytest.raises(RemoteError):
+        bench_trtexec(desktop_models, tmp_path / "r", cfg, LocalDevice(), str(exe))
+    sent = next((cache / "edgeres" / "trtexec" / "device").glob("*/in/*.bin"))
+    sent.write_bytes(b"\0" * sent.stat().st_size)  # the file on the 'device' no longer is what was sent
+    install(tmp_path / "bin", "100300")
+    with pytest.raises(RemoteError, match="hashes to .* not the .* sent"):
+        bench_trtexec(desktop_models, tmp_path / "r", cfg, LocalDevice(), str(exe))
+
+
+TOOLS = ("sh", "mkdir", "ls", "cat", "sha256sum", "tar", "rm", "test")
+
+
+@pytest.fixture(scope="module")
+def device(tmp_path_factory):
+    """A loopback 'device': sshd whose sessions get a PATH with a shell, coreutils, tar and the stand-in, no python."""
+    folder = tmp_path_factory.mktemp("device")
+    path = folder / "path"
+    path.mkdir()
+    for tool in TOOLS:
+        where = shutil.which(tool)
+        if where:
+            (path / tool).symlink_to(where)
+    install(path, "100300")
+    home = folder / "home"
+    home.mkdir()
+    # as root: a uid-0 account 'jetson' whose shell (/bin/sh) reads no rc file, so the PATH below is all it has
+    server = start_sshd(folder / "sshd", (f"SetEnv PATH={path}",), f"jetson:x:0:0:device:{home}:/bin/sh")
+    if isinstance(server, str):
+        pytest.skip(server)
+    if server.user != "jetson":
+        pytest.skip("the device account needs root (its own passwd line inside sshd's namespace)")
+    yield server
+    server.proc.terminate()
+    server.proc.wait(10)
+
+
+def test_remote_trtexec_runner_needs_no_python_on_the_device(device, desktop_models, onnxruntime_report, tmp_path):
+    host = SshHost(device.destination, device.options(), device.key, accept_new_host_key=True)
+    assert host.run(["sh", "-c", "command -v python3 || command -v python || echo none"]).stdout.strip() == b"none"
+    assert host.run(["sh", "-c", "command -v trtexec"]).returncode == 0
+    r = edgeres("bench", *map(str, desktop_models), "--target", "desktop", "--runner", "trtexec", "--host",
+                device.destination, "--identity", str(device.key), "--accept-new-host-key",
+                *sum((["--ssh-option", o] for o in device.options()), []), "--limit", str(LIMIT), "--duration", "1",
+                "--warmup", "0", "--rounds", "1", "--throughput-batch", "4", "--out", str(tmp_path / "r"), "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    same_accuracy(report, onnxruntime_report)
+    assert report["runner"]["device"] == device.destination
+    assert all(c.split()[0] == "trtexec" for c in report["runner"]["commands"])
+
+
+def test_no_trtexec_on_the_device_is_one_line(device, desktop_models, tmp_path):
+    r = edgeres("bench", str(desktop_models[0]), "--target", "desktop", "--runner", "trtexec", "--host",
+                device.destination, "--identity", str(device.key), "--accept-new-host-key",
+                *sum((["--ssh-option", o] for o in device.options()), []), "--trtexec", "/opt/none/trtexec",
+                "--out", str(tmp_path / "r"))
+    assert_one_line_error(r, "/usr/src/tensorrt/bin/trtexec", "--trtexec PATH")
