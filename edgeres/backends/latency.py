@@ -73,6 +73,11 @@ def timed_runs(session: Session, x: np.ndarray, cfg: LatencyConfig) -> np.ndarra
     return np.asarray(times)
 
 
+def fill_batch(sample: np.ndarray, batch: int) -> np.ndarray:
+    """``batch`` rows made by repeating ``sample`` (a model is timed on a full batch even from few images)."""
+    return _fill(sample, batch)
+
+
 def _fill(sample: np.ndarray, batch: int) -> np.ndarray:
     if batch < 1:
         raise ConfigError(f"batch must be at least 1, got {batch}")

@@ -55,6 +55,18 @@ def footnotes(report: dict) -> list[str]:
                 f"(try --threads 1 or a quieter machine)" if noise[0] > NOISY_PCT else "")
         notes.append(f"host noise: the p50s of one model's timing windows spread up to {noise[0]:.1f}% "
                      f"({noise[1]}){warn}")
+    energy = report.get("energy") or {}
+    if energy.get("measured"):
+        idle = energy.get("idle") or {}
+        per = ", ".join(f"{r['label']} {r['energy']['mj_per_image']:.2f} mJ/img ({r['energy']['power']['mean_w']:.2f} W)"
+                        for r in res if (r.get("energy") or {}).get("mj_per_image") is not None)
+        idle_w = f"; idle {idle['mean_w']:.2f} W" if idle.get("mean_w") is not None else ""
+        notes.append(f"energy ({energy['meter']}, {energy['source']}): {per}{idle_w}")
+    elif energy:
+        notes.append(f"energy not measured: {energy.get('why')}")
+    state = report.get("device_state") or {}
+    if state.get("warning"):
+        notes.append(state["warning"])
     if any(r["accuracy_mode"].startswith("simulated") for r in res):
         notes.append("† accuracy of Q/DQ run as fake-quant in fp32: the arithmetic TensorRT performs")
     if any(not r["latency_representative"] for r in res):
@@ -121,7 +133,9 @@ def plot(report: dict, dest: Path) -> None:
     import matplotlib.pyplot as plt
 
     res = report["results"]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    with_energy = [r for r in res if (r.get("energy") or {}).get("mj_per_image") is not None]
+    fig, axes = plt.subplots(1, 3 if with_energy else 2, figsize=(16 if with_energy else 11, 4))
+    a, b = axes[0], axes[1]
     # the latency distribution: 5th–95th percentile box, 50th line, min–max whiskers, from the stored quantiles
     stats = [{"label": r["label"], "whislo": r["latency"]["quantiles_ms"][0], "q1": r["latency"]["quantiles_ms"][1],
               "med": r["latency"]["p50_ms"], "q3": r["latency"]["quantiles_ms"][19],
@@ -141,6 +155,14 @@ def plot(report: dict, dest: Path) -> None:
                    xytext=(4, 4), textcoords="offset points")
     b.set_xlabel("p50 latency (ms)")
     b.set_ylabel("top-1 (%)")
+    if with_energy:  # the energy view: accuracy against energy per image
+        c = axes[2]
+        for r in with_energy:
+            mj = r["energy"]["mj_per_image"]
+            c.scatter(mj, r["accuracy"]["top1"], s=40)
+            c.annotate(r["label"], (mj, r["accuracy"]["top1"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        c.set_xlabel(f"energy per image (mJ, {report['energy']['meter']})")
+        c.set_ylabel("top-1 (%)")
     fig.suptitle(f"edgeres bench — {report['target']['name']} — {report['dataset']['name']}")
     fig.tight_layout()
     with atomic_path(dest) as tmp:

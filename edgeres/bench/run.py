@@ -60,6 +60,7 @@ class BenchRow:
     latency: dict[str, Any] = field(default_factory=dict)
     throughput: dict[str, Any] = field(default_factory=dict)
     roofline: dict[str, Any] | None = None
+    energy: dict[str, Any] | None = None  # board power in a window of its own, and mJ per image
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,6 +171,33 @@ def _latency(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: Be
                 sess.close()
 
 
+def _energy(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: BenchConfig,
+            target: TargetProfile) -> dict[str, Any]:
+    """Board power of each model in a window of its own at the throughput batch, and energy per image; or why not."""
+    import time
+
+    from edgeres.backends.latency import fill_batch, timed_runs
+    from edgeres.energy import energy_per_image_mj, find_meter
+
+    meter, why = find_meter(target.kind)
+    if meter is None:
+        return {"measured": False, "why": why}
+    log(f"energy: idle power, then each model for {cfg.latency.duration_s:g} s at batch {cfg.throughput_batch} …")
+    _, idle = meter.measure(lambda: time.sleep(1.0))
+    xb = fill_batch(x[:cfg.throughput_batch], cfg.throughput_batch)
+    for r, open_session in zip(rows, openers):
+        sess = open_session(False, "throughput")
+        try:
+            times, power = meter.measure(lambda s=sess: timed_runs(s, xb, cfg.latency))
+        finally:
+            sess.close()
+        r.energy = {"power": power.to_dict(),
+                    **energy_per_image_mj(power, idle, float(np.mean(times)), cfg.throughput_batch)}
+    return {"measured": True, "meter": meter.name, "source": idle.source, "idle": idle.to_dict(),
+            "how": "mean board power while the model runs back to back at the throughput batch × mean time per "
+                   "call / batch; above idle: the same less the idle power measured first"}
+
+
 def _torch_rows(checkpoint: Path, target: TargetProfile, x: np.ndarray, labels: np.ndarray,
                 ref: np.ndarray | None) -> tuple[list[BenchRow], list[Opener]]:
     """Plain PyTorch eager: on the CPU, and on CUDA in fp32 and fp16 where a GPU exists."""
@@ -250,6 +278,7 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
         results += rows
         openers += more
     _latency(results, openers, x, cfg)
+    energy = _energy(results, openers, x, cfg, target)
     peaks, floor_target = None, target
     if target.kind == "cpu" and target.peak_fp32_tflops is None:
         peaks = measure_cpu_peaks(cfg.threads)  # recorded under measured_peaks; the target file has no datasheet
@@ -262,7 +291,7 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
         "target": asdict(target), "machine": machine(), "versions": versions(),
         "config": asdict(cfg), "dataset": {"name": ds.name, "images": len(ds)},
         "preprocessing": pre.to_dict(), "reference": ref.label, "model_cost": cost.to_dict(),
-        "measured_peaks": peaks, "engines": engines or None,
+        "measured_peaks": peaks, "engines": engines or None, "energy": energy,
         "timing": {"clock": "time.perf_counter around Session.infer", "what": "host wall time of one call",
                    "copies_timed": "per result: latency.copies_timed"},
         "results": [r.to_dict() for r in results],

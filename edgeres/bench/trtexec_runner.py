@@ -180,6 +180,62 @@ class TrtexecBench:
         return t.latency_ms / 1e3
 
 
+# tegrastats sampling around one command, as an argument list: the script is fixed text, the values are arguments.
+WITH_TEGRASTATS = ('i=$1; f=$2; shift 2; tegrastats --interval "$i" --logfile "$f" & t=$!; "$@"; rc=$?; '
+                   'kill "$t" 2>/dev/null; wait "$t" 2>/dev/null; exit $rc')
+NO_RAILS = ("tegrastats printed no power rails: on this JetPack it needs root; bench with a device account that may "
+            "run it (root, or sudo without a password for tegrastats)")
+
+
+def device_state(device: Device) -> dict:
+    """Power mode, clocks and whether they are locked (latency depends on DVFS when they are not)."""
+    def text(argv: list[str]) -> str | None:
+        p = device.run(argv, check=False)
+        return p.stdout.decode(errors="replace").strip() if p.returncode == 0 else None
+
+    mode, clocks = text(["nvpmodel", "-q"]), text(["jetson_clocks", "--show"])
+    locked = None
+    if clocks:
+        pairs = [(ln.split("MinFreq=")[1].split()[0], ln.split("MaxFreq=")[1].split()[0])
+                 for ln in clocks.splitlines() if ln.strip().startswith(("GPU", "EMC")) and "MinFreq=" in ln]
+        locked = bool(pairs) and all(lo == hi for lo, hi in pairs)
+    warning = None
+    if locked is False:
+        warning = "clocks are not locked (run sudo jetson_clocks on the device): latency then depends on DVFS"
+    elif clocks is None:
+        warning = "whether clocks are locked is unknown (jetson_clocks --show needs root): latency may depend on DVFS"
+    return {"nvpmodel": mode, "jetson_clocks": clocks, "clocks_locked": locked, "warning": warning}
+
+
+def _energy(tb: TrtexecBench, entries: list[Entry], rows: list[BenchRow], engines: dict[str, dict[str, str]],
+            cfg: BenchConfig) -> dict:
+    """Board power from tegrastats on the device: idle first, then each model in a trtexec window of its own."""
+    from edgeres.energy import energy_per_image_mj, summarize
+
+    idle_run = tb.device.run(["timeout", "2", "tegrastats", "--interval", "100"], check=False)
+    if idle_run.returncode in (126, 127):
+        return {"measured": False, "why": f"no tegrastats on {tb.device.destination} (it ships with JetPack in "
+                                          f"/usr/bin): not a Jetson?"}
+    idle = summarize(idle_run.stdout.decode(errors="replace").splitlines(), 2.0)
+    if idle.mean_w is None:
+        return {"measured": False, "why": NO_RAILS}
+    b = cfg.throughput_batch
+    for e, r in zip(entries, rows):
+        log_path = f"{tb.wdir}/out/{e.label}.tegrastats.log"
+        times = f"{tb.wdir}/out/{e.label}.energy.times.json"
+        argv = timing_argv(tb.exe, engines[e.label]["throughput"], e.info.input_name, b,
+                           tuple(e.info.preprocessing.input_shape), cfg.latency.warmup_s,
+                           max(1.0, cfg.latency.duration_s), cfg.latency.min_iters, times)
+        tb.commands.append(shlex.join(argv) + "  # energy window, under tegrastats --interval 100")
+        tb.run(["sh", "-c", WITH_TEGRASTATS, "sh", "100", log_path, *argv])
+        power = summarize(tb.device.read(log_path).decode(errors="replace").splitlines(), cfg.latency.duration_s)
+        t = parse_times(tb.device.read(times).decode(errors="replace"), cfg.latency.warmup_s * 1000)
+        r.energy = {"power": power.to_dict(), **energy_per_image_mj(power, idle, float(t.latency_ms.mean()) / 1e3, b)}
+    return {"measured": True, "meter": "tegrastats", "source": idle.source, "idle": idle.to_dict(),
+            "how": "tegrastats every 100 ms on the device during a trtexec run of its own at the throughput batch; "
+                   "mean board power × mean time per query / batch"}
+
+
 def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: Device,
                   trtexec: str | None = None, remote_base: str = ".cache/edgeres/trtexec") -> dict:
     """Measure every model on ``cfg.target`` with trtexec on ``device``; write report.json/.md/.png here."""
@@ -225,11 +281,14 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
             stats = stats_from_times(windows[r.label], b, [b, *e.info.preprocessing.input_shape],
                                      tb.copies_timed, f"trtexec on {device.destination}")
             setattr(r, key_, {**stats.to_dict(), "measured_by": "trtexec"})
+    energy = _energy(tb, entries, rows, engines, cfg)
+    state = device_state(device) if target.kind == "jetson" else None
     report = {
         "schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "target": asdict(target), "machine": machine(), "versions": versions(), "config": asdict(cfg),
         "dataset": {"name": ds.name, "images": len(ds)}, "preprocessing": entries[0].info.preprocessing.to_dict(),
         "reference": entries[0].label, "model_cost": None, "measured_peaks": None, "engines": None,
+        "energy": energy, "device_state": state,
         "timing": {"clock": "trtexec --exportTimes", "what": "latencyMs of each query: H2D + GPU compute + D2H",
                    "copies_timed": "per result: latency.copies_timed"},
         "runner": {"name": "trtexec", "tensorrt": str(version), "trtexec": exe, "banner": banner,

@@ -23,6 +23,7 @@ COMMANDS = {
     "targets": ("edgeres.cli.bench", "targets_cmd", "list target profiles."),
     "calib": ("edgeres.cli.data", "calib_grp", "make and inspect calibration sets."),
     "data": ("edgeres.cli.data", "data_grp", "fetch and inspect data sets."),
+    "device": ("edgeres.cli.device", "device_grp", "set a JetPack 6/7 device up for bench --host."),
 }
 
 
@@ -46,7 +47,7 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgeres")
 def main() -> None:
-    r"""edgeres: from an image classifier to a measured deployment on NVIDIA edge devices.
+    """edgeres: from an image classifier to a measured deployment on NVIDIA edge devices.
 
     \b
     dataset ─ train ─▶ checkpoint ─ export ─▶ ONNX ─ quantize ─▶ Q/DQ ONNX ─ build ─▶ engine ─ bench ─▶ report

@@ -70,7 +70,7 @@ def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_it
 def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_options, identity, accept_new_host_key,
               remote_edgeres, clean_remote, runner, trtexec_path, config_json, warmup_s, warmup_iters, duration_s, min_iters,
               rounds, batch, throughput_batch, threads, max_drop, as_json):
-    r"""Measure accuracy and latency of every precision against the fp32 reference.
+    """Measure accuracy and latency of every precision against the fp32 reference.
 
     \b
     Examples:
@@ -120,7 +120,7 @@ def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_o
 @handle_errors
 def run_cmd(out, epochs, limit_train, limit_test, method, force, warmup_s, warmup_iters, duration_s, min_iters,
             rounds, batch, throughput_batch, threads, max_drop, as_json):
-    r"""The demo: train → export → quantize (tensorrt and cpu recipes) → bench on Fashion-MNIST, cpu target.
+    """The demo: train → export → quantize (tensorrt and cpu recipes) → bench on Fashion-MNIST, cpu target.
 
     Resumable: a stage whose inputs and settings are unchanged is skipped.
 
@@ -147,7 +147,7 @@ def run_cmd(out, epochs, limit_train, limit_test, method, force, warmup_s, warmu
 @json_option
 @handle_errors
 def targets_cmd(as_json):
-    r"""List the target profiles in targets/, and say which one this machine is.
+    """List the target profiles in targets/, and say which one this machine is.
 
     \b
     Example:

@@ -44,7 +44,7 @@ from edgeres.config import (
 @handle_errors
 def train_cmd(data, out, epochs, batch_size, lr, schedule, arch, stem, size, augment, amp, seed,
               limit_train, limit_test, resume, as_json):
-    r"""Train ResNet-18 (or --arch) from scratch; checkpoint after every epoch.
+    """Train ResNet-18 (or --arch) from scratch; checkpoint after every epoch.
 
     \b
     Examples:
@@ -75,7 +75,7 @@ def train_cmd(data, out, epochs, batch_size, lr, schedule, arch, stem, size, aug
 @json_option
 @handle_errors
 def export_cmd(checkpoint, out, target, opset, parity_images, max_abs_diff, data, as_json):
-    r"""Export a checkpoint to ONNX and check it against PyTorch on real test images.
+    """Export a checkpoint to ONNX and check it against PyTorch on real test images.
 
     \b
     Example:
@@ -120,7 +120,7 @@ def export_cmd(checkpoint, out, target, opset, parity_images, max_abs_diff, data
 @handle_errors
 def quantize_cmd(onnx_path, int8, recipe, method, percentile, calibration, allow_small, sensitivity, max_drop,
                  max_float_layers, val_fraction, trt_cache_version, equalize, out, as_json):
-    r"""Post-training INT8 quantization to explicit Q/DQ ONNX, calibrated on images on disk.
+    """Post-training INT8 quantization to explicit Q/DQ ONNX, calibrated on images on disk.
 
     \b
     Examples:
@@ -184,7 +184,7 @@ def quantize_cmd(onnx_path, int8, recipe, method, percentile, calibration, allow
 @json_option
 @handle_errors
 def build_cmd(onnx_path, target, precision, dla_core, batch, max_batch, allow_tf32, force_device, out, as_json):
-    r"""Build the runtime artifact for a target: a TensorRT engine, or an optimized ONNX for cpu.
+    """Build the runtime artifact for a target: a TensorRT engine, or an optimized ONNX for cpu.
 
     \b
     Examples:

@@ -22,7 +22,7 @@ def calib_grp():
 @json_option
 @handle_errors
 def calib_make(data, per_class, split, seed, out, as_json):
-    r"""Draw a class-balanced calibration set from a training split.
+    """Draw a class-balanced calibration set from a training split.
 
     \b
     Example:
@@ -40,7 +40,7 @@ def calib_make(data, per_class, split, seed, out, as_json):
 @json_option
 @handle_errors
 def calib_show(path, as_json):
-    r"""Check a calibration set and say what it holds.
+    """Check a calibration set and say what it holds.
 
     \b
     Example:
@@ -63,7 +63,7 @@ def data_grp():
 @json_option
 @handle_errors
 def data_fetch(as_json):
-    r"""Find Fashion-MNIST, or fetch Debian's dataset-fashion-mnist into the user cache (no root).
+    """Find Fashion-MNIST, or fetch Debian's dataset-fashion-mnist into the user cache (no root).
 
     \b
     Example:

@@ -101,3 +101,24 @@ def start_sshd(folder: Path, extra_config: tuple[str, ...] = (), account: str | 
     host_pub = (folder / "host_key.pub").read_text().split()[:2]
     user = account.split(":")[0] if account and os.geteuid() == 0 else getpass.getuser()
     return Sshd(port, user, folder / "client_key", folder / "known_hosts", " ".join(host_pub), proc)
+
+
+DEVICE_TOOLS = ("sh", "mkdir", "ls", "cat", "sha256sum", "tar", "rm", "test")
+
+
+def start_device(folder: Path, path: Path, env: tuple[str, ...] = ()) -> Sshd | str:
+    """A loopback 'device': sshd whose account ``jetson`` (uid 0, shell /bin/sh, which reads no rc file, home under
+    ``folder``) has ``path`` as its whole PATH, holding a shell, coreutils and tar (and what the test adds)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for tool in DEVICE_TOOLS:
+        where = shutil.which(tool)
+        if where and not (path / tool).exists():
+            (path / tool).symlink_to(where)
+    home = folder / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    setenv = " ".join((f"PATH={path}", *env))
+    server = start_sshd(folder / "sshd", (f"SetEnv {setenv}",), f"jetson:x:0:0:device:{home}:/bin/sh")
+    if isinstance(server, Sshd) and server.user != "jetson":
+        server.proc.terminate()
+        return "the device account needs root (its own passwd line inside sshd's namespace)"
+    return server

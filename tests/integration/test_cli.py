@@ -11,7 +11,7 @@ from PIL import Image
 
 from tests.integration.fixtures import blank_calibration
 
-COMMANDS = ["train", "export", "quantize", "build", "bench", "run", "targets", "calib", "data"]
+COMMANDS = ["train", "export", "quantize", "build", "bench", "run", "targets", "calib", "data", "device"]
 
 
 def edgeres(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -6,7 +6,6 @@ OpenSSH server on loopback whose account has no python on its PATH. It never mea
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from edgeres.export import ExportConfig, onnx_from_checkpoint
 from edgeres.quantize import QuantConfig, qdq_from_onnx
 from edgeres.remote import LocalDevice, SshHost
 from tests.helpers.trtexec_standin import install
-from tests.integration.sshd import start_sshd
+from tests.integration.sshd import start_device
 from tests.integration.test_cli import assert_one_line_error, edgeres
 
 FAST = LatencyConfig(warmup_s=0.0, warmup_iters=1, duration_s=1.0, min_iters=2, rounds=1)
@@ -74,7 +73,29 @@ def test_local_trtexec_runner_scores_like_onnxruntime(desktop_models, onnxruntim
     assert any("--fp16" in c and "--onnx=" in c for c in run["commands"])
     assert any("--exportTimes=" in c for c in run["commands"]) and any("--loadInputs=" in c for c in run["commands"])
     assert report["results"][0]["latency"]["measured_by"] == "trtexec"
+    assert report["energy"] == {"measured": False, "why": "no tegrastats on this machine (it ships with JetPack in "
+                                                         "/usr/bin): not a Jetson?"}
     assert json.loads((tmp_path / "r" / "report.json").read_text())["runner"]["banner"].startswith("&&&& RUNNING")
+
+
+def test_energy_is_sampled_around_each_models_own_window(desktop_models, tmp_path, cache, monkeypatch):
+    from tests.helpers.tegrastats_standin import install as install_tegrastats
+
+    install_tegrastats(tmp_path / "bin")  # a STAND-IN replaying one real Orin Nano line: protocol, not power
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{__import__('os').environ['PATH']}")
+    exe = install(tmp_path / "bin", "100300")
+    cfg = BenchConfig(target="desktop", limit=32, throughput_batch=4, latency=FAST)
+    report = bench_trtexec(desktop_models[:1], tmp_path / "r", cfg, LocalDevice(), str(exe))
+    e = report["energy"]
+    assert e["measured"] and e["meter"] == "tegrastats" and e["source"] == "VDD_IN"
+    assert e["idle"]["samples"] >= 5 and e["idle"]["mean_w"] == pytest.approx(5.765)
+    for r in report["results"]:
+        power = r["energy"]["power"]
+        assert power["samples"] >= 5 and set(power["rails_w"]) == {"VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"}
+        per_query_s = r["energy"]["mj_per_image"] / 1000 * 4 / power["mean_w"]
+        assert per_query_s > 0
+    assert any("energy window" in c for c in report["runner"]["commands"])
+    assert "energy (tegrastats, VDD_IN)" in (tmp_path / "r" / "report.md").read_text()
 
 
 def test_an_interrupted_accuracy_pass_resumes_without_redoing_batches(desktop_models, tmp_path, cache):
@@ -116,28 +137,14 @@ def test_a_batch_changed_on_the_device_is_refused(desktop_models, tmp_path, cach
         bench_trtexec(desktop_models, tmp_path / "r", cfg, LocalDevice(), str(exe))
 
 
-TOOLS = ("sh", "mkdir", "ls", "cat", "sha256sum", "tar", "rm", "test")
-
-
 @pytest.fixture(scope="module")
 def device(tmp_path_factory):
-    """A loopback 'device': sshd whose sessions get a PATH with a shell, coreutils, tar and the stand-in, no python."""
+    """A loopback 'device' with a shell, coreutils, tar and the stand-in trtexec on its PATH, and no python."""
     folder = tmp_path_factory.mktemp("device")
-    path = folder / "path"
-    path.mkdir()
-    for tool in TOOLS:
-        where = shutil.which(tool)
-        if where:
-            (path / tool).symlink_to(where)
-    install(path, "100300")
-    home = folder / "home"
-    home.mkdir()
-    # as root: a uid-0 account 'jetson' whose shell (/bin/sh) reads no rc file, so the PATH below is all it has
-    server = start_sshd(folder / "sshd", (f"SetEnv PATH={path}",), f"jetson:x:0:0:device:{home}:/bin/sh")
+    install(folder / "path", "100300")
+    server = start_device(folder, folder / "path")
     if isinstance(server, str):
         pytest.skip(server)
-    if server.user != "jetson":
-        pytest.skip("the device account needs root (its own passwd line inside sshd's namespace)")
     yield server
     server.proc.terminate()
     server.proc.wait(10)

@@ -14,7 +14,7 @@ LAYERS = [
     ["data", "onnx_limits"],
     ["onnx_model", "onnx_opset", "models"],
     ["onnx_fp16", "backends"],  # runtimes: Session, latency, ONNX Runtime, torch, TensorRT
-    ["train", "export", "quantize", "build"],  # one stage per arrow of the data path
+    ["train", "export", "quantize", "build", "device_setup"],  # one stage per arrow of the data path
     ["bench"],
     ["pipeline"],
     ["cli", "__main__"],

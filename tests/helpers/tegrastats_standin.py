@@ -1,0 +1,27 @@
+"""A STAND-IN tegrastats that replays one real line (tests/data/tegrastats/samples.txt) every interval: it proves the
+sampling protocol (interval, logfile, being stopped), never a board's power."""
+from __future__ import annotations
+
+from pathlib import Path
+
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "tegrastats" / "samples.txt"
+
+
+def line_of(board: str) -> str:
+    for ln in SAMPLES.read_text().splitlines():
+        if ln.startswith(board + " ## "):
+            return ln.split(" ## ")[1]
+    raise KeyError(board)
+
+
+def install(bin_dir: Path, board: str = "jetson-orin-nano") -> Path:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    exe = bin_dir / "tegrastats"
+    exe.write_text("#!/bin/sh\n"
+                   "f=''\n"
+                   "while [ $# -gt 0 ]; do case \"$1\" in --logfile) f=$2; shift;; esac; shift; done\n"
+                   f"line='{line_of(board)}'\n"
+                   "while true; do if [ -n \"$f\" ]; then echo \"$line\" >> \"$f\"; else echo \"$line\"; fi; "
+                   "sleep 0.1; done\n")
+    exe.chmod(0o755)
+    return exe

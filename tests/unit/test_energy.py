@@ -1,0 +1,71 @@
+"""Power and energy: the tegrastats parser on real lines of five Jetson generations, and the local meters' protocol."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeres import energy
+from edgeres.energy import RaplMeter, board_watts, energy_per_image_mj, find_meter, parse_tegrastats, summarize
+
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "tegrastats" / "samples.txt"
+WANT = {  # board: (source of board power, W, rails)
+    "jetson-nano": ("POM_5V_IN", 0.9, {"POM_5V_IN", "POM_5V_GPU", "POM_5V_CPU"}),
+    "jetson-tx2": ("VDD_IN", 2.003, {"VDD_IN", "VDD_CPU", "VDD_GPU", "VDD_SOC", "VDD_WIFI", "VDD_DDR"}),
+    "jetson-agx-xavier": ("SYS5V", 1.889, {"GPU", "CPU", "SOC", "CV", "VDDRQ", "SYS5V"}),
+    "jetson-orin-nano": ("VDD_IN", 5.765, {"VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"}),
+    "jetson-agx-orin": ("sum of VDDQ_VDD2_1V8AO+VDD_CPU_CV+VDD_GPU_SOC+VIN_SYS_5V0", 8.66,
+                        {"VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0", "VDDQ_VDD2_1V8AO"}),
+}
+
+
+def samples() -> dict[str, str]:
+    out = {}
+    for ln in SAMPLES.read_text().splitlines():
+        if ln.strip() and not ln.startswith("#"):
+            board, line, _source = ln.split(" ## ")
+            out[board] = line
+    return out
+
+
+def test_every_kept_line_reads_into_the_same_fields():
+    got = samples()
+    assert sorted(got) == sorted(WANT)
+    for board, line in got.items():
+        rails = parse_tegrastats(line)
+        source, watts, names = WANT[board]
+        assert set(rails) == names, board  # no RAM, SWAP, APE, *_FREQ or temperature taken for a rail
+        w, src = board_watts(rails)
+        assert (src, round(w, 3)) == (source, watts), board
+
+
+def test_thor_rail_names_and_three_value_form():
+    rails = parse_tegrastats("GR3D_FREQ 0% VDD_GPU 0mW/0mW VDD_CPU_SOC_MSS 6510mW/6510mW VIN_SYS_5V0 6520mW/6520mW "
+                             "VIN 23000mW/23000mW/23000mW")
+    assert board_watts(rails) == (23.0, "VIN") and rails["VDD_CPU_SOC_MSS"] == 6.51
+
+
+def test_summary_and_energy_per_image():
+    line = samples()["jetson-orin-nano"]
+    reading = summarize([line, line.replace("VDD_IN 5765mW", "VDD_IN 6765mW")], 1.0)
+    assert reading.samples == 2 and reading.mean_w == pytest.approx(6.265) and reading.source == "VDD_IN"
+    idle = summarize([line.replace("VDD_IN 5765mW", "VDD_IN 3000mW")], 1.0)
+    e = energy_per_image_mj(reading, idle, seconds_per_query=0.010, batch=32)
+    assert e["mj_per_image"] == pytest.approx(6.265 * 0.010 / 32 * 1000)
+    assert e["mj_per_image_above_idle"] == pytest.approx(3.265 * 0.010 / 32 * 1000)
+    assert summarize(["RAM 613/3964MB CPU [2%@102] GR3D_FREQ 0%"], 1.0).mean_w is None  # no rails: not root
+
+
+def test_rapl_protocol_and_the_reason_when_absent(tmp_path, monkeypatch):
+    monkeypatch.setattr(energy, "POWERCAP", tmp_path / "powercap")
+    meter, why = find_meter("cpu")
+    assert meter is None and "no RAPL energy counters" in why
+    zone = tmp_path / "powercap" / "intel-rapl:0"
+    zone.mkdir(parents=True)
+    (zone / "energy_uj").write_text("1000000\n")
+    meter, why = find_meter("cpu")
+    assert isinstance(meter, RaplMeter) and why == ""
+    (zone / "energy_uj").write_text("3000000\n")  # 2 J later
+    assert meter.read()["VIN"] > 0
+    meter2, why2 = find_meter("desktop")
+    assert meter2 is not None or "NVML" in why2
