@@ -13,7 +13,7 @@ LAYERS = [
     ["artifacts", "targets"],
     ["data", "onnx_limits"],
     ["onnx_model", "onnx_opset", "models"],
-    ["onnx_fp16", "backends"],  # runtimes: Session, latency, ONNX Runtime, torch, TensorRT
+    ["onnx_fp16", "backends", "energy"],  # runtimes and meters: Session, latency, ONNX Runtime, torch, TensorRT
     ["train", "export", "quantize", "build", "device_setup"],  # one stage per arrow of the data path
     ["bench"],
     ["pipeline"],
