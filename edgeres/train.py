@@ -79,12 +79,18 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 5
 
 
 def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.25,
-                                                   div_factor=20.0, final_div_factor=200.0)
-    warm = max(1, steps // 20)
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / (steps - warm))))
+    if cfg.schedule == "onecycle" and steps >= 3:
+        # each phase needs at least one step: with 4 steps, 0.25 left the warm-up phase empty (a division by zero)
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps,
+                                                   pct_start=max(0.25, 2.0 / steps), div_factor=20.0,
+                                                   final_div_factor=200.0)
+    warm = max(1, steps // 20)  # cosine; also one-cycle runs of 1–2 steps, too short for its two phases
+    def cosine(s: int) -> float:
+        if s < warm:
+            return (s + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, steps - warm))))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, cosine)
 
 
 def data_inputs(cfg: TrainConfig) -> dict[str, Path | str]:

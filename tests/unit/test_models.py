@@ -216,3 +216,20 @@ def test_pickled_objects_are_refused(tmp_path):
     torch.save({"state_dict": Evil()}, p)
     with pytest.raises(ArtifactError, match="weights_only"):
         load_checkpoint(p)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 5, 8, 100])
+def test_schedules_run_for_any_number_of_steps(steps):
+    """Issue 12, defect 10: one-cycle divided by zero with exactly 4 steps (`edgeres run --limit-train 256`)."""
+    import torch
+
+    from edgeres.config import TrainConfig
+    from edgeres.train import _scheduler
+
+    for schedule in ("onecycle", "cosine"):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        sched = _scheduler(opt, TrainConfig(schedule=schedule), steps)
+        for _ in range(steps):
+            opt.step()
+            sched.step()
+        assert all(0 <= g["lr"] < 1 for g in opt.param_groups)
