@@ -7,6 +7,7 @@ first node and the logits back to float32 by the last; everything between comput
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -22,6 +23,17 @@ FP16_MAX = float(np.finfo(np.float16).max)
 def _half(t: TensorProto) -> TensorProto:
     arr = numpy_helper.to_array(t)
     return numpy_helper.from_array(np.clip(arr, -FP16_MAX, FP16_MAX).astype(np.float16), t.name)
+
+
+def _rename(nodes: Any, side: str, name: str) -> str:
+    """Point every node's ``side`` ("input"/"output") named ``name`` at ``<name>__fp16``; returns the new name."""
+    half = f"{name}__fp16"
+    for n in nodes:
+        names = getattr(n, side)
+        for k, x in enumerate(names):
+            if x == name:
+                names[k] = half
+    return half
 
 
 def fp16_model(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -43,26 +55,13 @@ def fp16_model(model: onnx.ModelProto) -> onnx.ModelProto:
             for a in n.attribute:
                 if a.name == "to" and a.i == TensorProto.FLOAT:
                     a.i = TensorProto.FLOAT16
-    casts_in = []
-    for inp in g.input:
-        if inp.type.tensor_type.elem_type != TensorProto.FLOAT:
-            continue
-        half = f"{inp.name}__fp16"
-        for n in g.node:
-            for k, name in enumerate(n.input):
-                if name == inp.name:
-                    n.input[k] = half
+    casts_in, casts_out = [], []
+    for inp in (i for i in g.input if i.type.tensor_type.elem_type == TensorProto.FLOAT):
+        half = _rename(g.node, "input", inp.name)
         casts_in.append(helper.make_node("Cast", [inp.name], [half], to=TensorProto.FLOAT16,
                                          name=f"edgeres_cast_{inp.name}_to_fp16"))
-    casts_out = []
-    for o in g.output:
-        if o.type.tensor_type.elem_type != TensorProto.FLOAT:
-            continue
-        half = f"{o.name}__fp16"
-        for n in g.node:
-            for k, name in enumerate(n.output):
-                if name == o.name:
-                    n.output[k] = half
+    for o in (o for o in g.output if o.type.tensor_type.elem_type == TensorProto.FLOAT):
+        half = _rename(g.node, "output", o.name)
         casts_out.append(helper.make_node("Cast", [half], [o.name], to=TensorProto.FLOAT,
                                           name=f"edgeres_cast_{o.name}_to_fp32"))
     nodes = casts_in + list(g.node) + casts_out
