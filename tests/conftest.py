@@ -33,4 +33,4 @@ def cpu_and_cuda():
     return ("cpu", pytest.param("cuda", marks=pytest.mark.needs_cuda))
 
 
-pytest_plugins = ["tests.integration.fixtures"]
+pytest_plugins = ["tests.helpers.fixtures"]

@@ -61,7 +61,7 @@ def test_bench_on_a_tensorrt_target_builds_and_reuses_engines(small_run, tmp_pat
     from edgeres.bench import BenchConfig, bench
     from edgeres.export import ExportConfig, onnx_from_checkpoint
     from edgeres.quantize import QuantConfig, qdq_from_onnx
-    from tests.integration.fixtures import FAST_LATENCY
+    from tests.helpers.fixtures import FAST_LATENCY
 
     cfg, _ = small_run
     fp32 = onnx_from_checkpoint(Path(cfg.out) / "model.pt", tmp_path / "model.onnx",

@@ -13,8 +13,8 @@ from edgeres.bench import BenchConfig, bench
 from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import ConfigError, DataError
 from edgeres.onnx_model import METADATA_KEY, set_metadata
-from tests.integration.fixtures import FAST_LATENCY
-from tests.integration.test_cli import assert_one_line_error, edgeres
+from tests.helpers.cli import assert_one_line_error, edgeres
+from tests.helpers.fixtures import FAST_LATENCY
 
 
 def test_model_input_that_does_not_match_its_preprocessing(small_run, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 
 from edgeres.onnx_limits import model_opset, parser_problems, target_limits
 from edgeres.targets import TARGETS_DIR, load_target
-from tests.integration.test_cli import assert_one_line_error, edgeres
+from tests.helpers.cli import assert_one_line_error, edgeres
 
 
 @pytest.fixture(scope="module")

@@ -2,30 +2,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.integration.fixtures import blank_calibration
+from tests.helpers.cli import assert_one_line_error, edgeres
+from tests.helpers.fixtures import blank_calibration
 
 COMMANDS = ["train", "export", "quantize", "build", "bench", "run", "targets", "calib", "data", "device"]
-
-
-def edgeres(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgeres", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**__import__("os").environ, "EDGERES_QUIET": "1"}, timeout=300)
-
-
-def assert_one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None:
-    assert r.returncode != 0
-    assert "Traceback" not in r.stderr
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.sshd import start_device
-from tests.integration.test_cli import assert_one_line_error, edgeres
+from tests.helpers.cli import assert_one_line_error, edgeres
+from tests.helpers.sshd import start_device
 
 
 def flags(server) -> list[str]:

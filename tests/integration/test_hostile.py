@@ -12,7 +12,7 @@ import pytest
 
 from edgeres.errors import ConfigError
 from edgeres.remote import SSH_OPTION_ALLOW, SshHost, parse_ssh_option
-from tests.integration.test_cli import assert_one_line_error, edgeres
+from tests.helpers.cli import assert_one_line_error, edgeres
 
 
 def digest(path: Path) -> str:

@@ -15,8 +15,8 @@ from edgeres.bench import BenchConfig
 from edgeres.bench.remote import config_json
 from edgeres.errors import ConfigError
 from edgeres.remote import SshHost
-from tests.integration.sshd import start_sshd
-from tests.integration.test_cli import assert_one_line_error, edgeres
+from tests.helpers.cli import assert_one_line_error, edgeres
+from tests.helpers.sshd import start_sshd
 
 REMOTE_EDGERES = str(Path(sys.executable).parent / "edgeres")
 FAST = ["--limit", "200", "--duration", "0.05", "--warmup", "0", "--warmup-iters", "1", "--rounds", "2",

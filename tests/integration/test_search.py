@@ -70,7 +70,7 @@ def test_impossible_budget_fails_and_writes_nothing(small_run, calib_dir, tmp_pa
 
 
 def test_auto_reports_every_method(small_run, calib_dir, tmp_path):
-    from tests.integration.test_cli import edgeres
+    from tests.helpers.cli import edgeres
 
     cfg, _ = small_run
     p = edgeres("quantize", str(Path(cfg.out) / "model.onnx"), "--int8", "--recipe", "cpu", "--method", "auto",

@@ -17,9 +17,9 @@ from edgeres.errors import ConfigError, RemoteError
 from edgeres.export import ExportConfig, onnx_from_checkpoint
 from edgeres.quantize import QuantConfig, qdq_from_onnx
 from edgeres.remote import LocalDevice, SshHost
+from tests.helpers.cli import assert_one_line_error, edgeres
+from tests.helpers.sshd import start_device
 from tests.helpers.trtexec_standin import install
-from tests.integration.sshd import start_device
-from tests.integration.test_cli import assert_one_line_error, edgeres
 
 FAST = LatencyConfig(warmup_s=0.0, warmup_iters=1, duration_s=1.0, min_iters=2, rounds=1)
 LIMIT = 100  # 4 batches of 32 (the last one 4)
