@@ -1,11 +1,14 @@
 """Which runner measures: this machine's runtimes (python), the device's own edgeres over SSH, or trtexec alone."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+from edgeres.backends.trtexec import JETPACK_TRTEXEC
 from edgeres.config import BenchConfig
 from edgeres.errors import ConfigError
 from edgeres.remote import LocalDevice, SshHost
+from edgeres.targets import load_target
 
 RUNNERS = ("auto", "python", "trtexec")
 
@@ -16,13 +19,16 @@ def choose_runner(runner: str, host: SshHost | None, target: str, remote_edgeres
         raise ConfigError(f"--runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
     if runner != "auto":
         return runner
+    if target != "jetson" and load_target(target).runtime != "tensorrt":
+        return "python"  # ONNX Runtime targets have no trtexec
     if host is not None:
         p = host.run([remote_edgeres, "--version"], check=False)
         return "python" if p.returncode == 0 else "trtexec"
-    if target == "cpu" or target.endswith("cpu.toml"):
-        return "python"
     from edgeres.backends.tensorrt import tensorrt_version
-    return "python" if tensorrt_version() is not None else "trtexec"
+    if tensorrt_version() is not None:
+        return "python"
+    has_trtexec = shutil.which("trtexec") is not None or Path(JETPACK_TRTEXEC).is_file()
+    return "trtexec" if has_trtexec else "python"  # python: its error says how to get TensorRT
 
 
 def bench_with(models: list[Path], out_dir: Path, cfg: BenchConfig, runner: str = "auto", host: SshHost | None = None,

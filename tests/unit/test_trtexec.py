@@ -77,3 +77,18 @@ def test_dla_timing_and_inference_commands():
                      "--iterations=10", "--avgRuns=1", "--exportTimes=times.json"]
     i = inference_argv("t", "m.engine", "input", 32, (1, 40, 40), "x.bin", "y.json")
     assert "--loadInputs=input:x.bin" in i and "--exportOutput=y.json" in i and "--iterations=1" in i
+
+
+def test_auto_runner_choice(tmp_path, monkeypatch):
+    from edgeres.bench.runners import choose_runner
+
+    assert choose_runner("auto", None, "cpu") == "python"  # ONNX Runtime: never trtexec
+    assert choose_runner("trtexec", None, "cpu") == "trtexec"  # asked for: the runner itself refuses with its reason
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert choose_runner("auto", None, "desktop") == "python"  # no TensorRT, no trtexec: python says how to get it
+    exe = tmp_path / "trtexec"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    assert choose_runner("auto", None, "desktop") == "trtexec"  # no TensorRT Python here, but a trtexec
+    with pytest.raises(ConfigError, match="--runner must be one of"):
+        choose_runner("fast", None, "cpu")
