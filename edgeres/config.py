@@ -26,6 +26,7 @@ DEFAULT_DATASET = "fashion-mnist"
 DEFAULT_OPSET = 18  # what `edgeres export` writes without --target (torch's dynamo exporter's own opset)
 MIN_OPSET = 13  # the lowest edgeres writes: per-channel QuantizeLinear needs 13
 MAX_OPSET = 25
+ENERGY_MODES = ("auto", "on", "off")
 DEFAULT_MAX_BATCH = 32  # the engines' largest batch: accuracy is scored in batches of this size
 
 
@@ -164,9 +165,12 @@ class BenchConfig:
     threads: int | None = None
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     max_drop: float | None = None  # top-1 points against fp32
+    energy: str = "auto"  # auto: measure where a meter is; on: refuse to bench without one; off: do not measure
 
     def validate(self) -> None:
         self.latency.validate()
+        if self.energy not in ENERGY_MODES:
+            raise ConfigError(f"--energy must be one of {', '.join(ENERGY_MODES)}, got {self.energy!r}")
         _finite("max_drop", self.max_drop)
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {self.limit}")

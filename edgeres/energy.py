@@ -21,6 +21,10 @@ RAIL = re.compile(r"(?<![\w@])([A-Z][A-Z0-9_]*) (\d+(?:\.\d+)?)(mW)?(?:/(\d+(?:\
 INPUT_RAILS = ("VDD_IN", "POM_5V_IN", "VIN", "SYS5V")  # the board's (or module's) input, by generation
 GR3D = re.compile(r"GR3D_FREQ (\d+)%(?:@\[?(\d+))?")
 POWERCAP = Path(os.environ.get("EDGERES_POWERCAP_DIR", "/sys/class/powercap"))
+INA3221 = tuple(Path(p) for p in os.environ.get(
+    "EDGERES_INA3221_DIRS", "/sys/bus/i2c/drivers/ina3221:/sys/bus/i2c/drivers/ina3221x").split(":"))
+NO_RAILS = ("tegrastats printed no power rails: on this JetPack it needs root; bench with an account that may run it "
+            "(root, or sudo without a password for tegrastats), or pass --energy off")
 
 
 def parse_tegrastats(line: str) -> dict[str, float]:
@@ -170,6 +174,66 @@ class NvmlMeter(Meter):
         return {"VIN": self.nvml.nvmlDeviceGetPowerUsage(self.handle) / 1000.0}  # mW → W: the GPU board's input
 
 
+class Ina3221Meter(Meter):
+    """A Jetson's INA3221 power monitors in sysfs: hwmon (``in*_label``, ``in*_input`` mV, ``curr*_input`` mA; JetPack
+    5 on) or the older iio driver (``rail_name_*``, ``in_power*_input`` mW; JetPack 4).
+    """
+
+    name = "ina3221"
+
+    def __init__(self, channels: list[tuple[str, list[Path]]]) -> None:
+        self.channels = channels
+
+    def read(self) -> dict[str, float]:
+        out = {}
+        for label, files in self.channels:
+            values = [float(f.read_text()) for f in files]
+            out[label] = values[0] * values[1] / 1e6 if len(values) == 2 else values[0] / 1000.0
+        return out
+
+
+def ina3221_channels(roots: tuple[Path, ...] | None = None) -> list[tuple[str, list[Path]]]:
+    """Every readable INA3221 channel: its label and the files that give its power."""
+    out: list[tuple[str, list[Path]]] = []
+    for root in roots or INA3221:
+        for hw in sorted(root.glob("*/hwmon/hwmon*")):
+            for lab in sorted(hw.glob("in*_label")):
+                n = lab.name[2:-len("_label")]
+                files = [hw / f"in{n}_input", hw / f"curr{n}_input"]
+                if all(f.exists() for f in files):
+                    out.append((lab.read_text().strip(), files))
+        for dev in sorted(root.glob("*/iio:device*")):
+            for name in sorted(dev.glob("rail_name_*")):
+                n = name.name.rsplit("_", 1)[1]
+                power = dev / f"in_power{n}_input"
+                if power.exists():
+                    out.append((name.read_text().strip(), [power]))
+    return out
+
+
+class TegrastatsMeter(Meter):
+    """tegrastats run on this Jetson for the window (``--interval 100``), its lines read as they come."""
+
+    name = "tegrastats"
+
+    def measure(self, run: Any) -> tuple[Any, PowerReading]:
+        import subprocess
+
+        proc = subprocess.Popen(["tegrastats", "--interval", "100"], stdout=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")),  # type: ignore[union-attr]
+                                  daemon=True)
+        t0 = time.perf_counter()
+        reader.start()
+        try:
+            result = run()
+        finally:
+            proc.terminate()
+            proc.wait(5)
+            reader.join(5)
+        return result, summarize(lines, time.perf_counter() - t0)
+
+
 def find_meter(kind: str) -> tuple[Meter | None, str]:
     """The meter for this machine and target kind, or None and why energy is not measured."""
     if kind == "desktop":
@@ -187,4 +251,15 @@ def find_meter(kind: str) -> tuple[Meter | None, str]:
         except PermissionError:
             return None, f"RAPL counters in {POWERCAP} need root to read (energy_uj is 0400 since Linux 5.10)"
         return meter, ""
-    return None, "on a Jetson energy is measured with tegrastats by the trtexec runner"
+    channels = ina3221_channels()
+    if channels:
+        try:
+            ina = Ina3221Meter(channels)
+            ina.read()
+            return ina, ""
+        except (PermissionError, OSError, ValueError):
+            pass  # unreadable without root on some JetPacks: tegrastats may still say
+    import shutil
+    if shutil.which("tegrastats"):
+        return TegrastatsMeter(), ""
+    return None, "no INA3221 monitors readable in sysfs and no tegrastats on PATH (JetPack puts it in /usr/bin)"

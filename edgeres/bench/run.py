@@ -179,11 +179,16 @@ def _energy(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: Ben
     from edgeres.backends.latency import fill_batch, timed_runs
     from edgeres.energy import energy_per_image_mj, find_meter
 
+    if cfg.energy == "off":
+        return {"measured": False, "why": "--energy off"}
     meter, why = find_meter(target.kind)
     if meter is None:
         return {"measured": False, "why": why}
     log(f"energy: idle power, then each model for {cfg.latency.duration_s:g} s at batch {cfg.throughput_batch} …")
     _, idle = meter.measure(lambda: time.sleep(1.0))
+    if idle.mean_w is None:
+        from edgeres.energy import NO_RAILS
+        return {"measured": False, "why": NO_RAILS}
     xb = fill_batch(x[:cfg.throughput_batch], cfg.throughput_batch)
     for r, open_session in zip(rows, openers):
         sess = open_session(False, "throughput")
@@ -253,6 +258,11 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
 
     cfg.validate()
     target = load_target(cfg.target)
+    if cfg.energy == "on":  # refused before any work, not after it
+        from edgeres.energy import find_meter
+        meter, why = find_meter(target.kind)
+        if meter is None:
+            raise ConfigError(f"--energy on, but energy cannot be measured here: {why}")
     entries = plan_rows(models, target)
     ref = entries[0]
     ds, x = evaluation_data(entries, target, cfg)

@@ -37,6 +37,7 @@ from edgeres.backends.trtexec import (
 from edgeres.bench.accuracy import accuracy
 from edgeres.bench.run import SCHEMA, BenchRow, Entry, check_budget, evaluation_data, machine, plan_rows
 from edgeres.config import DEFAULT_MAX_BATCH, BenchConfig
+from edgeres.energy import PowerReading
 from edgeres.errors import ConfigError, RemoteError
 from edgeres.onnx_limits import require_parsable
 from edgeres.onnx_model import load_onnx
@@ -183,9 +184,6 @@ class TrtexecBench:
 # tegrastats sampling around one command, as an argument list: the script is fixed text, the values are arguments.
 WITH_TEGRASTATS = ('i=$1; f=$2; shift 2; tegrastats --interval "$i" --logfile "$f" & t=$!; "$@"; rc=$?; '
                    'kill "$t" 2>/dev/null; wait "$t" 2>/dev/null; exit $rc')
-NO_RAILS = ("tegrastats printed no power rails: on this JetPack it needs root; bench with a device account that may "
-            "run it (root, or sudo without a password for tegrastats)")
-
 
 def device_state(device: Device) -> dict:
     """Power mode, clocks and whether they are locked (latency depends on DVFS when they are not)."""
@@ -207,18 +205,31 @@ def device_state(device: Device) -> dict:
     return {"nvpmodel": mode, "jetson_clocks": clocks, "clocks_locked": locked, "warning": warning}
 
 
+def idle_power(device: Device, cfg: BenchConfig) -> tuple[PowerReading | None, str]:
+    """The device's idle board power from 2 s of tegrastats, or why it cannot be had (``--energy on``: refused)."""
+    from edgeres.energy import NO_RAILS, summarize
+
+    if cfg.energy == "off":
+        return None, "--energy off"
+    run = device.run(["timeout", "2", "tegrastats", "--interval", "100"], check=False)
+    why = ""
+    if run.returncode in (126, 127):
+        why = f"no tegrastats on {device.destination} (it ships with JetPack in /usr/bin): not a Jetson?"
+    idle = summarize(run.stdout.decode(errors="replace").splitlines(), 2.0)
+    if not why and idle.mean_w is None:
+        why = NO_RAILS
+    if why and cfg.energy == "on":
+        raise ConfigError(f"--energy on, but energy cannot be measured: {why}")
+    return (None, why) if why else (idle, "")
+
+
 def _energy(tb: TrtexecBench, entries: list[Entry], rows: list[BenchRow], engines: dict[str, dict[str, str]],
-            cfg: BenchConfig) -> dict:
-    """Board power from tegrastats on the device: idle first, then each model in a trtexec window of its own."""
+            cfg: BenchConfig, idle: PowerReading | None, why: str) -> dict:
+    """Board power from tegrastats on the device: each model in a trtexec window of its own, against idle."""
     from edgeres.energy import energy_per_image_mj, summarize
 
-    idle_run = tb.device.run(["timeout", "2", "tegrastats", "--interval", "100"], check=False)
-    if idle_run.returncode in (126, 127):
-        return {"measured": False, "why": f"no tegrastats on {tb.device.destination} (it ships with JetPack in "
-                                          f"/usr/bin): not a Jetson?"}
-    idle = summarize(idle_run.stdout.decode(errors="replace").splitlines(), 2.0)
-    if idle.mean_w is None:
-        return {"measured": False, "why": NO_RAILS}
+    if idle is None:
+        return {"measured": False, "why": why}
     b = cfg.throughput_batch
     for e, r in zip(entries, rows):
         log_path = f"{tb.wdir}/out/{e.label}.tegrastats.log"
@@ -248,6 +259,7 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
                           f"drop --runner or name the device's target")
     exe, version, banner = find_trtexec(device, trtexec)
     target.check_tensorrt(version, what=f"trtexec on {device.destination} is TensorRT {version}, which")
+    idle, no_energy = idle_power(device, cfg)  # before any build: --energy on is refused here, not after the work
     entries = plan_rows(models, target)
     for e in entries:
         require_parsable(e.path, load_onnx(e.path), target, version)
@@ -281,7 +293,7 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
             stats = stats_from_times(windows[r.label], b, [b, *e.info.preprocessing.input_shape],
                                      tb.copies_timed, f"trtexec on {device.destination}")
             setattr(r, key_, {**stats.to_dict(), "measured_by": "trtexec"})
-    energy = _energy(tb, entries, rows, engines, cfg)
+    energy = _energy(tb, entries, rows, engines, cfg, idle, no_energy)
     state = device_state(device) if target.kind == "jetson" else None
     report = {
         "schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

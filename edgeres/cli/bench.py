@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from edgeres.cli import default, emit, handle_errors, json_option
-from edgeres.config import METHODS, BenchConfig, LatencyConfig, PipelineConfig, QuantConfig, TrainConfig
+from edgeres.config import ENERGY_MODES, METHODS, BenchConfig, LatencyConfig, PipelineConfig, QuantConfig, TrainConfig
 
 
 def latency_options(fn):
@@ -25,15 +25,18 @@ def latency_options(fn):
                      show_default=True),
         click.option("--threads", type=int, default=None, help="CPU threads (default: all cores)."),
         click.option("--max-drop", type=float, default=None, help="Fail if any precision loses more top-1 points."),
+        click.option("--energy", type=click.Choice(ENERGY_MODES), default=default(BenchConfig, "energy"),
+                     show_default=True, help="Board power and mJ/image: auto where a meter is (tegrastats, NVML, RAPL); "
+                                             "on: refuse to bench without one."),
     ]):
         fn = opt(fn)
     return fn
 
 
 def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_iters, rounds, batch,
-                 throughput_batch, threads, max_drop):
+                 throughput_batch, threads, max_drop, energy="auto"):
     return BenchConfig(target, data, limit, batch, throughput_batch, threads,
-                       LatencyConfig(warmup_s, warmup_iters, duration_s, min_iters, rounds), max_drop)
+                       LatencyConfig(warmup_s, warmup_iters, duration_s, min_iters, rounds), max_drop, energy)
 
 
 @click.command("bench")
@@ -69,7 +72,7 @@ def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_it
 @handle_errors
 def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_options, identity, accept_new_host_key,
               remote_edgeres, clean_remote, runner, trtexec_path, config_json, warmup_s, warmup_iters, duration_s, min_iters,
-              rounds, batch, throughput_batch, threads, max_drop, as_json):
+              rounds, batch, throughput_batch, threads, max_drop, energy, as_json):
     """Measure accuracy and latency of every precision against the fp32 reference.
 
     \b
@@ -89,7 +92,7 @@ def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_o
     from edgeres.bench.report import table
 
     cfg = bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_iters, rounds, batch,
-                       throughput_batch, threads, max_drop)
+                       throughput_batch, threads, max_drop, energy)
     if config_json is not None:
         import json
 
@@ -119,7 +122,7 @@ def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_o
 @json_option
 @handle_errors
 def run_cmd(out, epochs, limit_train, limit_test, method, force, warmup_s, warmup_iters, duration_s, min_iters,
-            rounds, batch, throughput_batch, threads, max_drop, as_json):
+            rounds, batch, throughput_batch, threads, max_drop, energy, as_json):
     """The demo: train → export → quantize (tensorrt and cpu recipes) → bench on Fashion-MNIST, cpu target.
 
     Resumable: a stage whose inputs and settings are unchanged is skipped.
@@ -138,7 +141,7 @@ def run_cmd(out, epochs, limit_train, limit_test, method, force, warmup_s, warmu
                   train=replace(base.train, epochs=epochs, limit_train=limit_train, limit_test=limit_test),
                   quant=replace(base.quant, method=method),
                   bench=bench_config("cpu", None, limit_test, warmup_s, warmup_iters, duration_s, min_iters,
-                                     rounds, batch, throughput_batch, threads, max_drop))
+                                     rounds, batch, throughput_batch, threads, max_drop, energy))
     report = run_pipeline(cfg, force=force)
     emit(as_json, report, table(report) + f"\nreport: {out}/report/report.json, report.md, report.png")
 

@@ -95,3 +95,10 @@ def test_a_target_whose_tensorrt_field_is_missing_or_malformed(tmp_path, nano_mo
     bad.write_text(text)
     assert_one_line_error(edgeres("build", str(nano_model), "--target", str(bad)), needle, str(bad))
     assert listing(tmp_path) == ["board.toml"]
+
+
+def test_energy_on_where_it_cannot_be_measured_is_refused_first(small_run, tmp_path):
+    cfg, _ = small_run
+    r = edgeres("bench", str(Path(cfg.out) / "model.onnx"), "--energy", "on", "--out", str(tmp_path / "r"))
+    assert_one_line_error(r, "--energy on", "cannot be measured")
+    assert not (tmp_path / "r").exists()

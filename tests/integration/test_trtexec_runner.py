@@ -119,10 +119,14 @@ def test_trtexec_refusals(desktop_models, tmp_path, cache):
     old = install(tmp_path / "old", "8502")
     with pytest.raises(ConfigError, match="TensorRT 8.5.2.*does not match target desktop"):
         bench_trtexec(desktop_models, tmp_path / "b", cfg, LocalDevice(), str(old))
+    with pytest.raises(ConfigError, match="--energy on, but energy cannot be measured: no tegrastats"):
+        bench_trtexec(desktop_models, tmp_path / "d", BenchConfig(target="desktop", limit=LIMIT, energy="on"),
+                      LocalDevice(), str(install(tmp_path / "cur", "100300")))
+    assert not list((cache / "edgeres" / "trtexec").glob("*/in"))  # refused before any batch or build
     new = install(tmp_path / "new", "110100")
     with pytest.raises(ConfigError, match="--runner trtexec measures TensorRT targets"):
         bench_trtexec(desktop_models, tmp_path / "c", BenchConfig(limit=LIMIT), LocalDevice(), str(new))
-    assert not any((tmp_path / n).exists() for n in "abc")
+    assert not any((tmp_path / n).exists() for n in "abcd")
 
 
 def test_a_batch_changed_on_the_device_is_refused(desktop_models, tmp_path, cache):

@@ -1,4 +1,4 @@
-"""Power and energy: the tegrastats parser on real lines of five Jetson generations, and the local meters' protocol."""
+"""Power and energy: the tegrastats parser on real lines of six Jetson generations, and the local meters' protocol."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,6 +16,7 @@ WANT = {  # board: (source of board power, W, rails)
     "jetson-orin-nano": ("VDD_IN", 5.765, {"VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"}),
     "jetson-agx-orin": ("sum of VDDQ_VDD2_1V8AO+VDD_CPU_CV+VDD_GPU_SOC+VIN_SYS_5V0", 8.66,
                         {"VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0", "VDDQ_VDD2_1V8AO"}),
+    "jetson-thor": ("VIN", 16.802, {"VDD_GPU", "VDD_CPU_SOC_MSS", "VIN_SYS_5V0", "VIN"}),
 }
 
 
@@ -69,3 +70,27 @@ def test_rapl_protocol_and_the_reason_when_absent(tmp_path, monkeypatch):
     assert meter.read()["VIN"] > 0
     meter2, why2 = find_meter("desktop")
     assert meter2 is not None or "NVML" in why2
+
+
+def test_ina3221_sysfs_of_both_drivers(tmp_path, monkeypatch):
+    """JetPack 5+ hwmon (mV × mA) and JetPack 4 iio (mW) layouts; the board rail becomes the board power."""
+    hw = tmp_path / "ina3221" / "1-0040" / "hwmon" / "hwmon3"
+    hw.mkdir(parents=True)
+    for n, (label, mv, ma) in enumerate([("VDD_IN", 5000, 1200), ("VDD_CPU_GPU_CV", 5000, 300)], 1):
+        (hw / f"in{n}_label").write_text(label + "\n")
+        (hw / f"in{n}_input").write_text(f"{mv}\n")
+        (hw / f"curr{n}_input").write_text(f"{ma}\n")
+    iio = tmp_path / "ina3221x" / "6-0040" / "iio:device0"
+    iio.mkdir(parents=True)
+    (iio / "rail_name_0").write_text("POM_5V_IN\n")
+    (iio / "in_power0_input").write_text("2500\n")
+    channels = energy.ina3221_channels((tmp_path / "ina3221", tmp_path / "ina3221x"))
+    assert [c[0] for c in channels] == ["VDD_IN", "VDD_CPU_GPU_CV", "POM_5V_IN"]
+    rails = energy.Ina3221Meter(channels).read()
+    assert rails == {"VDD_IN": 6.0, "VDD_CPU_GPU_CV": 1.5, "POM_5V_IN": 2.5}
+    assert board_watts(rails) == (6.0, "VDD_IN")
+    monkeypatch.setattr(energy, "INA3221", (tmp_path / "ina3221",))
+    meter, _ = find_meter("jetson")
+    assert isinstance(meter, energy.Ina3221Meter)
+    _, reading = meter.measure(lambda: __import__("time").sleep(0.25))
+    assert reading.samples >= 2 and reading.mean_w == 6.0 and reading.source == "VDD_IN"
