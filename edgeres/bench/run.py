@@ -150,25 +150,31 @@ def _accuracy(label: str, open_session: Opener, x: np.ndarray, labels: np.ndarra
     return accuracy(logits, labels, ref).to_dict(), mode, logits
 
 
-def _latency(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: BenchConfig) -> None:
+def _latency(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: BenchConfig,
+             per_batch_sessions: bool) -> None:
     """Latency at ``cfg.batch`` and ``cfg.throughput_batch`` for every row, timed in alternating windows.
 
-    Each batch is timed on the session made for it (a TensorRT engine optimized for that batch).
+    With ``per_batch_sessions`` (TensorRT), each batch is timed on the engine built for it; other runtimes take any
+    batch on one session, opened once.
     """
     log(f"latency of {len(rows)} models at batch {cfg.batch} and {cfg.throughput_batch}, "
         f"{cfg.latency.rounds} alternating rounds …")
-    for key, batch in (("latency", cfg.batch), ("throughput", cfg.throughput_batch)):
-        sessions: dict[str, Session] = {}
-        try:
-            for r, open_session in zip(rows, openers):
-                sessions[r.label] = open_session(False, key)
+    sessions: dict[str, Session] = {}
+    try:
+        for key, batch in (("latency", cfg.batch), ("throughput", cfg.throughput_batch)):
+            if per_batch_sessions or not sessions:
+                for sess in sessions.values():
+                    sess.close()
+                sessions = {}
+                for r, open_session in zip(rows, openers):
+                    sessions[r.label] = open_session(False, key)
             got = compare_latency(sessions, x[:batch], batch, cfg.latency)
             for r in rows:
                 setattr(r, key, got[r.label].to_dict())
                 r.threads = sessions[r.label].threads if r.threads is None else r.threads
-        finally:
-            for sess in sessions.values():
-                sess.close()
+    finally:
+        for sess in sessions.values():
+            sess.close()
 
 
 def _energy(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: BenchConfig,
@@ -287,7 +293,7 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
         rows, more = _torch_rows(Path(checkpoint), target, x, ds.labels, ref_logits)
         results += rows
         openers += more
-    _latency(results, openers, x, cfg)
+    _latency(results, openers, x, cfg, per_batch_sessions=target.runtime == "tensorrt")
     energy = _energy(results, openers, x, cfg, target)
     peaks, floor_target = None, target
     if target.kind == "cpu" and target.peak_fp32_tflops is None:
