@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edgeres.errors import ConfigError
+from edgeres.errors import ArtifactError, ConfigError
 
 MANIFEST_SUFFIX = ".json"
 
@@ -125,6 +125,15 @@ def is_fresh(artifact: Path, inputs: dict[str, Path | str], config: dict[str, An
         if rec is None or not p.is_file() or rec.get("sha256") != sha256_file(p):
             return False
     return True
+
+
+def check_against_manifest(path: Path, what: str, fix: str) -> None:
+    """Refuse a file whose sidecar manifest (written when edgeres made it) records another sha256: it changed since."""
+    man = read_manifest(Path(path))
+    want = (man or {}).get("artifact", {}).get("sha256") if isinstance(man, dict) else None
+    if want and Path(path).is_file() and sha256_file(Path(path)) != want:
+        raise ArtifactError(f"{path} is not the {what} edgeres wrote: its sha256 differs from {manifest_path(path).name}"
+                            f" (damaged or edited since); {fix}")
 
 
 def _same(a: Path, b: Path) -> bool:

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import torch
 
-from edgeres.artifacts import atomic_path, refuse_overwriting_inputs, write_manifest
+from edgeres.artifacts import atomic_path, check_against_manifest, refuse_overwriting_inputs, write_manifest
 from edgeres.config import DEFAULT_OPSET, ExportConfig
 from edgeres.data.datasets import load_dataset
 from edgeres.errors import ArtifactError, ConfigError
@@ -102,6 +102,7 @@ def onnx_from_checkpoint(checkpoint: Path, out: Path, cfg: ExportConfig = Export
     cfg.validate()
     opset, target = resolve_opset(cfg)
     refuse_overwriting_inputs(Path(out), {"checkpoint": Path(checkpoint)})
+    check_against_manifest(Path(checkpoint), "checkpoint", "re-train it, or restore it from a backup")
     ck = load_checkpoint(checkpoint)
     if ck.preprocessing is None:
         raise ArtifactError(f"{checkpoint} records no preprocessing; pass --size/--mean/--std "

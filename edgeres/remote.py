@@ -75,6 +75,8 @@ class SshHost:
 
     def __post_init__(self) -> None:
         d = self.destination
+        if self.identity is not None and not Path(self.identity).is_file():
+            raise ConfigError(f"--identity {self.identity} does not exist; give the private key file ssh should use")
         if not d or d.startswith("-") or any(c.isspace() for c in d):
             raise ConfigError(f"--host {d!r} is not a destination; give user@host (no spaces, no leading '-')")
         for o in self.options:

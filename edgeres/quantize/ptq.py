@@ -12,6 +12,7 @@ import onnx
 
 from edgeres.artifacts import (
     atomic_path,
+    check_against_manifest,
     refuse_overwriting_inputs,
     write_json_atomic,
     write_manifest,
@@ -157,6 +158,7 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
     for made in (out, out.with_suffix(".sensitivity.json"), out.with_suffix(".sensitivity.md"),
                  out.with_suffix(".calib.cache")):
         refuse_overwriting_inputs(made, {"input model": Path(onnx_path)})
+    check_against_manifest(Path(onnx_path), "model", "export it again with `edgeres export`")
     info = onnx_info(Path(onnx_path))
     if info.precision != "fp32":
         raise ConfigError(f"{onnx_path} is already {info.precision}; quantize the float model from `edgeres export`")

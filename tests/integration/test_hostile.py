@@ -176,3 +176,31 @@ def test_allow_list_has_no_option_that_runs_a_command_or_loosens_checks():
                  "batchmode", "nohostauthenticationforlocalhost", "verifyhostkeydns", "match", "include",
                  "controlpath", "controlmaster", "remotecommand", "sendenv", "setenv", "forwardagent"}
     assert not dangerous & set(SSH_OPTION_ALLOW)
+
+
+# ---- defect 4: a file edgeres made is checked against its manifest before the next stage uses it -----------------
+
+def test_a_changed_checkpoint_or_model_is_refused_by_the_next_stage(small_run, tmp_path):
+    cfg, _ = small_run
+    for name in ("model.pt", "model.pt.json", "model.onnx", "model.onnx.json"):
+        shutil.copy(Path(cfg.out) / name, tmp_path / name)
+    ck, onnx = tmp_path / "model.pt", tmp_path / "model.onnx"
+    for path in (ck, onnx):
+        blob = bytearray(path.read_bytes())
+        blob[len(blob) // 2] ^= 0xFF  # one flipped byte, as a bad disk or copy leaves it
+        path.write_bytes(bytes(blob))
+    r = edgeres("export", str(ck), "--out", str(tmp_path / "new.onnx"))
+    assert_one_line_error(r, "is not the checkpoint edgeres wrote", "sha256 differs")
+    r = edgeres("quantize", str(onnx), "--calibration", str(cfg.quant.calibration), "--out", str(tmp_path / "q.onnx"))
+    assert_one_line_error(r, "is not the model edgeres wrote", "edgeres export")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json", "model.pt", "model.pt.json"]
+
+
+# ---- defect 16: misleading messages -------------------------------------------------------------------------------
+
+def test_a_missing_identity_file_is_named_not_a_refused_login(small_run, tmp_path):
+    cfg, _ = small_run
+    r = edgeres("bench", str(Path(cfg.out) / "model.onnx"), "--host", "me@127.0.0.1", "--identity",
+                str(tmp_path / "no_such_key"), "--out", str(tmp_path / "r"))
+    assert_one_line_error(r, "--identity", "does not exist")
+    assert not (tmp_path / "r").exists()
