@@ -72,15 +72,19 @@ class PowerReading:
         return asdict(self)
 
 
-def summarize(lines: list[str], seconds: float, meter: str = "tegrastats") -> PowerReading:
-    """Mean board power and each rail's mean over tegrastats lines."""
-    per = [parse_tegrastats(ln) for ln in lines if ln.strip()]
-    per = [p for p in per if p]
+def reading(samples: list[dict[str, float]], seconds: float, meter: str) -> PowerReading:
+    """Mean board power and each rail's mean over samples of rails (W); samples without rails are skipped."""
+    per = [p for p in samples if p]
     board = [board_watts(p) for p in per]
     values = np.asarray([w for w, _ in board if w is not None], float)
     rails = {k: float(np.mean([p[k] for p in per if k in p])) for k in sorted({k for p in per for k in p})}
     return PowerReading(meter, seconds, int(values.size), float(values.mean()) if values.size else None,
                         float(values.std()) if values.size else None, board[0][1] if board else "none", rails)
+
+
+def summarize(lines: list[str], seconds: float, meter: str = "tegrastats") -> PowerReading:
+    """The reading of tegrastats lines."""
+    return reading([parse_tegrastats(ln) for ln in lines if ln.strip()], seconds, meter)
 
 
 def energy_per_image_mj(power: PowerReading, idle: PowerReading | None, seconds_per_query: float,
@@ -122,15 +126,7 @@ class Meter:
         finally:
             stop.set()
             t.join()
-        return result, self._reading(samples, time.perf_counter() - t0)
-
-    def _reading(self, samples: list[dict[str, float]], seconds: float) -> PowerReading:
-        board = [board_watts(s) for s in samples if s]
-        values = np.asarray([w for w, _ in board if w is not None], float)
-        keys = sorted({k for s in samples for k in s})
-        rails = {k: float(np.mean([s[k] for s in samples if k in s])) for k in keys}
-        return PowerReading(self.name, seconds, int(values.size), float(values.mean()) if values.size else None,
-                            float(values.std()) if values.size else None, board[0][1] if board else "none", rails)
+        return result, reading(samples, time.perf_counter() - t0, self.name)
 
 
 class RaplMeter(Meter):
