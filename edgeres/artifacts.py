@@ -104,9 +104,10 @@ def read_manifest(artifact: Path) -> dict[str, Any] | None:
     if not p.is_file():
         return None
     try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
+        doc = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return doc if isinstance(doc, dict) else None
 
 
 def is_fresh(artifact: Path, inputs: dict[str, Path | str], config: dict[str, Any]) -> bool:

@@ -108,7 +108,8 @@ def engine_from_onnx(onnx: Path, cfg: BuildConfig, out: Path | None = None, reus
         out = out or Path(onnx).with_name(f"{Path(onnx).stem}.ort-cpu.onnx")
         spec = EngineSpec(precision, tuple(info.preprocessing.input_shape))
         require(get_backend("onnxruntime")).compile(Path(onnx), target, out, spec)
-        write_manifest(out, "engine-onnxruntime", {"onnx": onnx}, asdict(cfg), info.preprocessing.to_dict())
+        write_manifest(out, "engine-onnxruntime", {"onnx": onnx}, asdict(cfg), info.preprocessing.to_dict(),
+                       {"classes": info.classes})
         return BuildOutput(out, "onnxruntime", precision, target.name, {})
     require_parsable(Path(onnx), model, target)
     built_on, forced = check_build_machine(target, cfg.force_device)
@@ -133,7 +134,7 @@ def engine_from_onnx(onnx: Path, cfg: BuildConfig, out: Path | None = None, reus
         return BuildOutput(out, "tensorrt", spec.label, target.name, {"reused": True})
     result = backend.compile(source, target, out, spec, timing_cache_path(str(version), gpu, cc))
     details = {**result.details, "gpu": gpu, "compute_capability": cc, "built_on": built_on,
-               "forced_device": forced}
+               "forced_device": forced, "classes": info.classes}
     write_manifest(out, "engine-tensorrt", {"onnx": source}, config, info.preprocessing.to_dict(), details)
     return BuildOutput(out, "tensorrt", spec.label, target.name, details)
 

@@ -11,7 +11,6 @@ from typing import Any, Literal, get_args
 
 from edgeres.archs import ARCHS, STEMS
 from edgeres.errors import ConfigError
-from edgeres.paths import DEFAULT_CALIBRATION
 
 Method = Literal["minmax", "entropy", "percentile"]
 RecipeName = Literal["tensorrt", "cpu"]
@@ -20,8 +19,9 @@ METHODS: tuple[str, ...] = get_args(Method)
 RECIPES: tuple[str, ...] = get_args(RecipeName)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 SCHEDULES = ("onecycle", "cosine")
-AUGMENTS = ("none", "flip", "flip+crop")
-AMP_MODES = ("auto", "bf16", "off")
+AUGMENTS = ("auto", "none", "flip", "crop", "flip+crop", "rrc", "rrc+flip")
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_DATASET = "fashion-mnist"
 DEFAULT_OPSET = 18  # what `edgeres export` writes without --target (torch's dynamo exporter's own opset)
 MIN_OPSET = 13  # the lowest edgeres writes: per-channel QuantizeLinear needs 13
@@ -38,9 +38,9 @@ def _finite(name: str, value: float | None) -> None:
 @dataclass(frozen=True)
 class TrainConfig:
     data: str = DEFAULT_DATASET
-    arch: str = "resnet18"
-    stem: str = "imagenet"
-    size: int = 40
+    arch: str | None = None  # None: the --weights' architecture, else resnet18
+    stem: str | None = None  # None: the --weights' stem, else imagenet
+    size: int | None = None  # None: 40 for fashion-mnist, 224 for an RGB folder, its own size for a grey one
     epochs: int = 2
     batch_size: int = 128
     lr: float = 0.4
@@ -48,12 +48,17 @@ class TrainConfig:
     weight_decay: float = 5e-4
     schedule: str = "onecycle"
     label_smoothing: float = 0.1
-    augment: str = "flip"
+    augment: str = "auto"  # auto: flip for fashion-mnist, rrc+flip for an RGB folder, crop for a grey one
     zero_init_residual: bool = True
-    amp: str = "auto"  # bf16 autocast: "auto" (where the CPU has native bf16), "bf16" or "off"
+    amp: str = "auto"  # autocast: bf16 where the device has it natively (fp16 with a scaler on older GPUs); "off"
     seed: int = 0
     limit_train: int | None = None
     limit_test: int | None = None
+    weights: str | None = None  # start from this torchvision or edgeres checkpoint (fine-tuning)
+    freeze_backbone: int = 0  # epochs that train only the head before everything trains
+    val_split: float | None = None  # held-out share of train for model selection; None: 0.1 for a folder, 0 else
+    device: str = "auto"  # auto | cpu | cuda
+    workers: int | None = None  # data-loading processes for image folders; None: up to 4 per process
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -62,17 +67,39 @@ class TrainConfig:
             raise ConfigError(f"--batch-size must be at least 2 (BatchNorm), got {self.batch_size}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"--schedule must be onecycle or cosine, got {self.schedule!r}")
-        if self.arch not in ARCHS:
+        if self.arch is not None and self.arch not in ARCHS:
             raise ConfigError(f"--arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
-        if self.stem not in STEMS:
+        if self.stem is not None and self.stem not in STEMS:
             raise ConfigError(f"--stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
         if self.augment not in AUGMENTS:
-            raise ConfigError(f"--augment must be none, flip or flip+crop, got {self.augment!r}")
+            raise ConfigError(f"--augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
         if self.amp not in AMP_MODES:
-            raise ConfigError(f"--amp must be auto, bf16 or off, got {self.amp!r}")
-        _finite("lr", self.lr)
+            raise ConfigError(f"--amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        for name in ("lr", "momentum", "weight_decay", "label_smoothing", "val_split"):
+            _finite(name, getattr(self, name))
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if not (0 <= self.momentum < 1 and self.weight_decay >= 0 and 0 <= self.label_smoothing < 1):
+            raise ConfigError("momentum and label smoothing must lie in [0, 1) and weight decay must be ≥ 0")
+        if self.size is not None and not 8 <= self.size <= 4096:
+            raise ConfigError(f"--size must lie between 8 and 4096 pixels, got {self.size}")
+        if self.val_split is not None and not 0 <= self.val_split <= 0.5:
+            raise ConfigError(f"--val-split must lie between 0 and 0.5, got {self.val_split}")
+        if self.freeze_backbone < 0:
+            raise ConfigError(f"--freeze-backbone counts epochs and must be ≥ 0, got {self.freeze_backbone}")
+        if self.freeze_backbone and not self.weights:
+            raise ConfigError("--freeze-backbone needs --weights: a backbone trained from scratch must not be frozen")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be ≥ 0, got {self.seed}")
+        if self.workers is not None and self.workers < 0:
+            raise ConfigError(f"--workers must be ≥ 0, got {self.workers}")
+        for name in ("limit_train", "limit_test"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
+
 
 @dataclass(frozen=True)
 class ExportConfig:
@@ -82,8 +109,21 @@ class ExportConfig:
     min_agreement: float = 99.9
     data: str | None = None  # data set for parity images; default: the one the checkpoint was trained on
     target: str | None = None  # write an ONNX this target's TensorRT parses (opset and op forms)
+    # for a checkpoint that records none (a torchvision file): its preprocessing and labels
+    size: int | None = None
+    resize: int | None = None  # shorter side before the centre crop; None: size
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    classes: tuple[str, ...] | None = None
+
+    @property
+    def gives_preprocessing(self) -> bool:
+        return any(v is not None for v in (self.size, self.resize, self.mean, self.std))
 
     def validate(self) -> None:
+        if self.gives_preprocessing and (self.size is None or self.mean is None or self.std is None):
+            raise ConfigError("a checkpoint's preprocessing needs --size, --mean and --std together "
+                              "(ImageNet: --size 224 --resize 256 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225)")
         if self.opset is not None and not MIN_OPSET <= self.opset <= MAX_OPSET:
             raise ConfigError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {self.opset}")
         if self.parity_images < 1:
@@ -97,7 +137,7 @@ class ExportConfig:
 class QuantConfig:
     recipe: str = "tensorrt"
     method: str = "minmax"  # minmax | entropy | percentile | auto
-    calibration: str = DEFAULT_CALIBRATION
+    calibration: str | None = None  # None: the shipped set for fashion-mnist, else a sample of the model's train split
     percentile: float = 99.999
     num_bins: int = 2048
     batch_size: int = 32
@@ -125,6 +165,14 @@ class QuantConfig:
             raise ConfigError(f"--max-float-layers must be at least 1, got {self.max_float_layers}")
         if not 0.05 <= self.val_fraction <= 0.5:
             raise ConfigError(f"--val-fraction must lie between 0.05 and 0.5, got {self.val_fraction}")
+        if self.trt_cache_version is not None:
+            from packaging.version import InvalidVersion, Version
+
+            try:
+                Version(self.trt_cache_version)
+            except InvalidVersion:
+                raise ConfigError(f"--trt-cache takes a TensorRT version such as 8.5.2, got "
+                                  f"{self.trt_cache_version!r}") from None
 
     @property
     def needs_validation(self) -> bool:

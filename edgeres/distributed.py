@@ -1,4 +1,5 @@
-"""Data-parallel training under ``torchrun``: one process per worker, over gloo (training runs on CPUs).
+"""Data-parallel training under ``torchrun``: one process per worker; NCCL with one GPU per process (LOCAL_RANK)
+when training on CUDA, gloo on CPUs.
 
 ``torchrun --nproc-per-node 2 -m edgeres train …`` sets RANK/WORLD_SIZE/LOCAL_RANK; without them training runs as
 one process. ``--batch-size`` stays the global batch, so the same options give the same schedule at any size.
@@ -34,11 +35,16 @@ class World:
         """CPU threads for this rank: the cores shared among the processes of this node."""
         return max(1, (os.cpu_count() or 1) // self.local_size)
 
+    @property
+    def device(self) -> torch.device:
+        """Where collective tensors live: this rank's GPU under NCCL, else the CPU."""
+        return torch.device("cuda", self.local_rank) if self.backend == "nccl" else torch.device("cpu")
+
     def sum(self, value: float) -> float:
         """``value`` summed over every rank (itself when alone)."""
         if self.size == 1:
             return value
-        t = torch.tensor([value], dtype=torch.float64)
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
         torch.distributed.all_reduce(t)
         return float(t.item())
 
@@ -58,8 +64,11 @@ class World:
             torch.distributed.barrier()
 
 
-def init_world() -> World:
-    """Join the process group that torchrun described in the environment, or run alone."""
+def init_world(cuda: bool = False) -> World:
+    """Join the process group that torchrun described in the environment, or run alone.
+
+    On CUDA each process takes the GPU of its ``LOCAL_RANK`` and the group talks NCCL; on CPUs, gloo.
+    """
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return World()
@@ -67,7 +76,14 @@ def init_world() -> World:
 
     if not dist.is_available():
         raise ConfigError("this torch build has no torch.distributed; run without torchrun")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
     backend = "gloo"
+    if cuda:
+        if local >= torch.cuda.device_count():
+            raise ConfigError(f"LOCAL_RANK {local} has no GPU ({torch.cuda.device_count()} visible); start torchrun "
+                              f"with --nproc-per-node {torch.cuda.device_count()} or fewer")
+        torch.cuda.set_device(local)
+        backend = "nccl" if dist.is_nccl_available() else "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend)
     return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),

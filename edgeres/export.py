@@ -6,18 +6,20 @@ import io
 import json
 import logging
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
+from PIL import Image
 
 from edgeres.artifacts import atomic_path, check_against_manifest, refuse_overwriting_inputs, write_manifest
 from edgeres.config import DEFAULT_OPSET, ExportConfig
 from edgeres.data.datasets import load_dataset
+from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import ArtifactError, ConfigError
-from edgeres.models import load_checkpoint
+from edgeres.models import Checkpoint, load_checkpoint
 from edgeres.onnx_limits import export_opset, model_opset, parser_problems, target_limits
 from edgeres.onnx_model import (
     CLASSES_KEY,
@@ -29,6 +31,7 @@ from edgeres.onnx_model import (
     set_metadata,
 )
 from edgeres.onnx_opset import downgrade_opset
+from edgeres.progress import log
 from edgeres.targets import TargetProfile, load_target
 
 INPUT_NAME = "input"
@@ -97,24 +100,53 @@ def parity(onnx_path: Path, model: torch.nn.Module, x: np.ndarray) -> tuple[floa
             float(np.abs(ref).max()))
 
 
+def _with_labels(ck: Checkpoint, cfg: ExportConfig, path: Path) -> Checkpoint:
+    """The checkpoint with the preprocessing and labels it records, or those the options give a foreign one."""
+    pre = ck.preprocessing
+    if cfg.gives_preprocessing:
+        if pre is not None:
+            raise ConfigError(f"{path} records its preprocessing; drop --size/--resize/--mean/--std")
+        assert cfg.size is not None and cfg.mean is not None and cfg.std is not None
+        pre = Preprocessing(cfg.size, len(cfg.mean), cfg.mean, cfg.std, resize=cfg.resize)
+    elif pre is None:
+        raise ConfigError(f"{path} records no preprocessing (a torchvision checkpoint); pass --size, --mean and --std "
+                          f"(ImageNet: --size 224 --resize 256 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225)")
+    if pre.channels != ck.model_cfg.in_channels:
+        raise ConfigError(f"--mean/--std give {pre.channels} channel(s) but {path} takes {ck.model_cfg.in_channels}")
+    classes = list(cfg.classes) if cfg.classes else list(ck.classes)
+    if ck.extra.get("source") == "state_dict" and not cfg.classes:
+        raise ConfigError(f"{path} has no class names; pass --classes labels.txt (one per line, "
+                          f"{ck.model_cfg.num_classes} lines)")
+    if len(classes) != ck.model_cfg.num_classes:
+        raise ConfigError(f"--classes names {len(classes)} labels but {path}'s head has {ck.model_cfg.num_classes} "
+                          f"outputs; give one label per output")
+    return replace(ck, preprocessing=pre, classes=classes)
+
+
+def _parity_inputs(data: str | None, pre: Preprocessing, n: int) -> tuple[np.ndarray, int]:
+    """Test images of ``data``, or seeded random images when the checkpoint names no data set and --data is absent."""
+    if data is None:
+        log("parity on random images: the checkpoint names no data set (pass --data for real ones)")
+        rng = np.random.default_rng(0)
+        imgs = [Image.fromarray(rng.integers(0, 256, (pre.size, pre.size, 3), np.uint8)) for _ in range(min(n, 64))]
+        return np.stack([pre(im) for im in imgs]), len(imgs)
+    test = load_dataset(data, "test")
+    n = min(n, len(test))
+    return test.subset(np.linspace(0, len(test) - 1, n).astype(int)).tensors(pre, "parity images"), n
+
+
 def onnx_from_checkpoint(checkpoint: Path, out: Path, cfg: ExportConfig = ExportConfig()) -> ExportResult:
     """Export ``checkpoint`` to ``out`` (dynamic batch; for ``cfg.target``'s parser) and check parity on real images."""
     cfg.validate()
     opset, target = resolve_opset(cfg)
     refuse_overwriting_inputs(Path(out), {"checkpoint": Path(checkpoint)})
     check_against_manifest(Path(checkpoint), "checkpoint", "re-train it, or restore it from a backup")
-    ck = load_checkpoint(checkpoint)
-    if ck.preprocessing is None:
-        raise ArtifactError(f"{checkpoint} records no preprocessing; pass --size/--mean/--std "
-                            f"(a torchvision checkpoint needs them)")
+    ck = _with_labels(load_checkpoint(checkpoint), cfg, Path(checkpoint))
+    assert ck.preprocessing is not None
     data = cfg.data or ck.extra.get("train_config", {}).get("data")
-    if data is None:
-        raise ConfigError("the checkpoint does not name its data set; pass --data for the parity images")
     model = ck.model()
     pre = ck.preprocessing
-    test = load_dataset(data, "test")
-    n = min(cfg.parity_images, len(test))
-    x = test.subset(np.linspace(0, len(test) - 1, n).astype(int)).tensors(pre, "parity images")
+    x, n = _parity_inputs(data, pre, cfg.parity_images)
     with atomic_path(Path(out)) as tmp:
         _export(model, pre.input_shape, tmp, opset)
         proto = load_onnx(tmp)
@@ -126,7 +158,7 @@ def onnx_from_checkpoint(checkpoint: Path, out: Path, cfg: ExportConfig = Export
         set_metadata(proto, {
             METADATA_KEY: pre.to_json(),
             CLASSES_KEY: json.dumps(ck.classes),
-            DATASET_KEY: data,
+            **({DATASET_KEY: data} if data else {}),
             MODEL_KEY: json.dumps(ck.model_cfg.to_dict()),
             PRECISION_KEY: "fp32",
         })
@@ -142,6 +174,7 @@ def onnx_from_checkpoint(checkpoint: Path, out: Path, cfg: ExportConfig = Export
                               f"and report it; nothing was written")
     write_manifest(Path(out), "onnx-fp32", {"checkpoint": checkpoint}, asdict(cfg), pre.to_dict(),
                    {"max_abs_diff": diff, "max_abs_logit": scale, "agreement": agree, "parity_images": n,
-                    "data": data, "opset": opset,
+                    "parity_inputs": f"{data} test split" if data else "random images (no --data)",
+                    "data": data, "opset": opset, "classes": ck.classes,
                     "parser": None if lim is None else {"tensorrt": str(lim.tensorrt), "max_opset": lim.max_opset}})
     return ExportResult(Path(out), diff, agree, n, opset)

@@ -17,6 +17,7 @@ DATASET_KEY = "edgeres.dataset"
 MODEL_KEY = "edgeres.model"
 PRECISION_KEY = "edgeres.precision"
 RECIPE_KEY = "edgeres.quant"
+OUTPUT_KEY = "edgeres.output"  # "probabilities" when the graph ends in a softmax (a bundle option), else logits
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,13 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from edgeres.artifacts import is_fresh, read_manifest
+from edgeres.artifacts import is_fresh, read_manifest, sha256_file
 from edgeres.bench import bench
-from edgeres.config import PipelineConfig
+from edgeres.config import DEFAULT_DATASET, PipelineConfig
 from edgeres.data.calibration import make_calibration_set
+from edgeres.errors import ArtifactError
 from edgeres.export import onnx_from_checkpoint
-from edgeres.paths import calibration_path
+from edgeres.paths import DEFAULT_CALIBRATION, calibration_path
 from edgeres.progress import log
 from edgeres.quantize import qdq_from_onnx
 from edgeres.train import TrainConfig, data_inputs, train
@@ -25,24 +26,52 @@ class StageLog:
         log(f"[{name}] {'up to date, skipped' if skipped else f'done in {seconds:.1f} s'}: {path}")
 
 
-def _checkpoint_done(ckpt: Path, cfg: TrainConfig) -> bool:
+def _train_state(ckpt: Path, cfg: TrainConfig, force: bool) -> str:
+    """``done``, ``resume`` or ``fresh`` for the run's checkpoint. A checkpoint whose bytes no longer match its
+    manifest (a killed copy, a full disk) is trained afresh, never "resumed"; one without an edgeres manifest is not
+    edgeres's to replace.
+    """
+    if not ckpt.exists():
+        return "fresh"
     man = read_manifest(ckpt)
-    return (is_fresh(ckpt, data_inputs(cfg), asdict(cfg))
-            and man is not None and man.get("results", {}).get("epoch") == cfg.epochs)
+    if man is None or man.get("kind") != "checkpoint":
+        if force:
+            return "fresh"
+        raise ArtifactError(f"{ckpt} exists but edgeres has no record of making it (no valid {ckpt.name}.json); "
+                            f"move it away, or pass --force to replace it")
+    if force:
+        return "fresh"
+    if (man.get("artifact") or {}).get("sha256") != sha256_file(ckpt):
+        log(f"{ckpt} does not match its manifest (damaged or cut short): training afresh")
+        return "fresh"
+    if is_fresh(ckpt, data_inputs(cfg), asdict(cfg)) and man.get("results", {}).get("epoch") == cfg.epochs:
+        return "done"
+    return "resume" if man.get("config") == asdict(cfg) else "fresh"
+
+
+def pipeline_calibration(cfg: PipelineConfig, out: Path) -> Path:
+    """--calibration; else the shipped Fashion-MNIST set, or one drawn from the user's training split into the run."""
+    if cfg.quant.calibration is not None:
+        return calibration_path(cfg.quant.calibration)
+    if cfg.train.data == DEFAULT_DATASET:
+        return calibration_path(DEFAULT_CALIBRATION)
+    return out / "calibration"
 
 
 def run_pipeline(cfg: PipelineConfig = PipelineConfig(), force: bool = False) -> dict:
     """Run every stage whose output is missing or stale; returns the bench report."""
+    for c in (cfg.train, cfg.export, cfg.quant, cfg.bench):
+        c.validate()  # every setting is checked before anything is made
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     st = StageLog()
 
     ckpt = out / "model.pt"
     t = time.perf_counter()
-    done = not force and _checkpoint_done(ckpt, cfg.train)
+    state = _train_state(ckpt, cfg.train, force)
+    done = state == "done"
     if not done:
-        resume = not force and ckpt.is_file() and (read_manifest(ckpt) or {}).get("config") == asdict(cfg.train)
-        train(cfg.train, ckpt, resume=resume)
+        train(cfg.train, ckpt, resume=state == "resume")
     st.add("train", ckpt, done, time.perf_counter() - t)
 
     onnx_path = out / "model.onnx"
@@ -52,15 +81,16 @@ def run_pipeline(cfg: PipelineConfig = PipelineConfig(), force: bool = False) ->
         onnx_from_checkpoint(ckpt, onnx_path, cfg.export)
     st.add("export", onnx_path, done, time.perf_counter() - t)
 
-    calib = calibration_path(cfg.quant.calibration)
-    if not (calib / "manifest.json").is_file():
+    calib = pipeline_calibration(cfg, out)
+    if not (calib / "manifest.json").is_file() and not (cfg.quant.calibration and calib.is_dir()):
         t = time.perf_counter()
-        make_calibration_set(cfg.train.data, calib, cfg.calib_per_class, "train")
+        make_calibration_set(cfg.train.data, calib, cfg.calib_per_class, "train",
+                             strict=cfg.train.data == DEFAULT_DATASET)
         st.add("calibration set", calib, False, time.perf_counter() - t)
 
     models = [onnx_path]
     for recipe in cfg.recipes:
-        q = replace(cfg.quant, recipe=recipe)
+        q = replace(cfg.quant, recipe=recipe, calibration=str(calib))
         qpath = out / f"model.int8-{recipe}.onnx"
         t = time.perf_counter()
         done = not force and is_fresh(qpath, {"onnx": onnx_path, "calibration_manifest": calib / "manifest.json"},

@@ -100,6 +100,7 @@ class Backend(Protocol):
 
 
 def infer_all(session: Session, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Logits for every row of ``x``, in batches."""
+    """Logits for every row of ``x``, in batches (no larger than the session takes)."""
+    batch_size = min(batch_size, session.max_batch or batch_size)
     outs = [session.infer(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
     return np.concatenate(outs) if outs else np.empty((0, 0), np.float32)

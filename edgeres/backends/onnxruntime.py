@@ -25,13 +25,13 @@ class OrtSession(ClosingSession):
     device = "cpu"
     max_batch: int | None = None
 
-    def __init__(self, path: Path, threads: int | None = None, simulate: bool = False) -> None:
+    def __init__(self, path: Path, threads: int | None = None, simulate: bool = False, quiet: bool = False) -> None:
         import onnxruntime as ort
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads or os.cpu_count() or 1
         so.inter_op_num_threads = 1
-        so.log_severity_level = 3
+        so.log_severity_level = 4 if quiet else 3  # quiet: a failure the caller expects and handles
         if simulate:
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
@@ -42,6 +42,8 @@ class OrtSession(ClosingSession):
         inp = self._sess.get_inputs()[0]
         self.input_name: str = inp.name
         self.input_shape = inp.shape
+        if isinstance(inp.shape[0], int):  # a graph with its batch fixed (an imported model that needs it)
+            self.max_batch = inp.shape[0]
         self.output_name: str = self._sess.get_outputs()[0].name
         self.threads = so.intra_op_num_threads
         self.simulate = simulate

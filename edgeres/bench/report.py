@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from edgeres.artifacts import atomic_path, write_json_atomic, write_text_atomic
+from edgeres.bench.classes import markdown_lines, plot_confusion
 from edgeres.errors import ArtifactError
 
 COLUMNS = ["precision", "top-1 %", "Δtop-1 pt", "agree %", "p50 ms", "p90 ms", "p99 ms", "img/s @B", "vs fp32 p50"]
@@ -106,6 +107,7 @@ def markdown(report: dict) -> str:
         out.append(f"| {r['label']} | {lat['p95_ms']:.3f} | {lat['mean_ms']:.3f} | {lat['std_ms']:.3f} | "
                    f"{lat['iterations']} | {_f(a['cosine'], '.5f')} | {_f(a['max_abs_diff'], '.4f')} | {a['top5']:.2f} |")
     out += roofline_lines(report)
+    out += markdown_lines(report)
     return "\n".join(out) + "\n"
 
 
@@ -176,6 +178,8 @@ def write_reports(report: dict, out_dir: Path) -> dict[str, Path]:
     write_json_atomic(paths["json"], report)
     write_text_atomic(paths["md"], markdown(report))
     plot(report, paths["png"])
+    if plot_confusion(report, out_dir / "confusion.png"):
+        paths["confusion"] = out_dir / "confusion.png"
     return paths
 
 
@@ -186,7 +190,14 @@ def load_report(path: Path) -> dict:
         doc = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ArtifactError(f"{path} is not a readable report ({e}); re-run `edgeres bench`") from None
+    if not isinstance(doc, dict):
+        raise ArtifactError(f"{path} is not a bench report (JSON, but not an object); re-run `edgeres bench`")
     if doc.get("schema") != SCHEMA:
         raise ArtifactError(f"{path} has schema {doc.get('schema')!r}, this edgeres reads {SCHEMA}; "
                             f"re-run `edgeres bench` with this version")
+    res = doc.get("results")
+    if not isinstance(res, list) or not res or not all(
+            isinstance(r, dict) and isinstance(r.get("accuracy"), dict) and isinstance(r.get("latency"), dict)
+            for r in res):
+        raise ArtifactError(f"{path} has schema {SCHEMA} but its results are malformed; re-run `edgeres bench`")
     return doc

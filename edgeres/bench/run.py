@@ -15,10 +15,12 @@ import numpy as np
 from edgeres.artifacts import sha256_file, versions
 from edgeres.backends import Session, get_backend, infer_all, require
 from edgeres.backends.latency import compare_latency
-from edgeres.bench.accuracy import accuracy
+from edgeres.bench.accuracy import accuracy, confusion
+from edgeres.bench.classes import MAX_CONFUSION, write_predictions
 from edgeres.build import engine_from_onnx
 from edgeres.config import DEFAULT_MAX_BATCH, BenchConfig, BuildConfig
 from edgeres.data.datasets import ImageSet, load_dataset
+from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import AccuracyBudgetExceeded, ConfigError, DataError
 from edgeres.hw import cpu_features
 from edgeres.onnx_model import RECIPE_KEY, OnnxInfo, load_onnx, metadata, onnx_info
@@ -209,15 +211,22 @@ def _energy(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: Ben
                    "call / batch; above idle: the same less the idle power measured first"}
 
 
-def _torch_rows(checkpoint: Path, target: TargetProfile, x: np.ndarray, labels: np.ndarray,
-                ref: np.ndarray | None) -> tuple[list[BenchRow], list[Opener]]:
+def _torch_rows(checkpoint: Path, target: TargetProfile, x: np.ndarray, ds: ImageSet, ref: np.ndarray | None,
+                pre: Preprocessing) -> tuple[list[BenchRow], list[Opener]]:
     """Plain PyTorch eager: on the CPU, and on CUDA in fp32 and fp16 where a GPU exists."""
     import torch
 
     from edgeres.backends.torch import TorchSession
     from edgeres.models import load_checkpoint
 
-    model = load_checkpoint(checkpoint).model()
+    ck = load_checkpoint(checkpoint)
+    check_classes(list(ck.classes), ds.classes, str(checkpoint), ds.name)
+    if ck.preprocessing is not None and ck.preprocessing != pre:
+        raise ConfigError(f"--checkpoint {checkpoint} was trained with other preprocessing than the ONNX models "
+                          f"({ck.preprocessing.size} px against {pre.size} px); pass the checkpoint they were "
+                          f"exported from")
+    model = ck.model()
+    labels = ds.labels
     variants = [("torch-fp32", "cpu", False)]
     if target.runtime == "tensorrt" and torch.cuda.is_available():
         variants += [("torch-cuda-fp32", "cuda", False), ("torch-cuda-fp16", "cuda", True)]
@@ -245,6 +254,8 @@ def evaluation_data(entries: list[Entry], target: TargetProfile, cfg: BenchConfi
     if data is None:
         raise ConfigError(f"{ref.path} does not name its data set; pass --data")
     ds = load_dataset(data, "test")
+    for e in entries:
+        check_classes(e.info.classes, ds.classes, str(e.path), data)
     if cfg.limit:
         ds = ds.subset(np.arange(min(cfg.limit, len(ds))))
     if (ds.labels < 0).any():
@@ -254,6 +265,20 @@ def evaluation_data(entries: list[Entry], target: TargetProfile, cfg: BenchConfi
     if any(g is not None and g != w for g, w in zip(got, want)):
         raise ConfigError(f"{ref.path} takes input {got} but its preprocessing makes {want}; re-export the model")
     return ds, ds.tensors(pre, f"preprocess {ds.name}")
+
+
+def check_classes(model: list[str], data: list[str], what: str, where: str) -> None:
+    """A model is scored only on the classes it was trained on, in its order; otherwise the figures are noise."""
+    if model and model != data:
+        diff = sorted(set(model) ^ set(data))[:3]
+        how = f"they differ in {', '.join(diff)}" if diff else "in another order"
+        raise DataError(f"{what} classifies {len(model)} classes and {where}'s test split has {len(data)}: {how}; "
+                        f"pass the --data the model was trained on")
+
+
+def image_names(ds: ImageSet) -> list[str]:
+    """How predictions.csv names each image: its file, or its index in an array-backed split."""
+    return [str(p) for p in ds.paths] if ds.paths is not None else [f"{ds.name}#{i}" for i in range(len(ds))]
 
 
 def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
@@ -270,6 +295,10 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
         if meter is None:
             raise ConfigError(f"--energy on, but energy cannot be measured here: {why}")
     entries = plan_rows(models, target)
+    static = min((e.info.input_shape[0] for e in entries if isinstance(e.info.input_shape[0], int)), default=None)
+    if static is not None and max(cfg.batch, cfg.throughput_batch) > static:
+        log(f"a model fixes its batch at {static}: latency and throughput are measured at batch {static}")
+        cfg = replace(cfg, batch=min(cfg.batch, static), throughput_batch=min(cfg.throughput_batch, static))
     ref = entries[0]
     ds, x = evaluation_data(entries, target, cfg)
     pre = ref.info.preprocessing
@@ -278,19 +307,21 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
     openers: list[Opener] = []
     ref_logits: np.ndarray | None = None
     engines: dict[str, dict] = {}
+    predicted: dict[str, np.ndarray] = {}
     for e in entries:
         rec = recipe_for(e.recipe["recipe"]) if e.recipe else None
         simulate = bool(rec and rec.accuracy_mode == "simulate" and target.runtime == "onnxruntime")
         opener = lambda sim, purpose="latency", e=e: _open(e, target, cfg, sim, purpose, engines)  # noqa: E731
         acc, mode, logits = _accuracy(e.label, opener, x, ds.labels, ref_logits, simulate)
         openers.append(opener)
+        predicted[e.label] = logits.argmax(1)
         ref_logits = logits if ref_logits is None else ref_logits
         representative = rec.latency_representative if (rec and target.runtime == "onnxruntime") else True
         results.append(BenchRow(e.label, str(e.path), sha256_file(e.path), e.precision, target.runtime, acc, mode,
                                 e.recipe, representative, "" if representative else
                                 "CPU int8 kernels differ from TensorRT's: this latency says nothing about the device"))
     if checkpoint is not None:
-        rows, more = _torch_rows(Path(checkpoint), target, x, ds.labels, ref_logits)
+        rows, more = _torch_rows(Path(checkpoint), target, x, ds, ref_logits, pre)
         results += rows
         openers += more
     _latency(results, openers, x, cfg, per_batch_sessions=target.runtime == "tensorrt")
@@ -305,7 +336,9 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
     report = {
         "schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "target": asdict(target), "machine": machine(), "versions": versions(),
-        "config": asdict(cfg), "dataset": {"name": ds.name, "images": len(ds)},
+        "config": asdict(cfg), "dataset": {"name": ds.name, "images": len(ds), "classes": ds.classes},
+        "confusion": (confusion(predicted[ref.label], ds.labels, len(ds.classes))
+                      if len(ds.classes) <= MAX_CONFUSION else None),
         "preprocessing": pre.to_dict(), "reference": ref.label, "model_cost": cost.to_dict(),
         "measured_peaks": peaks, "engines": engines or None, "energy": energy,
         "timing": {"clock": "time.perf_counter around Session.infer", "what": "host wall time of one call",
@@ -313,6 +346,7 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
         "results": [r.to_dict() for r in results],
     }
     write_reports(report, Path(out_dir))
+    write_predictions(Path(out_dir) / "predictions.csv", image_names(ds), ds.labels, ds.classes, predicted)
     check_budget(report, cfg.max_drop, Path(out_dir))
     return report
 

@@ -16,10 +16,13 @@ from edgeres import __version__
 COMMANDS = {
     "train": ("edgeres.cli.commands", "train_cmd", "dataset → checkpoint."),
     "export": ("edgeres.cli.commands", "export_cmd", "checkpoint → float ONNX, parity-checked."),
+    "import": ("edgeres.cli.user", "import_cmd", "foreign ONNX → edgeres ONNX (preprocessing and labels added)."),
     "quantize": ("edgeres.cli.commands", "quantize_cmd", "float ONNX → INT8 Q/DQ ONNX."),
     "build": ("edgeres.cli.commands", "build_cmd", "ONNX → engine for a target."),
     "bench": ("edgeres.cli.bench", "bench_cmd", "accuracy and latency of every precision → report."),
     "run": ("edgeres.cli.bench", "run_cmd", "the whole path on Fashion-MNIST (the demo)."),
+    "bundle": ("edgeres.cli.user", "bundle_cmd", "model → DeepStream config, Triton repository, infer.py."),
+    "predict": ("edgeres.cli.user", "predict_cmd", "classify images with a checkpoint, ONNX or engine."),
     "targets": ("edgeres.cli.bench", "targets_cmd", "list target profiles."),
     "calib": ("edgeres.cli.data", "calib_grp", "make and inspect calibration sets."),
     "data": ("edgeres.cli.data", "data_grp", "fetch and inspect data sets."),
@@ -38,6 +41,23 @@ class LazyGroup(click.Group):
             return None
         mod, attr, _ = COMMANDS[name]
         return getattr(importlib.import_module(mod), attr)
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """As click's, but a usage error is one line (``Error: … (see `edgeres CMD --help`)``), exit 2."""
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            where = e.ctx.command_path if e.ctx else "edgeres"
+            click.echo(f"Error: {e.format_message()} (see `{where} --help`)", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):

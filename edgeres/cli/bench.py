@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from edgeres.archs import ARCHS
 from edgeres.cli import default, emit, handle_errors, json_option
 from edgeres.config import ENERGY_MODES, METHODS, BenchConfig, LatencyConfig, PipelineConfig, QuantConfig, TrainConfig
 
@@ -113,6 +114,14 @@ def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_o
 
 @click.command("run")
 @click.option("--out", default=default(PipelineConfig, "out"), show_default=True, help="Folder for every artifact.")
+@click.option("--data", default=default(TrainConfig, "data"), show_default=True,
+              help="fashion-mnist, or your ImageFolder tree (see `edgeres train --help`).")
+@click.option("--arch", type=click.Choice(list(ARCHS)), default=None, help="Default: resnet18.")
+@click.option("--weights", default=None, help="Fine-tune from this torchvision or edgeres checkpoint.")
+@click.option("--target", default="cpu", show_default=True,
+              help="Export for, quantize for and bench on this target (a TensorRT target needs TensorRT here).")
+@click.option("--calibration", default=None,
+              help="Calibration set (default: the shipped one for fashion-mnist, else drawn from --data's train split).")
 @click.option("--epochs", type=int, default=default(TrainConfig, "epochs"), show_default=True)
 @click.option("--limit-train", type=int, default=None, help="Train on N images only (a quick look).")
 @click.option("--limit-test", type=int, default=None, help="Evaluate on N test images only.")
@@ -121,26 +130,33 @@ def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_o
 @latency_options
 @json_option
 @handle_errors
-def run_cmd(out, epochs, limit_train, limit_test, method, force, warmup_s, warmup_iters, duration_s, min_iters,
-            rounds, batch, throughput_batch, threads, max_drop, energy, as_json):
-    """The demo: train → export → quantize (tensorrt and cpu recipes) → bench on Fashion-MNIST, cpu target.
+def run_cmd(out, data, arch, weights, target, calibration, epochs, limit_train, limit_test, method, force, warmup_s,
+            warmup_iters, duration_s, min_iters, rounds, batch, throughput_batch, threads, max_drop, energy, as_json):
+    """The whole path: train → export → quantize → bench. Without options, the demo: Fashion-MNIST, both
+    recipes (tensorrt and cpu), cpu target.
 
     Resumable: a stage whose inputs and settings are unchanged is skipped.
 
     \b
-    Example:
+    Examples:
       edgeres run --out runs/demo
+      edgeres run --data my_photos --weights resnet18-f37072fd.pth --epochs 5 --out runs/photos
     """
     from dataclasses import replace
 
     from edgeres.bench.report import table
     from edgeres.pipeline import run_pipeline
+    from edgeres.targets import load_target
 
     base = PipelineConfig()
+    runtime = load_target(target).runtime
     cfg = replace(base, out=out,
-                  train=replace(base.train, epochs=epochs, limit_train=limit_train, limit_test=limit_test),
-                  quant=replace(base.quant, method=method),
-                  bench=bench_config("cpu", None, limit_test, warmup_s, warmup_iters, duration_s, min_iters,
+                  train=replace(base.train, data=data, arch=arch, weights=weights, epochs=epochs,
+                                limit_train=limit_train, limit_test=limit_test),
+                  export=replace(base.export, target=None if target == "cpu" else target),
+                  quant=replace(base.quant, method=method, calibration=calibration),
+                  recipes=base.recipes if runtime == "onnxruntime" else ("tensorrt",),
+                  bench=bench_config(target, None, limit_test, warmup_s, warmup_iters, duration_s, min_iters,
                                      rounds, batch, throughput_batch, threads, max_drop, energy))
     report = run_pipeline(cfg, force=force)
     emit(as_json, report, table(report) + f"\nreport: {out}/report/report.json, report.md, report.png")

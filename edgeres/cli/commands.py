@@ -10,6 +10,7 @@ from edgeres.cli import default, emit, handle_errors, json_option
 from edgeres.config import (
     AMP_MODES,
     AUGMENTS,
+    DEVICES,
     METHODS,
     PRECISIONS,
     RECIPES,
@@ -23,43 +24,64 @@ from edgeres.config import (
 
 @click.command("train")
 @click.option("--data", default=default(TrainConfig, "data"), show_default=True,
-              help="fashion-mnist, or an ImageFolder root with train/ and test/ class folders.")
+              help="fashion-mnist, or an ImageFolder root: train/ (and test/, val/) class folders, or class folders "
+                   "alone (a tenth is then kept apart as the test split).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo/model.pt"), show_default=True)
+@click.option("--weights", default=None,
+              help="Fine-tune: start from this torchvision or edgeres checkpoint; the head is replaced when the "
+                   "classes differ.")
+@click.option("--freeze-backbone", type=int, default=0, show_default=True,
+              help="With --weights: train only the head for this many epochs, then everything.")
+@click.option("--val-split", type=float, default=None,
+              help="Share of the training images held out to pick the best epoch (default: 0.1 for a folder "
+                   "without val/, none for fashion-mnist).")
 @click.option("--epochs", type=int, default=default(TrainConfig, "epochs"), show_default=True)
 @click.option("--batch-size", type=int, default=default(TrainConfig, "batch_size"), show_default=True)
 @click.option("--lr", type=float, default=default(TrainConfig, "lr"), show_default=True, help="Peak learning rate.")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=default(TrainConfig, "schedule"), show_default=True)
-@click.option("--arch", type=click.Choice(list(ARCHS)), default=default(TrainConfig, "arch"), show_default=True,
-              help="ResNet, or the seed's variants ResNeXt and DenseNet (torchvision's definitions).")
-@click.option("--stem", type=click.Choice(STEMS), default=default(TrainConfig, "stem"), show_default=True)
-@click.option("--size", type=int, default=default(TrainConfig, "size"), show_default=True, help="Input side in pixels.")
-@click.option("--augment", type=click.Choice(AUGMENTS), default=default(TrainConfig, "augment"), show_default=True)
+@click.option("--arch", type=click.Choice(list(ARCHS)), default=None,
+              help="ResNet, or the seed's variants ResNeXt and DenseNet (torchvision's definitions). "
+                   "Default: the --weights' architecture, else resnet18.")
+@click.option("--stem", type=click.Choice(STEMS), default=None, help="Default: the --weights' stem, else imagenet.")
+@click.option("--size", type=int, default=None,
+              help="Input side in pixels. Default: 40 for fashion-mnist, 224 for RGB folders (resize 256, centre "
+                   "crop), a grey folder's own size; with edgeres --weights, theirs.")
+@click.option("--augment", type=click.Choice(AUGMENTS), default=default(TrainConfig, "augment"), show_default=True,
+              help="auto: flip for fashion-mnist, RandomResizedCrop + flip for RGB folders, a shifted crop for grey.")
+@click.option("--device", type=click.Choice(DEVICES), default=default(TrainConfig, "device"), show_default=True,
+              help="auto: the GPU when torch sees one.")
 @click.option("--amp", type=click.Choice(AMP_MODES), default=default(TrainConfig, "amp"), show_default=True,
-              help="bf16 autocast; auto uses it where the CPU has native bf16.")
+              help="Autocast: auto uses bf16 where the device has it natively (fp16 with a scaler on older GPUs).")
+@click.option("--workers", type=int, default=None, help="Image-loading processes for folders (default: up to 4).")
 @click.option("--seed", type=int, default=default(TrainConfig, "seed"), show_default=True)
 @click.option("--limit-train", type=int, default=None, help="Use only N training images (quick runs).")
 @click.option("--limit-test", type=int, default=None, help="Evaluate on only N test images.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint at --out.")
 @json_option
 @handle_errors
-def train_cmd(data, out, epochs, batch_size, lr, schedule, arch, stem, size, augment, amp, seed,
-              limit_train, limit_test, resume, as_json):
-    """Train ResNet-18 (or --arch) from scratch; checkpoint after every epoch.
+def train_cmd(data, out, weights, freeze_backbone, val_split, epochs, batch_size, lr, schedule, arch, stem, size,
+              augment, device, amp, workers, seed, limit_train, limit_test, resume, as_json):
+    """Train ResNet-18 (or --arch) from scratch, or fine-tune --weights; checkpoint after every epoch.
 
     \b
     Examples:
       edgeres train --data fashion-mnist --epochs 2 --out runs/demo/model.pt
+      edgeres train --data my_photos --weights resnet18-f37072fd.pth --freeze-backbone 1 --epochs 5 --out runs/my/model.pt
       torchrun --standalone --nproc-per-node 2 -m edgeres train --out runs/ddp/model.pt   # data-parallel
     """
     from edgeres.train import TrainConfig, train
 
     cfg = TrainConfig(data=data, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, stem=stem,
-                      size=size, augment=augment, amp=amp, seed=seed, limit_train=limit_train, limit_test=limit_test)
+                      size=size, augment=augment, amp=amp, seed=seed, limit_train=limit_train, limit_test=limit_test,
+                      weights=weights, freeze_backbone=freeze_backbone, val_split=val_split, device=device,
+                      workers=workers)
     r = train(cfg, out, resume=resume)
     if r.rank:
         return  # under torchrun, rank 0 reports
-    emit(as_json, {"checkpoint": r.checkpoint, "top1": r.top1, "epochs_run": r.epochs_run, "seconds": r.seconds},
-         f"{r.checkpoint}: test top-1 {r.top1:.2f}% after {cfg.epochs} epochs ({r.seconds:.0f} s)")
+    kept = f" (epoch {r.best_epoch}, validation top-1 {r.val_top1:.2f}%)" if r.val_top1 is not None else ""
+    emit(as_json, {"checkpoint": r.checkpoint, "top1": r.top1, "epochs_run": r.epochs_run, "seconds": r.seconds,
+                   "val_top1": r.val_top1, "best_epoch": r.best_epoch, "device": r.device},
+         f"{r.checkpoint}: test top-1 {r.top1:.2f}%{kept} after {cfg.epochs} epochs on {r.device} ({r.seconds:.0f} s)")
 
 
 @click.command("export")
@@ -71,21 +93,37 @@ def train_cmd(data, out, epochs, batch_size, lr, schedule, arch, stem, size, aug
 @click.option("--parity-images", type=int, default=default(ExportConfig, "parity_images"), show_default=True)
 @click.option("--max-abs-diff", type=float, default=default(ExportConfig, "max_abs_diff"), show_default=True,
               help="Parity tolerance on logits, times the largest |logit| where that exceeds 1.")
-@click.option("--data", default=None, help="Data set for parity images (default: the training set's test split).")
+@click.option("--data", default=None, help="Data set for parity images (default: the training set's test split; "
+              "random images for a checkpoint that names none).")
+@click.option("--size", type=int, default=None, help="A torchvision checkpoint's input side (crop) in pixels.")
+@click.option("--resize", type=int, default=None, help="Its shorter side before the centre crop (default: --size).")
+@click.option("--mean", default=None, help="Its per-channel mean, e.g. 0.485,0.456,0.406.")
+@click.option("--std", default=None, help="Its per-channel std, e.g. 0.229,0.224,0.225.")
+@click.option("--classes", default=None, help="Its labels: a file with one class per line, or a,b,c.")
 @json_option
 @handle_errors
-def export_cmd(checkpoint, out, target, opset, parity_images, max_abs_diff, data, as_json):
+def export_cmd(checkpoint, out, target, opset, parity_images, max_abs_diff, data, size, resize, mean, std, classes,
+               as_json):
     """Export a checkpoint to ONNX and check it against PyTorch on real test images.
 
+    An edgeres checkpoint carries its preprocessing and labels; a torchvision one needs --size, --mean, --std and
+    --classes.
+
     \b
-    Example:
+    Examples:
       edgeres export runs/demo/model.pt --out runs/demo/model.onnx
       edgeres export runs/demo/model.pt --target jetson-nano --out runs/demo/model.nano.onnx   # opset 13
+      edgeres export resnet18.pth --size 224 --resize 256 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 \\
+          --classes imagenet_labels.txt --out resnet18.onnx
     """
+    from edgeres.data.labels import parse_floats, read_labels
     from edgeres.export import ExportConfig, onnx_from_checkpoint
 
     out = out or checkpoint.with_suffix(".onnx")
-    cfg = ExportConfig(opset=opset, parity_images=parity_images, max_abs_diff=max_abs_diff, data=data, target=target)
+    cfg = ExportConfig(opset=opset, parity_images=parity_images, max_abs_diff=max_abs_diff, data=data, target=target,
+                       size=size, resize=resize, mean=parse_floats("--mean", mean) if mean else None,
+                       std=parse_floats("--std", std) if std else None,
+                       classes=tuple(read_labels(classes)) if classes else None)
     r = onnx_from_checkpoint(checkpoint, out, cfg)
     emit(as_json, {"onnx": r.onnx, "opset": r.opset, "target": target, "max_abs_diff": r.max_abs_diff,
                    "agreement": r.agreement, "images": r.images},
@@ -102,7 +140,8 @@ def export_cmd(checkpoint, out, target, opset, parity_images, max_abs_diff, data
               show_default=True, help="auto tries every method and keeps the best on a held-out validation slice.")
 @click.option("--percentile", type=float, default=default(QuantConfig, "percentile"), show_default=True)
 @click.option("--calibration", default=default(QuantConfig, "calibration"), show_default=True,
-              help="A folder, or a set's name under calibration/.")
+              help="A folder, or a set's name under calibration/. Default: the shipped set for a fashion-mnist model, "
+                   "else a class-balanced sample of the model's own training split.")
 @click.option("--allow-small", is_flag=True, help="Accept a calibration set under the minimum size.")
 @click.option("--sensitivity", is_flag=True, help="Rank layers by how much INT8 hurts them (JSON + Markdown).")
 @click.option("--max-drop", type=float, default=None,

@@ -5,7 +5,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from edgeres.data.datasets import (
     open_image,
     pixel_hash,
 )
+from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import ConfigError, DataError
 from edgeres.progress import progress
 
@@ -31,27 +32,27 @@ RECOMMENDED_IMAGES = 500
 class CalibrationSet:
     root: Path
     images: ImageSet
-    hashes: list[str]
+    hashes: list[str]  # of the decoded pixels, as stored
     source: dict
+    classes: list[str] = field(default_factory=list)  # of the data set it was drawn from ([]: unknown)
+    channels: int | None = None  # of the preprocessing it was drawn for (None: unknown)
 
     def manifest_file(self) -> Path:
         return self.root / "manifest.json"
 
 
-def make_calibration_set(data: str, out: Path, per_class: int = 50, split: str = "train", seed: int = 0) -> Path:
+def make_calibration_set(data: str, out: Path, per_class: int = 50, split: str = "train", seed: int = 0,
+                         strict: bool = True) -> Path:
     """Write a class-balanced sample of ``data``'s ``split`` as PNG files plus ``manifest.json``."""
+    split = split.strip().strip("/")
     if split == "test":
         raise ConfigError("calibration images must not come from the test split; use --split train")
+    if split not in ("train", "val"):
+        raise ConfigError(f"--split must be train or val, got {split!r}")
     if per_class < 1:
         raise ConfigError(f"--per-class must be at least 1, got {per_class}")
     ds = load_dataset(data, split)
-    rng = np.random.default_rng(seed)
-    picked: list[int] = []
-    for k in range(len(ds.classes)):
-        idx = np.flatnonzero(ds.labels == k)
-        if len(idx) < per_class:
-            raise DataError(f"class {ds.classes[k]!r} has only {len(idx)} {split} images; lower --per-class")
-        picked += sorted(rng.choice(idx, per_class, replace=False).tolist())
+    picked = balanced_sample(ds, per_class, seed, strict)  # not strict: all of a class smaller than per_class
     out = Path(out)
     _check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +76,56 @@ def make_calibration_set(data: str, out: Path, per_class: int = 50, split: str =
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def balanced_sample(ds: ImageSet, per_class: int, seed: int, strict: bool) -> list[int]:
+    """``per_class`` random images of each class (all of a smaller class unless ``strict``), in index order."""
+    rng = np.random.default_rng(seed)
+    picked: list[int] = []
+    for k in range(len(ds.classes)):
+        idx = np.flatnonzero(ds.labels == k)
+        if len(idx) < per_class and strict:
+            raise DataError(f"class {ds.classes[k]!r} has only {len(idx)} images in {ds.name}; lower --per-class")
+        picked += sorted(rng.choice(idx, min(per_class, len(idx)), replace=False).tolist())
+    return picked
+
+
+def sample_calibration(data: str, total: int = RECOMMENDED_IMAGES, seed: int = 0) -> CalibrationSet:
+    """A class-balanced sample of ``data``'s training split, read in place (as `calib make` draws it, unwritten)."""
+    ds = load_dataset(data, "train")
+    per = max(1, -(-total // len(ds.classes)))
+    sub = ds.subset(balanced_sample(ds, per, seed, strict=False))
+    sub.name = f"calibration:{data}:train"
+    return CalibrationSet(Path(data), sub, [], {"data": data, "split": "train", "seed": seed, "per_class": per,
+                                                "drawn_by": "quantize (no --calibration)"}, list(ds.classes), None)
+
+
+def same_data(a: str, b: str) -> bool:
+    """Whether two data set specs name the same set (``fashion-mnist``, or the same folder however spelt)."""
+    if a == b:
+        return True
+    try:
+        return Path(a).resolve() == Path(b).resolve() and Path(a).is_dir()
+    except OSError:
+        return False
+
+
+def check_matches(calib: CalibrationSet, channels: int, dataset: str | None, classes: list[str]) -> None:
+    """Refuse a calibration set drawn from another data set, or with other classes or colour channels, than the
+    model's: its activation ranges would be another model's.
+    """
+    fix = (f"make one with `edgeres calib make --data {dataset} --out calibration/<name>`" if dataset else
+           "pass a set drawn from the model's training data")
+    src = str(calib.source.get("data") or "")
+    if dataset and src and src != "hand-made" and not same_data(src, dataset):
+        raise DataError(f"calibration set {calib.root} comes from {src}, but the model was trained on {dataset}; {fix}")
+    if calib.classes and classes and calib.classes != classes:
+        raise DataError(f"calibration set {calib.root} has classes {calib.classes[:3]}…, the model {classes[:3]}…; {fix}")
+    got = calib.channels if calib.channels is not None else (1 if calib.images.image(0).mode == "L" else 3)
+    if got != channels:
+        kind = {1: "greyscale", 3: "RGB"}
+        raise DataError(f"calibration set {calib.root} holds {kind[got]} images but the model takes {kind[channels]} "
+                        f"ones; {fix}")
 
 
 def _made_by_edgeres(folder: Path) -> bool:
@@ -145,20 +196,25 @@ def load_calibration_set(root: Path, allow_small: bool = False) -> CalibrationSe
         try:
             man = json.loads(man_path.read_text())
             entries = man["images"]
-            paths = [root / e["file"] for e in entries]
+            if not isinstance(entries, list):
+                raise TypeError("images is not a list")
+            paths = [_inside(root, str(e["file"]), man_path) for e in entries]
             labels = [int(e.get("label", -1)) for e in entries]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise DataError(f"{man_path} is malformed ({e}); re-make it with `edgeres calib make`") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+            raise DataError(f"{man_path} is malformed ({type(e).__name__}: {e}); re-make it with "
+                            f"`edgeres calib make`") from None
         missing = [p for p in paths if not p.is_file()]
         if missing:
             raise DataError(f"{missing[0]} is listed in {man_path} but missing; re-make the set")
         source = man.get("source", {})
+        classes = [str(c) for c in man.get("classes") or []]
+        channels = (man.get("preprocessing") or {}).get("channels")
     else:
         files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
         bad = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
         if bad:
             raise DataError(f"{bad[0]} is not a JPEG or PNG image; calibration folders hold images only, remove it")
-        paths, labels, source = files, [-1] * len(files), {"data": "hand-made"}
+        paths, labels, source, classes, channels = files, [-1] * len(files), {"data": "hand-made"}, [], None
     if not paths:
         raise DataError(f"calibration set {root} holds no images; add JPEG/PNG files or run `edgeres calib make`")
     if len(paths) < MIN_IMAGES and not allow_small:
@@ -166,13 +222,25 @@ def load_calibration_set(root: Path, allow_small: bool = False) -> CalibrationSe
                         f"({RECOMMENDED_IMAGES} recommended for CNNs); add images or pass --allow-small")
     images = ImageSet(f"calibration:{root.name}", [], np.asarray(labels, np.int64), paths=paths)
     hashes = [pixel_hash(open_image(p)) for p in paths]  # decodes every file: corrupt ones are named here
-    return CalibrationSet(root, images, hashes, source)
+    return CalibrationSet(root, images, hashes, source, classes, int(channels) if channels else None)
 
 
-def check_disjoint(calib: CalibrationSet, evaluation: ImageSet) -> None:
-    """Refuse a calibration set that shares any image (by decoded pixels) with the evaluation set."""
-    eval_hashes = set(evaluation.pixel_hashes())
-    shared = [p for p, h in zip(calib.images.paths or [], calib.hashes) if h in eval_hashes]
+def _inside(root: Path, name: str, man_path: Path) -> Path:
+    """A listed file, which must lie in the set's own folder: never ``../`` or an absolute path elsewhere."""
+    p = (root / name).resolve()
+    if Path(name).is_absolute() or ".." in Path(name).parts or not p.is_relative_to(root.resolve()):
+        raise DataError(f"{man_path} lists {name!r}, outside the set's folder; a calibration manifest names files "
+                        f"inside it only (re-make it with `edgeres calib make`)")
+    return root / name
+
+
+def check_disjoint(calib: CalibrationSet, evaluation: ImageSet, pre: Preprocessing) -> None:
+    """Refuse a calibration set that shares any image with the evaluation set, compared as the model sees them
+    (colour mode, size and crop applied), so a test image saved again as RGB or palette PNG is still caught.
+    """
+    eval_hashes = set(evaluation.pixel_hashes(pre))
+    mine = calib.images.pixel_hashes(pre)
+    shared = [p for p, h in zip(calib.images.paths or [], mine, strict=True) if h in eval_hashes]
     if shared:
         raise DataError(f"{len(shared)} calibration image(s) also appear in the evaluation set "
                         f"{evaluation.name} (first: {shared[0]}); draw the set from the training split "

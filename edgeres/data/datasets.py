@@ -11,7 +11,13 @@ from PIL import Image, UnidentifiedImageError
 
 from edgeres.config import DEFAULT_DATASET
 from edgeres.data import fashion_mnist
-from edgeres.data.preprocess import FASHION_MNIST_MEAN, FASHION_MNIST_STD, Preprocessing
+from edgeres.data.preprocess import (
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Preprocessing,
+)
 from edgeres.errors import DataError
 from edgeres.progress import progress
 
@@ -55,8 +61,9 @@ class ImageSet:
             out[i] = pre(self.image(i))
         return out
 
-    def pixel_hashes(self) -> list[str]:
-        return [pixel_hash(self.image(i)) for i in range(len(self))]
+    def pixel_hashes(self, pre: Preprocessing | None = None) -> list[str]:
+        """Hashes of the decoded pixels; with ``pre``, of the pixels as the model sees them (mode, size, crop)."""
+        return [pixel_hash(pre.prepare(self.image(i)) if pre else self.image(i)) for i in range(len(self))]
 
 
 def pixel_hash(img: Image.Image) -> str:
@@ -69,7 +76,7 @@ def pixel_hash(img: Image.Image) -> str:
 def open_image(path: Path) -> Image.Image:
     """Decode one image; converts 16-bit, CMYK and palette images when safe, else names the file."""
     try:
-        with Image.open(path) as im:
+        with Image.open(path, formats=["PNG", "JPEG"]) as im:  # never a decoder picked by content (EPS…)
             if im.width * im.height > MAX_PIXELS:
                 raise DataError(f"{path} is {im.width}×{im.height}, larger than {MAX_PIXELS} pixels; "
                                 f"downscale it or remove it from the set")
@@ -98,23 +105,72 @@ def image_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def load_image_folder(root: Path, split: str | None = None) -> ImageSet:
-    """``root/<split>/<class>/*.png|jpg`` (or ``root/<class>/…`` when the split folder is absent)."""
+TEST_HOLDOUT = 0.1  # share of a split-less folder (root/<class>/…) held out as its test split
+
+
+def held_out(path: Path, root: Path, fraction: float, salt: str) -> bool:
+    """Whether ``path`` falls in the ``fraction`` of ``root`` kept apart: decided by a hash of its relative path,
+    so every stage, run and machine draws the same split without storing it.
+    """
+    h = hashlib.sha256(f"{salt}:{path.relative_to(root).as_posix()}".encode()).digest()
+    return int.from_bytes(h[:4], "big") < fraction * 2**32
+
+
+def split_layout(root: Path) -> dict[str, Path]:
+    """The split folders ``root`` has (train/, val/, test/), or ``{}`` for a split-less root/<class>/ tree."""
+    return {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
+
+
+def load_image_folder(root: Path, split: str | None = None, val_split: float = 0.0) -> ImageSet:
+    """``root/<split>/<class>/*.png|jpg``: the ``train``, ``val`` or ``test`` split of an ImageFolder tree.
+
+    A tree without split folders (``root/<class>/…``) keeps 10% apart, by path hash, as its test split. A tree
+    without val/ lends ``val_split`` of its training images, by path hash, as the validation split.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data set folder {root} does not exist; pass --data fashion-mnist "
                         f"or an ImageFolder tree (root/train/<class>/*.png, root/test/<class>/*.png)")
-    base = root / split if split and (root / split).is_dir() else root
-    if split == "test" and base is root and (root / "val").is_dir():
-        base = root / "val"
+    layout = split_layout(root)
+    if split is None:
+        return _read_classes(root, root, f"{root.name}:all")
+    if split not in ("train", "val", "test"):
+        raise DataError(f"unknown split {split!r}; use train, val or test")
+    if layout and "train" not in layout and split != "test":
+        raise DataError(f"{root} has {'/, '.join(layout)}/ but no train/ folder; add {root}/train/<class>/ images")
+    if split == "test" and layout and "test" not in layout and "val" not in layout:
+        raise DataError(f"{root} has no test/ (or val/) folder; add {root}/test/<class>/ images")
+    if split == "val" and "val" in layout:
+        return _read_classes(root, layout["val"], f"{root.name}:val")
+    if split == "test" and layout:
+        return _read_classes(root, layout.get("test") or layout["val"], f"{root.name}:test")
+    base = layout.get("train", root)
+    ds = _read_classes(root, base, f"{root.name}:{split}")
+    keep = np.ones(len(ds), bool)
+    if not layout:  # the split-less tree: test is its held-out tenth, train and val share the rest
+        test = np.array([held_out(p, root, TEST_HOLDOUT, "test") for p in ds.paths or []])
+        keep = test if split == "test" else ~test
+    if split in ("train", "val") and "val" not in layout and val_split > 0:
+        val = np.array([held_out(p, root, val_split, "val") for p in ds.paths or []])
+        keep &= val if split == "val" else ~val
+    elif split == "val":
+        raise DataError(f"{root} has no val/ folder; pass a validation share (--val-split 0.1) or add {root}/val/")
+    sub = ds.subset(np.flatnonzero(keep))
+    if not len(sub):
+        raise DataError(f"the {split} split of {root} is empty; add images (each class needs a few dozen)")
+    return sub
+
+
+def _read_classes(root: Path, base: Path, name: str) -> ImageSet:
     classes = sorted(d.name for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if split and base is root and {"train", "test", "val"} & set(classes):
-        raise DataError(f"{root} has no {split}/ folder; add {root}/{split}/<class>/ images")
+    per = {c: image_files(base / c) for c in classes}
+    empty = [c for c in classes if not per[c]]
+    if empty and len(empty) < len(classes):
+        raise DataError(f"class folder {base / empty[0]} holds no JPEG or PNG images; add images or remove the folder")
     paths, labels = [], []
     for k, c in enumerate(classes):
-        files = image_files(base / c)
-        paths += files
-        labels += [k] * len(files)
+        paths += per[c]
+        labels += [k] * len(per[c])
     if not paths:
         loose = [p for p in base.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
         if loose:
@@ -122,23 +178,35 @@ def load_image_folder(root: Path, split: str | None = None) -> ImageSet:
                             f"set needs them: put each class's images in {base}/<class>/")
         raise DataError(f"no JPEG or PNG images under {base}/<class>/; an ImageFolder tree "
                         f"needs one folder of images per class")
-    return ImageSet(f"{root.name}:{split or 'all'}", classes, np.asarray(labels, np.int64), paths=paths)
+    return ImageSet(name, classes, np.asarray(labels, np.int64), paths=paths)
 
 
-def load_dataset(spec: str, split: str, fetch: bool = True) -> ImageSet:
-    """``fashion-mnist`` or the path of an ImageFolder tree; ``split`` is ``train`` or ``test``."""
+def load_dataset(spec: str, split: str, fetch: bool = True, val_split: float = 0.0) -> ImageSet:
+    """``fashion-mnist`` or the path of an ImageFolder tree; ``split`` is ``train``, ``val`` or ``test``."""
     if spec == DEFAULT_DATASET:
-        images, labels = fashion_mnist.load_split(split, fetch)
-        return ImageSet(f"fashion-mnist:{split}", list(fashion_mnist.CLASSES), labels, array=images)
-    return load_image_folder(Path(spec), split)
+        if split == "val" and val_split <= 0:
+            raise DataError("fashion-mnist has no validation split; pass --val-split 0.1 to hold out training images")
+        images, labels = fashion_mnist.load_split("test" if split == "test" else "train", fetch)
+        ds = ImageSet(f"fashion-mnist:{split}", list(fashion_mnist.CLASSES), labels, array=images)
+        if split == "test" or val_split <= 0:
+            return ds
+        val = np.array([held_out(Path(str(i)), Path(), val_split, "val") for i in range(len(ds))])
+        return ds.subset(np.flatnonzero(val if split == "val" else ~val))
+    return load_image_folder(Path(spec), split, val_split)
 
 
 def default_preprocessing(spec: str, size: int | None = None) -> Preprocessing:
-    """Fashion-MNIST's statistics, or ImageNet's for an RGB ImageFolder."""
+    """The demo's choices for Fashion-MNIST; ImageNet's evaluation transform (resize 256, centre crop 224, ImageNet
+    mean and std) for an RGB ImageFolder; for a greyscale folder its own image size (at least 32 px), mean and std 0.5.
+    """
     if spec == DEFAULT_DATASET:
         return Preprocessing(size or 40, 1, FASHION_MNIST_MEAN, FASHION_MNIST_STD)
-    ds = load_image_folder(Path(spec), "train")
-    mode = ds.image(0).mode
-    if mode == "L":
-        return Preprocessing(size or 64, 1, (0.5,), (0.5,))
-    return Preprocessing(size or 224, 3, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    first = load_image_folder(Path(spec), "train").image(0)
+    if first.mode == "L":
+        return Preprocessing(size or min(224, max(32, min(first.size))), 1, (0.5,), (0.5,))
+    return imagenet_preprocessing(size or 224)
+
+
+def imagenet_preprocessing(size: int = 224) -> Preprocessing:
+    """torchvision's ImageNet evaluation transform at ``size`` px: the shorter side to size × 256/224, centre crop."""
+    return Preprocessing(size, 3, IMAGENET_MEAN, IMAGENET_STD, resize=round(size * 256 / 224))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -12,7 +13,10 @@ from edgeres.errors import ArtifactError, ConfigError
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Resize the shorter side to ``size``, centre-crop to a square, scale to [0, 1], normalize."""
+    """Resize the shorter side to ``resize`` (default ``size``), centre-crop ``size``², scale to [0, 1], normalize.
+
+    ImageNet's evaluation transform is ``Preprocessing(224, 3, IMAGENET_MEAN, IMAGENET_STD, resize=256)``.
+    """
 
     size: int
     channels: int
@@ -20,6 +24,7 @@ class Preprocessing:
     std: tuple[float, ...]
     resample: str = "bilinear"
     layout: str = "NCHW"
+    resize: int | None = None  # the shorter side before the crop; None: ``size`` (no border cropped)
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -28,6 +33,10 @@ class Preprocessing:
             raise ConfigError(f"mean and std need {self.channels} values each")
         if self.size < 8:
             raise ConfigError(f"input size must be at least 8 pixels, got {self.size}")
+        if self.resize is not None and self.resize < self.size:
+            raise ConfigError(f"resize must be at least the crop size {self.size}, got {self.resize}")
+        if any(not math.isfinite(v) for v in (*self.mean, *self.std)) or min(self.std) <= 0:
+            raise ConfigError(f"mean and std must be finite and std positive, got mean {self.mean} std {self.std}")
         if self.resample not in _RESAMPLE:
             raise ConfigError(f"resample must be one of {', '.join(_RESAMPLE)}, got {self.resample!r}")
 
@@ -35,8 +44,15 @@ class Preprocessing:
     def input_shape(self) -> tuple[int, int, int]:
         return (self.channels, self.size, self.size)
 
+    @property
+    def short_side(self) -> int:
+        return self.resize or self.size
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.resize is None:
+            del d["resize"]  # the records of models made before it existed stay the same
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -51,6 +67,7 @@ class Preprocessing:
                 std=tuple(float(v) for v in d["std"]),
                 resample=str(d.get("resample", "bilinear")),
                 layout=str(d.get("layout", "NCHW")),
+                resize=None if d.get("resize") is None else int(d["resize"]),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ArtifactError(f"preprocessing record is malformed ({e}); re-export the model") from None
@@ -66,9 +83,10 @@ class Preprocessing:
         """Colour mode, resize and crop: the PIL half of the definition."""
         img = img.convert("L" if self.channels == 1 else "RGB")
         w, h = img.size
-        if (w, h) != (self.size, self.size):
-            scale = self.size / min(w, h)
-            nw, nh = max(self.size, round(w * scale)), max(self.size, round(h * scale))
+        if (w, h) != (self.size, self.size) or self.short_side != self.size:
+            side = self.short_side
+            scale = side / min(w, h)
+            nw, nh = max(side, round(w * scale)), max(side, round(h * scale))
             if (nw, nh) != (w, h):
                 img = img.resize((nw, nh), _RESAMPLE[self.resample])
             left, top = (nw - self.size) // 2, (nh - self.size) // 2
@@ -77,7 +95,11 @@ class Preprocessing:
 
     def __call__(self, img: Image.Image) -> np.ndarray:
         """One PIL image in, a float32 CHW array out."""
-        a = np.asarray(self.prepare(img), dtype=np.float32) / 255.0
+        return self.normalize(self.prepare(img))
+
+    def normalize(self, img: Image.Image) -> np.ndarray:
+        """A prepared (mode, size) PIL image to the normalized float32 CHW array."""
+        a = np.asarray(img, dtype=np.float32) / 255.0
         a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
         mean = np.asarray(self.mean, np.float32)[:, None, None]
         std = np.asarray(self.std, np.float32)[:, None, None]
@@ -90,6 +112,8 @@ _RESAMPLE = {
     "bicubic": Image.Resampling.BICUBIC,
 }
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 # Fashion-MNIST: train-split pixel mean and std.
 FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)

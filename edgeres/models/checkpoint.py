@@ -112,6 +112,11 @@ def load_checkpoint(path: Path, preprocessing: Preprocessing | None = None) -> C
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"checkpoint not found: {path}; train one with `edgeres train`")
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":
+        raise ArtifactError(f"{path} is not a PyTorch checkpoint (neither torch.save's zip nor a pickle); pass the "
+                            f".pt/.pth file that torch.save wrote")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
@@ -131,7 +136,12 @@ def load_checkpoint(path: Path, preprocessing: Preprocessing | None = None) -> C
             list(obj.get("classes") or []), dict(obj.get("extra") or {}),
         )
     sd = obj.get("state_dict", obj) if "state_dict" in obj else obj
+    if not isinstance(sd, dict):
+        raise ArtifactError(f"{path} does not hold a state dict; save model.state_dict()")
     sd = _torchvision_names({k.removeprefix("module."): v for k, v in sd.items() if isinstance(v, torch.Tensor)})
-    cfg = _infer_config(sd)
+    try:
+        cfg = _infer_config(sd)
+    except ArtifactError as e:
+        raise ArtifactError(f"{path}: {e}") from None
     classes = [str(i) for i in range(cfg.num_classes)]
     return Checkpoint(cfg, sd, preprocessing, classes, {"source": "state_dict"})

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,17 @@ from edgeres.artifacts import (
     write_manifest,
     write_text_atomic,
 )
-from edgeres.config import QuantConfig
-from edgeres.data.calibration import check_disjoint, load_calibration_set
+from edgeres.config import DEFAULT_DATASET, QuantConfig
+from edgeres.data.calibration import (
+    MIN_IMAGES,
+    CalibrationSet,
+    check_disjoint,
+    check_matches,
+    load_calibration_set,
+    sample_calibration,
+)
 from edgeres.data.datasets import load_dataset
-from edgeres.errors import AccuracyBudgetExceeded, ArtifactError, ConfigError
+from edgeres.errors import AccuracyBudgetExceeded, ArtifactError, ConfigError, DataError
 from edgeres.hw import cpu_features
 from edgeres.onnx_model import (
     PRECISION_KEY,
@@ -31,7 +38,7 @@ from edgeres.onnx_model import (
     onnx_info,
     set_metadata,
 )
-from edgeres.paths import calibration_path
+from edgeres.paths import DEFAULT_CALIBRATION, calibration_path
 from edgeres.progress import log
 from edgeres.quantize.calibrate import calibrate, quiet, tensor_ranges, write_qdq
 from edgeres.quantize.check import require_valid_qdq
@@ -130,13 +137,13 @@ def _latency_cost(final: Path, all_int8: Path, recipe: Recipe, input_shape: tupl
                                                               "device: run `edgeres bench` there"}
 
 
-def _equalized(pre: Path, x: np.ndarray, input_name: str, work: Path) -> tuple[Path, dict]:
+def _equalized(pre: Path, x: np.ndarray, input_name: str, work: Path, batch: int) -> tuple[Path, dict]:
     """``pre`` after cross-layer equalization, checked to compute the same function on calibration images."""
     from edgeres.backends.onnxruntime import OrtSession
     from edgeres.quantize.equalize import equalize
 
     eq = work / "equalized.onnx"
-    done = equalize(pre, eq, x, input_name)
+    done = equalize(pre, eq, x, input_name, batch)
     probe = x[:64]
     a, b = OrtSession(pre).infer_all(probe), OrtSession(eq).infer_all(probe)
     done["max_abs_diff"] = float(np.abs(a - b).max())
@@ -147,6 +154,25 @@ def _equalized(pre: Path, x: np.ndarray, input_name: str, work: Path) -> tuple[P
     log(f"equalized {done['pairs']} Conv/BN → Relu → Conv pairs: channel max/median "
         f"{done['max_over_median_before']} → {done['max_over_median_after']} (median over pairs)")
     return eq, done
+
+
+def calibration_for(cfg: QuantConfig, dataset: str | None, model: Path) -> CalibrationSet:
+    """``--calibration`` if given; else the shipped set for Fashion-MNIST models, a class-balanced sample of the
+    model's own training split for others, and a refusal for a model that names no data set.
+    """
+    if cfg.calibration is not None:
+        return load_calibration_set(calibration_path(cfg.calibration), cfg.allow_small)
+    if dataset == DEFAULT_DATASET:
+        return load_calibration_set(calibration_path(DEFAULT_CALIBRATION), cfg.allow_small)
+    if dataset is None:
+        raise ConfigError(f"{model} names no data set to draw calibration images from; pass --calibration FOLDER "
+                          f"(`edgeres calib make --data YOUR_DATA --out FOLDER` makes one)")
+    log(f"calibration: a class-balanced sample of {dataset}'s training split (pass --calibration to choose)")
+    calib = sample_calibration(dataset)
+    if len(calib.images) < MIN_IMAGES and not cfg.allow_small:
+        raise DataError(f"{dataset}'s training split gives only {len(calib.images)} calibration images, fewer than "
+                        f"{MIN_IMAGES}; pass --allow-small or a larger --calibration set")
+    return calib
 
 
 def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) -> QuantResult:
@@ -162,10 +188,14 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
     info = onnx_info(Path(onnx_path))
     if info.precision != "fp32":
         raise ConfigError(f"{onnx_path} is already {info.precision}; quantize the float model from `edgeres export`")
-    calib = load_calibration_set(calibration_path(cfg.calibration), cfg.allow_small)
+    static = info.input_shape[0] if isinstance(info.input_shape[0], int) else None
+    if static:  # an imported graph with its batch fixed: feed it that batch
+        cfg = replace(cfg, batch_size=static)
+    calib = calibration_for(cfg, info.dataset, Path(onnx_path))
+    check_matches(calib, info.preprocessing.channels, info.dataset, info.classes)
     eval_data = cfg.eval_data or info.dataset
     if eval_data:
-        check_disjoint(calib, load_dataset(eval_data, "test"))
+        check_disjoint(calib, load_dataset(eval_data, "test"), info.preprocessing)
     recipe = recipe_for(cfg.recipe)
     x_all = calib.images.tensors(info.preprocessing, "calibration images")
     if cfg.needs_validation:
@@ -183,7 +213,7 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
         with quiet():
             quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=False)
         if cfg.equalize:
-            pre, search.equalize = _equalized(pre, x, info.input_name, work)
+            pre, search.equalize = _equalized(pre, x, info.input_name, work, static or 50)
         ev = Evaluator(pre, x_all[val_idx], calib.images.labels[val_idx], recipe, work) if len(val_idx) else None
         log(f"calibrating on {len(x)} images ({cfg.method}, recipe {recipe.name}) …")
         if cfg.method == "auto":
@@ -224,7 +254,8 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
         amax = {k: max(abs(lo), abs(hi)) for k, (lo, hi) in ranges.items()}
         search.trt_cache = str(write_calibration_cache(out.with_suffix(".calib.cache"), amax,
                                                           cfg.trt_cache_version, method))
-    write_manifest(out, "onnx-int8-qdq", {"onnx": onnx_path, "calibration_manifest": calib.manifest_file()},
+    calib_input = calib.manifest_file() if calib.manifest_file().is_file() else calib.root
+    write_manifest(out, "onnx-int8-qdq", {"onnx": onnx_path, "calibration_manifest": calib_input},
                    asdict(cfg), info.preprocessing.to_dict(),
                    {"recipe": asdict(recipe), "method": method, "calibration_images": len(x),
                     "calibration_source": calib.source, "quantize_nodes": rep.quantize_nodes,

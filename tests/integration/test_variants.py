@@ -9,6 +9,7 @@ import pytest
 
 from edgeres.archs import config_for
 from edgeres.backends.onnxruntime import OrtSession
+from edgeres.data import fashion_mnist
 from edgeres.data.datasets import default_preprocessing
 from edgeres.export import ExportConfig, onnx_from_checkpoint
 from edgeres.models import Checkpoint, build_model, save_checkpoint
@@ -21,7 +22,7 @@ from edgeres.quantize.check import require_valid_qdq
 def test_variant_exports_and_quantizes(arch, calib_dir, tmp_path):
     pre = default_preprocessing("fashion-mnist", 32)
     cfg = config_for(arch, 1, 10, "small-s2")
-    ck = Checkpoint(cfg, build_model(cfg).state_dict(), pre, [str(i) for i in range(10)],
+    ck = Checkpoint(cfg, build_model(cfg).state_dict(), pre, list(fashion_mnist.CLASSES),
                     {"train_config": {"data": "fashion-mnist"}})
     pt = save_checkpoint(tmp_path / "model.pt", ck)
     r = onnx_from_checkpoint(pt, tmp_path / "model.onnx", ExportConfig(parity_images=32))

@@ -132,3 +132,81 @@ def test_pixel_hash_ignores_file_encoding(tmp_path):
     img.save(tmp_path / "b.png", compress_level=0)
     assert (tmp_path / "a.png").read_bytes() != (tmp_path / "b.png").read_bytes()
     assert pixel_hash(open_image(tmp_path / "a.png")) == pixel_hash(open_image(tmp_path / "b.png"))
+
+
+def _tree(root, classes=("a", "b"), n=40, splits=("",)):
+    for s in splits:
+        for k, c in enumerate(classes):
+            d = root / s / c if s else root / c
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(np.full((12, 12), (7 * i + 50 * k) % 256, np.uint8)).save(d / f"{i}.png")
+    return root
+
+
+def test_a_split_less_folder_keeps_a_tenth_apart_as_its_test_split(tmp_path):
+    root = _tree(tmp_path / "flat")
+    train, test = load_dataset(str(root), "train"), load_dataset(str(root), "test")
+    assert set(train.paths).isdisjoint(test.paths) and len(train) + len(test) == 80
+    assert 2 <= len(test) <= 20  # about a tenth, drawn by path hash
+    assert load_dataset(str(root), "test").paths == test.paths  # the same on every call, run and machine
+
+
+def test_validation_is_held_out_of_train_only(tmp_path):
+    root = _tree(tmp_path / "split", splits=("train", "test"))
+    train = load_dataset(str(root), "train", val_split=0.25)
+    val = load_dataset(str(root), "val", val_split=0.25)
+    test = load_dataset(str(root), "test")
+    assert set(train.paths).isdisjoint(val.paths) and len(train) + len(val) == 80 and len(test) == 80
+    with pytest.raises(DataError, match="--val-split"):
+        load_dataset(str(root), "val")
+
+
+def test_an_empty_class_folder_is_refused(tmp_path):
+    root = _tree(tmp_path / "e", splits=("train",))
+    (root / "train" / "c").mkdir()
+    with pytest.raises(DataError, match="class folder .*c holds no JPEG or PNG"):
+        load_dataset(str(root), "train")
+
+
+def test_imagenet_preprocessing_resizes_then_crops():
+    from edgeres.data.datasets import imagenet_preprocessing
+
+    pre = imagenet_preprocessing(224)
+    assert pre.resize == 256 and pre.to_dict()["resize"] == 256
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), np.uint8))
+    ref = img.resize((341, 256), Image.Resampling.BILINEAR).crop((58, 16, 282, 240))
+    assert np.array_equal(np.asarray(pre.prepare(img)), np.asarray(ref))
+    assert "resize" not in Preprocessing(40, 1, (0.3,), (0.3,)).to_dict()  # old models' records are unchanged
+
+
+def test_labels_and_per_channel_numbers(tmp_path):
+    from edgeres.data.labels import parse_floats, read_labels
+
+    (tmp_path / "labels.txt").write_text("cat\ndog\n\n")
+    assert read_labels(str(tmp_path / "labels.txt")) == ["cat", "dog"]
+    assert read_labels("a,b,c") == ["a", "b", "c"]
+    for bad, needle in (("a,a", "twice"), ("solo", "at least two"), (str(tmp_path / "none.txt"), "does not exist")):
+        with pytest.raises(DataError, match=needle):
+            read_labels(bad)
+    assert parse_floats("--mean", "0.485,0.456,0.406") == (0.485, 0.456, 0.406)
+    for bad in ("0.5,nan,0.5", "1,2", "x"):
+        with pytest.raises(ConfigError):
+            parse_floats("--mean", bad)
+
+
+def test_a_re_encoded_test_image_is_still_caught(tmp_path):
+    """Defect 3 of issue 12: a grey test image saved again as RGB or palette PNG is the same input to the model."""
+    from edgeres.data.calibration import CalibrationSet, check_disjoint
+    from edgeres.data.datasets import ImageSet
+
+    ev = _tree(tmp_path / "ev", n=3, splits=("test",))
+    img = Image.open(ev / "test" / "a" / "1.png")
+    cal = tmp_path / "cal"
+    cal.mkdir()
+    img.convert("RGB").save(cal / "rgb.png")
+    img.convert("P").save(cal / "pal.png")
+    calib = CalibrationSet(cal, ImageSet("c", [], np.zeros(2, np.int64), paths=[cal / "rgb.png", cal / "pal.png"]),
+                           [], {})
+    with pytest.raises(DataError, match="2 calibration image"):
+        check_disjoint(calib, load_dataset(str(ev), "test"), Preprocessing(12, 1, (0.5,), (0.5,)))

@@ -7,7 +7,9 @@ import torch
 
 from edgeres.distributed import World
 from edgeres.errors import ConfigError
-from edgeres.train import TrainConfig, _augment, _train
+from edgeres.train import TrainConfig
+from edgeres.train.loader import augment_batch as _augment
+from edgeres.train.loop import _train
 
 
 def test_parts_partition_the_global_batch():
@@ -33,4 +35,4 @@ def test_augmenting_shares_equals_augmenting_the_batch(mode):
 
 def test_global_batch_must_divide_among_processes(tmp_path):
     with pytest.raises(ConfigError, match="multiple of 3"):
-        _train(TrainConfig(batch_size=64), tmp_path / "m.pt", False, None, World(0, 3))
+        _train(TrainConfig(batch_size=64), tmp_path / "m.pt", False, None, World(0, 3), torch.device("cpu"))

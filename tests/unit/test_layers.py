@@ -9,13 +9,14 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "edgeres"
 LAYERS = [
-    ["edgeres", "errors", "progress", "hw", "paths", "config", "archs", "distributed", "remote"],
+    ["edgeres", "errors", "progress", "hw", "paths", "config", "archs", "distributed", "remote",
+     "resources"],  # resources: package data, and the standalone infer.py a bundle ships (it imports no edgeres)
     ["artifacts", "targets"],
     ["data", "onnx_limits"],
     ["onnx_model", "onnx_opset", "models"],
     ["onnx_fp16", "backends", "energy"],  # runtimes and meters: Session, latency, ONNX Runtime, torch, TensorRT
-    ["train", "export", "quantize", "build", "device_setup"],  # one stage per arrow of the data path
-    ["bench"],
+    ["train", "export", "import_onnx", "quantize", "build", "device_setup"],  # one stage per arrow of the data path
+    ["bench", "predict", "bundle"],  # what a model does with images, and what ships it
     ["pipeline"],
     ["cli", "__main__"],
 ]
@@ -55,8 +56,9 @@ def test_every_room_has_a_floor():
 
 
 def test_no_import_points_up():
+    # the root package's lazy re-export (``edgeres.load``) is the API's front door, not an arrow of the design
     up = [f"{a} -> {b}" for a, targets in imports().items() for b in targets
-          if room(a) != room(b) and LAYER[room(b)] > LAYER[room(a)]]
+          if room(a) != room(b) and LAYER[room(b)] > LAYER[room(a)] and a != "edgeres"]
     assert up == []
 
 
@@ -85,11 +87,20 @@ def test_no_import_cycle():
     assert cycles == []
 
 
+def _lazy_re_export(node: ast.AST) -> bool:
+    """A module ``__getattr__`` (PEP 562) whose body only imports and returns names: a re-export made lazily."""
+    if not isinstance(node, ast.FunctionDef) or node.name != "__getattr__":
+        return False
+    allowed = (ast.If, ast.ImportFrom, ast.Return, ast.Raise, ast.Expr)
+    return all(isinstance(n, allowed) for b in node.body for n in ast.walk(b) if isinstance(n, ast.stmt))
+
+
 def test_init_files_only_re_export():
     fat = []
     for init in PACKAGE.rglob("__init__.py"):
         tree = ast.parse(init.read_text())
-        defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+        defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                and not _lazy_re_export(n)]
         lines = len(init.read_text().splitlines())
         if defs or lines > 40:
             fat.append(f"{init.relative_to(PACKAGE.parent)}: {len(defs)} definitions, {lines} lines")

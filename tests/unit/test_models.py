@@ -224,7 +224,7 @@ def test_schedules_run_for_any_number_of_steps(steps):
     import torch
 
     from edgeres.config import TrainConfig
-    from edgeres.train import _scheduler
+    from edgeres.train.loop import _scheduler
 
     for schedule in ("onecycle", "cosine"):
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)

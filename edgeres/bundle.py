@@ -1,0 +1,287 @@
+"""model → deployable bundle: labels, the model with its manifest, a DeepStream ``nvinfer`` config, a Triton model
+repository and ``infer.py``, a standalone script (numpy, Pillow, onnxruntime or tensorrt; no edgeres).
+
+DeepStream computes ``net-scale-factor × (pixel − offsets)`` with one scale for all channels. Where the model's std
+differs per channel, the bundle's DeepStream ONNX folds ``1/std`` into the graph (a per-channel ``Mul`` on the input)
+and the config's scale is ``1/255``: the network still sees exactly what edgeres feeds it.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from edgeres.artifacts import manifest_path, read_manifest, sha256_file, versions, write_json_atomic
+from edgeres.data.preprocess import Preprocessing
+from edgeres.errors import ArtifactError, ConfigError
+from edgeres.onnx_model import OUTPUT_KEY, RECIPE_KEY, load_onnx, metadata, onnx_info, set_metadata
+from edgeres.paths import RESOURCES
+from edgeres.predict import ENGINE_SUFFIXES
+from edgeres.quantize.recipes import recipe_for
+from edgeres.targets import TargetProfile, load_target
+
+FORMAT = "edgeres.bundle/1"
+TRITON_NAME = "classifier"
+
+
+@dataclass
+class BundleResult:
+    out: Path
+    files: list[str]
+    runtime: str  # what infer.py and Triton run: onnxruntime or tensorrt
+    notes: list[str] = field(default_factory=list)
+
+
+def deepstream_scaling(pre: Preprocessing) -> tuple[float, list[float], np.ndarray | None]:
+    """(net-scale-factor, offsets, per-channel factor to fold into the graph or None) so that
+    ``fold × scale × (pixel − offsets)`` equals ``(pixel/255 − mean) / std`` for pixels in 0…255.
+    """
+    offsets = [255.0 * m for m in pre.mean]
+    if len(set(pre.std)) == 1:
+        return 1.0 / (255.0 * pre.std[0]), offsets, None
+    return 1.0 / 255.0, offsets, np.asarray([1.0 / s for s in pre.std], np.float32)
+
+
+def with_input_scale(model: onnx.ModelProto, factor: np.ndarray) -> onnx.ModelProto:
+    """A copy whose input is multiplied by ``factor`` per channel before the original graph."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    name = m.graph.input[0].name
+    scaled = f"{name}__per_channel_std"
+    for node in m.graph.node:
+        node.input[:] = [scaled if i == name else i for i in node.input]
+    const = numpy_helper.from_array(factor.reshape(1, -1, 1, 1), f"{name}__inv_std")
+    m.graph.initializer.append(const)
+    m.graph.node.insert(0, helper.make_node("Mul", [name, const.name], [scaled], name="edgeres_inv_std"))
+    return m
+
+
+def with_softmax(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose output is the softmax of the logits, named ``probabilities``."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    out = m.graph.output[0]
+    logits = out.name
+    m.graph.node.append(helper.make_node("Softmax", [logits], ["probabilities"], axis=1, name="edgeres_softmax"))
+    out.name = "probabilities"
+    set_metadata(m, {OUTPUT_KEY: "probabilities"})
+    return m
+
+
+def deepstream_config(pre: Preprocessing, n_classes: int, model_line: str, precision: str, output: str,
+                      batch: int, folded: bool) -> str:
+    scale, offsets, _ = deepstream_scaling(pre)
+    mode = {"fp32": 0, "int8": 1, "fp16": 2}.get(precision, 0)
+    s = pre.size
+    crop = (f"edgeres resizes the shorter side to {pre.short_side} and crops the centre {s}x{s}; nvinfer scales the "
+            f"whole frame or object to {s}x{s}.\n# Give it square ROIs (or an nvdspreprocess crop) to feed the same pixels.")
+    lines = [
+        "# DeepStream nvinfer config written by `edgeres bundle`: a primary classifier.",
+        f"# Normalization: net-scale-factor x (pixel - offsets) = (pixel/255 - mean) / std for mean {list(pre.mean)},",
+        f"# std {list(pre.std)}" + (" (per-channel 1/std folded into the ONNX's first node)." if folded else "."),
+        f"# {crop}",
+        "[property]",
+        "gpu-id=0",
+        f"net-scale-factor={scale!r}",
+        f"offsets={';'.join(repr(o) for o in offsets)}",
+        f"model-color-format={0 if pre.channels == 3 else 2}",
+        model_line,
+        "labelfile-path=labels.txt",
+        f"batch-size={batch}",
+        f"network-mode={mode}",
+        f"num-detected-classes={n_classes}",
+        f"infer-dims={pre.channels};{pre.size};{pre.size}",
+        f"output-blob-names={output}",
+        "network-type=1",
+        "process-mode=1",
+        "gie-unique-id=1",
+        "classifier-threshold=0.0",
+        "maintain-aspect-ratio=0",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def triton_config(name: str, platform: str, input_name: str, output_name: str, pre: Preprocessing, n_classes: int,
+                  max_batch: int, gpu: bool, trt_accelerator: bool) -> str:
+    """``config.pbtxt``: batch dimension implicit (``max_batch_size``), labels attached to the output."""
+    dims = f"[ {pre.channels}, {pre.size}, {pre.size} ]"
+    lines = [
+        f'name: "{name}"',
+        f'platform: "{platform}"',
+        f"max_batch_size: {max_batch}",
+        f'input [ {{ name: "{input_name}" data_type: TYPE_FP32 format: FORMAT_NCHW dims: {dims} }} ]',
+        f'output [ {{ name: "{output_name}" data_type: TYPE_FP32 dims: [ {n_classes} ] '
+        f'label_filename: "labels.txt" }} ]',
+        f"instance_group [ {{ kind: {'KIND_GPU' if gpu else 'KIND_CPU'} count: 1 }} ]",
+    ]
+    if max_batch > 1:
+        lines.append("dynamic_batching { }")
+    if trt_accelerator:
+        lines.append('optimization { execution_accelerators { gpu_execution_accelerator : [ { name : "tensorrt" } ] } }')
+    return "\n".join(lines) + "\n"
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the bundle")
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            made = json.loads((out / "bundle.json").read_text()).get("format") == FORMAT
+        except (OSError, ValueError):
+            made = False
+        if not made:
+            raise ConfigError(f"--out {out} is a folder with files edgeres did not make; give a new or empty folder "
+                              f"(nothing was changed)")
+
+
+@dataclass
+class _Source:
+    """What is bundled: an ONNX (with its graph) or an engine (and the ONNX it came from, when still there)."""
+
+    path: Path
+    pre: Preprocessing
+    classes: list[str]
+    precision: str
+    proto: onnx.ModelProto | None  # the ONNX (for an engine: its source ONNX if present)
+    engine_runtime: str | None = None  # tensorrt / onnxruntime for an engine; None for an ONNX
+    max_batch: int = 32
+    fake_quant: bool = False
+
+
+def _source(model: Path) -> _Source:
+    if model.suffix.lower() in ENGINE_SUFFIXES:
+        man = read_manifest(model)
+        if man is None or not man.get("preprocessing") or not man.get("results", {}).get("classes"):
+            raise ArtifactError(f"{model} has no manifest with its preprocessing and classes ({manifest_path(model)}); "
+                                f"rebuild it with `edgeres build`")
+        onnx_in = Path(man.get("inputs", {}).get("onnx", {}).get("path", ""))
+        spec = man.get("config", {}).get("spec", {})
+        return _Source(model, Preprocessing.from_dict(man["preprocessing"]), list(man["results"]["classes"]),
+                       str(spec.get("precision") or man.get("config", {}).get("precision") or "fp32"),
+                       load_onnx(onnx_in) if onnx_in.is_file() else None,
+                       "tensorrt" if man.get("kind") == "engine-tensorrt" else "onnxruntime",
+                       int(spec.get("max_batch") or 1))
+    proto = load_onnx(model)
+    info = onnx_info(model, proto)
+    if not info.classes:
+        raise ArtifactError(f"{model} records no class labels; re-export it, or `edgeres import` it with --labels")
+    meta = metadata(proto)
+    rec = json.loads(meta[RECIPE_KEY]) if RECIPE_KEY in meta else None
+    batch = info.input_shape[0] if info.input_shape and isinstance(info.input_shape[0], int) else 32
+    return _Source(model, info.preprocessing, info.classes, info.precision, proto, None, batch,
+                   bool(rec and recipe_for(rec["recipe"]).accuracy_mode == "simulate"))
+
+
+def bundle(model: Path, target: str, out: Path, softmax: bool = False) -> BundleResult:
+    """Write the deployment bundle of ``model`` (an edgeres or imported ONNX, or an engine) for ``target`` to ``out``."""
+    model, out = Path(model), Path(out)
+    t = load_target(target)
+    _check_out(out)
+    src = _source(model)
+    if softmax and src.engine_runtime:
+        raise ConfigError("--softmax changes the graph; bundle the ONNX with --softmax, then build its engine")
+    if any(";" in c for c in src.classes) and t.runtime == "tensorrt":
+        raise ConfigError("a class label contains ';', which DeepStream's classifier label file uses as separator; "
+                          "rename the class")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        res = _write(tmp, src, t, softmax)
+        if out.exists():
+            shutil.rmtree(out)  # empty, or a bundle edgeres made (checked above)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    res.out = out
+    return res
+
+
+def _write(d: Path, src: _Source, t: TargetProfile, softmax: bool) -> BundleResult:
+    notes: list[str] = []
+    (d / "labels.txt").write_text("\n".join(src.classes) + "\n", encoding="utf-8")
+    proto = with_softmax(src.proto) if (softmax and src.proto is not None) else src.proto
+    output = "probabilities" if softmax else (proto.graph.output[0].name if proto is not None else "logits")
+    if src.engine_runtime:
+        name = "model.plan" if src.engine_runtime == "tensorrt" else "model.onnx"
+        shutil.copyfile(src.path, d / name)
+        runtime = src.engine_runtime
+    else:
+        assert proto is not None
+        name, runtime = "model.onnx", "onnxruntime"
+        onnx.save(proto, str(d / name))
+    if proto is not None:
+        input_name = proto.graph.input[0].name
+    else:
+        input_name = "input"
+        notes.append("the engine's source ONNX is gone: input and output are named as edgeres exports them")
+    files = ["labels.txt", name, "bundle.json", "infer.py", "README.md"]
+    if t.runtime == "tensorrt":
+        files += _deepstream(d, src, proto, name, output)
+    else:
+        notes.append(f"no DeepStream config: {t.name} runs ONNX Runtime, and DeepStream runs TensorRT")
+    files += _triton(d, src, t, name, runtime, input_name, output)
+    settings = {"format": FORMAT, "model": name, "runtime": runtime, "preprocessing": src.pre.to_dict(),
+                "outputs": "probabilities" if softmax else "logits", "fake_quant": src.fake_quant,
+                "max_batch": src.max_batch, "classes": len(src.classes), "target": t.name, "precision": src.precision,
+                "source": {"path": str(src.path), "sha256": sha256_file(src.path)}, "versions": versions()}
+    write_json_atomic(d / "bundle.json", settings)
+    shutil.copyfile(RESOURCES / "infer.py", d / "infer.py")
+    (d / "README.md").write_text(_readme(src, t, name, runtime, files, notes), encoding="utf-8")
+    return BundleResult(d, sorted(files), runtime, notes)
+
+
+def _deepstream(d: Path, src: _Source, proto: onnx.ModelProto | None, name: str, output: str) -> list[str]:
+    ds = d / "deepstream"
+    ds.mkdir()
+    (ds / "labels.txt").write_text(";".join(src.classes) + "\n", encoding="utf-8")  # a classifier's: one line
+    _, _, fold = deepstream_scaling(src.pre)
+    files = ["deepstream/config_infer_primary.txt", "deepstream/labels.txt"]
+    if fold is not None:
+        if proto is None:
+            raise ArtifactError(f"the std {list(src.pre.std)} differs per channel, so DeepStream needs the ONNX with "
+                                f"1/std folded in, but the engine's source ONNX is gone; bundle the ONNX instead")
+        onnx.save(with_input_scale(proto, fold), str(ds / "model.onnx"))
+        line, files = "onnx-file=model.onnx", files + ["deepstream/model.onnx"]
+    elif name == "model.plan":
+        line = "model-engine-file=../model.plan"
+    else:
+        line = "onnx-file=../model.onnx"
+    text = deepstream_config(src.pre, len(src.classes), line, src.precision, output, 1, fold is not None)
+    (ds / "config_infer_primary.txt").write_text(text, encoding="utf-8")
+    return files
+
+
+def _triton(d: Path, src: _Source, t: TargetProfile, name: str, runtime: str, input_name: str,
+            output: str) -> list[str]:
+    repo = d / "triton" / TRITON_NAME
+    (repo / "1").mkdir(parents=True)
+    plan = runtime == "tensorrt"
+    shutil.copyfile(d / name, repo / "1" / ("model.plan" if plan else "model.onnx"))
+    shutil.copyfile(d / "labels.txt", repo / "labels.txt")
+    gpu = t.runtime == "tensorrt"
+    text = triton_config(TRITON_NAME, "tensorrt_plan" if plan else "onnxruntime_onnx", input_name, output, src.pre,
+                         len(src.classes), src.max_batch, gpu, gpu and not plan)
+    (repo / "config.pbtxt").write_text(text, encoding="utf-8")
+    return [f"triton/{TRITON_NAME}/config.pbtxt", f"triton/{TRITON_NAME}/labels.txt",
+            f"triton/{TRITON_NAME}/1/{'model.plan' if plan else 'model.onnx'}"]
+
+
+def _readme(src: _Source, t: TargetProfile, name: str, runtime: str, files: list[str], notes: list[str]) -> str:
+    lines = [f"# {src.path.name} for {t.name}", "",
+             f"Written by `edgeres bundle` from {src.path} ({src.precision}, {len(src.classes)} classes, input "
+             f"{src.pre.channels}x{src.pre.size}x{src.pre.size}).", "",
+             "- `python3 infer.py IMAGE_OR_FOLDER` classifies images with numpy, Pillow and "
+             f"{'tensorrt' if runtime == 'tensorrt' else 'onnxruntime'} only (no edgeres), as `edgeres predict` does.",
+             "- `triton/` is a Triton model repository: `tritonserver --model-repository triton`."]
+    if t.runtime == "tensorrt":
+        lines.append("- `deepstream/config_infer_primary.txt` is an nvinfer config for a primary classifier.")
+    lines += ["", "Files: " + ", ".join(f"`{f}`" for f in sorted(files)), ""]
+    lines += [f"Note: {n}." for n in notes]
+    return "\n".join(lines) + "\n"

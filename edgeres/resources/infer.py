@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Classify images with the model of this bundle: numpy, Pillow and onnxruntime (or tensorrt) only, no edgeres.
+
+    python3 infer.py IMAGE_OR_FOLDER [...] [--top-k 3] [--json]
+
+Written by `edgeres bundle`. It reads bundle.json and labels.txt beside it and preprocesses each image exactly as
+`edgeres predict` does: decode (PNG/JPEG), colour mode, shorter side resized, centre crop, scaled to [0, 1],
+normalized with the recorded mean and std.
+"""
+import argparse
+import ctypes
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+            "bicubic": Image.Resampling.BICUBIC}
+SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def open_image(path):
+    """Decode a PNG or JPEG to L or RGB as edgeres does (16-bit scaled, transparency on white)."""
+    with Image.open(path, formats=["PNG", "JPEG"]) as im:
+        im.load()
+        img = im.copy()
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if a.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif img.mode not in ("L", "RGB"):
+        img = img.convert("RGBA" if "transparency" in img.info or img.mode in ("RGBA", "LA", "PA") else "RGB")
+        if img.mode == "RGBA":
+            bg = Image.new("RGB", img.size, (255, 255, 255))
+            bg.paste(img, mask=img.split()[3])
+            img = bg
+    return img
+
+
+def preprocess(img, pre):
+    """One PIL image to a float32 CHW array."""
+    size, side = pre["size"], pre.get("resize") or pre["size"]
+    img = img.convert("L" if pre["channels"] == 1 else "RGB")
+    w, h = img.size
+    if (w, h) != (size, size) or side != size:
+        scale = side / min(w, h)
+        nw, nh = max(side, round(w * scale)), max(side, round(h * scale))
+        if (nw, nh) != (w, h):
+            img = img.resize((nw, nh), RESAMPLE[pre.get("resample", "bilinear")])
+        left, top = (nw - size) // 2, (nh - size) // 2
+        img = img.crop((left, top, left + size, top + size))
+    a = np.asarray(img, dtype=np.float32) / 255.0
+    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    mean = np.asarray(pre["mean"], np.float32)[:, None, None]
+    std = np.asarray(pre["std"], np.float32)[:, None, None]
+    return (a - mean) / std
+
+
+class OnnxRunner:
+    def __init__(self, path, settings):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        if settings.get("fake_quant"):  # Q/DQ run in float, the arithmetic TensorRT performs (as edgeres scores it)
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.name = self.sess.get_inputs()[0].name
+        batch = self.sess.get_inputs()[0].shape[0]
+        self.max_batch = batch if isinstance(batch, int) else 64
+
+    def __call__(self, x):
+        return self.sess.run(None, {self.name: x})[0]
+
+
+class TensorRTRunner:
+    """A serialized engine through TensorRT's Python API (names from 8.5, bindings on 8.2) and libcudart."""
+
+    def __init__(self, path, settings):
+        import tensorrt as trt
+
+        self.trt = trt
+        self.cuda = ctypes.CDLL("libcudart.so")
+        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = self.runtime.deserialize_cuda_engine(Path(path).read_bytes())
+        if self.engine is None:
+            sys.exit(f"error: {path} is not an engine for this TensorRT and GPU; rebuild it with `edgeres build`")
+        self.context = self.engine.create_execution_context()
+        self.max_batch = settings.get("max_batch", 1)
+        self.names = hasattr(self.engine, "num_io_tensors")
+
+    def _malloc(self, nbytes):
+        ptr = ctypes.c_void_p()
+        if self.cuda.cudaMalloc(ctypes.byref(ptr), ctypes.c_size_t(nbytes)):
+            sys.exit("error: cudaMalloc failed; is the GPU busy or out of memory?")
+        return ptr
+
+    def _copy(self, dst, src, nbytes, kind):
+        if self.cuda.cudaMemcpy(dst, src, ctypes.c_size_t(nbytes), kind):
+            sys.exit("error: cudaMemcpy failed")
+
+    def __call__(self, x):
+        trt = self.trt
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.names:
+            names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+            inp = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+            out = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+            self.context.set_input_shape(inp, x.shape)
+            shape = tuple(self.context.get_tensor_shape(out))
+        else:  # TensorRT 8.2: bindings
+            inp_i = next(i for i in range(self.engine.num_bindings) if self.engine.binding_is_input(i))
+            out_i = next(i for i in range(self.engine.num_bindings) if not self.engine.binding_is_input(i))
+            self.context.set_binding_shape(inp_i, x.shape)
+            shape = tuple(self.context.get_binding_shape(out_i))
+        y = np.empty(shape, np.float32)
+        d_in, d_out = self._malloc(x.nbytes), self._malloc(y.nbytes)
+        try:
+            self._copy(d_in, x.ctypes.data_as(ctypes.c_void_p), x.nbytes, 1)  # host to device
+            if self.names:
+                self.context.set_tensor_address(inp, d_in.value)
+                self.context.set_tensor_address(out, d_out.value)
+                ok = self.context.execute_async_v3(0)
+                self.cuda.cudaStreamSynchronize(None)
+            else:
+                bindings = [0] * self.engine.num_bindings
+                bindings[inp_i], bindings[out_i] = d_in.value, d_out.value
+                ok = self.context.execute_v2(bindings)
+            if not ok:
+                sys.exit("error: TensorRT could not run the engine")
+            self._copy(y.ctypes.data_as(ctypes.c_void_p), d_out, y.nbytes, 2)  # device to host
+        finally:
+            self.cuda.cudaFree(d_in)
+            self.cuda.cudaFree(d_out)
+        return y
+
+
+def softmax(z):
+    z = z.astype(np.float64) - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def image_paths(args):
+    out = []
+    for a in map(Path, args):
+        if a.is_dir():
+            out += sorted(p for p in a.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+        elif a.is_file():
+            out.append(a)
+        else:
+            sys.exit(f"error: {a} does not exist; pass PNG/JPEG files or folders of them")
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Classify images with this bundle's model.")
+    ap.add_argument("images", nargs="+", help="PNG/JPEG files or folders")
+    ap.add_argument("--top-k", type=int, default=3)
+    ap.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    ap.add_argument("--bundle", default=str(HERE), help="the bundle folder (default: this script's)")
+    args = ap.parse_args(argv)
+    root = Path(args.bundle)
+    settings = json.loads((root / "bundle.json").read_text())
+    labels = (root / "labels.txt").read_text(encoding="utf-8").splitlines()
+    runner = (TensorRTRunner if settings["runtime"] == "tensorrt" else OnnxRunner)(root / settings["model"], settings)
+    pre = settings["preprocessing"]
+    files = image_paths(args.images)
+    results = []
+    for i in range(0, len(files), runner.max_batch):
+        chunk = files[i:i + runner.max_batch]
+        try:
+            x = np.stack([preprocess(open_image(p), pre) for p in chunk])
+        except (OSError, ValueError) as e:
+            sys.exit(f"error: {chunk[0].parent} has a file that is not a readable PNG or JPEG ({e}); remove it")
+        out = runner(x)
+        prob = out.astype(np.float64) if settings.get("outputs") == "probabilities" else softmax(out)
+        for p, row in zip(chunk, prob):
+            best = np.argsort(-row, kind="stable")[:max(1, args.top_k)]
+            results.append({"source": str(p), "label": labels[best[0]], "index": int(best[0]),
+                            "top": [{"label": labels[j], "index": int(j), "probability": float(row[j])}
+                                    for j in best]})
+    if args.json:
+        print(json.dumps({"predictions": results}, indent=2))
+    else:
+        for r in results:
+            print(f"{r['source']}: " + ", ".join(f"{t['label']} {100 * t['probability']:.1f}%" for t in r["top"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Issue 10, item 2: training on a GPU (AMP, channels_last) and the device choice. The CUDA cases skip without a GPU;
+the CPU cases run everywhere, so the same code path is exercised on both.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgeres.config import TrainConfig
+from edgeres.errors import ConfigError
+from edgeres.train.loop import autocast_dtype, device_for, train
+from tests.conftest import cpu_and_cuda
+
+
+def test_device_auto_is_the_cpu_without_a_gpu():
+    if torch.cuda.is_available():
+        assert device_for("auto").type == "cuda"
+    else:
+        assert device_for("auto").type == "cpu"
+        with pytest.raises(ConfigError, match="--device cpu"):
+            device_for("cuda")
+        with pytest.raises(ConfigError, match="needs a GPU"):
+            autocast_dtype("fp16", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+def test_one_epoch_on_each_device(device, tmp_path):
+    cfg = TrainConfig(epochs=1, batch_size=64, limit_train=2560, limit_test=200, size=32, lr=0.1, device=device,
+                      amp="auto", zero_init_residual=False)
+    r = train(cfg, tmp_path / "m.pt")
+    assert r.device.startswith(device) and r.top1 > 20  # ten classes: chance is 10%
+
+
+@pytest.mark.needs_cuda
+def test_fp16_autocast_with_a_grad_scaler_on_cuda(tmp_path):
+    cfg = TrainConfig(epochs=1, batch_size=64, limit_train=640, limit_test=200, size=32, lr=0.1, device="cuda",
+                      amp="fp16", zero_init_residual=False)
+    assert autocast_dtype("fp16", torch.device("cuda")) == torch.float16
+    r = train(cfg, tmp_path / "m.pt")
+    assert r.top1 > 20

@@ -1,0 +1,129 @@
+"""Issue 10, item 6: the deployment bundle. infer.py runs in a venv that cannot import edgeres and agrees with
+`edgeres predict` on every image; Triton's own protobuf reads config.pbtxt; DeepStream's arithmetic reproduces the
+preprocessing exactly, per-channel std included.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import venv
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from edgeres.bundle import deepstream_scaling, with_input_scale
+from edgeres.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from tests.helpers.cli import assert_one_line_error, edgeres
+
+
+@pytest.fixture(scope="module")
+def images(small_run, tmp_path_factory):
+    from edgeres.data.datasets import load_dataset
+
+    folder = tmp_path_factory.mktemp("imgs")
+    test = load_dataset("fashion-mnist", "test")
+    for i in range(200):
+        test.image(i).save(folder / f"{i:05d}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def no_edgeres_python(tmp_path_factory):
+    """A venv that sees numpy, Pillow and onnxruntime from this environment's site-packages but not edgeres (its
+    editable install is a .pth the new venv never reads)."""
+    import numpy as _np
+
+    root = tmp_path_factory.mktemp("venv")
+    venv.EnvBuilder(with_pip=False).create(root)
+    py = root / "bin" / "python"
+    site = subprocess.run([str(py), "-c", "import site; print(site.getsitepackages()[0])"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    Path(site, "host.pth").write_text(str(Path(_np.__file__).parents[1]) + "\n")
+    probe = subprocess.run([str(py), "-c", "import edgeres"], capture_output=True, text=True, cwd=root)
+    assert probe.returncode != 0 and "No module named 'edgeres'" in probe.stderr
+    return py
+
+
+@pytest.mark.parametrize("model,softmax", [("model.onnx", False), ("model.int8-cpu.onnx", True),
+                                           ("model.int8-tensorrt.onnx", False)])
+def test_infer_py_agrees_with_predict_without_edgeres(model, softmax, small_run, images, no_edgeres_python, tmp_path):
+    cfg, _ = small_run
+    out = tmp_path / "bundle"
+    r = edgeres("bundle", f"{cfg.out}/{model}", "--target", "cpu", "--out", str(out), *(["--softmax"] * softmax))
+    assert r.returncode == 0, r.stderr
+    want = json.loads(edgeres("predict", f"{cfg.out}/{model}", str(images), "--top-k", "1", "--json").stdout)
+    got = subprocess.run([str(no_edgeres_python), str(out / "infer.py"), str(images), "--top-k", "1", "--json"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert got.returncode == 0, got.stderr
+    a = [p["label"] for p in json.loads(got.stdout)["predictions"]]
+    b = [p["label"] for p in want["predictions"]]
+    assert len(a) == 200 and a == b
+    pa = np.array([p["top"][0]["probability"] for p in json.loads(got.stdout)["predictions"]])
+    pb = np.array([p["probability"] for p in want["predictions"]])
+    assert np.abs(pa - pb).max() < 1e-4
+
+
+def test_triton_config_parses_as_model_config(small_run, tmp_path):
+    pb = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient is in the [test] extra")
+    from google.protobuf import text_format
+
+    cfg, _ = small_run
+    for target in ("cpu", "jetson-orin-nano"):
+        out = tmp_path / target
+        assert edgeres("bundle", f"{cfg.out}/model.onnx", "--target", target, "--out", str(out)).returncode == 0
+        mc = text_format.Parse((out / "triton/classifier/config.pbtxt").read_text(), pb.ModelConfig())
+        assert mc.platform == "onnxruntime_onnx" and mc.max_batch_size == 32
+        assert list(mc.input[0].dims) == [1, 32, 32] and mc.input[0].name == "input"
+        assert list(mc.output[0].dims) == [10] and mc.output[0].label_filename == "labels.txt"
+        assert (out / "triton/classifier/1/model.onnx").is_file()
+        gpu = target != "cpu"
+        assert (mc.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU) == gpu
+        assert (out / "deepstream/config_infer_primary.txt").is_file() == gpu
+
+
+def test_deepstream_arithmetic_reproduces_the_preprocessing():
+    """net-scale-factor × (x − offsets), then the folded per-channel factor, equals (x/255 − mean)/std."""
+    x = np.arange(256, dtype=np.float64)
+    for pre in (Preprocessing(32, 1, (0.286,), (0.353,)), Preprocessing(224, 3, IMAGENET_MEAN, IMAGENET_STD)):
+        scale, offsets, fold = deepstream_scaling(pre)
+        for c in range(pre.channels):
+            got = scale * (x - offsets[c]) * (1.0 if fold is None else fold[c])
+            assert np.abs(got - (x / 255 - pre.mean[c]) / pre.std[c]).max() < 1e-5
+        assert (fold is None) == (pre.channels == 1)
+
+
+def test_folded_graph_computes_the_same_logits(tmp_path):
+    """The DeepStream ONNX (1/std folded in front) fed DeepStream's input gives the original model's logits."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w")
+    g = helper.make_graph([helper.make_node("Conv", ["input", "w"], ["y"], pads=[1, 1, 1, 1]),
+                           helper.make_node("ReduceMean", ["y"], ["logits"], axes=[2, 3], keepdims=0)], "g",
+                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])], [w])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    pre = Preprocessing(8, 3, IMAGENET_MEAN, IMAGENET_STD)
+    scale, offsets, fold = deepstream_scaling(pre)
+    pixels = rng.integers(0, 256, (2, 3, 8, 8)).astype(np.float32)
+    ours = (pixels / 255 - np.asarray(pre.mean, np.float32)[:, None, None]) / np.asarray(pre.std, np.float32)[:, None, None]
+    ds_in = (scale * (pixels - np.asarray(offsets, np.float32)[:, None, None])).astype(np.float32)
+    run = lambda m, x: ort.InferenceSession(m.SerializeToString()).run(None, {"input": x})[0]  # noqa: E731
+    assert np.abs(run(with_input_scale(model, fold), ds_in) - run(model, ours.astype(np.float32))).max() < 1e-4
+    onnx.checker.check_model(with_input_scale(model, fold))
+
+
+def test_bundle_refuses_a_folder_it_did_not_make(small_run, tmp_path):
+    cfg, _ = small_run
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert_one_line_error(edgeres("bundle", f"{cfg.out}/model.onnx", "--target", "cpu", "--out",
+                                  str(tmp_path / "mine")), "did not make")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    ok = tmp_path / "b"
+    for _ in range(2):  # a bundle edgeres made is replaced
+        assert edgeres("bundle", f"{cfg.out}/model.onnx", "--target", "cpu", "--out", str(ok)).returncode == 0
+    assert json.loads((ok / "bundle.json").read_text())["format"] == "edgeres.bundle/1"
