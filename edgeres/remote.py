@@ -62,6 +62,10 @@ def _show(data: bytes) -> None:
     sys.stderr.flush()
 
 
+# user@host: a POSIX user name, then a DNS name, an IPv4 address or a bracketed IPv6 address
+HOST_RE = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]*@)?(?:[A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.%a-z0-9]+\])")
+
+
 @dataclass(frozen=True)
 class SshHost:
     """``user@host`` and how to reach it. ``options`` are ``Key=Value`` pairs passed as ``ssh -o``."""
@@ -79,6 +83,9 @@ class SshHost:
             raise ConfigError(f"--identity {self.identity} does not exist; give the private key file ssh should use")
         if not d or d.startswith("-") or any(c.isspace() for c in d):
             raise ConfigError(f"--host {d!r} is not a destination; give user@host (no spaces, no leading '-')")
+        if not HOST_RE.fullmatch(d):
+            raise ConfigError(f"--host {d!r} has characters no user or host name has; give user@host, "
+                              f"user@10.0.0.5 or user@[fe80::1] (a port goes in --ssh-option Port=N)")
         for o in self.options:
             parse_ssh_option(o)
 

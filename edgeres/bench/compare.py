@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeres.bench.report import load_report, max_noise
+from edgeres.errors import ArtifactError
 
 
 def compare_reports(a: Path, b: Path) -> tuple[str, dict]:
@@ -11,6 +12,14 @@ def compare_reports(a: Path, b: Path) -> tuple[str, dict]:
     the host noise that the two runs themselves measured.
     """
     ra, rb = load_report(a), load_report(b)
+    try:
+        return _compare(ra, rb, a, b)
+    except (KeyError, TypeError, AttributeError, ValueError, ZeroDivisionError) as e:
+        raise ArtifactError(f"{a} or {b} is a malformed report ({type(e).__name__}: {e}); re-run `edgeres bench` "
+                            f"for both") from None
+
+
+def _compare(ra: dict, rb: dict, a: Path, b: Path) -> tuple[str, dict]:
     by_b = {r["label"]: r for r in rb["results"]}
     noise = [max_noise(r) for r in (ra, rb)]
     limit = max((n[0] for n in noise if n is not None), default=None)

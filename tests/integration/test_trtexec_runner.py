@@ -98,6 +98,25 @@ def test_energy_is_sampled_around_each_models_own_window(desktop_models, tmp_pat
     assert "energy (tegrastats, VDD_IN)" in (tmp_path / "r" / "report.md").read_text()
 
 
+def test_tegrastats_without_root_is_named(desktop_models, tmp_path, cache, monkeypatch):
+    """A tegrastats that prints no rails (they need root on that JetPack): auto reports why; on refuses first."""
+    from tests.helpers.tegrastats_standin import install as install_tegrastats
+    from tests.helpers.tegrastats_standin import line_of, without_rails
+
+    assert "mW" in line_of("jetson-orin-nano") and "mW" not in without_rails(line_of("jetson-orin-nano"))
+    install_tegrastats(tmp_path / "bin", rails=False)  # a STAND-IN: protocol only
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{__import__('os').environ['PATH']}")
+    exe = install(tmp_path / "bin", "100300")
+    cfg = BenchConfig(target="desktop", limit=32, throughput_batch=4, latency=FAST)
+    report = bench_trtexec(desktop_models[:1], tmp_path / "r", cfg, LocalDevice(), str(exe))
+    assert report["energy"]["measured"] is False and "needs root" in report["energy"]["why"]
+    assert "energy not measured: tegrastats printed no power rails" in (tmp_path / "r" / "report.md").read_text()
+    with pytest.raises(ConfigError, match="--energy on, but energy cannot be measured: tegrastats .* needs root"):
+        bench_trtexec(desktop_models[:1], tmp_path / "r2", BenchConfig(target="desktop", limit=32, energy="on",
+                                                                        latency=FAST), LocalDevice(), str(exe))
+    assert not (tmp_path / "r2").exists()
+
+
 def test_an_interrupted_accuracy_pass_resumes_without_redoing_batches(desktop_models, tmp_path, cache):
     log = tmp_path / "calls.log"
     cfg = BenchConfig(target="desktop", limit=LIMIT, throughput_batch=4, latency=FAST)

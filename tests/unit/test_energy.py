@@ -94,3 +94,29 @@ def test_ina3221_sysfs_of_both_drivers(tmp_path, monkeypatch):
     assert isinstance(meter, energy.Ina3221Meter)
     _, reading = meter.measure(lambda: __import__("time").sleep(0.25))
     assert reading.samples >= 2 and reading.mean_w == 6.0 and reading.source == "VDD_IN"
+
+
+def test_nvml_meter_speaks_nvidia_ml_py(monkeypatch):
+    """A STAND-IN for ``pynvml`` (nvidia-ml-py) with its real function names: proves the calls and the mW → W
+    conversion only; no power is read from any GPU here."""
+    import sys
+    import types
+
+    from edgeres.energy import NvmlMeter, find_meter
+
+    calls = []
+    fake = types.ModuleType("pynvml")
+    fake.nvmlInit = lambda: calls.append("init")
+    fake.nvmlDeviceGetHandleByIndex = lambda i: calls.append(("handle", i)) or "h0"
+    fake.nvmlDeviceGetPowerUsage = lambda h: 45_250  # milliwatts, as NVML reports
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    meter, why = find_meter("desktop")
+    assert isinstance(meter, NvmlMeter) and why == ""
+    assert meter.read() == {"VIN": 45.25} and calls == ["init", ("handle", 0)]
+
+    def no_driver():
+        raise RuntimeError("NVML Shared Library Not Found")
+
+    fake.nvmlInit = no_driver
+    meter, why = find_meter("desktop")
+    assert meter is None and "nvidia-ml-py" in why and "Not Found" in why
