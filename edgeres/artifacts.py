@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -26,12 +27,71 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(parent: Path, prefix: str) -> None:
+    """Remove ``<prefix><pid>.*`` files and folders in ``parent`` whose process is gone (a killed run's leftovers)."""
+    try:
+        found = list(Path(parent).glob(f"{prefix}*"))
+    except OSError:
+        return
+    for p in found:
+        pid = p.name[len(prefix):].split(".", 1)[0].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+
+def temp_dir(kind: str) -> tempfile.TemporaryDirectory:
+    """A scratch folder under the system temp dir, named with this process's id so a later run removes it if this
+    one is killed.
+    """
+    base = Path(tempfile.gettempdir())
+    remove_stale_temporaries(base, f"edgeres-{kind}-")
+    return tempfile.TemporaryDirectory(prefix=f"edgeres-{kind}-{os.getpid()}-", dir=base)
+
+
+def check_out(out: Path, option: str = "--out", folder: bool = False) -> None:
+    """Before any work: ``out`` must be a file path (or a folder path with ``folder``) that can be written."""
+    out = Path(out)
+    if not folder and out.is_dir():
+        raise ConfigError(f"{option} {out} is a folder; give a file path inside it, e.g. {out / 'model.onnx'}")
+    if folder and out.exists() and not out.is_dir():
+        raise ConfigError(f"{option} {out} is a file; give a folder path")
+    up = out.parent if not folder or not out.exists() else out
+    while not up.exists() and up != up.parent:
+        up = up.parent
+    if not up.is_dir():
+        raise ConfigError(f"{option} {out} lies under {up}, which is a file; choose another {option}")
+    if not os.access(up, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {out}: {up} is not writable (read-only or no permission); choose another "
+                          f"{option}")
+    try:
+        probe = tempfile.NamedTemporaryFile(dir=up, prefix=".edgeres-probe-")
+        probe.close()
+    except OSError as e:
+        raise ConfigError(f"{option} {out}: cannot write in {up} ({e.strerror}); choose another {option}") from None
+
+
 @contextlib.contextmanager
 def atomic_path(dest: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``dest``; rename it over ``dest`` only on success."""
+    """Yield a temporary path beside ``dest``; rename it over ``dest`` only on success. The temporary carries this
+    process's id, so the next writer of ``dest`` removes it if this process is killed.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    remove_stale_temporaries(dest.parent, f".{dest.name}.")
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -40,6 +100,24 @@ def atomic_path(dest: Path) -> Iterator[Path]:
         os.replace(tmp_path, dest)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def staged_dir(dest: Path) -> Iterator[Path]:
+    """Yield a scratch folder inside ``dest``; on success move every file in it into ``dest`` (renames, which a full
+    disk cannot stop), on failure remove it: ``dest`` then holds all the old files or all the new ones.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(dest, ".stage.")
+    stage = Path(tempfile.mkdtemp(prefix=f".stage.{os.getpid()}.", suffix=".tmp", dir=dest))
+    try:
+        yield stage
+        for f in sorted(stage.iterdir()):
+            os.chmod(f, 0o666 & ~_umask())
+            os.replace(f, dest / f.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _umask() -> int:
@@ -80,15 +158,20 @@ def write_manifest(
     config: dict[str, Any],
     preprocessing: dict[str, Any] | None = None,
     results: dict[str, Any] | None = None,
+    content: Path | None = None,
 ) -> Path:
-    """Write ``<artifact>.json``: what it is, the sha256 of itself and its inputs, config, versions."""
+    """Write ``<artifact>.json``: what it is, the sha256 of itself and its inputs, config, versions.
+
+    ``content``: the file whose bytes ``artifact`` will hold (its temporary), so the manifest can be written before
+    the artifact is renamed into place and no artifact ever stands without one.
+    """
     ins = {}
     for name, p in inputs.items():
         p = Path(p)
         ins[name] = {"path": str(p), "sha256": sha256_file(p) if p.is_file() else None}
     doc = {
         "kind": kind,
-        "artifact": {"path": str(artifact), "sha256": sha256_file(Path(artifact))},
+        "artifact": {"path": str(artifact), "sha256": sha256_file(Path(content or artifact))},
         "inputs": ins,
         "config": config,
         "preprocessing": preprocessing,
@@ -145,8 +228,11 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def refuse_overwriting_inputs(out: Path, inputs: dict[str, Path], option: str = "--out") -> None:
-    """Raise ``ConfigError`` when ``out`` (or its manifest) is one of ``inputs``: a stage never writes over what it reads."""
+    """Raise ``ConfigError`` when ``out`` (or its manifest) is one of ``inputs``: a stage never writes over what it
+    reads; or when ``out`` cannot be written (a folder, under a file, read-only): said before the work, not after.
+    """
     out = Path(out)
+    check_out(out, option)
     for what, p in inputs.items():
         p = Path(p)
         for target in (out, manifest_path(out)):

@@ -8,6 +8,7 @@ and the config's scale is ``1/255``: the network still sees exactly what edgeres
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -17,7 +18,15 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from edgeres.artifacts import manifest_path, read_manifest, sha256_file, versions, write_json_atomic
+from edgeres.artifacts import (
+    check_out,
+    manifest_path,
+    read_manifest,
+    remove_stale_temporaries,
+    sha256_file,
+    versions,
+    write_json_atomic,
+)
 from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import ArtifactError, ConfigError
 from edgeres.onnx_model import OUTPUT_KEY, RECIPE_KEY, load_onnx, metadata, onnx_info, set_metadata
@@ -183,6 +192,7 @@ def bundle(model: Path, target: str, out: Path, softmax: bool = False) -> Bundle
     """Write the deployment bundle of ``model`` (an edgeres or imported ONNX, or an engine) for ``target`` to ``out``."""
     model, out = Path(model), Path(out)
     t = load_target(target)
+    check_out(out, folder=True)
     _check_out(out)
     src = _source(model)
     if softmax and src.engine_runtime:
@@ -191,7 +201,8 @@ def bundle(model: Path, target: str, out: Path, softmax: bool = False) -> Bundle
         raise ConfigError("a class label contains ';', which DeepStream's classifier label file uses as separator; "
                           "rename the class")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    remove_stale_temporaries(out.parent, f".{out.name}.")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
     try:
         res = _write(tmp, src, t, softmax)
         if out.exists():

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeres.artifacts import temp_dir
 from edgeres.errors import ConfigError, RemoteError
 from edgeres.progress import log
 from edgeres.remote import SshHost
@@ -56,7 +56,7 @@ def setup_device(host: SshHost, python: str = "python3", venv: str = DEVICE_VENV
         f"JetPack's)")
     host.run(["mkdir", "-p", venv])
     host.run([python, "-m", "venv", "--system-site-packages", venv])
-    with tempfile.TemporaryDirectory(prefix="edgeres-wheel-") as tmp:
+    with temp_dir("wheel") as tmp:
         wheel = _wheel(Path(tmp))
         host.run(["mkdir", "-p", f"{venv}/wheels"])
         host.put({wheel.name: wheel}, f"{venv}/wheels")

@@ -172,9 +172,10 @@ def onnx_from_checkpoint(checkpoint: Path, out: Path, cfg: ExportConfig = Export
                               f"{cfg.max_abs_diff:.0e} × max(1, largest |logit| {scale:.3g})), "
                               f"top-1 agreement {agree:.2f}% (limit {cfg.min_agreement}%); try another --opset "
                               f"and report it; nothing was written")
-    write_manifest(Path(out), "onnx-fp32", {"checkpoint": checkpoint}, asdict(cfg), pre.to_dict(),
-                   {"max_abs_diff": diff, "max_abs_logit": scale, "agreement": agree, "parity_images": n,
-                    "parity_inputs": f"{data} test split" if data else "random images (no --data)",
-                    "data": data, "opset": opset, "classes": ck.classes,
-                    "parser": None if lim is None else {"tensorrt": str(lim.tensorrt), "max_opset": lim.max_opset}})
+        write_manifest(Path(out), "onnx-fp32", {"checkpoint": checkpoint}, asdict(cfg), pre.to_dict(),
+                       {"max_abs_diff": diff, "max_abs_logit": scale, "agreement": agree, "parity_images": n,
+                        "parity_inputs": f"{data} test split" if data else "random images (no --data)",
+                        "data": data, "opset": opset, "classes": ck.classes,
+                        "parser": None if lim is None else {"tensorrt": str(lim.tensorrt),
+                                                            "max_opset": lim.max_opset}}, content=tmp)
     return ExportResult(Path(out), diff, agree, n, opset)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeres.artifacts import atomic_path, write_text_atomic
+from edgeres.artifacts import atomic_path
 
 MAX_CONFUSION = 100  # classes; above, the matrix is left out of the report (it would be n² numbers)
 HURT_SHOWN = 3
@@ -83,8 +83,7 @@ def plot_confusion(report: dict[str, Any], dest: Path) -> bool:
     return True
 
 
-def write_predictions(dest: Path, images: list[str], labels: np.ndarray, classes: list[str],
-                      predicted: dict[str, np.ndarray]) -> Path:
+def predictions_csv(images: list[str], labels: np.ndarray, classes: list[str], predicted: dict[str, np.ndarray]) -> str:
     """``image,true,<row>…``: the class each row predicted for each image, by name."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -92,4 +91,4 @@ def write_predictions(dest: Path, images: list[str], labels: np.ndarray, classes
     name = (lambda k: classes[k] if 0 <= k < len(classes) else str(k))  # noqa: E731
     for i, img in enumerate(images):
         w.writerow([img, name(int(labels[i])), *(name(int(p[i])) for p in predicted.values())])
-    return write_text_atomic(dest, buf.getvalue())
+    return buf.getvalue()

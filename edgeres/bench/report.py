@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgeres.artifacts import atomic_path, write_json_atomic, write_text_atomic
+from edgeres.artifacts import atomic_path, staged_dir, write_json_atomic, write_text_atomic
 from edgeres.bench.classes import markdown_lines, plot_confusion
 from edgeres.errors import ArtifactError
 
@@ -172,15 +172,20 @@ def plot(report: dict, dest: Path) -> None:
     plt.close(fig)
 
 
-def write_reports(report: dict, out_dir: Path) -> dict[str, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / "report.json", "md": out_dir / "report.md", "png": out_dir / "report.png"}
-    write_json_atomic(paths["json"], report)
-    write_text_atomic(paths["md"], markdown(report))
-    plot(report, paths["png"])
-    if plot_confusion(report, out_dir / "confusion.png"):
-        paths["confusion"] = out_dir / "confusion.png"
-    return paths
+def write_reports(report: dict, out_dir: Path, extra: dict[str, str] | None = None) -> dict[str, Path]:
+    """report.json, report.md, report.png (and confusion.png, and ``extra`` text files) as one unit: staged, then
+    renamed into ``out_dir`` together, so a failure (a full disk) leaves the old report whole.
+    """
+    names = {"json": "report.json", "md": "report.md", "png": "report.png"}
+    with staged_dir(out_dir) as stage:
+        write_json_atomic(stage / names["json"], report)
+        write_text_atomic(stage / names["md"], markdown(report))
+        plot(report, stage / names["png"])
+        if plot_confusion(report, stage / "confusion.png"):
+            names["confusion"] = "confusion.png"
+        for name, text in (extra or {}).items():
+            write_text_atomic(stage / name, text)
+    return {k: out_dir / v for k, v in names.items()}
 
 
 def load_report(path: Path) -> dict:

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from edgeres.artifacts import sha256_file, versions
+from edgeres.artifacts import check_out, sha256_file, versions
 from edgeres.backends import Session, get_backend, infer_all, require
 from edgeres.backends.latency import compare_latency
 from edgeres.bench.accuracy import accuracy, confusion
-from edgeres.bench.classes import MAX_CONFUSION, write_predictions
+from edgeres.bench.classes import MAX_CONFUSION, predictions_csv
 from edgeres.build import engine_from_onnx
 from edgeres.config import DEFAULT_MAX_BATCH, BenchConfig, BuildConfig
 from edgeres.data.datasets import ImageSet, load_dataset
@@ -288,6 +288,7 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
     from edgeres.bench.roofline import floor_ms, measure_cpu_peaks, model_cost
 
     cfg.validate()
+    check_out(Path(out_dir), folder=True)
     target = load_target(cfg.target)
     if cfg.energy == "on":  # refused before any work, not after it
         from edgeres.energy import find_meter
@@ -345,8 +346,8 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
                    "copies_timed": "per result: latency.copies_timed"},
         "results": [r.to_dict() for r in results],
     }
-    write_reports(report, Path(out_dir))
-    write_predictions(Path(out_dir) / "predictions.csv", image_names(ds), ds.labels, ds.classes, predicted)
+    write_reports(report, Path(out_dir), {"predictions.csv": predictions_csv(image_names(ds), ds.labels, ds.classes,
+                                                                            predicted)})
     check_budget(report, cfg.max_drop, Path(out_dir))
     return report
 

@@ -104,7 +104,20 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("interrupted; finished artifacts are kept, re-run to resume", err=True)
             sys.exit(130)
+        except OSError as e:  # the file system said no: disk full, read-only, permissions
+            raise click.ClickException(filesystem_message(e)) from None
     return wrapper
+
+
+def filesystem_message(e: OSError) -> str:
+    import errno
+
+    where = f" writing {e.filename}" if e.filename else ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"disk full{where}; free space or choose another --out (nothing half-written was kept)"
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"{e.strerror}{where}; choose a writable --out"
+    return f"{e.strerror or type(e).__name__}{where or ''}; check the path and the disk"
 
 
 def emit(as_json: bool, payload: dict, text: str) -> None:

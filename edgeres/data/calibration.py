@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeres.artifacts import sha256_file, write_json_atomic
+from edgeres.artifacts import check_out, remove_stale_temporaries, sha256_file, write_json_atomic
 from edgeres.data.datasets import (
     IMAGE_SUFFIXES,
     ImageSet,
@@ -54,6 +54,7 @@ def make_calibration_set(data: str, out: Path, per_class: int = 50, split: str =
     ds = load_dataset(data, split)
     picked = balanced_sample(ds, per_class, seed, strict)  # not strict: all of a class smaller than per_class
     out = Path(out)
+    check_out(out, folder=True)
     _check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(out)
@@ -149,20 +150,7 @@ def _check_replaceable(out: Path) -> None:
 
 def _remove_stale_temporaries(out: Path) -> None:
     """Temporaries of earlier runs that were killed (their process is gone) are removed."""
-    for p in out.parent.glob(f".{out.name}.*.tmp"):
-        pid = p.name[len(out.name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    remove_stale_temporaries(out.parent, f".{out.name}.")
 
 
 def _swap_in(tmp: Path, out: Path) -> None:

@@ -6,6 +6,7 @@ MNIST-like task that a model must learn, not memorize.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from edgeres.artifacts import remove_stale_temporaries
 from edgeres.errors import ConfigError
 
 
@@ -53,7 +55,8 @@ def make_digits(out: Path, train_per_class: int = 100, test_per_class: int = 50,
         raise ConfigError(f"{out} exists; give a new folder for the digits set (nothing was changed)")
     out.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    remove_stale_temporaries(out.parent, f".{out.name}.")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
     try:
         for split, n in (("train", train_per_class), ("test", test_per_class)):
             for d in range(10):

@@ -6,12 +6,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from edgeres.artifacts import sha256_file
+from edgeres.artifacts import sha256_file, temp_dir
 from edgeres.errors import DataError
 
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -72,7 +71,7 @@ def fetch_to_cache(dest: Path | None = None) -> Path:
         if shutil.which(tool) is None:
             raise DataError(f"Fashion-MNIST is not installed and `{tool}` is missing; {FIX}")
     print(f"fetching {PACKAGE} into {dest} …", file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="edgeres-fmnist-") as tmp:
+    with temp_dir("fmnist") as tmp:
         r = subprocess.run(["apt-get", "download", PACKAGE], cwd=tmp, capture_output=True, text=True)
         debs = list(Path(tmp).glob(f"{PACKAGE}_*.deb"))
         if r.returncode != 0 or not debs:

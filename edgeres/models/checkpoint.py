@@ -59,7 +59,15 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> Path:
         "extra": ckpt.extra,
     }
     with atomic_path(Path(path)) as tmp:
-        torch.save(payload, tmp)
+        try:
+            torch.save(payload, tmp)
+        except RuntimeError as e:  # torch reports a full disk as "enforce fail at inline_container.cc"
+            import errno
+            import shutil
+
+            if shutil.disk_usage(tmp.parent).free < (1 << 20) * 64 or "inline_container" in str(e):
+                raise OSError(errno.ENOSPC, "No space left on device", str(path)) from None
+            raise
     return Path(path)
 
 

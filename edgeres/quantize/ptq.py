@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from edgeres.artifacts import (
     atomic_path,
     check_against_manifest,
     refuse_overwriting_inputs,
+    temp_dir,
     write_json_atomic,
     write_manifest,
     write_text_atomic,
@@ -207,7 +207,7 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
     method, pct = cfg.method, cfg.percentile
     kept: list[dict] = []
     all_int8: Path | None = None
-    with tempfile.TemporaryDirectory(prefix="edgeres-quant-") as tmpdir:
+    with temp_dir("quant") as tmpdir:
         work = Path(tmpdir)
         pre = work / "pre.onnx"
         with quiet():
@@ -246,19 +246,19 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
                  "calibration": calib.root.name, "float_layers": search.float_layers})})
             set_metadata(model, src_meta)
             onnx.save(model, str(tmp))
-        if kept and all_int8 is not None:
-            search.latency_cost = _latency_cost(out, all_int8, recipe, info.preprocessing.input_shape)
-    ranges = tensor_ranges(data)
-    if cfg.trt_cache_version:
-        from edgeres.quantize.trt_cache import write_calibration_cache
-        amax = {k: max(abs(lo), abs(hi)) for k, (lo, hi) in ranges.items()}
-        search.trt_cache = str(write_calibration_cache(out.with_suffix(".calib.cache"), amax,
-                                                          cfg.trt_cache_version, method))
-    calib_input = calib.manifest_file() if calib.manifest_file().is_file() else calib.root
-    write_manifest(out, "onnx-int8-qdq", {"onnx": onnx_path, "calibration_manifest": calib_input},
-                   asdict(cfg), info.preprocessing.to_dict(),
-                   {"recipe": asdict(recipe), "method": method, "calibration_images": len(x),
-                    "calibration_source": calib.source, "quantize_nodes": rep.quantize_nodes,
-                    "per_channel_weights": rep.per_channel_weights, "cpu_features": cpu_features(),
-                    "checked_disjoint_from": eval_data, "search": search.to_dict()})
+            if kept and all_int8 is not None:
+                search.latency_cost = _latency_cost(tmp, all_int8, recipe, info.preprocessing.input_shape)
+            ranges = tensor_ranges(data)
+            if cfg.trt_cache_version:
+                from edgeres.quantize.trt_cache import write_calibration_cache
+                amax = {k: max(abs(lo), abs(hi)) for k, (lo, hi) in ranges.items()}
+                search.trt_cache = str(write_calibration_cache(out.with_suffix(".calib.cache"), amax,
+                                                                  cfg.trt_cache_version, method))
+            calib_input = calib.manifest_file() if calib.manifest_file().is_file() else calib.root
+            write_manifest(out, "onnx-int8-qdq", {"onnx": onnx_path, "calibration_manifest": calib_input},
+                           asdict(cfg), info.preprocessing.to_dict(),
+                           {"recipe": asdict(recipe), "method": method, "calibration_images": len(x),
+                            "calibration_source": calib.source, "quantize_nodes": rep.quantize_nodes,
+                            "per_channel_weights": rep.per_channel_weights, "cpu_features": cpu_features(),
+                            "checked_disjoint_from": eval_data, "search": search.to_dict()}, content=tmp)
     return QuantResult(out, recipe, method, len(x), rep.quantize_nodes, ranges, search)

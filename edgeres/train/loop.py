@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeres.artifacts import write_manifest
+from edgeres.artifacts import check_out, write_manifest
 from edgeres.config import DEFAULT_DATASET, TrainConfig
 from edgeres.data import fashion_mnist
 from edgeres.data.datasets import ImageSet, load_dataset, split_layout
@@ -145,6 +145,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False,
     (NCCL on GPUs, gloo on CPUs); rank 0 writes the checkpoint.
     """
     cfg.validate()
+    check_out(Path(out))
     cuda = device_for(cfg.device).type == "cuda"
     world = init_world(cuda)
     try:

@@ -1,0 +1,141 @@
+"""Faults (issue 12, defects 6, 9, 11, 17): a read-only folder and a full disk (small tmpfs mounts, where the test
+runs as root), SIGKILL in every stage, and a report that is written as one unit. For each: one line, no traceback,
+nothing of the user's lost, and no leftover a later stage would use or that nothing removes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.cli import assert_one_line_error, edgeres
+
+
+def _mount(where: Path, opts: str) -> Path:
+    where.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN): {r.stderr.strip()}")
+    return where
+
+
+@pytest.fixture
+def mounts(tmp_path):
+    made: list[Path] = []
+
+    def mount(name: str, opts: str) -> Path:
+        made.append(_mount(tmp_path / name, opts))
+        return made[-1]
+
+    yield mount
+    for m in made:
+        subprocess.run(["umount", "-l", str(m)], capture_output=True)
+
+
+@pytest.mark.parametrize("stage", ["train", "export", "quantize", "bench", "calib", "bundle"])
+def test_a_read_only_out_is_refused_before_any_work(stage, small_run, mounts):
+    cfg, _ = small_run
+    ro = mounts("ro", "ro,size=1m")
+    args = {"train": ["train", "--epochs", "1", "--limit-train", "256", "--out", f"{ro}/m.pt"],
+            "export": ["export", f"{cfg.out}/model.pt", "--out", f"{ro}/m.onnx"],
+            "quantize": ["quantize", f"{cfg.out}/model.onnx", "--out", f"{ro}/q.onnx"],
+            "bench": ["bench", f"{cfg.out}/model.onnx", "--out", f"{ro}/r"],
+            "calib": ["calib", "make", "--out", f"{ro}/c"],
+            "bundle": ["bundle", f"{cfg.out}/model.onnx", "--target", "cpu", "--out", f"{ro}/b"]}[stage]
+    t0 = time.perf_counter()
+    r = edgeres(*args)
+    assert_one_line_error(r, "not writable")
+    assert time.perf_counter() - t0 < 30  # refused up front, not after training or calibrating
+
+
+@pytest.mark.parametrize("stage", ["export", "quantize", "bench"])
+def test_a_full_disk_is_named_and_leaves_nothing_half_written(stage, small_run, mounts):
+    cfg, _ = small_run
+    full = mounts(f"full-{stage}", "size=32k")  # a model is megabytes, a report over 100 KB
+    (full / "keep.txt").write_text("the user's")
+    args = {"export": ["export", f"{cfg.out}/model.pt", "--out", f"{full}/m.onnx", "--parity-images", "16"],
+            "quantize": ["quantize", f"{cfg.out}/model.onnx", "--out", f"{full}/q.onnx"],
+            "bench": ["bench", f"{cfg.out}/model.onnx", "--out", f"{full}/r", "--limit", "50", "--duration", "0.05"]}
+    r = edgeres(*args[stage])
+    assert_one_line_error(r, "disk full")
+    left = sorted(p.name for p in full.rglob("*") if p.is_file())
+    assert left == ["keep.txt"], left  # no model, no orphan manifest, no temporary
+    assert (full / "keep.txt").read_text() == "the user's"
+
+
+def test_a_report_is_replaced_whole_or_not_at_all(small_run, tmp_path, monkeypatch):
+    """A failure while writing the new report (here: the plot) leaves the old report.json, .md and .png intact."""
+    from edgeres.bench import report as report_mod
+    from edgeres.bench.report import load_report, write_reports
+
+    cfg, rep = small_run
+    out = tmp_path / "r"
+    write_reports(rep, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    changed = {**rep, "created": "a later run"}
+
+    def broken(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report_mod, "plot", broken)
+    with pytest.raises(OSError):
+        write_reports(changed, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert load_report(out / "report.json")["created"] == rep["created"]
+
+
+def _kill_when(proc: subprocess.Popen, folder: Path, pattern: str, timeout: float = 120) -> bool:
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout and proc.poll() is None:
+        if list(folder.glob(pattern)):
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    return False
+
+
+@pytest.mark.parametrize("stage", ["export", "quantize"])
+def test_sigkill_leftovers_are_removed_by_the_next_run(stage, small_run, tmp_path):
+    """A temporary of a killed run carries its pid; the next writer of the same output removes it."""
+    cfg, _ = small_run
+    out = tmp_path / ("m.onnx" if stage == "export" else "q.onnx")
+    args = (["export", f"{cfg.out}/model.pt", "--parity-images", "16"] if stage == "export" else
+            ["quantize", f"{cfg.out}/model.onnx", "--recipe", "cpu"])
+    proc = subprocess.Popen([sys.executable, "-m", "edgeres", *args, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "EDGERES_QUIET": "1"})
+    if not _kill_when(proc, tmp_path, f".{out.name}.*.tmp"):
+        pytest.skip("the run finished before its temporary appeared")
+    assert list(tmp_path.glob(f".{out.name}.*.tmp")) and not out.exists()
+    assert not Path(str(out) + ".json").exists()  # no manifest without its artifact, no artifact without one
+    r = edgeres(*args, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert not list(tmp_path.glob(f".{out.name}.*.tmp")) and out.exists()
+    man = json.loads(Path(str(out) + ".json").read_text())
+    from edgeres.artifacts import sha256_file
+
+    assert man["artifact"]["sha256"] == sha256_file(out)
+
+
+def test_a_damaged_run_checkpoint_is_trained_afresh_not_resumed(tmp_path):
+    out = tmp_path / "run"
+    first = edgeres("run", "--out", str(out), "--limit-train", "256", "--limit-test", "64", "--epochs", "1",
+                    "--duration", "0.05")
+    assert first.returncode == 0, first.stderr
+    ck = out / "model.pt"
+    ck.write_bytes(ck.read_bytes()[: len(ck.read_bytes()) // 2])  # cut short, as a full disk or a killed copy does
+    again = edgeres("run", "--out", str(out), "--limit-train", "256", "--limit-test", "64", "--epochs", "1",
+                    "--duration", "0.05")
+    assert again.returncode == 0, again.stderr
+    from edgeres.artifacts import sha256_file
+
+    assert json.loads((out / "model.pt.json").read_text())["artifact"]["sha256"] == sha256_file(ck)
