@@ -64,6 +64,11 @@ def temp_dir(kind: str) -> tempfile.TemporaryDirectory:
 def check_out(out: Path, option: str = "--out", folder: bool = False) -> None:
     """Before any work: ``out`` must be a file path (or a folder path with ``folder``) that can be written."""
     out = Path(out)
+    try:
+        str(out).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{option} {ascii(str(out))} has bytes that are not UTF-8; name it in UTF-8 (ONNX Runtime "
+                          f"and TensorRT take UTF-8 paths only)") from None
     if not folder and out.is_dir():
         raise ConfigError(f"{option} {out} is a folder; give a file path inside it, e.g. {out / 'model.onnx'}")
     if folder and out.exists() and not out.is_dir():

@@ -103,27 +103,31 @@ def _kill_when(proc: subprocess.Popen, folder: Path, pattern: str, timeout: floa
     return False
 
 
-@pytest.mark.parametrize("stage", ["export", "quantize"])
+@pytest.mark.parametrize("stage", ["export", "quantize", "calib", "bench"])
 def test_sigkill_leftovers_are_removed_by_the_next_run(stage, small_run, tmp_path):
     """A temporary of a killed run carries its pid; the next writer of the same output removes it."""
     cfg, _ = small_run
-    out = tmp_path / ("m.onnx" if stage == "export" else "q.onnx")
-    args = (["export", f"{cfg.out}/model.pt", "--parity-images", "16"] if stage == "export" else
-            ["quantize", f"{cfg.out}/model.onnx", "--recipe", "cpu"])
+    out = tmp_path / {"export": "m.onnx", "quantize": "q.onnx", "calib": "c", "bench": "r"}[stage]
+    args = {"export": ["export", f"{cfg.out}/model.pt", "--parity-images", "16"],
+            "quantize": ["quantize", f"{cfg.out}/model.onnx", "--recipe", "cpu"],
+            "calib": ["calib", "make", "--per-class", "100"],
+            "bench": ["bench", f"{cfg.out}/model.onnx", "--limit", "50", "--duration", "0.05"]}[stage]
+    watch, pattern = (out, ".stage.*.tmp") if stage == "bench" else (tmp_path, f".{out.name}.*.tmp")
     proc = subprocess.Popen([sys.executable, "-m", "edgeres", *args, "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "EDGERES_QUIET": "1"})
-    if not _kill_when(proc, tmp_path, f".{out.name}.*.tmp"):
+    if not _kill_when(proc, watch, pattern):
         pytest.skip("the run finished before its temporary appeared")
-    assert list(tmp_path.glob(f".{out.name}.*.tmp")) and not out.exists()
-    assert not Path(str(out) + ".json").exists()  # no manifest without its artifact, no artifact without one
+    assert list(watch.glob(pattern))
+    if stage in ("export", "quantize"):
+        assert not out.exists() and not Path(str(out) + ".json").exists()  # no artifact or manifest alone
     r = edgeres(*args, "--out", str(out))
     assert r.returncode == 0, r.stderr
-    assert not list(tmp_path.glob(f".{out.name}.*.tmp")) and out.exists()
-    man = json.loads(Path(str(out) + ".json").read_text())
-    from edgeres.artifacts import sha256_file
+    assert not list(watch.glob(pattern)) and out.exists()
+    if stage in ("export", "quantize"):
+        from edgeres.artifacts import sha256_file
 
-    assert man["artifact"]["sha256"] == sha256_file(out)
+        assert json.loads(Path(str(out) + ".json").read_text())["artifact"]["sha256"] == sha256_file(out)
 
 
 def test_a_damaged_run_checkpoint_is_trained_afresh_not_resumed(tmp_path):
@@ -139,3 +143,45 @@ def test_a_damaged_run_checkpoint_is_trained_afresh_not_resumed(tmp_path):
     from edgeres.artifacts import sha256_file
 
     assert json.loads((out / "model.pt.json").read_text())["artifact"]["sha256"] == sha256_file(ck)
+
+
+def test_an_out_that_is_not_utf8_is_named_before_work(small_run, tmp_path):
+    """Defect 16: a non-UTF-8 --out was reported as 'ONNX Runtime cannot load …; re-run export'."""
+    cfg, _ = small_run
+    r = subprocess.run([sys.executable, "-m", "edgeres", "export", f"{cfg.out}/model.pt", "--out",
+                        os.fsencode(tmp_path) + b"/bad\xff/m.onnx"], capture_output=True, text=True,
+                       env={**os.environ, "EDGERES_QUIET": "1"})
+    assert_one_line_error(r, "not UTF-8")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_out_under_a_file_is_named_before_work(small_run, tmp_path):
+    cfg, _ = small_run
+    (tmp_path / "afile").write_text("x")
+    assert_one_line_error(edgeres("export", f"{cfg.out}/model.pt", "--out", str(tmp_path / "afile" / "m.onnx")),
+                          "which is a file")
+
+
+@pytest.mark.parametrize("stage", ["train", "export", "quantize", "bench", "calib"])
+def test_sigint_in_every_stage_leaves_no_partial_output(stage, small_run, tmp_path):
+    """Ctrl-C: exit 130, one line, and neither the output nor a temporary of it left behind."""
+    cfg, _ = small_run
+    out = tmp_path / {"train": "m.pt", "export": "m.onnx", "quantize": "q.onnx", "bench": "r", "calib": "c"}[stage]
+    args = {"train": ["train", "--epochs", "2", "--limit-train", "2048", "--size", "32"],
+            "export": ["export", f"{cfg.out}/model.pt"],
+            "quantize": ["quantize", f"{cfg.out}/model.onnx", "--method", "entropy", "--recipe", "cpu"],
+            "bench": ["bench", f"{cfg.out}/model.onnx", "--limit", "200"],
+            "calib": ["calib", "make", "--per-class", "3000"]}[stage]
+    proc = subprocess.Popen([sys.executable, "-m", "edgeres", *args, "--out", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "EDGERES_QUIET": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(4.0)  # past the imports, into the work
+    if proc.poll() is not None:
+        pytest.skip(f"{stage} finished within 4 s")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "interrupted" in lines[0] and "Traceback" not in err
+    assert not out.exists() or (stage == "bench" and not (out / "report.json").exists())
+    assert not [p for p in tmp_path.rglob(".*") if p.name.endswith(".tmp")]
