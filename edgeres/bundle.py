@@ -27,6 +27,7 @@ from edgeres.artifacts import (
     versions,
     write_json_atomic,
 )
+from edgeres.data import pixels
 from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import ArtifactError, ConfigError
 from edgeres.onnx_model import OUTPUT_KEY, RECIPE_KEY, load_onnx, metadata, onnx_info, set_metadata
@@ -232,7 +233,7 @@ def _write(d: Path, src: _Source, t: TargetProfile, softmax: bool) -> BundleResu
     else:
         input_name = "input"
         notes.append("the engine's source ONNX is gone: input and output are named as edgeres exports them")
-    files = ["labels.txt", name, "bundle.json", "infer.py", "README.md"]
+    files = ["labels.txt", name, "bundle.json", "infer.py", "pixels.py", "README.md"]
     if t.runtime == "tensorrt":
         files += _deepstream(d, src, proto, name, output)
     else:
@@ -244,6 +245,7 @@ def _write(d: Path, src: _Source, t: TargetProfile, softmax: bool) -> BundleResu
                 "source": {"path": str(src.path), "sha256": sha256_file(src.path)}, "versions": versions()}
     write_json_atomic(d / "bundle.json", settings)
     shutil.copyfile(RESOURCES / "infer.py", d / "infer.py")
+    shutil.copyfile(Path(pixels.__file__), d / "pixels.py")  # the preprocessing edgeres runs, verbatim
     (d / "README.md").write_text(_readme(src, t, name, runtime, files, notes), encoding="utf-8")
     return BundleResult(d, sorted(files), runtime, notes)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from edgeres.archs import ARCHS, STEMS  # plain data: no torch import
-from edgeres.cli import default, emit, handle_errors, json_option
+from edgeres.cli import default, emit, handle_errors, json_option, preprocessing_options
 from edgeres.config import (
     AMP_MODES,
     AUGMENTS,
@@ -95,10 +95,7 @@ def train_cmd(data, out, weights, freeze_backbone, val_split, epochs, batch_size
               help="Parity tolerance on logits, times the largest |logit| where that exceeds 1.")
 @click.option("--data", default=None, help="Data set for parity images (default: the training set's test split; "
               "random images for a checkpoint that names none).")
-@click.option("--size", type=int, default=None, help="A torchvision checkpoint's input side (crop) in pixels.")
-@click.option("--resize", type=int, default=None, help="Its shorter side before the centre crop (default: --size).")
-@click.option("--mean", default=None, help="Its per-channel mean, e.g. 0.485,0.456,0.406.")
-@click.option("--std", default=None, help="Its per-channel std, e.g. 0.229,0.224,0.225.")
+@preprocessing_options("A torchvision checkpoint's", required=False)
 @click.option("--classes", default=None, help="Its labels: a file with one class per line, or a,b,c.")
 @json_option
 @handle_errors

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from edgeres.cli import emit, handle_errors, json_option
+from edgeres.cli import emit, handle_errors, json_option, preprocessing_options
 
 
 @click.command("predict")
@@ -42,10 +42,7 @@ def predict_cmd(model, images, top_k, target, as_json):
 @click.argument("onnx_path", metavar="ONNX", type=click.Path(path_type=Path))
 @click.option("--labels", required=True, help="Class labels: a file with one class per line (DeepStream's and "
               "Triton's form), or a,b,c.")
-@click.option("--size", type=int, required=True, help="Input side (the crop) in pixels.")
-@click.option("--resize", type=int, default=None, help="Shorter side before the centre crop (default: --size).")
-@click.option("--mean", required=True, help="Per-channel mean of pixels in [0, 1], e.g. 0.485,0.456,0.406.")
-@click.option("--std", required=True, help="Per-channel std, e.g. 0.229,0.224,0.225.")
+@preprocessing_options("The model's", required=True)
 @click.option("--data", default=None, help="The data set it classifies (an ImageFolder), used by quantize and bench.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: ONNX with .edgeres.onnx.")
 @json_option

@@ -11,6 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 from edgeres.config import DEFAULT_DATASET
 from edgeres.data import fashion_mnist
+from edgeres.data.pixels import FORMATS, grey_or_rgb
 from edgeres.data.preprocess import (
     FASHION_MNIST_MEAN,
     FASHION_MNIST_STD,
@@ -74,9 +75,9 @@ def pixel_hash(img: Image.Image) -> str:
 
 
 def open_image(path: Path) -> Image.Image:
-    """Decode one image; converts 16-bit, CMYK and palette images when safe, else names the file."""
+    """Decode one PNG or JPEG and bring it to L or RGB (``pixels.grey_or_rgb``), else name the file."""
     try:
-        with Image.open(path, formats=["PNG", "JPEG"]) as im:  # never a decoder picked by content (EPS…)
+        with Image.open(path, formats=FORMATS) as im:  # never a decoder picked by content (EPS…)
             if im.width * im.height > MAX_PIXELS:
                 raise DataError(f"{path} is {im.width}×{im.height}, larger than {MAX_PIXELS} pixels; "
                                 f"downscale it or remove it from the set")
@@ -88,17 +89,7 @@ def open_image(path: Path) -> Image.Image:
     if min(img.size) < MIN_SIDE:
         raise DataError(f"{path} is only {img.width}×{img.height} pixels; images need "
                         f"at least {MIN_SIDE} pixels a side, remove it from the set")
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        a = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if a.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    elif img.mode not in ("L", "RGB"):
-        img = img.convert("RGBA" if "transparency" in img.info or img.mode in ("RGBA", "LA", "PA") else "RGB")
-        if img.mode == "RGBA":
-            bg = Image.new("RGB", img.size, (255, 255, 255))
-            bg.paste(img, mask=img.split()[3])
-            img = bg
-    return img
+    return grey_or_rgb(img)
 
 
 def image_files(root: Path) -> list[Path]:

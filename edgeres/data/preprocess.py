@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
+from edgeres.data.pixels import RESAMPLE, normalize, resize_crop
 from edgeres.errors import ArtifactError, ConfigError
 
 
@@ -37,8 +38,8 @@ class Preprocessing:
             raise ConfigError(f"resize must be at least the crop size {self.size}, got {self.resize}")
         if any(not math.isfinite(v) for v in (*self.mean, *self.std)) or min(self.std) <= 0:
             raise ConfigError(f"mean and std must be finite and std positive, got mean {self.mean} std {self.std}")
-        if self.resample not in _RESAMPLE:
-            raise ConfigError(f"resample must be one of {', '.join(_RESAMPLE)}, got {self.resample!r}")
+        if self.resample not in RESAMPLE:
+            raise ConfigError(f"resample must be one of {', '.join(RESAMPLE)}, got {self.resample!r}")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -81,17 +82,7 @@ class Preprocessing:
 
     def prepare(self, img: Image.Image) -> Image.Image:
         """Colour mode, resize and crop: the PIL half of the definition."""
-        img = img.convert("L" if self.channels == 1 else "RGB")
-        w, h = img.size
-        if (w, h) != (self.size, self.size) or self.short_side != self.size:
-            side = self.short_side
-            scale = side / min(w, h)
-            nw, nh = max(side, round(w * scale)), max(side, round(h * scale))
-            if (nw, nh) != (w, h):
-                img = img.resize((nw, nh), _RESAMPLE[self.resample])
-            left, top = (nw - self.size) // 2, (nh - self.size) // 2
-            img = img.crop((left, top, left + self.size, top + self.size))
-        return img
+        return resize_crop(img, self.size, self.channels, self.short_side, self.resample)
 
     def __call__(self, img: Image.Image) -> np.ndarray:
         """One PIL image in, a float32 CHW array out."""
@@ -99,18 +90,9 @@ class Preprocessing:
 
     def normalize(self, img: Image.Image) -> np.ndarray:
         """A prepared (mode, size) PIL image to the normalized float32 CHW array."""
-        a = np.asarray(img, dtype=np.float32) / 255.0
-        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-        mean = np.asarray(self.mean, np.float32)[:, None, None]
-        std = np.asarray(self.std, np.float32)[:, None, None]
-        return (a - mean) / std
+        return normalize(img, self.mean, self.std)
 
 
-_RESAMPLE = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-}
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -3,9 +3,9 @@
 
     python3 infer.py IMAGE_OR_FOLDER [...] [--top-k 3] [--json]
 
-Written by `edgeres bundle`. It reads bundle.json and labels.txt beside it and preprocesses each image exactly as
-`edgeres predict` does: decode (PNG/JPEG), colour mode, shorter side resized, centre crop, scaled to [0, 1],
-normalized with the recorded mean and std.
+Written by `edgeres bundle`. It reads bundle.json and labels.txt beside it and preprocesses each image with
+pixels.py, the very module edgeres itself uses: decode (PNG/JPEG), colour mode, shorter side resized, centre crop,
+scaled to [0, 1], normalized with the recorded mean and std.
 """
 import argparse
 import ctypes
@@ -14,49 +14,19 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 HERE = Path(__file__).resolve().parent
-RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
-            "bicubic": Image.Resampling.BICUBIC}
+sys.path.insert(0, str(HERE))
+from pixels import decode, grey_or_rgb, normalize, resize_crop  # type: ignore[import-not-found]  # noqa: E402
+
 SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def open_image(path):
-    """Decode a PNG or JPEG to L or RGB as edgeres does (16-bit scaled, transparency on white)."""
-    with Image.open(path, formats=["PNG", "JPEG"]) as im:
-        im.load()
-        img = im.copy()
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        a = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if a.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    elif img.mode not in ("L", "RGB"):
-        img = img.convert("RGBA" if "transparency" in img.info or img.mode in ("RGBA", "LA", "PA") else "RGB")
-        if img.mode == "RGBA":
-            bg = Image.new("RGB", img.size, (255, 255, 255))
-            bg.paste(img, mask=img.split()[3])
-            img = bg
-    return img
-
-
-def preprocess(img, pre):
-    """One PIL image to a float32 CHW array."""
-    size, side = pre["size"], pre.get("resize") or pre["size"]
-    img = img.convert("L" if pre["channels"] == 1 else "RGB")
-    w, h = img.size
-    if (w, h) != (size, size) or side != size:
-        scale = side / min(w, h)
-        nw, nh = max(side, round(w * scale)), max(side, round(h * scale))
-        if (nw, nh) != (w, h):
-            img = img.resize((nw, nh), RESAMPLE[pre.get("resample", "bilinear")])
-        left, top = (nw - size) // 2, (nh - size) // 2
-        img = img.crop((left, top, left + size, top + size))
-    a = np.asarray(img, dtype=np.float32) / 255.0
-    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-    mean = np.asarray(pre["mean"], np.float32)[:, None, None]
-    std = np.asarray(pre["std"], np.float32)[:, None, None]
-    return (a - mean) / std
+def preprocess(path, pre):
+    """One PNG/JPEG file to a float32 CHW array, exactly as edgeres preprocesses it."""
+    img = resize_crop(grey_or_rgb(decode(str(path))), pre["size"], pre["channels"], pre.get("resize") or pre["size"],
+                      pre.get("resample", "bilinear"))
+    return normalize(img, pre["mean"], pre["std"])
 
 
 class OnnxRunner:
@@ -172,7 +142,7 @@ def main(argv=None):
     for i in range(0, len(files), runner.max_batch):
         chunk = files[i:i + runner.max_batch]
         try:
-            x = np.stack([preprocess(open_image(p), pre) for p in chunk])
+            x = np.stack([preprocess(p, pre) for p in chunk])
         except (OSError, ValueError) as e:
             sys.exit(f"error: {chunk[0].parent} has a file that is not a readable PNG or JPEG ({e}); remove it")
         out = runner(x)

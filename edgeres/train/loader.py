@@ -18,7 +18,8 @@ from PIL import Image
 
 from edgeres.config import DEFAULT_DATASET
 from edgeres.data.datasets import ImageSet
-from edgeres.data.preprocess import _RESAMPLE, Preprocessing
+from edgeres.data.pixels import RESAMPLE
+from edgeres.data.preprocess import Preprocessing
 from edgeres.distributed import World
 
 ARRAY_AUGMENTS = ("none", "flip", "crop", "flip+crop")  # what the in-memory path does on whole batches
@@ -65,10 +66,10 @@ def random_resized_crop(img: Image.Image, size: int, rng: np.random.Generator, r
         cw, ch = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
         if 0 < cw <= w and 0 < ch <= h:
             x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-            return img.resize((size, size), _RESAMPLE[resample], box=(x, y, x + cw, y + ch))
+            return img.resize((size, size), RESAMPLE[resample], box=(x, y, x + cw, y + ch))
     side = min(w, h)
     x, y = (w - side) // 2, (h - side) // 2
-    return img.resize((size, size), _RESAMPLE[resample], box=(x, y, x + side, y + side))
+    return img.resize((size, size), RESAMPLE[resample], box=(x, y, x + side, y + side))
 
 
 class StreamedImages(torch.utils.data.Dataset):
