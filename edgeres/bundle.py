@@ -26,6 +26,7 @@ from edgeres.artifacts import (
     sha256_file,
     versions,
     write_json_atomic,
+    write_manifest,
 )
 from edgeres.data import pixels
 from edgeres.data.preprocess import Preprocessing
@@ -205,7 +206,7 @@ def bundle(model: Path, target: str, out: Path, softmax: bool = False) -> Bundle
     remove_stale_temporaries(out.parent, f".{out.name}.")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
     try:
-        res = _write(tmp, src, t, softmax)
+        res = _write(tmp, src, t, softmax, out)
         if out.exists():
             shutil.rmtree(out)  # empty, or a bundle edgeres made (checked above)
         tmp.rename(out)
@@ -215,7 +216,7 @@ def bundle(model: Path, target: str, out: Path, softmax: bool = False) -> Bundle
     return res
 
 
-def _write(d: Path, src: _Source, t: TargetProfile, softmax: bool) -> BundleResult:
+def _write(d: Path, src: _Source, t: TargetProfile, softmax: bool, final: Path) -> BundleResult:
     notes: list[str] = []
     (d / "labels.txt").write_text("\n".join(src.classes) + "\n", encoding="utf-8")
     proto = with_softmax(src.proto) if (softmax and src.proto is not None) else src.proto
@@ -233,7 +234,8 @@ def _write(d: Path, src: _Source, t: TargetProfile, softmax: bool) -> BundleResu
     else:
         input_name = "input"
         notes.append("the engine's source ONNX is gone: input and output are named as edgeres exports them")
-    files = ["labels.txt", name, "bundle.json", "infer.py", "pixels.py", "README.md"]
+    files = ["labels.txt", name, f"{name}.json", "bundle.json", "infer.py", "pixels.py", "README.md"]
+    _manifest(d / name, final / name, src, t, softmax)
     if t.runtime == "tensorrt":
         files += _deepstream(d, src, proto, name, output)
     else:
@@ -248,6 +250,15 @@ def _write(d: Path, src: _Source, t: TargetProfile, softmax: bool) -> BundleResu
     shutil.copyfile(Path(pixels.__file__), d / "pixels.py")  # the preprocessing edgeres runs, verbatim
     (d / "README.md").write_text(_readme(src, t, name, runtime, files, notes), encoding="utf-8")
     return BundleResult(d, sorted(files), runtime, notes)
+
+
+def _manifest(artifact: Path, final: Path, src: _Source, t: TargetProfile, softmax: bool) -> None:
+    """The bundled model's own manifest: its sha256, and the model it came from (path and sha256) as its input."""
+    write_manifest(artifact, "bundle-model", {"model": src.path}, {"target": t.name, "softmax": softmax},
+                   src.pre.to_dict(), {"classes": src.classes, "precision": src.precision})
+    doc = json.loads(manifest_path(artifact).read_text())
+    doc["artifact"]["path"] = str(final)  # where it lies once the bundle is in place
+    write_json_atomic(manifest_path(artifact), doc)
 
 
 def _deepstream(d: Path, src: _Source, proto: onnx.ModelProto | None, name: str, output: str) -> list[str]:

@@ -53,6 +53,11 @@ def test_infer_py_agrees_with_predict_without_edgeres(model, softmax, small_run,
     out = tmp_path / "bundle"
     r = edgeres("bundle", f"{cfg.out}/{model}", "--target", "cpu", "--out", str(out), *(["--softmax"] * softmax))
     assert r.returncode == 0, r.stderr
+    from edgeres.artifacts import sha256_file
+
+    man = json.loads((out / "model.onnx.json").read_text())  # the bundled model has its manifest, chained to its source
+    assert man["artifact"]["sha256"] == sha256_file(out / "model.onnx")
+    assert man["inputs"]["model"]["sha256"] == sha256_file(Path(cfg.out) / model)
     want = json.loads(edgeres("predict", f"{cfg.out}/{model}", str(images), "--top-k", "1", "--json").stdout)
     got = subprocess.run([str(no_edgeres_python), str(out / "infer.py"), str(images), "--top-k", "1", "--json"],
                          capture_output=True, text=True, cwd=tmp_path)
