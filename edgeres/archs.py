@@ -23,6 +23,7 @@ class ModelConfig:
     width_per_group: int = 64  # ResNeXt bottleneck width per group
     growth_rate: int = 32  # DenseNet
     bn_size: int = 4  # DenseNet bottleneck: bn_size × growth_rate channels
+    residual: bool = True  # the CIFAR family: False makes the plain network of the same depth
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,6 +48,9 @@ ARCHS: dict[str, dict] = {
     "resnext101_32x8d": {"block": "bottleneck", "layers": (3, 4, 23, 3), "groups": 32, "width_per_group": 8},
     "densenet121": {"block": "dense", "layers": (6, 12, 24, 16), "widths": (64,), "growth_rate": 32},
     "densenet169": {"block": "dense", "layers": (6, 12, 32, 32), "widths": (64,), "growth_rate": 32},
+    # He et al.'s CIFAR family (6n + 2 layers), residual and plain: the seed's degradation experiment
+    **{f"{kind}{6 * n + 2}": {"block": "cifar", "layers": (n, n, n), "widths": (16, 32, 64),
+                              "residual": kind == "resnet"} for kind in ("resnet", "plain") for n in (3, 9)},
 }
 
 

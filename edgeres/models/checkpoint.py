@@ -15,11 +15,12 @@ from edgeres.archs import ARCHS, ModelConfig, arch_named
 from edgeres.artifacts import atomic_path
 from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import ArtifactError, ConfigError
+from edgeres.models.cifar import CifarNet
 from edgeres.models.densenet import DenseNet
 from edgeres.models.resnet import ResNet
 
 REGISTRY: dict[str, Callable[[ModelConfig, bool], nn.Module]] = {"basic": ResNet, "bottleneck": ResNet,
-                                                                 "dense": DenseNet}
+                                                                 "dense": DenseNet, "cifar": CifarNet}
 CHECKPOINT_FORMAT = "edgeres.checkpoint/1"
 
 

@@ -208,11 +208,13 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, preprocessing: Preprocessi
         model.train()
         frozen = epoch < cfg.freeze_backbone
         freeze_backbone(net, frozen)
-        running = _epoch(model, feed, epoch, cfg, opt, sched, scaler, dtype, device, frozen, world)
+        running, correct, seen = _epoch(model, feed, epoch, cfg, opt, sched, scaler, dtype, device, frozen, world)
         running = world.sum(running) / world.size
+        train_top1 = 100.0 * world.sum(correct) / max(1.0, world.sum(seen))
         val_top1 = (evaluate(net, val_set, pre, world, workers, x_val, device) if val_set is not None else None)
         top1 = evaluate(net, test_set, pre, world, workers, x_test, device)
         history.append({"epoch": epoch + 1, "loss": round(running, 4), "top1": round(top1, 2),
+                        "train_top1": round(train_top1, 2),
                         **({} if val_top1 is None else {"val_top1": round(val_top1, 2)})})
         kept = val_top1 is not None and (best is None or val_top1 > best["val_top1"])
         if val_top1 is None or kept:
@@ -248,18 +250,23 @@ def _save(path: Path, ckpt: Checkpoint, cfg: TrainConfig, pre: Preprocessing, fa
 
 def _epoch(model: nn.Module, feed: Feeder, epoch: int, cfg: TrainConfig, opt: torch.optim.Optimizer,
            sched: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler | None,
-           dtype: torch.dtype | None, device: torch.device, frozen: bool, world: World) -> float:
-    """One pass over the training batches; returns the smoothed loss."""
+           dtype: torch.dtype | None, device: torch.device, frozen: bool, world: World) -> tuple[float, int, int]:
+    """One pass over the training batches: the smoothed loss, and how many of this rank's (augmented) training
+    images the model got right as it went, out of how many (the training error of He et al.'s curves).
+    """
     batches = feed.epoch(epoch)
     bar = progress(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", total=feed.steps, unit="step") \
         if world.main else batches
-    running = 0.0
+    running, correct, seen = 0.0, 0, 0
     autocast = (torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext())
     for step, (xb, yb) in enumerate(bar):
         xb = xb.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         yb = yb.to(device, non_blocking=True)
         with autocast:
-            loss = F.cross_entropy(model(xb).float(), yb, label_smoothing=cfg.label_smoothing)
+            logits = model(xb).float()
+            loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+        correct += int((logits.detach().argmax(1) == yb).sum())
+        seen += len(yb)
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -277,4 +284,4 @@ def _epoch(model: nn.Module, feed: Feeder, epoch: int, cfg: TrainConfig, opt: to
         running = 0.9 * running + 0.1 * lv if step else lv
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{running:.3f}", lr=f"{sched.get_last_lr()[0]:.3f}")
-    return running
+    return running, correct, seen

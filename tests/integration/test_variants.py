@@ -18,7 +18,7 @@ from edgeres.quantize import QuantConfig, qdq_from_onnx
 from edgeres.quantize.check import require_valid_qdq
 
 
-@pytest.mark.parametrize("arch", ["resnext50_32x4d", "densenet121"])
+@pytest.mark.parametrize("arch", ["resnext50_32x4d", "densenet121", "resnet20", "plain20"])
 def test_variant_exports_and_quantizes(arch, calib_dir, tmp_path):
     pre = default_preprocessing("fashion-mnist", 32)
     cfg = config_for(arch, 1, 10, "small-s2")

@@ -233,3 +233,21 @@ def test_schedules_run_for_any_number_of_steps(steps):
             opt.step()
             sched.step()
         assert all(0 <= g["lr"] < 1 for g in opt.param_groups)
+
+
+@pytest.mark.parametrize("n,layers", [(3, 20), (9, 56)])
+def test_the_cifar_family_plain_and_residual(n, layers):
+    """He et al.'s 6n+2 networks: the plain one has the residual one's parameters, and no shortcut."""
+    import torch
+
+    from edgeres.archs import config_for
+    from edgeres.models import build_model
+
+    plain, res = (build_model(config_for(f"{k}{layers}", 1, 10, "imagenet")) for k in ("plain", "resnet"))
+    weighted = sum(isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) for m in res.modules())
+    assert weighted == layers == 6 * n + 2
+    assert [p.shape for p in plain.parameters()] == [p.shape for p in res.parameters()]
+    res.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 1, 28, 28)
+    plain.eval(), res.eval()
+    assert plain(x).shape == (2, 10) and not torch.allclose(plain(x), res(x))  # the shortcut is the only difference
