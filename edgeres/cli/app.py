@@ -20,7 +20,7 @@ COMMANDS = {
     "quantize": ("edgeres.cli.commands", "quantize_cmd", "float ONNX → INT8 Q/DQ ONNX."),
     "build": ("edgeres.cli.commands", "build_cmd", "ONNX → engine for a target."),
     "bench": ("edgeres.cli.bench", "bench_cmd", "accuracy and latency of every precision → report."),
-    "run": ("edgeres.cli.bench", "run_cmd", "the whole path on Fashion-MNIST (the demo)."),
+    "run": ("edgeres.cli.bench", "run_cmd", "the whole path: train → export → quantize → bench (the demo by default)."),
     "bundle": ("edgeres.cli.user", "bundle_cmd", "model → DeepStream config, Triton repository, infer.py."),
     "predict": ("edgeres.cli.user", "predict_cmd", "classify images with a checkpoint, ONNX or engine."),
     "targets": ("edgeres.cli.bench", "targets_cmd", "list target profiles."),
