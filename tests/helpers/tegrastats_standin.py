@@ -18,7 +18,7 @@ def without_rails(line: str) -> str:
     """The line as an account without root gets it where the rails need root: no ``NAME mW/mW`` fields."""
     import re
 
-    return re.sub(r"\s[A-Za-z0-9_]+ \d+mW/\d+mW", "", line)
+    return re.sub(r"\s[A-Za-z0-9_]+ \d+mW(?:/\d+mW)?", "", line)
 
 
 def install(bin_dir: Path, board: str = "jetson-orin-nano", rails: bool = True) -> Path:
