@@ -28,6 +28,7 @@ from edgeres.artifacts import (
     write_json_atomic,
     write_manifest,
 )
+from edgeres.backends.tensorrt import standalone
 from edgeres.data import pixels
 from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import ArtifactError, ConfigError
@@ -226,9 +227,8 @@ def _write(d: Path, src: _Source, t: TargetProfile, softmax: bool, final: Path) 
         shutil.copyfile(src.path, d / name)
         runtime = src.engine_runtime
     else:
-        assert proto is not None
         name, runtime = "model.onnx", "onnxruntime"
-        onnx.save(proto, str(d / name))
+        onnx.save(proto if proto is not None else load_onnx(src.path), str(d / name))
     if proto is not None:
         input_name = proto.graph.input[0].name
     else:
@@ -248,6 +248,9 @@ def _write(d: Path, src: _Source, t: TargetProfile, softmax: bool, final: Path) 
     write_json_atomic(d / "bundle.json", settings)
     shutil.copyfile(RESOURCES / "infer.py", d / "infer.py")
     shutil.copyfile(Path(pixels.__file__), d / "pixels.py")  # the preprocessing edgeres runs, verbatim
+    if runtime == "tensorrt":
+        shutil.copyfile(Path(standalone.__file__), d / "tensorrt_runner.py")
+        files.append("tensorrt_runner.py")
     (d / "README.md").write_text(_readme(src, t, name, runtime, files, notes), encoding="utf-8")
     return BundleResult(d, sorted(files), runtime, notes)
 

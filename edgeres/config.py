@@ -120,10 +120,16 @@ class ExportConfig:
     def gives_preprocessing(self) -> bool:
         return any(v is not None for v in (self.size, self.resize, self.mean, self.std))
 
-    def validate(self) -> None:
-        if self.gives_preprocessing and (self.size is None or self.mean is None or self.std is None):
+    def given_preprocessing(self) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+        """(size, mean, std) from the options; all three or none (then ``gives_preprocessing`` is False)."""
+        if self.size is None or self.mean is None or self.std is None:
             raise ConfigError("a checkpoint's preprocessing needs --size, --mean and --std together "
                               "(ImageNet: --size 224 --resize 256 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225)")
+        return self.size, self.mean, self.std
+
+    def validate(self) -> None:
+        if self.gives_preprocessing:
+            self.given_preprocessing()
         if self.opset is not None and not MIN_OPSET <= self.opset <= MAX_OPSET:
             raise ConfigError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {self.opset}")
         if self.parity_images < 1:

@@ -100,14 +100,14 @@ def parity(onnx_path: Path, model: torch.nn.Module, x: np.ndarray) -> tuple[floa
             float(np.abs(ref).max()))
 
 
-def _with_labels(ck: Checkpoint, cfg: ExportConfig, path: Path) -> Checkpoint:
+def _with_labels(ck: Checkpoint, cfg: ExportConfig, path: Path) -> tuple[Checkpoint, Preprocessing]:
     """The checkpoint with the preprocessing and labels it records, or those the options give a foreign one."""
     pre = ck.preprocessing
     if cfg.gives_preprocessing:
         if pre is not None:
             raise ConfigError(f"{path} records its preprocessing; drop --size/--resize/--mean/--std")
-        assert cfg.size is not None and cfg.mean is not None and cfg.std is not None
-        pre = Preprocessing(cfg.size, len(cfg.mean), cfg.mean, cfg.std, resize=cfg.resize)
+        size, mean, std = cfg.given_preprocessing()
+        pre = Preprocessing(size, len(mean), mean, std, resize=cfg.resize)
     elif pre is None:
         raise ConfigError(f"{path} records no preprocessing (a torchvision checkpoint); pass --size, --mean and --std "
                           f"(ImageNet: --size 224 --resize 256 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225)")
@@ -120,7 +120,7 @@ def _with_labels(ck: Checkpoint, cfg: ExportConfig, path: Path) -> Checkpoint:
     if len(classes) != ck.model_cfg.num_classes:
         raise ConfigError(f"--classes names {len(classes)} labels but {path}'s head has {ck.model_cfg.num_classes} "
                           f"outputs; give one label per output")
-    return replace(ck, preprocessing=pre, classes=classes)
+    return replace(ck, preprocessing=pre, classes=classes), pre
 
 
 def _parity_inputs(data: str | None, pre: Preprocessing, n: int) -> tuple[np.ndarray, int]:
@@ -141,11 +141,9 @@ def onnx_from_checkpoint(checkpoint: Path, out: Path, cfg: ExportConfig = Export
     opset, target = resolve_opset(cfg)
     refuse_overwriting_inputs(Path(out), {"checkpoint": Path(checkpoint)})
     check_against_manifest(Path(checkpoint), "checkpoint", "re-train it, or restore it from a backup")
-    ck = _with_labels(load_checkpoint(checkpoint), cfg, Path(checkpoint))
-    assert ck.preprocessing is not None
+    ck, pre = _with_labels(load_checkpoint(checkpoint), cfg, Path(checkpoint))
     data = cfg.data or ck.extra.get("train_config", {}).get("data")
     model = ck.model()
-    pre = ck.preprocessing
     x, n = _parity_inputs(data, pre, cfg.parity_images)
     with atomic_path(Path(out)) as tmp:
         _export(model, pre.input_shape, tmp, opset)

@@ -103,17 +103,17 @@ def onnx_from_foreign(src: Path, out: Path, cfg: ImportConfig) -> ImportResult:
     rng = np.random.default_rng(0)
     x = np.stack([pre(Image.fromarray(rng.integers(0, 256, (pre.size, pre.size, 3), np.uint8))) for _ in range(4)])
     static = _graph_inputs(model)[0].type.tensor_type.shape.dim[0].HasField("dim_value")
+    meta = {METADATA_KEY: pre.to_json(), CLASSES_KEY: json.dumps(list(cfg.classes)), PRECISION_KEY: precision,
+            **({DATASET_KEY: cfg.data} if cfg.data else {})}
     with atomic_path(out) as tmp:
         dynamic = _make_batch_dynamic(model) if static else True
-        set_metadata(model, {METADATA_KEY: pre.to_json(), CLASSES_KEY: json.dumps(list(cfg.classes)),
-                             PRECISION_KEY: precision, **({DATASET_KEY: cfg.data} if cfg.data else {})})
+        set_metadata(model, meta)
         onnx.save(model, str(tmp))
         one_by_one, batched = _try(tmp, x)
         if batched is None and static:  # a Reshape with the batch baked in: keep the static batch
             dynamic = False
             model = load_onnx(src)
-            set_metadata(model, {METADATA_KEY: pre.to_json(), CLASSES_KEY: json.dumps(list(cfg.classes)),
-                                 PRECISION_KEY: precision, **({DATASET_KEY: cfg.data} if cfg.data else {})})
+            set_metadata(model, meta)
             onnx.save(model, str(tmp))
             one_by_one, _ = _try(tmp, x[:1])
         if one_by_one.shape[1] != len(cfg.classes) or not np.isfinite(one_by_one).all():

@@ -4,6 +4,9 @@ engine, fed with the preprocessing the model records. From Python::
     import edgeres
     with edgeres.load("runs/demo/model.onnx") as model:
         print(model.predict("shoe.png").label)
+
+``edgeres`` re-exports ``load`` from here, so this module is imported with the package (and by every command): it
+imports numpy, Pillow, ONNX and the runtimes inside the functions that use them, keeping ``edgeres --help`` fast.
 """
 from __future__ import annotations
 
@@ -11,19 +14,16 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from PIL import Image
-
-from edgeres.artifacts import read_manifest
-from edgeres.backends import Session, get_backend, require
-from edgeres.data.datasets import IMAGE_SUFFIXES, image_files, open_image
-from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import ArtifactError, ConfigError, DataError
-from edgeres.onnx_model import OUTPUT_KEY, RECIPE_KEY, load_onnx, metadata, onnx_info
-from edgeres.quantize.recipes import recipe_for
-from edgeres.targets import load_target
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+    from edgeres.backends import Session
+    from edgeres.data.preprocess import Preprocessing
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -54,6 +54,8 @@ class Prediction:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
@@ -69,22 +71,31 @@ class Model:
         self.outputs_probabilities = outputs_probabilities
 
     def logits(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        import numpy as np
+
         step = min(batch_size, self.session.max_batch or batch_size)
         return np.concatenate([self.session.infer(x[i:i + step]) for i in range(0, len(x), step)])
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         out = self.logits(x)
-        return out.astype(np.float64) if self.outputs_probabilities else softmax(out)
+        return out.astype("float64") if self.outputs_probabilities else softmax(out)
 
     def predict(self, images: Image.Image | str | Path | Sequence[Image.Image | str | Path],
                 top_k: int = 5) -> Any:
         """One ``Prediction`` for one image (a PIL image or a PNG/JPEG path), a list for a list."""
+        from PIL import Image
+
         if isinstance(images, (Image.Image, str, Path)):
             return self.predict_many([images], top_k)[0]
         return self.predict_many(images, top_k)
 
     def predict_many(self, items: Iterable[Image.Image | str | Path], top_k: int = 5,
                      batch_size: int = 64) -> list[Prediction]:
+        import numpy as np
+        from PIL import Image
+
+        from edgeres.data.datasets import open_image
+
         items = list(items)
         out: list[Prediction] = []
         for i in range(0, len(items), batch_size):
@@ -113,6 +124,11 @@ class Model:
 
 def load(path: str | Path, target: str = "cpu") -> Model:
     """Open a checkpoint (.pt/.pth), an ONNX or an engine (.engine/.plan) for prediction on ``target``'s runtime."""
+    from edgeres.backends import get_backend, require
+    from edgeres.onnx_model import OUTPUT_KEY, RECIPE_KEY, load_onnx, metadata, onnx_info
+    from edgeres.quantize.recipes import recipe_for
+    from edgeres.targets import load_target
+
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"model not found: {path}; pass a checkpoint, an ONNX or an engine")
@@ -141,6 +157,11 @@ def _checkpoint(path: Path) -> Model:
 
 
 def _engine(path: Path, target: str) -> Model:
+    from edgeres.artifacts import read_manifest
+    from edgeres.backends import get_backend, require
+    from edgeres.data.preprocess import Preprocessing
+    from edgeres.targets import load_target
+
     man = read_manifest(path)
     if man is None or not man.get("preprocessing"):
         raise ArtifactError(f"{path} has no manifest with its preprocessing ({path}.json); rebuild it with "
@@ -153,6 +174,8 @@ def _engine(path: Path, target: str) -> Model:
 
 def image_inputs(paths: Sequence[Path]) -> list[Path]:
     """The images named, with folders expanded (recursively, sorted); anything else is refused with its name."""
+    from edgeres.data.datasets import IMAGE_SUFFIXES, image_files
+
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():

@@ -8,7 +8,6 @@ pixels.py, the very module edgeres itself uses: decode (PNG/JPEG), colour mode, 
 scaled to [0, 1], normalized with the recorded mean and std.
 """
 import argparse
-import ctypes
 import json
 import sys
 from pathlib import Path
@@ -45,68 +44,6 @@ class OnnxRunner:
         return self.sess.run(None, {self.name: x})[0]
 
 
-class TensorRTRunner:
-    """A serialized engine through TensorRT's Python API (names from 8.5, bindings on 8.2) and libcudart."""
-
-    def __init__(self, path, settings):
-        import tensorrt as trt
-
-        self.trt = trt
-        self.cuda = ctypes.CDLL("libcudart.so")
-        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = self.runtime.deserialize_cuda_engine(Path(path).read_bytes())
-        if self.engine is None:
-            sys.exit(f"error: {path} is not an engine for this TensorRT and GPU; rebuild it with `edgeres build`")
-        self.context = self.engine.create_execution_context()
-        self.max_batch = settings.get("max_batch", 1)
-        self.names = hasattr(self.engine, "num_io_tensors")
-
-    def _malloc(self, nbytes):
-        ptr = ctypes.c_void_p()
-        if self.cuda.cudaMalloc(ctypes.byref(ptr), ctypes.c_size_t(nbytes)):
-            sys.exit("error: cudaMalloc failed; is the GPU busy or out of memory?")
-        return ptr
-
-    def _copy(self, dst, src, nbytes, kind):
-        if self.cuda.cudaMemcpy(dst, src, ctypes.c_size_t(nbytes), kind):
-            sys.exit("error: cudaMemcpy failed")
-
-    def __call__(self, x):
-        trt = self.trt
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if self.names:
-            names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-            inp = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-            out = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
-            self.context.set_input_shape(inp, x.shape)
-            shape = tuple(self.context.get_tensor_shape(out))
-        else:  # TensorRT 8.2: bindings
-            inp_i = next(i for i in range(self.engine.num_bindings) if self.engine.binding_is_input(i))
-            out_i = next(i for i in range(self.engine.num_bindings) if not self.engine.binding_is_input(i))
-            self.context.set_binding_shape(inp_i, x.shape)
-            shape = tuple(self.context.get_binding_shape(out_i))
-        y = np.empty(shape, np.float32)
-        d_in, d_out = self._malloc(x.nbytes), self._malloc(y.nbytes)
-        try:
-            self._copy(d_in, x.ctypes.data_as(ctypes.c_void_p), x.nbytes, 1)  # host to device
-            if self.names:
-                self.context.set_tensor_address(inp, d_in.value)
-                self.context.set_tensor_address(out, d_out.value)
-                ok = self.context.execute_async_v3(0)
-                self.cuda.cudaStreamSynchronize(None)
-            else:
-                bindings = [0] * self.engine.num_bindings
-                bindings[inp_i], bindings[out_i] = d_in.value, d_out.value
-                ok = self.context.execute_v2(bindings)
-            if not ok:
-                sys.exit("error: TensorRT could not run the engine")
-            self._copy(y.ctypes.data_as(ctypes.c_void_p), d_out, y.nbytes, 2)  # device to host
-        finally:
-            self.cuda.cudaFree(d_in)
-            self.cuda.cudaFree(d_out)
-        return y
-
-
 def softmax(z):
     z = z.astype(np.float64) - z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -135,7 +72,12 @@ def main(argv=None):
     root = Path(args.bundle)
     settings = json.loads((root / "bundle.json").read_text())
     labels = (root / "labels.txt").read_text(encoding="utf-8").splitlines()
-    runner = (TensorRTRunner if settings["runtime"] == "tensorrt" else OnnxRunner)(root / settings["model"], settings)
+    if settings["runtime"] == "tensorrt":
+        from tensorrt_runner import TensorRTRunner  # type: ignore[import-not-found]  # shipped beside, for engines
+
+        runner = TensorRTRunner(root / settings["model"], settings)
+    else:
+        runner = OnnxRunner(root / settings["model"], settings)
     pre = settings["preprocessing"]
     files = image_paths(args.images)
     results = []

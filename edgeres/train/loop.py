@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,8 +44,6 @@ class TrainResult:
 def _limit(ds: ImageSet, n: int | None, seed: int) -> ImageSet:
     if n is None or n >= len(ds):
         return ds
-    import numpy as np
-
     idx = np.random.default_rng(seed).permutation(len(ds))[:n]
     return ds.subset(np.sort(idx))
 

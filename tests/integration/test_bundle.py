@@ -132,3 +132,32 @@ def test_bundle_refuses_a_folder_it_did_not_make(small_run, tmp_path):
     for _ in range(2):  # a bundle edgeres made is replaced
         assert edgeres("bundle", f"{cfg.out}/model.onnx", "--target", "cpu", "--out", str(ok)).returncode == 0
     assert json.loads((ok / "bundle.json").read_text())["format"] == "edgeres.bundle/1"
+
+
+def test_an_engine_bundle_ships_the_tensorrt_runner(small_run, tmp_path):
+    """The layout of an engine's bundle. The "engine" is a placeholder file with an edgeres manifest: nothing here
+    builds or runs an engine; this checks what the bundle writes around one."""
+    cfg, _ = small_run
+    from edgeres.artifacts import write_manifest
+    from edgeres.onnx_model import onnx_info
+
+    info = onnx_info(Path(cfg.out) / "model.onnx")
+    plan = tmp_path / "model.fp16.plan"
+    plan.write_bytes(b"placeholder, not an engine")
+    write_manifest(plan, "engine-tensorrt", {"onnx": Path(cfg.out) / "model.onnx"},
+                   {"target": "jetson-orin-nano", "spec": {"precision": "fp16", "max_batch": 8}},
+                   info.preprocessing.to_dict(), {"classes": info.classes})
+    out = tmp_path / "b"
+    r = edgeres("bundle", str(plan), "--target", "jetson-orin-nano", "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    runner = out / "tensorrt_runner.py"
+    assert runner.read_text().startswith('"""A serialized engine') and "import edgeres" not in runner.read_text()
+    assert "from tensorrt_runner import TensorRTRunner" in (out / "infer.py").read_text()
+    assert json.loads((out / "bundle.json").read_text())["runtime"] == "tensorrt"
+    assert "model-engine-file=../model.plan" in (out / "deepstream/config_infer_primary.txt").read_text()
+    assert "network-mode=2" in (out / "deepstream/config_infer_primary.txt").read_text()
+    triton = (out / "triton/classifier/config.pbtxt").read_text()
+    assert 'platform: "tensorrt_plan"' in triton and "max_batch_size: 8" in triton
+    assert (out / "triton/classifier/1/model.plan").read_bytes() == plan.read_bytes()
+    assert_one_line_error(edgeres("bundle", str(plan), "--target", "jetson-orin-nano", "--out", str(tmp_path / "c"),
+                                  "--softmax"), "--softmax")
