@@ -5,6 +5,8 @@ import contextlib
 import io
 import json
 import logging
+import signal
+import threading
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -71,9 +73,20 @@ def _export(model: torch.nn.Module, shape: tuple[int, ...], dest: Path, opset: i
     with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
         warnings.simplefilter("ignore")
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-        prog = torch.onnx.export(model, (x,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                 dynamic_shapes={"x": {0: batch}}, opset_version=opset, dynamo=True,
-                                 external_data=False, verbose=False)
+        # A Ctrl-C inside torch.export surfaces as a TorchExportError or a half-imported module: hold it until the
+        # export returns (a few seconds), then raise it as the interrupt it is.
+        interrupted: list[int] = []
+        held = threading.current_thread() is threading.main_thread()
+        old = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1)) if held else None
+        try:
+            prog = torch.onnx.export(model, (x,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                     dynamic_shapes={"x": {0: batch}}, opset_version=opset, dynamo=True,
+                                     external_data=False, verbose=False)
+        finally:
+            if held:
+                signal.signal(signal.SIGINT, old)
+        if interrupted:
+            raise KeyboardInterrupt
         if prog is None:
             raise ArtifactError("torch.onnx.export returned no program; update torch (edgeres needs the dynamo exporter)")
         prog.save(str(dest), external_data=False)
