@@ -12,12 +12,13 @@ from typing import Any, Literal, get_args
 from edgeres.archs import ARCHS, STEMS
 from edgeres.errors import ConfigError
 
-Method = Literal["minmax", "entropy", "percentile"]
+Method = Literal["minmax", "entropy", "percentile", "mse", "layer-mse", "layer-cosine"]
 RecipeName = Literal["tensorrt", "cpu"]
 Precision = Literal["fp32", "fp16", "int8"]
 METHODS: tuple[str, ...] = get_args(Method)
 RECIPES: tuple[str, ...] = get_args(RecipeName)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
+PLACEMENTS = ("auto", "weighted", "ort")  # where Q/DQ goes: weighted layers only, or ONNX Runtime's every-op placement
 SCHEDULES = ("onecycle", "cosine")
 AUGMENTS = ("auto", "none", "flip", "crop", "flip+crop", "rrc", "rrc+flip")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
@@ -155,12 +156,22 @@ class QuantConfig:
     max_float_layers: int | None = None  # the budget may keep at most this many layers in float (None: all but one)
     trt_cache_version: str | None = None  # also write a legacy TensorRT calibration cache for this version
     equalize: bool = False  # cross-layer equalization of Conv/BN → Relu → Conv pairs before calibration
+    placement: str = "auto"  # auto: weighted for the tensorrt recipe and searched methods, ort for the cpu recipe
+    bias_correction: bool = False  # weighted placement: add back each channel's mean shift from int8 weights
+    adaround: int = 0  # weighted placement: learn the int8 rounding of this many of the worst layers
 
     def validate(self) -> None:
         if self.recipe not in RECIPES:
             raise ConfigError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
         if self.method not in METHODS + ("auto",):
             raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}, auto")
+        if self.placement not in PLACEMENTS:
+            raise ConfigError(f"unknown placement {self.placement!r}; choose one of {', '.join(PLACEMENTS)}")
+        if self.adaround < 0:
+            raise ConfigError(f"--adaround takes a number of layers (0 or more), got {self.adaround}")
+        if self.placement == "ort" and (self.bias_correction or self.adaround):
+            raise ConfigError("--bias-correction and --adaround change int8 weights of the weighted placement; "
+                              "drop --placement ort")
         for name in ("percentile", "max_drop", "val_fraction"):
             _finite(name, getattr(self, name))
         if not 90.0 < self.percentile < 100.0:
@@ -283,6 +294,6 @@ def from_dict(cls: type, d: dict[str, Any]) -> Any:
 
 
 __all__ = ["AMP_MODES", "AUGMENTS", "DEFAULT_DATASET", "DEFAULT_MAX_BATCH", "DEFAULT_OPSET", "MAX_OPSET", "METHODS",
-           "MIN_OPSET", "PRECISIONS", "RECIPES", "SCHEDULES", "BenchConfig", "BuildConfig", "ExportConfig",
+           "MIN_OPSET", "PLACEMENTS", "PRECISIONS", "RECIPES", "SCHEDULES", "BenchConfig", "BuildConfig", "ExportConfig",
            "LatencyConfig", "Method", "PipelineConfig", "Precision", "QuantConfig", "RecipeName", "TrainConfig",
            "asdict", "from_dict"]

@@ -12,6 +12,7 @@ from edgeres.config import (
     AUGMENTS,
     DEVICES,
     METHODS,
+    PLACEMENTS,
     PRECISIONS,
     RECIPES,
     SCHEDULES,
@@ -134,7 +135,18 @@ def export_cmd(checkpoint, out, target, opset, parity_images, max_abs_diff, data
 @click.option("--recipe", type=click.Choice(RECIPES), default=default(QuantConfig, "recipe"), show_default=True,
               help="tensorrt: symmetric int8 Q/DQ; cpu: what ONNX Runtime runs fastest here.")
 @click.option("--method", type=click.Choice([*METHODS, "auto"]), default=default(QuantConfig, "method"),
-              show_default=True, help="auto tries every method and keeps the best on a held-out validation slice.")
+              show_default=True,
+              help="Activation ranges. minmax, entropy, percentile: ONNX Runtime's calibrators; mse: least error of "
+                   "each tensor; layer-mse, layer-cosine: least error of the layers reading it. auto tries "
+                   "placements, methods and bias correction and keeps the best on a held-out validation slice.")
+@click.option("--placement", type=click.Choice(PLACEMENTS), default=default(QuantConfig, "placement"),
+              show_default=True,
+              help="weighted: Q/DQ on Conv/Gemm inputs and weights only (TensorRT's guidance); ort: every op ONNX "
+                   "Runtime quantizes (its fused CPU kernels). auto: weighted for tensorrt, ort for cpu.")
+@click.option("--bias-correction", is_flag=True,
+              help="Add back the mean output shift that rounding the weights causes (weighted placement).")
+@click.option("--adaround", type=int, default=default(QuantConfig, "adaround"), show_default=True, metavar="K",
+              help="Learn the int8 rounding of the K worst layers on calibration images (AdaRound; weighted).")
 @click.option("--percentile", type=float, default=default(QuantConfig, "percentile"), show_default=True)
 @click.option("--calibration", default=default(QuantConfig, "calibration"), show_default=True,
               help="A folder, or a set's name under calibration/. Default: the shipped set for a fashion-mnist model, "
@@ -154,31 +166,37 @@ def export_cmd(checkpoint, out, target, opset, parity_images, max_abs_diff, data
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: ONNX with .int8-RECIPE.onnx.")
 @json_option
 @handle_errors
-def quantize_cmd(onnx_path, int8, recipe, method, percentile, calibration, allow_small, sensitivity, max_drop,
-                 max_float_layers, val_fraction, trt_cache_version, equalize, out, as_json):
+def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, adaround, percentile, calibration,
+                 allow_small, sensitivity, max_drop, max_float_layers, val_fraction, trt_cache_version, equalize, out,
+                 as_json):
     """Post-training INT8 quantization to explicit Q/DQ ONNX, calibrated on images on disk.
 
     \b
     Examples:
       edgeres quantize runs/demo/model.onnx --int8 --recipe tensorrt
       edgeres quantize runs/demo/model.onnx --int8 --method auto --sensitivity --max-drop 0.3
+      edgeres quantize runs/dense/model.onnx --int8 --method auto --equalize   # DenseNet: every layer int8
     """
     from edgeres.quantize import QuantConfig, qdq_from_onnx
 
     out = out or onnx_path.with_name(f"{onnx_path.stem}.int8-{recipe}.onnx")
     cfg = QuantConfig(recipe, method, calibration, percentile, allow_small=allow_small, sensitivity=sensitivity,
                       max_drop=max_drop, max_float_layers=max_float_layers, val_fraction=val_fraction,
-                      trt_cache_version=trt_cache_version, equalize=equalize)
+                      trt_cache_version=trt_cache_version, equalize=equalize, placement=placement,
+                      bias_correction=bias_correction, adaround=adaround)
     r = qdq_from_onnx(onnx_path, out, cfg)
-    lines = [f"{r.onnx}: {r.recipe.name} recipe, {r.method} calibration on {r.calibration_images} images, "
-             f"{r.quantize_nodes} QuantizeLinear nodes"]
     s = r.search
-    chosen = (r.method, s.percentile)
+    lines = [f"{r.onnx}: {r.recipe.name} recipe, {s.plan} on {r.calibration_images} calibration images, "
+             f"{r.quantize_nodes} QuantizeLinear nodes, {s.seconds:.0f} s"]
     for t in s.tried:
-        name = t["method"] + (f" {t['percentile']}" if t["percentile"] else "")
-        mark = "  ← chosen" if (t["method"], t["percentile"]) == chosen else ""
-        lines.append(f"  tried {name:18} agreement {t['agreement']:6.2f}%  cosine {t['cosine']:.5f}  "
-                     f"drop {t['drop']:.2f} pt{mark}")
+        mark = "  ← chosen" if t["plan"] == s.plan else ""
+        lines.append(f"  tried {t['plan']:40} agreement {t['agreement']:6.2f}%  cosine {t['cosine']:.5f}  "
+                     f"drop {t['drop']:5.2f} pt  {t['seconds']:4.0f} s{mark}")
+    if s.adaround and "after" in s.adaround:
+        a = s.adaround
+        lines.append(f"AdaRound on {len(a['layers'])} layer(s) (worst by {a['ranked_by']}, {a['seconds']:.0f} s): "
+                     f"agreement {a['before']['agreement']:.2f} → {a['after']['agreement']:.2f}%"
+                     + ("" if a["kept"] else "; not kept (no better)"))
     if s.equalize:
         e = s.equalize
         lines.append(f"equalized {e['pairs']} Conv/BN → ReLU → Conv pairs: channel max/median {e['max_over_median_before']}"
@@ -197,7 +215,7 @@ def quantize_cmd(onnx_path, int8, recipe, method, percentile, calibration, allow
         lines.append(f"sensitivity: {out.with_suffix('.sensitivity.md')}")
     if s.trt_cache:
         lines.append(f"TensorRT calibration cache: {s.trt_cache}")
-    emit(as_json, {"onnx": r.onnx, "recipe": r.recipe.name, "method": r.method,
+    emit(as_json, {"onnx": r.onnx, "recipe": r.recipe.name, "method": r.method, "plan": s.plan,
                    "calibration_images": r.calibration_images, "quantize_nodes": r.quantize_nodes,
                    "search": s.to_dict()}, "\n".join(lines))
 

@@ -15,6 +15,7 @@ class QdqReport:
     quantize_nodes: int = 0
     dequantize_nodes: int = 0
     per_channel_weights: int = 0
+    requantizing_concats: int = 0  # Concats whose quantized inputs and output have more than one scale (not an error)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -64,6 +65,7 @@ def check_qdq(model: onnx.ModelProto, symmetric_int8: bool = True) -> QdqReport:
                     rep.problems.append(f"{n.name}: zero point not 0 (TensorRT needs symmetric int8)")
         elif symmetric_int8 and n.op_type == "QuantizeLinear":
             pass  # no zero point means uint8 in ONNX: caught by the type check below
+    rep.requantizing_concats = requantizing_concats(model)
     if symmetric_int8:
         rep.problems += placement_problems(model)
         for t in model.graph.initializer:
@@ -75,8 +77,9 @@ def check_qdq(model: onnx.ModelProto, symmetric_int8: bool = True) -> QdqReport:
 
 
 def placement_problems(model: onnx.ModelProto) -> list[str]:
-    """TensorRT's explicit-quantization placement: a quantized Conv/Gemm reads a quantized activation,
-    and a residual Add has both inputs quantized or neither (else TensorRT cannot fuse it).
+    """TensorRT's explicit-quantization placement: a quantized Conv/Gemm reads a quantized activation, and a
+    residual Add has both inputs quantized, or neither, or its float input straight from a Conv/Gemm (TensorRT fuses
+    the add into that convolution, reading the quantized identity); any other half-quantized Add cannot fuse.
     """
     producer = {o: n.op_type for n in model.graph.node for o in n.output}
     out = []
@@ -85,8 +88,34 @@ def placement_problems(model: onnx.ModelProto) -> list[str]:
         if n.op_type in ("Conv", "Gemm") and len(from_dq) == 2 and from_dq[1] and not from_dq[0]:
             out.append(f"{n.name}: int8 weights but a float activation input; quantize its input too")
         if n.op_type == "Add" and len(from_dq) == 2 and from_dq[0] != from_dq[1]:
-            out.append(f"{n.name}: residual Add with one quantized and one float input; TensorRT cannot fuse it")
+            float_in = n.input[1] if from_dq[0] else n.input[0]
+            if producer.get(float_in) not in ("Conv", "Gemm"):
+                out.append(f"{n.name}: residual Add with one quantized and one float input that no convolution "
+                           f"makes; TensorRT cannot fuse it")
     return out
+
+
+def requantizing_concats(model: onnx.ModelProto) -> int:
+    """Concats where TensorRT (or ONNX Runtime) must requantize: their DQ inputs and Q output differ in scale."""
+    inits = {t.name: t for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def scale(node: onnx.NodeProto) -> float | None:
+        t = inits.get(node.input[1])
+        return float(numpy_helper.to_array(t).reshape(-1)[0]) if t is not None else None
+
+    count = 0
+    for n in model.graph.node:
+        if n.op_type != "Concat":
+            continue
+        scales = {scale(producer[i]) for i in n.input if i in producer and producer[i].op_type == "DequantizeLinear"}
+        scales |= {scale(c) for c in consumers.get(n.output[0], []) if c.op_type == "QuantizeLinear"}
+        count += len(scales) > 1
+    return count
 
 
 def require_valid_qdq(model: onnx.ModelProto, symmetric_int8: bool, name: str) -> QdqReport:

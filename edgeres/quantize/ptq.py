@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,11 @@ from edgeres.onnx_model import (
 )
 from edgeres.paths import DEFAULT_CALIBRATION, calibration_path
 from edgeres.progress import log
-from edgeres.quantize.calibrate import calibrate, quiet, tensor_ranges, write_qdq
+from edgeres.quantize.calibrate import quiet, tensor_ranges
 from edgeres.quantize.check import require_valid_qdq
+from edgeres.quantize.plans import AUTO_CANDIDATES, ORT_METHODS, Plan, Planner, Weighted, resolve_placement
 from edgeres.quantize.recipes import Recipe, recipe_for
 from edgeres.quantize.search import (
-    AUTO_CANDIDATES,
     Evaluator,
     quantizable_layers,
     sensitivity,
@@ -58,13 +59,15 @@ class SearchResult:
     """What quantize tried and decided, beyond the calibration itself (the manifest's ``results.search``)."""
 
     validation_images: int = 0
-    tried: list[dict[str, Any]] = field(default_factory=list)  # method auto: each method's scores on the slice
-    percentile: float | None = None
+    tried: list[dict[str, Any]] = field(default_factory=list)  # method auto: each candidate's scores on the slice
     equalize: dict[str, Any] | None = None
     all_int8: dict[str, Any] | None = None  # scores of the all-int8 model on the validation slice
     sensitivity: list[dict[str, Any]] = field(default_factory=list)
     budget_steps: list[dict[str, Any]] = field(default_factory=list)
     float_layers: list[str] = field(default_factory=list)
+    adaround: dict[str, Any] | None = None
+    plan: str = ""  # what was written: placement, method and corrections
+    seconds: float = 0.0  # the whole quantization, calibration to file
     latency_cost: dict[str, Any] | None = None
     trt_cache: str | None = None
 
@@ -83,31 +86,56 @@ class QuantResult:
     search: SearchResult = field(default_factory=SearchResult)
 
 
-def _pick_method(ev: Evaluator, pre: Path, x: np.ndarray, input_name: str, recipe: Recipe, cfg: QuantConfig,
-                 work: Path) -> tuple[str, float, object, list[dict]]:
-    """Try every method on the calibration part; keep the best on the validation slice."""
-    tried = []
-    for method, pct in AUTO_CANDIDATES:
-        data = calibrate(pre, x, input_name, method, recipe, pct or cfg.percentile, cfg.num_bins, cfg.batch_size, work)
-        _, s = ev.variant(data, method)
-        tried.append({"method": method, "percentile": pct, **s.to_dict(), "_data": data})
-        log(f"  {method}{f' {pct}' if pct else ''}: agreement {s.agreement:.2f}%, cosine {s.cosine:.5f}, "
-            f"drop {s.drop:.2f} pt")
-    best = max(tried, key=lambda t: (-t["drop"], t["agreement"], t["cosine"]))
-    suffix = f" {best['percentile']}" if best["percentile"] else ""
-    log(f"method auto chose {best['method']}{suffix}")
-    clean = [{k: v for k, v in t.items() if k != "_data"} for t in tried]
-    return best["method"], best["percentile"] or cfg.percentile, best["_data"], clean
+def _score_key(t: dict) -> tuple[float, float, float]:
+    return (-t["drop"], t["agreement"], t["cosine"])
 
 
-def _fit_budget(ev: Evaluator, data: object, method: str, rows: list[dict], cfg: QuantConfig,
+def _pick_plan(ev: Evaluator, planner: Planner, cfg: QuantConfig, weighted_only: bool) -> tuple[Plan, list[dict]]:
+    """Score every candidate on the validation slice and keep the best (the cpu recipe keeps ONNX Runtime's fast
+    placement unless the weighted one is clearly more accurate).
+    """
+    tried: list[dict] = []
+
+    def run(plan_args: tuple[str, str, float | None], bias: bool = False) -> dict:
+        t0 = time.perf_counter()
+        plan = planner.plan(plan_args[0], plan_args[1], plan_args[2], bias_correction=bias)
+        _, s = ev.variant(plan)
+        row = {"plan": plan.label, "placement": plan.placement, "method": plan.method, "percentile": plan_args[2],
+               "bias_correction": bias, "seconds": round(time.perf_counter() - t0, 1), **s.to_dict(), "_plan": plan}
+        tried.append(row)
+        log(f"  {plan.label}: agreement {s.agreement:.2f}%, cosine {s.cosine:.5f}, drop {s.drop:.2f} pt "
+            f"({row['seconds']:.0f} s)")
+        return row
+
+    allowed = {"weighted"} if weighted_only else {"weighted", "ort"} if cfg.placement == "auto" else {cfg.placement}
+    for placement, method, pct in AUTO_CANDIDATES:
+        if placement in allowed:
+            run((placement, method, pct), cfg.bias_correction and placement == "weighted")
+    weighted = [t for t in tried if t["placement"] == "weighted"]
+    if weighted and not cfg.bias_correction:
+        top = max(weighted, key=_score_key)
+        run(("weighted", top["method"], top["percentile"]), bias=True)
+        weighted = [t for t in tried if t["placement"] == "weighted"]
+    best = max(tried, key=_score_key)
+    ort = [t for t in tried if t["placement"] == "ort"]
+    if planner.recipe.latency_representative and ort and best["placement"] == "weighted":
+        fast = max(ort, key=_score_key)
+        if fast["drop"] <= best["drop"] + 0.5 and fast["agreement"] >= best["agreement"] - 1.0:
+            log(f"  {best['plan']} scores best, but {fast['plan']} is within 0.5 pt and runs ONNX Runtime's fused "
+                f"int8 kernels: keeping it")
+            best = fast
+    log(f"method auto chose {best['plan']}")
+    return best["_plan"], [{k: v for k, v in t.items() if k != "_plan"} for t in tried]
+
+
+def _fit_budget(ev: Evaluator, plan: Plan, rows: list[dict], cfg: QuantConfig,
                 base_drop: float) -> tuple[list[dict], list[dict]]:
     """Keep the most sensitive layers (``rows``, worst first) in float, one more at a time, until the budget holds."""
     steps, kept = [], []
     limit = len(rows) - 1 if cfg.max_float_layers is None else min(cfg.max_float_layers, len(rows) - 1)
     for r in rows[:limit]:  # keeping every layer in float would not be an int8 model
         kept.append(r)
-        _, s = ev.variant(data, method, exclude=[k["node"] for k in kept])
+        _, s = ev.variant(plan, exclude=[k["node"] for k in kept])
         steps.append({"float_layers": [k["module"] for k in kept], **s.to_dict()})
         log(f"  {len(kept)} layer(s) in float ({r['module']}): drop {s.drop:.2f} pt")
         if cfg.max_drop is not None and s.drop <= cfg.max_drop:
@@ -116,6 +144,35 @@ def _fit_budget(ev: Evaluator, data: object, method: str, rows: list[dict], cfg:
         f"even with {len(kept)} of {len(rows)} layers in float the drop is {steps[-1]['drop'] if steps else base_drop:.2f} pt "
         f"(all-int8: {base_drop:.2f}), over --max-drop {cfg.max_drop}; raise the budget, use --method auto, "
         f"or a larger calibration set")
+
+
+def _adarounded(ev: Evaluator | None, planner: Planner, plan: Plan, cfg: QuantConfig,
+                rows: list[dict]) -> tuple[Plan, dict]:
+    """AdaRound for the ``cfg.adaround`` worst layers (by the sensitivity pass, else by each layer's own output
+    error); kept only if it scores no worse on the validation slice.
+    """
+    from edgeres.quantize.correction import local_errors
+
+    if not isinstance(plan, Weighted):
+        raise ConfigError("--adaround learns int8 weights of the weighted placement, and this run chose ONNX "
+                          "Runtime's; add --placement weighted")
+    if rows:
+        worst, ranked_by = [r["node"] for r in rows[:cfg.adaround]], "sensitivity"
+    else:
+        errs = local_errors(planner.acts(), plan.plan.ranges, planner.unsigned, plan.plan.weights)
+        worst, ranked_by = sorted(errs, key=errs.__getitem__, reverse=True)[:cfg.adaround], "layer output error"
+    t0 = time.perf_counter()
+    new = planner.adaround(plan, worst)
+    out: dict[str, Any] = {"layers": new.adarounded, "ranked_by": ranked_by,
+                           "seconds": round(time.perf_counter() - t0, 1), "kept": True}
+    if ev is not None:
+        before, after = ev.variant(plan)[1], ev.variant(new)[1]
+        out.update(before=before.to_dict(), after=after.to_dict())
+        out["kept"] = _score_key(after.to_dict()) >= _score_key(before.to_dict())
+        log(f"AdaRound on {len(worst)} layer(s) (worst by {ranked_by}): agreement {before.agreement:.2f} → "
+            f"{after.agreement:.2f}%, drop {before.drop:.2f} → {after.drop:.2f} pt"
+            + ("" if out["kept"] else "; kept rounding to nearest"))
+    return (new if out["kept"] else plan), out
 
 
 def _latency_cost(final: Path, all_int8: Path, recipe: Recipe, input_shape: tuple[int, ...]) -> dict:
@@ -204,9 +261,10 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
         cal_idx, val_idx = np.arange(len(x_all)), np.arange(0)
     x = x_all[cal_idx]
     search = SearchResult(validation_images=int(len(val_idx)))
-    method, pct = cfg.method, cfg.percentile
     kept: list[dict] = []
     all_int8: Path | None = None
+    weighted_only = cfg.bias_correction or cfg.adaround > 0
+    t_start = time.perf_counter()
     with temp_dir("quant") as tmpdir:
         work = Path(tmpdir)
         pre = work / "pre.onnx"
@@ -215,50 +273,69 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
         if cfg.equalize:
             pre, search.equalize = _equalized(pre, x, info.input_name, work, static or 50)
         ev = Evaluator(pre, x_all[val_idx], calib.images.labels[val_idx], recipe, work) if len(val_idx) else None
+        planner = Planner(pre, x, info.input_name, recipe, replace(cfg, batch_size=static or cfg.batch_size), work)
         log(f"calibrating on {len(x)} images ({cfg.method}, recipe {recipe.name}) …")
         if cfg.method == "auto":
             if ev is None:
                 raise ConfigError("--method auto needs a validation slice; set --val-fraction above 0")
-            method, pct, data, search.tried = _pick_method(ev, pre, x, info.input_name, recipe, cfg, work)
-            search.percentile = pct if method == "percentile" else None
+            plan, search.tried = _pick_plan(ev, planner, cfg, weighted_only)
         else:
-            data = calibrate(pre, x, info.input_name, method, recipe, pct, cfg.num_bins, cfg.batch_size, work)
+            placement = "weighted" if weighted_only and cfg.placement == "auto" else cfg.placement
+            plan = planner.plan(resolve_placement(placement, recipe, cfg.method), cfg.method, cfg.percentile,
+                                cfg.bias_correction)
+        rows: list[dict] = []
         if ev is not None:
-            all_int8, base = ev.variant(data, method, keep=True)
+            all_int8, base = ev.variant(plan, keep=True)
+            if cfg.sensitivity:
+                rows = sensitivity(ev, plan, quantizable_layers(pre), True)
+        if cfg.adaround:
+            plan, search.adaround = _adarounded(ev, planner, plan, cfg, rows)
+            if ev is not None and search.adaround["kept"] and all_int8 is not None:
+                all_int8.unlink()
+                all_int8, base = ev.variant(plan, keep=True)
+        if ev is not None:
             search.all_int8 = base.to_dict()
             over = cfg.max_drop is not None and base.drop > cfg.max_drop
-            rows = sensitivity(ev, data, method, quantizable_layers(pre), cfg.sensitivity) if cfg.sensitivity or over else []
+            if over and not rows:
+                rows = sensitivity(ev, plan, quantizable_layers(pre), False)
             if cfg.sensitivity:
                 search.sensitivity = rows
                 write_json_atomic(out.with_suffix(".sensitivity.json"), {"baseline": base.to_dict(), "layers": rows})
                 write_text_atomic(out.with_suffix(".sensitivity.md"), sensitivity_markdown(rows, base.to_dict()))
             if over:
                 log(f"all-int8 drops {base.drop:.2f} pt > --max-drop {cfg.max_drop}: keeping layers in float …")
-                kept, search.budget_steps = _fit_budget(ev, data, method, rows, cfg, base.drop)
+                kept, search.budget_steps = _fit_budget(ev, plan, rows, cfg, base.drop)
         search.float_layers = [k["module"] for k in kept]
+        search.plan = plan.label
+        search.seconds = round(time.perf_counter() - t_start, 1)
+        method, pct = plan.method, plan.percentile or cfg.percentile
         with atomic_path(out) as tmp:
-            write_qdq(pre, tmp, data, method, recipe, work, exclude=[k["node"] for k in kept])
+            plan.write(pre, tmp, exclude=[k["node"] for k in kept])
             model = load_onnx(tmp)
             rep = require_valid_qdq(model, recipe.tensorrt_rules, str(out))
             src_meta = metadata(load_onnx(Path(onnx_path)))
             src_meta.update({PRECISION_KEY: "int8", RECIPE_KEY: json.dumps(
                 {"recipe": recipe.name, "method": method, "percentile": pct if method == "percentile" else None,
-                 "calibration": calib.root.name, "float_layers": search.float_layers})})
+                 "placement": plan.placement, "plan": plan.label, "calibration": calib.root.name,
+                 "float_layers": search.float_layers})})
             set_metadata(model, src_meta)
             onnx.save(model, str(tmp))
             if kept and all_int8 is not None:
                 search.latency_cost = _latency_cost(tmp, all_int8, recipe, info.preprocessing.input_shape)
-            ranges = tensor_ranges(data)
+            ranges = plan.tensor_ranges()
             if cfg.trt_cache_version:
                 from edgeres.quantize.trt_cache import write_calibration_cache
-                amax = {k: max(abs(lo), abs(hi)) for k, (lo, hi) in ranges.items()}
+                every = tensor_ranges(planner.ort_data(method if method in ORT_METHODS else "minmax", pct))
+                amax = {k: max(abs(lo), abs(hi)) for k, (lo, hi) in {**every, **ranges}.items()}
                 search.trt_cache = str(write_calibration_cache(out.with_suffix(".calib.cache"), amax,
                                                                   cfg.trt_cache_version, method))
             calib_input = calib.manifest_file() if calib.manifest_file().is_file() else calib.root
             write_manifest(out, "onnx-int8-qdq", {"onnx": onnx_path, "calibration_manifest": calib_input},
                            asdict(cfg), info.preprocessing.to_dict(),
-                           {"recipe": asdict(recipe), "method": method, "calibration_images": len(x),
+                           {"recipe": asdict(recipe), "method": method, "placement": plan.placement,
+                            "calibration_images": len(x),
                             "calibration_source": calib.source, "quantize_nodes": rep.quantize_nodes,
-                            "per_channel_weights": rep.per_channel_weights, "cpu_features": cpu_features(),
+                            "per_channel_weights": rep.per_channel_weights,
+                            "requantizing_concats": rep.requantizing_concats, "cpu_features": cpu_features(),
                             "checked_disjoint_from": eval_data, "search": search.to_dict()}, content=tmp)
     return QuantResult(out, recipe, method, len(x), rep.quantize_nodes, ranges, search)

@@ -4,18 +4,15 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
 
 from edgeres.backends import infer_all
 from edgeres.backends.onnxruntime import OrtSession
-from edgeres.quantize.calibrate import write_qdq
+from edgeres.quantize.plans import Plan
 from edgeres.quantize.recipes import Recipe
 
-AUTO_CANDIDATES: tuple[tuple[str, float | None], ...] = (
-    ("minmax", None), ("entropy", None), ("percentile", 99.9), ("percentile", 99.99), ("percentile", 99.999))
 QUANTIZABLE = ("Conv", "Gemm", "MatMul")
 
 
@@ -73,12 +70,12 @@ class Evaluator:
         finally:
             sess.close()
 
-    def variant(self, data: Any, method: str, exclude: list[str] | None = None,
-                only: list[str] | None = None, keep: bool = False) -> tuple[Path | None, Score]:
+    def variant(self, plan: Plan, exclude: list[str] | None = None, only: list[str] | None = None,
+                keep: bool = False) -> tuple[Path | None, Score]:
         """Write and score one Q/DQ variant; its file (about 1/4 of the float model) is deleted unless ``keep``."""
         self._n += 1
         path = self.work / f"variant-{self._n}.onnx"
-        write_qdq(self.pre, path, data, method, self.recipe, self.work, exclude, only)
+        plan.write(self.pre, path, exclude, only)
         s = score(self.logits(path), self.ref, self.y)
         if keep:
             return path, s
@@ -111,16 +108,16 @@ def module_path(meta: dict[str, str]) -> str:
     return re.sub(r"downsample\.1$", "downsample.0", path)
 
 
-def sensitivity(ev: Evaluator, data: Any, method: str, layers: list[dict], left_out: bool = True) -> list[dict]:
+def sensitivity(ev: Evaluator, plan: Plan, layers: list[dict], left_out: bool = True) -> list[dict]:
     """Each layer quantized alone (and, with ``left_out``, each left out alone); ranked, worst first."""
     from edgeres.progress import progress
 
     rows = []
     for layer in progress(layers, desc="sensitivity", total=len(layers)):
-        _, alone = ev.variant(data, method, only=[layer["node"]])
+        _, alone = ev.variant(plan, only=[layer["node"]])
         row = {**layer, "alone": alone.to_dict()}
         if left_out:
-            row["left_out"] = ev.variant(data, method, exclude=[layer["node"]])[1].to_dict()
+            row["left_out"] = ev.variant(plan, exclude=[layer["node"]])[1].to_dict()
         rows.append(row)
     rows.sort(key=lambda r: (r["alone"]["cosine"], -r.get("left_out", {}).get("cosine", 0.0)))
     for rank, r in enumerate(rows, 1):

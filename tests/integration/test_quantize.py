@@ -114,10 +114,15 @@ def test_placement_rules_catch_a_half_quantized_residual_add(small_run):
     model = onnx.load(str(Path(cfg.out) / "model.int8-tensorrt.onnx"))
     assert placement_problems(model) == []
     producer = {o: n for n in model.graph.node for o in n.output}
-    add = next(n for n in model.graph.node if n.op_type == "Add")
-    dq = producer[add.input[1]]
-    q = producer[dq.input[0]]
-    add.input[1] = q.input[0]  # bypass the Q/DQ pair on one residual input
+    # TensorRT's fusable residual: the identity read through its DQ, the other input straight from a Conv
+    adds = [n for n in model.graph.node if n.op_type == "Add"
+            and sorted(producer[i].op_type for i in n.input) == ["Conv", "DequantizeLinear"]]
+    assert adds, "the weighted placement quantizes residual inputs"
+    add = adds[0]
+    i = next(k for k, t in enumerate(add.input) if producer[t].op_type == "Conv")
+    ident = onnx.helper.make_node("Identity", [add.input[i]], ["not_from_conv"], name="between")
+    model.graph.node.insert(list(model.graph.node).index(add), ident)
+    add.input[i] = "not_from_conv"  # the float input now comes from something TensorRT cannot fuse the add into
     problems = placement_problems(model)
     assert any("residual Add with one quantized and one float input" in p for p in problems)
 

@@ -13,6 +13,7 @@ from edgeres.backends.onnxruntime import OrtSession
 from edgeres.errors import AccuracyBudgetExceeded
 from edgeres.quantize import QuantConfig, qdq_from_onnx
 from edgeres.quantize.outliers import outlier_model
+from edgeres.quantize.plans import AUTO_CANDIDATES
 from edgeres.quantize.trt_cache import (
     lib_version,
     read_calibration_cache,
@@ -78,10 +79,18 @@ def test_auto_reports_every_method(small_run, calib_dir, tmp_path):
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     tried = doc["search"]["tried"]
-    assert [(t["method"], t["percentile"]) for t in tried] == [
-        ("minmax", None), ("entropy", None), ("percentile", 99.9), ("percentile", 99.99), ("percentile", 99.999)]
+    # every candidate, in order, then bias correction on the best weighted one
+    assert [(t["placement"], t["method"], t["percentile"]) for t in tried[:-1]] == list(AUTO_CANDIDATES)
+    weighted = [t for t in tried[:-1] if t["placement"] == "weighted"]
+    top = max(weighted, key=lambda t: (-t["drop"], t["agreement"], t["cosine"]))
+    assert tried[-1]["bias_correction"] and (tried[-1]["method"], tried[-1]["percentile"]) == (top["method"],
+                                                                                               top["percentile"])
     best = max(tried, key=lambda t: (-t["drop"], t["agreement"], t["cosine"]))
-    assert (doc["method"], doc["search"]["percentile"]) == (best["method"], best["percentile"])
+    fast = max((t for t in tried if t["placement"] == "ort"), key=lambda t: (-t["drop"], t["agreement"], t["cosine"]))
+    # the cpu recipe keeps ONNX Runtime's fused placement unless the weighted one is clearly better
+    expect = fast if fast["drop"] <= best["drop"] + 0.5 and fast["agreement"] >= best["agreement"] - 1 else best
+    assert doc["plan"] == expect["plan"] == doc["search"]["plan"]
+    assert all(t["seconds"] >= 0 for t in tried) and doc["search"]["seconds"] > 0
     assert doc["search"]["validation_images"] == 20 and doc["calibration_images"] == 80
 
 

@@ -1,0 +1,138 @@
+"""INT8 against the peers: the same float ONNX, the same calibration images, the same scoring, one table.
+
+    .venv/bin/python benchmarks/int8_peers.py [--archs resnet18,resnext50_32x4d,densenet121] [--dir runs/hard]
+                                              [--limit-test 2000] [--peer-python /path/to/python] [--quick]
+
+Models: `DIR/ARCH.onnx`, made if missing with the variants benchmark's settings (`edgeres train --arch ARCH
+--epochs 2 --limit-train 20000`, then `edgeres export`). Calibration: the 500 images of the shipped set
+(`fashion-mnist-train-500`), for every tool (edgeres's `--method auto` holds 100 of them out to choose with).
+Scoring: the first LIMIT test images; each model against the float model's own top-1 (Δtop-1, points) and
+predictions (agreement). Symmetric int8 Q/DQ models run as fake-quant in fp32, the arithmetic TensorRT performs
+(ONNX Runtime with graph optimizations off); edgeres's cpu recipe runs natively in ONNX Runtime's int8 kernels.
+
+Peers (`benchmarks/int8_peer_runner.py`, run in `--peer-python`, default this Python): ONNX Runtime's stock
+`quantize_static` (QDQ, symmetric int8, per-channel; MinMax, Entropy and Percentile each; the best on the test
+images is listed, which flatters it), NNCF's default PTQ and ModelOpt's ONNX int8 PTQ where installed. A peer that is
+not installed is listed as skipped. None of them is a dependency of edgeres.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgeres.backends.onnxruntime import OrtSession
+from edgeres.data.calibration import load_calibration_set
+from edgeres.data.datasets import load_dataset
+from edgeres.onnx_model import onnx_info
+from edgeres.paths import DEFAULT_CALIBRATION, calibration_path
+from edgeres.quantize import QuantConfig, qdq_from_onnx
+
+RUNNER = Path(__file__).with_name("int8_peer_runner.py")
+PEERS = ("ort-minmax", "ort-entropy", "ort-percentile", "nncf", "modelopt")
+
+
+def ensure_model(arch: str, folder: Path) -> Path:
+    onnx_path = folder / f"{arch}.onnx"
+    if not onnx_path.exists():
+        ckpt = folder / f"{arch}.pt"
+        edgeres = [sys.executable, "-m", "edgeres"]
+        if not ckpt.exists():
+            subprocess.run([*edgeres, "train", "--arch", arch, "--epochs", "2", "--limit-train", "20000",
+                            "--limit-test", "2000", "--out", str(ckpt)], check=True)
+        subprocess.run([*edgeres, "export", str(ckpt), "--out", str(onnx_path)], check=True)
+    return onnx_path
+
+
+def scores(path: Path, x: np.ndarray, y: np.ndarray, ref: np.ndarray, simulate: bool) -> tuple[float, float]:
+    sess = OrtSession(path, simulate=simulate)
+    try:
+        logits = sess.infer_all(x)
+    finally:
+        sess.close()
+    top1 = 100 * float((logits.argmax(1) == y).mean())
+    return top1 - 100 * float((ref.argmax(1) == y).mean()), 100 * float((logits.argmax(1) == ref.argmax(1)).mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--archs", default="resnet18,resnext50_32x4d,densenet121")
+    ap.add_argument("--dir", type=Path, default=Path("runs/hard"))
+    ap.add_argument("--limit-test", type=int, default=2000)
+    ap.add_argument("--peer-python", default=sys.executable)
+    ap.add_argument("--quick", action="store_true", help="edgeres: auto only, without the --equalize rows")
+    args = ap.parse_args()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    table: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="int8-peers-") as tmp:
+        work = Path(tmp)
+        for arch in args.archs.split(","):
+            src = ensure_model(arch, args.dir)
+            info = onnx_info(src)
+            test = load_dataset(info.dataset or "fashion-mnist", "test")
+            x = test.tensors(info.preprocessing, "test images")[:args.limit_test]
+            y = test.labels[:args.limit_test]
+            calib = load_calibration_set(calibration_path(DEFAULT_CALIBRATION))
+            np.save(work / "calib.npy", calib.images.tensors(info.preprocessing, "calibration images"))
+            ref = OrtSession(src).infer_all(x)
+            rows = table.setdefault(arch, [])
+            fp32 = 100 * float((ref.argmax(1) == y).mean())
+            print(f"{arch}: fp32 top-1 {fp32:.2f}% on {len(y)} test images", flush=True)
+            runs = [("edgeres defaults (minmax)", {}), ("edgeres --method auto", {"method": "auto"})]
+            if not args.quick:
+                runs.append(("edgeres --method auto --equalize", {"method": "auto", "equalize": True}))
+            for name, opts in runs:
+                for recipe in ("tensorrt", "cpu"):
+                    out = work / f"{arch}-{recipe}.onnx"
+                    t0 = time.perf_counter()
+                    r = qdq_from_onnx(src, out, QuantConfig(recipe=recipe, eval_data=info.dataset, **opts))  # type: ignore[arg-type]
+                    secs = time.perf_counter() - t0
+                    d, a = scores(out, x, y, ref, simulate=recipe == "tensorrt")
+                    rows.append({"quantizer": f"{name} [{recipe}]", "plan": r.search.plan, "delta": d, "agreement": a,
+                                 "seconds": secs})
+                    print(json.dumps(rows[-1]), flush=True)
+            best_ort = None
+            for peer in PEERS:
+                out = work / f"{arch}-{peer}.onnx"
+                t0 = time.perf_counter()
+                p = subprocess.run([args.peer_python, str(RUNNER), peer, str(src), str(work / "calib.npy"), str(out)],
+                                   capture_output=True, text=True)
+                secs = time.perf_counter() - t0
+                if p.returncode == 3:
+                    rows.append({"quantizer": peer, "skipped": "not installed in " + args.peer_python})
+                elif p.returncode != 0:
+                    tail = (p.stderr.strip().splitlines() or ["?"])[-1][:160]
+                    rows.append({"quantizer": peer, "skipped": f"failed: {tail}"})
+                else:
+                    d, a = scores(out, x, y, ref, simulate=True)
+                    row = {"quantizer": peer, "delta": d, "agreement": a, "seconds": secs}
+                    if peer.startswith("ort-"):
+                        if best_ort is None or d > best_ort["delta"]:
+                            best_ort = {**row, "quantizer": f"ONNX Runtime quantize_static, best ({peer[4:]})"}
+                        print(json.dumps(row), flush=True)
+                        continue
+                    rows.append(row)
+                print(json.dumps(rows[-1]), flush=True)
+            if best_ort:
+                rows.append(best_ort)
+    print(f"\n{args.limit_test} test images; calibration: {DEFAULT_CALIBRATION} (500 images); Δtop-1 against each "
+          f"float model; tensorrt recipe and peers as fake-quant, cpu recipe native in ONNX Runtime")
+    for arch, rows in table.items():
+        print(f"\n{arch}")
+        print("| quantizer | plan | Δtop-1 pt | agreement % | quantize s |\n|---|---|---|---|---|")
+        for r in rows:
+            if "skipped" in r:
+                print(f"| {r['quantizer']} | skipped: {r['skipped']} | | | |")
+            else:
+                print(f"| {r['quantizer']} | {r.get('plan', '')} | {r['delta']:+.2f} | {r['agreement']:.2f} | "
+                      f"{r['seconds']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Q/DQ ONNX with TensorRT's placement: every weighted layer's input and weights quantized, nothing else.
+
+TensorRT's guidance for explicit quantization is to quantize the inputs of weighted layers (Conv, Gemm with constant
+weights) and not their outputs: the builder propagates DQ forward and Q backward and fuses BatchNorm, ReLU and
+residual adds into the convolution. A residual Add whose identity input is already quantized (it feeds a convolution
+too) reads that same DQ, so TensorRT fuses the add into the other branch's convolution. Concat inputs are left alone:
+they never carry their own scales, so TensorRT has nothing to requantize there.
+
+ONNX Runtime's ``quantize_static`` instead quantizes every op it knows, Concat included, which on DenseNet puts one
+per-tensor scale on a concatenation whose channels a BatchNorm then rescales by up to 500× (`edgeres.quantize.ptq`
+keeps that placement as ``ort`` for the cpu recipe's fused kernels, with the Concat scales unified).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from edgeres.errors import ArtifactError
+
+WEIGHTED = ("Conv", "Gemm")  # MatMul with constant weights is left to ONNX Runtime's placement
+
+
+@dataclass
+class ActRange:
+    """The float interval an activation tensor is quantized over (``lo`` 0 for a post-ReLU tensor)."""
+
+    lo: float
+    hi: float
+
+    @property
+    def amax(self) -> float:
+        return max(abs(self.lo), abs(self.hi))
+
+
+@dataclass
+class WeightedPlan:
+    """What to write: each weighted input's range, and optional replacement weights and biases per node."""
+
+    ranges: dict[str, ActRange]
+    unsigned: bool = False  # uint8 with a zero point (ONNX Runtime's fast CPU kernels) instead of symmetric int8
+    weights: dict[str, np.ndarray] = field(default_factory=dict)  # node → int8 weights, [out, ...] (AdaRound)
+    biases: dict[str, np.ndarray] = field(default_factory=dict)  # node → corrected float bias
+    residual_inputs: bool = True  # an Add's identity input reads the DQ its convolution reads
+    weight_qmax: int = 127
+
+
+def weighted_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """Conv and Gemm nodes whose second input is a constant: the layers int8 applies to."""
+    inits = {t.name for t in model.graph.initializer}
+    return [n for n in model.graph.node if n.op_type in WEIGHTED and len(n.input) > 1 and n.input[1] in inits]
+
+
+def stores_in_out(node: onnx.NodeProto) -> bool:
+    """Whether a Gemm keeps its weights [in, out] (no transB)."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    return node.op_type == "Gemm" and not attrs.get("transB", 0)
+
+
+def weight_matrix(node: onnx.NodeProto, w: np.ndarray) -> np.ndarray:
+    """Weights with output channels first."""
+    return w.T if stores_in_out(node) else w
+
+
+def per_channel_int8(w: np.ndarray, qmax: int = 127) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel int8 (axis 0), zero points 0: the rounding every method starts from.
+
+    ``qmax`` 63 keeps 7 bits, for CPUs whose u8s8 kernels can saturate without VNNI (ONNX Runtime's reduce_range).
+    """
+    amax = np.abs(w.reshape(w.shape[0], -1)).max(1)
+    scale = (np.maximum(amax, 1e-12) / qmax).astype(np.float32)
+    q = np.clip(np.round(w / scale.reshape(-1, *[1] * (w.ndim - 1))), -qmax, qmax).astype(np.int8)
+    return q, scale
+
+
+def dequantized(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return q.astype(np.float32) * scale.reshape(-1, *[1] * (q.ndim - 1))
+
+
+def act_qparams(r: ActRange, unsigned: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Scale and zero point for one activation range."""
+    if unsigned:
+        lo, hi = min(r.lo, 0.0), max(r.hi, 0.0)
+        scale = max(hi - lo, 1e-8) / 255.0
+        return np.array(scale, np.float32), np.array(round(-lo / scale), np.uint8)
+    return np.array(max(r.amax, 1e-8) / 127.0, np.float32), np.array(0, np.int8)
+
+
+def write_weighted(pre: Path, out: Path, plan: WeightedPlan, exclude: list[str] | None = None,
+                   only: list[str] | None = None) -> int:
+    """Write ``pre`` with Q/DQ on its weighted layers (``only`` those, less ``exclude``); returns how many."""
+    model = onnx.load(str(pre))
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    skip, keep_only = set(exclude or ()), set(only) if only is not None else None
+    added_nodes: list[onnx.NodeProto] = []
+    added_inits: list[onnx.TensorProto] = []
+    dq_of: dict[str, str] = {}
+
+    def act_dq(t: str) -> str:
+        if t not in dq_of:
+            if t not in plan.ranges:
+                raise ArtifactError(f"no calibrated range for {t}; re-run `edgeres quantize`")
+            scale, zp = act_qparams(plan.ranges[t], plan.unsigned)
+            added_inits.extend([numpy_helper.from_array(scale, f"{t}_scale"), numpy_helper.from_array(zp, f"{t}_zero_point")])
+            added_nodes.append(helper.make_node("QuantizeLinear", [t, f"{t}_scale", f"{t}_zero_point"], [f"{t}_q"],
+                                                name=f"{t}_QuantizeLinear"))
+            added_nodes.append(helper.make_node("DequantizeLinear", [f"{t}_q", f"{t}_scale", f"{t}_zero_point"],
+                                                [f"{t}_dq"], name=f"{t}_DequantizeLinear"))
+            dq_of[t] = f"{t}_dq"
+        return dq_of[t]
+
+    done = 0
+    for n in weighted_nodes(model):
+        if n.name in skip or (keep_only is not None and n.name not in keep_only):
+            continue
+        w = weight_matrix(n, numpy_helper.to_array(inits[n.input[1]]).astype(np.float32))
+        q, scale = per_channel_int8(w, plan.weight_qmax)
+        if n.name in plan.weights:
+            q = plan.weights[n.name]
+        if stores_in_out(n):
+            _weights_first(n)
+        name = f"{n.input[1]}_int8"
+        added_inits += [numpy_helper.from_array(q, name), numpy_helper.from_array(scale, f"{name}_scale"),
+                        numpy_helper.from_array(np.zeros(len(scale), np.int8), f"{name}_zero_point")]
+        added_nodes.append(helper.make_node("DequantizeLinear", [name, f"{name}_scale", f"{name}_zero_point"], [f"{name}_dq"],
+                                            name=f"{name}_DequantizeLinear", axis=0))
+        n.input[0], n.input[1] = act_dq(n.input[0]), f"{name}_dq"
+        if n.name in plan.biases and len(n.input) > 2 and n.input[2] in inits:
+            bias = f"{n.input[2]}_corrected"
+            added_inits.append(numpy_helper.from_array(plan.biases[n.name].astype(np.float32), bias))
+            n.input[2] = bias
+        done += 1
+    if plan.residual_inputs and not plan.unsigned:
+        _residual_inputs(g, dq_of)
+    _finish(g, added_nodes, added_inits)
+    onnx.save(model, str(out))
+    return done
+
+
+def _weights_first(n: onnx.NodeProto) -> None:
+    """Make a Gemm read weights as [out, in] (transB=1), as the int8 weights are stored."""
+    kept = [a for a in n.attribute if a.name != "transB"]
+    del n.attribute[:]
+    n.attribute.extend([*kept, helper.make_attribute("transB", 1)])
+
+
+def _residual_inputs(g: onnx.GraphProto, dq_of: dict[str, str]) -> None:
+    """An Add of a convolution's output and an already-quantized tensor reads that tensor's DQ (a fusable add)."""
+    producer = {o: n.op_type for n in g.node for o in n.output}
+    for n in g.node:
+        if n.op_type != "Add" or len(n.input) != 2:
+            continue
+        for i, other in ((0, 1), (1, 0)):
+            if n.input[i] in dq_of and producer.get(n.input[other]) in ("Conv", "Gemm"):
+                n.input[i] = dq_of[n.input[i]]
+                break
+
+
+def _finish(g: onnx.GraphProto, added_nodes: list[onnx.NodeProto], added_inits: list[onnx.TensorProto]) -> None:
+    """Order the nodes topologically and drop the float weights nothing reads any more."""
+    nodes = added_nodes + list(g.node)
+    ready = {i.name for i in g.input} | {t.name for t in g.initializer} | {t.name for t in added_inits} | {""}
+    ordered: list[onnx.NodeProto] = []
+    while nodes:
+        rest = [n for n in nodes if not all(i in ready for i in n.input)]
+        step = [n for n in nodes if all(i in ready for i in n.input)]
+        if not step:
+            raise ArtifactError("the Q/DQ graph has a cycle; report this model to edgeres")
+        for n in step:
+            ordered.append(n)
+            ready.update(n.output)
+        nodes = rest
+    used = {i for n in ordered for i in n.input} | {o.name for o in g.output}
+    kept = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(kept + added_inits)
+    del g.node[:]
+    g.node.extend(ordered)

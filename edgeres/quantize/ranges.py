@@ -1,0 +1,118 @@
+"""Activation ranges for the weighted placement, searched per tensor on the calibration images.
+
+(``minmax``, ``entropy`` and ``percentile`` come from ONNX Runtime's calibrators, for either placement.)
+``mse`` picks the clipping range that minimizes the tensor's own quantization error. ``layer-mse`` and
+``layer-cosine`` pick the one that keeps the output of the layers reading the tensor (with their int8 weights)
+closest to float: an outlier that matters downstream is kept, one that does not is clipped. Each search tries
+clipping fractions of the observed range on a coarse grid, then refines.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from edgeres.quantize.layers import Layer, fake_quant, layers_of, torch_module
+from edgeres.quantize.qdq_writer import ActRange
+
+SEARCHED = ("mse", "layer-mse", "layer-cosine")
+SEARCH_IMAGES = 128  # images each range search scores on (statistics use every calibration image)
+COARSE = np.linspace(0.05, 1.0, 20)
+
+
+@dataclass
+class Activations:
+    """The inputs of every weighted layer on the calibration images: extremes over all, samples of a few."""
+
+    lo: dict[str, float]
+    hi: dict[str, float]
+    sample: dict[str, np.ndarray]  # first SEARCH_IMAGES images
+    layers: list[Layer]
+
+    def consumers(self, tensor: str) -> list[Layer]:
+        return [la for la in self.layers if la.node.input[0] == tensor]
+
+
+def collect(pre: Path, x: np.ndarray, input_name: str, batch: int, reduce_range: bool = False) -> Activations:
+    """Run the float model once over ``x`` with every weighted layer's input as an extra output."""
+    import onnxruntime as ort
+
+    model = onnx.load(str(pre))
+    layers = layers_of(model, reduce_range)
+    names = list(dict.fromkeys(la.node.input[0] for la in layers))
+    del model.graph.output[:]
+    model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in names)
+    lo = {t: np.inf for t in names}
+    hi = {t: -np.inf for t in names}
+    parts: dict[str, list[np.ndarray]] = {t: [] for t in names}
+    seen = 0
+    with tempfile.TemporaryDirectory(prefix="edgeres-ranges-") as tmp:
+        path = Path(tmp) / "augmented.onnx"
+        onnx.save(model, str(path))
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        for i in range(0, len(x), batch):
+            outs = sess.run(names, {input_name: x[i:i + batch]})
+            for t, a in zip(names, outs):
+                lo[t], hi[t] = min(lo[t], float(a.min())), max(hi[t], float(a.max()))
+                if seen < SEARCH_IMAGES:
+                    parts[t].append(a[:SEARCH_IMAGES - seen])
+            seen += len(outs[0])
+    return Activations(lo, hi, {t: np.concatenate(p) for t, p in parts.items()}, layers)
+
+
+def search_ranges(acts: Activations, method: str, unsigned: bool) -> dict[str, ActRange]:
+    """One range per weighted input, by ``method`` (one of SEARCHED), within the observed minimum and maximum."""
+    from edgeres.progress import progress
+
+    return {t: _searched(acts, t, ActRange(min(acts.lo[t], 0.0), max(acts.hi[t], 0.0)), method, unsigned)
+            for t in progress(list(acts.sample), desc=f"{method} ranges", total=len(acts.sample))}
+
+
+def _searched(acts: Activations, t: str, full: ActRange, method: str, unsigned: bool) -> ActRange:
+    torch = torch_module()
+    x = torch.from_numpy(acts.sample[t])
+    consumers = acts.consumers(t)
+
+    def scaled(f: float) -> ActRange:
+        if full.lo >= 0:  # post-ReLU: clip the top only
+            return ActRange(0.0, full.hi * f)
+        if unsigned:
+            return ActRange(full.lo * f, full.hi * f)
+        a = full.amax * f
+        return ActRange(-a, a)
+
+    if method == "mse":
+        def error(r: ActRange) -> float:
+            return float(((x - fake_quant(x, r, unsigned)) ** 2).mean())
+    else:
+        with torch.no_grad():
+            wq = [torch.from_numpy(_dequantized_weight(la)) for la in consumers]
+            ref = [la.run(x, torch.from_numpy(la.weight)) for la in consumers]
+
+        def error(r: ActRange) -> float:
+            xq = fake_quant(x, r, unsigned)
+            total = 0.0
+            with torch.no_grad():
+                for la, w, y in zip(consumers, wq, ref):
+                    yq = la.run(xq, w)
+                    if method == "layer-mse":
+                        total += float(((y - yq) ** 2).mean() / ((y ** 2).mean() + 1e-20))
+                    else:
+                        total += 1.0 - float(torch.nn.functional.cosine_similarity(y.flatten(1), yq.flatten(1)).mean())
+            return total
+
+    best = min(COARSE, key=lambda f: error(scaled(float(f))))
+    fine = np.clip(np.linspace(best - 0.05, best + 0.05, 11), 0.01, 1.0)
+    return scaled(float(min(fine, key=lambda f: error(scaled(float(f))))))
+
+
+def _dequantized_weight(la: Layer) -> np.ndarray:
+    from edgeres.quantize.qdq_writer import dequantized
+
+    q, scale = la.int8_weight()
+    return dequantized(q, scale)

@@ -1,0 +1,196 @@
+"""The hard case's tools on a real model: the weighted placement, range search, bias correction, AdaRound and
+Concat scale unification (accuracy on DenseNet is measured by benchmarks/int8_peers.py, not here).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgeres.backends.onnxruntime import OrtSession
+from edgeres.config import QuantConfig
+from edgeres.data.calibration import load_calibration_set
+from edgeres.onnx_model import onnx_info
+from edgeres.quantize import qdq_from_onnx
+from edgeres.quantize.check import check_qdq, requantizing_concats
+from edgeres.quantize.correction import adaround, corrected_biases, local_errors
+from edgeres.quantize.layers import fake_quant
+from edgeres.quantize.plans import Planner
+from edgeres.quantize.qdq_writer import weighted_nodes
+from edgeres.quantize.ranges import collect, search_ranges
+from edgeres.quantize.recipes import recipe_for
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def float_model(small_run, tmp_path_factory):
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from edgeres.quantize.calibrate import quiet
+
+    cfg, _ = small_run
+    src = Path(cfg.out) / "model.onnx"
+    pre = tmp_path_factory.mktemp("pre") / "pre.onnx"
+    with quiet():
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
+    return src, pre
+
+
+@pytest.fixture(scope="module")
+def calib_x(float_model, calib_dir):
+    info = onnx_info(float_model[0])
+    return load_calibration_set(Path(calib_dir)).images.tensors(info.preprocessing, "calibration"), info.input_name
+
+
+def test_weighted_placement_quantizes_every_weighted_input_and_nothing_else(small_run, float_model):
+    cfg, _ = small_run
+    model = onnx.load(str(Path(cfg.out) / "model.int8-tensorrt.onnx"))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm")]
+    assert convs and all(producer[n.input[0]].op_type == "DequantizeLinear" and
+                         producer[n.input[1]].op_type == "DequantizeLinear" for n in convs)
+    q_inputs = {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    # every Q reads a tensor some weighted layer reads, through its DQ: no Q/DQ on pools, adds or the logits
+    assert q_inputs == {producer[producer[n.input[0]].input[0]].input[0] for n in convs}
+    floats = {t.name for t in model.graph.initializer if t.data_type == TensorProto.FLOAT and len(t.dims) == 4}
+    assert not floats, f"float conv weights left behind: {sorted(floats)[:3]}"
+    rep = check_qdq(model)
+    assert rep.ok and rep.per_channel_weights == len(convs)
+    assert Path(cfg.out, "model.int8-tensorrt.onnx").stat().st_size < 0.4 * Path(cfg.out, "model.onnx").stat().st_size
+
+
+def test_cpu_recipe_writes_uint8_with_zero_points_zero_after_relu(float_model, calib_dir, tmp_path):
+    src, _ = float_model
+    out = tmp_path / "u8.onnx"
+    qdq_from_onnx(src, out, QuantConfig(recipe="cpu", calibration=str(calib_dir), placement="weighted"))
+    model = onnx.load(str(out))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    inits = {t.name: t for t in model.graph.initializer}
+    relu_q = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and producer.get(n.input[0]) is not None
+              and producer[n.input[0]].op_type == "Relu"]
+    assert relu_q
+    for q in relu_q:
+        zp = inits[q.input[2]]
+        assert zp.data_type == TensorProto.UINT8 and int(numpy_helper.to_array(zp)) == 0
+
+
+def test_searched_ranges_never_do_worse_than_minmax_on_the_layer_output(float_model, calib_x):
+    _, pre = float_model
+    x, name = calib_x
+    acts = collect(pre, x, name, 25)
+    mm = {t: type(r)(min(acts.lo[t], 0.0), max(acts.hi[t], 0.0)) for t, r in search_ranges(acts, "mse", False).items()}
+    cos = search_ranges(acts, "layer-cosine", False)
+    e_mm, e_cos = local_errors(acts, mm, False), local_errors(acts, cos, False)
+    assert all(e_cos[k] <= e_mm[k] + 1e-6 for k in e_mm)
+    assert sum(e_cos.values()) < sum(e_mm.values())  # some tensor has an outlier worth clipping
+    assert all(cos[t].hi <= acts.hi[t] + 1e-6 for t in cos)
+
+
+def test_bias_correction_removes_the_mean_shift_of_int8_weights(float_model, calib_x):
+    _, pre = float_model
+    x, name = calib_x
+    acts = collect(pre, x, name, 25)
+    ranges = search_ranges(acts, "layer-cosine", False)
+    biases = corrected_biases(acts, ranges, False)
+    la = max(acts.layers, key=lambda la: la.weight.size if la.bias is not None else 0)
+    xq = fake_quant(torch.from_numpy(acts.sample[la.node.input[0]]), ranges[la.node.input[0]], False)
+    q, scale = la.int8_weight()
+    wq = torch.from_numpy(q.astype(np.float32) * scale.reshape(-1, *[1] * (q.ndim - 1)))
+    y = la.run(xq, torch.from_numpy(la.weight))  # float weights, original bias
+    shift_before = float((y - la.run(xq, wq)).mean(dim=[0, 2, 3]).abs().mean())
+    corrected = la.run(xq, wq, bias=False) + torch.from_numpy(biases[la.name]).reshape(1, -1, 1, 1)
+    shift_after = float((y - corrected).mean(dim=[0, 2, 3]).abs().mean())
+    assert shift_after < 1e-3 * shift_before or shift_after < 1e-6
+    assert shift_before > 1e-5
+
+
+def test_adaround_reconstructs_a_layer_better_than_rounding_to_nearest(float_model, calib_x):
+    _, pre = float_model
+    x, name = calib_x
+    acts = collect(pre, x, name, 25)
+    ranges = search_ranges(acts, "layer-mse", False)
+    la = next(la for la in acts.layers if la.weight.ndim == 4 and la.weight.shape[2] == 3 and la.weight.shape[1] >= 16)
+    t = la.node.input[0]
+    learned = adaround(la, acts.sample[t], ranges[t], False, iters=300)
+    nearest, scale = la.int8_weight()
+    assert learned.dtype == np.int8 and np.abs(learned.astype(int) - nearest.astype(int)).max() <= 1
+    assert (learned != nearest).any()
+    xt = torch.from_numpy(acts.sample[t])
+    xq = fake_quant(xt, ranges[t], False)
+    y = la.run(xt, torch.from_numpy(la.weight), bias=False)
+    s = scale.reshape(-1, 1, 1, 1)
+
+    def err(q: np.ndarray) -> float:
+        return float(((la.run(xq, torch.from_numpy(q.astype(np.float32) * s), bias=False) - y) ** 2).mean())
+
+    assert err(learned) < err(nearest)
+
+
+def test_adaround_and_bias_correction_through_the_cli(small_run, calib_dir, tmp_path):
+    from tests.helpers.cli import edgeres
+
+    cfg, _ = small_run
+    out = tmp_path / "a.onnx"
+    p = edgeres("quantize", str(Path(cfg.out) / "model.onnx"), "--method", "layer-cosine", "--bias-correction",
+                "--adaround", "2", "--calibration", str(calib_dir), "--out", str(out), "--json")
+    assert p.returncode == 0, p.stderr
+    import json
+    doc = json.loads(p.stdout)
+    a = doc["search"]["adaround"]
+    assert len(a["layers"]) == 2 and a["ranked_by"] == "layer output error"
+    assert "bias correction" in doc["plan"]
+    assert check_qdq(onnx.load(str(out))).ok
+    bad = edgeres("quantize", str(Path(cfg.out) / "model.onnx"), "--placement", "ort", "--adaround", "2",
+                  "--calibration", str(calib_dir), "--out", str(tmp_path / "b.onnx"))
+    assert bad.returncode != 0 and "drop --placement ort" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "b.onnx").exists()
+
+
+def _concat_model(path: Path) -> None:
+    """conv → relu ─┐
+                    concat → conv  (two branches of very different range)
+       conv → relu ─┘"""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 1, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(20 * rng.standard_normal((4, 1, 3, 3)).astype(np.float32), "w2"),
+             numpy_helper.from_array(rng.standard_normal((3, 8, 1, 1)).astype(np.float32), "w3")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="c1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["ra"], name="r1"),
+             helper.make_node("Conv", ["x", "w2"], ["b"], name="c2", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["b"], ["rb"], name="r2"),
+             helper.make_node("Concat", ["ra", "rb"], ["cat"], name="cat", axis=1),
+             helper.make_node("Conv", ["cat", "w3"], ["y"], name="c3")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 8, 8])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_concat_inputs_share_one_scale_in_onnx_runtimes_placement(tmp_path):
+    from edgeres.quantize.calibrate import calibrate, write_qdq
+
+    src = tmp_path / "cat.onnx"
+    _concat_model(src)
+    x = np.random.default_rng(1).standard_normal((20, 1, 8, 8)).astype(np.float32)
+    recipe = recipe_for("tensorrt")
+    raw = calibrate(src, x, "x", "minmax", recipe, 99.99, 2048, 10, tmp_path)
+    write_qdq(src, tmp_path / "raw.onnx", raw, "minmax", recipe, tmp_path)
+    assert requantizing_concats(onnx.load(str(tmp_path / "raw.onnx"))) == 1  # ONNX Runtime alone: two scales
+    plan = Planner(src, x, "x", recipe, QuantConfig(batch_size=10), tmp_path).plan("ort", "minmax")
+    plan.write(src, tmp_path / "one.onnx")
+    model = onnx.load(str(tmp_path / "one.onnx"))
+    assert requantizing_concats(model) == 0 and check_qdq(model).ok
+    y0 = OrtSession(src).infer_all(x)
+    y1 = OrtSession(tmp_path / "one.onnx", simulate=True).infer_all(x)
+    assert np.abs(y1 - y0).max() < 0.05 * np.abs(y0).max()
+
+
+def test_weighted_nodes_are_the_convolutions_and_the_head(float_model):
+    _, pre = float_model
+    model = onnx.load(str(pre))
+    nodes = weighted_nodes(model)
+    assert {n.op_type for n in nodes} == {"Conv", "Gemm"}
+    assert len(nodes) == sum(n.op_type in ("Conv", "Gemm") for n in model.graph.node)
