@@ -159,6 +159,7 @@ class QuantConfig:
     placement: str = "auto"  # auto: weighted for the tensorrt recipe and searched methods, ort for the cpu recipe
     bias_correction: bool = False  # weighted placement: add back each channel's mean shift from int8 weights
     adaround: int = 0  # weighted placement: learn the int8 rounding of this many of the worst layers
+    qat: int = 0  # weighted placement: quantization-aware fine-tuning steps on the calibration images, last
 
     def validate(self) -> None:
         if self.recipe not in RECIPES:
@@ -169,8 +170,10 @@ class QuantConfig:
             raise ConfigError(f"unknown placement {self.placement!r}; choose one of {', '.join(PLACEMENTS)}")
         if self.adaround < 0:
             raise ConfigError(f"--adaround takes a number of layers (0 or more), got {self.adaround}")
-        if self.placement == "ort" and (self.bias_correction or self.adaround):
-            raise ConfigError("--bias-correction and --adaround change int8 weights of the weighted placement; "
+        if not 0 <= self.qat <= 100_000:
+            raise ConfigError(f"--qat takes a number of steps from 0 to 100000, got {self.qat}")
+        if self.placement == "ort" and (self.bias_correction or self.adaround or self.qat):
+            raise ConfigError("--bias-correction, --adaround and --qat change int8 weights of the weighted placement; "
                               "drop --placement ort")
         for name in ("percentile", "max_drop", "val_fraction"):
             _finite(name, getattr(self, name))
@@ -193,7 +196,9 @@ class QuantConfig:
 
     @property
     def needs_validation(self) -> bool:
-        return self.method == "auto" or self.sensitivity or self.max_drop is not None
+        # AdaRound and QAT are kept only if they score no worse on the validation slice
+        return self.method == "auto" or self.sensitivity or self.max_drop is not None or self.adaround > 0 \
+            or self.qat > 0
 
 
 

@@ -147,6 +147,9 @@ def export_cmd(checkpoint, out, target, opset, parity_images, max_abs_diff, data
               help="Add back the mean output shift that rounding the weights causes (weighted placement).")
 @click.option("--adaround", type=int, default=default(QuantConfig, "adaround"), show_default=True, metavar="K",
               help="Learn the int8 rounding of the K worst layers on calibration images (AdaRound; weighted).")
+@click.option("--qat", type=int, default=default(QuantConfig, "qat"), show_default=True, metavar="STEPS",
+              help="Last resort: quantization-aware fine-tuning for STEPS steps, fake-quant exactly where the "
+                   "Q/DQ goes, matching the float model's logits on the calibration images (weighted).")
 @click.option("--percentile", type=float, default=default(QuantConfig, "percentile"), show_default=True)
 @click.option("--calibration", default=default(QuantConfig, "calibration"), show_default=True,
               help="A folder, or a set's name under calibration/. Default: the shipped set for a fashion-mnist model, "
@@ -166,7 +169,7 @@ def export_cmd(checkpoint, out, target, opset, parity_images, max_abs_diff, data
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: ONNX with .int8-RECIPE.onnx.")
 @json_option
 @handle_errors
-def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, adaround, percentile, calibration,
+def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, adaround, qat, percentile, calibration,
                  allow_small, sensitivity, max_drop, max_float_layers, val_fraction, trt_cache_version, equalize, out,
                  as_json):
     """Post-training INT8 quantization to explicit Q/DQ ONNX, calibrated on images on disk.
@@ -183,7 +186,7 @@ def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, ad
     cfg = QuantConfig(recipe, method, calibration, percentile, allow_small=allow_small, sensitivity=sensitivity,
                       max_drop=max_drop, max_float_layers=max_float_layers, val_fraction=val_fraction,
                       trt_cache_version=trt_cache_version, equalize=equalize, placement=placement,
-                      bias_correction=bias_correction, adaround=adaround)
+                      bias_correction=bias_correction, adaround=adaround, qat=qat)
     r = qdq_from_onnx(onnx_path, out, cfg)
     s = r.search
     lines = [f"{r.onnx}: {r.recipe.name} recipe, {s.plan} on {r.calibration_images} calibration images, "
@@ -197,6 +200,11 @@ def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, ad
         lines.append(f"AdaRound on {len(a['layers'])} layer(s) (worst by {a['ranked_by']}, {a['seconds']:.0f} s): "
                      f"agreement {a['before']['agreement']:.2f} → {a['after']['agreement']:.2f}%"
                      + ("" if a["kept"] else "; not kept (no better)"))
+    if s.qat and "after" in s.qat:
+        q = s.qat
+        lines.append(f"QAT, {q['steps']} steps on {q['images']} images ({q['seconds']:.0f} s): agreement "
+                     f"{q['before']['agreement']:.2f} → {q['after']['agreement']:.2f}%"
+                     + ("" if q["kept"] else "; not kept (no better)"))
     if s.equalize:
         e = s.equalize
         lines.append(f"equalized {e['pairs']} Conv/BN → ReLU → Conv pairs: channel max/median {e['max_over_median_before']}"

@@ -68,9 +68,10 @@ class Weighted:
     percentile: float | None = None
     placement: str = "weighted"
     adarounded: list[str] = field(default_factory=list)
+    graph: Path | None = None  # the float graph to write from, when QAT changed its weights
 
     def write(self, pre: Path, out: Path, exclude: list[str] | None = None, only: list[str] | None = None) -> None:
-        write_weighted(pre, out, self.plan, exclude, only)
+        write_weighted(self.graph or pre, out, self.plan, exclude, only)
 
     def tensor_ranges(self) -> dict[str, tuple[float, float]]:
         return {t: (r.lo, r.hi) for t, r in self.plan.ranges.items()}
@@ -171,3 +172,13 @@ class Planner:
             self.correct_biases(plan)
         return Weighted(plan, w.method, f"{w.label} + AdaRound ({len(todo)} layers)", w.percentile,
                         adarounded=[la.name for la in todo])
+
+    def qat(self, w: Weighted, steps: int) -> tuple[Weighted, dict]:
+        """A copy of ``w`` written from a graph fine-tuned with its own fake-quantization for ``steps`` steps."""
+        from edgeres.quantize.qat import qat
+
+        plan = WeightedPlan(w.plan.ranges, w.plan.unsigned, {}, {}, w.plan.residual_inputs, w.plan.weight_qmax)
+        graph = self.work / f"qat-{steps}.onnx"
+        info = qat(self.pre, graph, plan, self.x, steps)
+        label = w.label.replace(" + bias correction", "").split(" + AdaRound")[0] + f" + QAT ({steps} steps)"
+        return Weighted(plan, w.method, label, w.percentile, graph=graph), info

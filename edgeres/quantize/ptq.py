@@ -66,6 +66,7 @@ class SearchResult:
     budget_steps: list[dict[str, Any]] = field(default_factory=list)
     float_layers: list[str] = field(default_factory=list)
     adaround: dict[str, Any] | None = None
+    qat: dict[str, Any] | None = None
     plan: str = ""  # what was written: placement, method and corrections
     seconds: float = 0.0  # the whole quantization, calibration to file
     latency_cost: dict[str, Any] | None = None
@@ -144,6 +145,23 @@ def _fit_budget(ev: Evaluator, plan: Plan, rows: list[dict], cfg: QuantConfig,
         f"even with {len(kept)} of {len(rows)} layers in float the drop is {steps[-1]['drop'] if steps else base_drop:.2f} pt "
         f"(all-int8: {base_drop:.2f}), over --max-drop {cfg.max_drop}; raise the budget, use --method auto, "
         f"or a larger calibration set")
+
+
+def _fine_tuned(ev: Evaluator | None, planner: Planner, plan: Plan, cfg: QuantConfig) -> tuple[Plan, dict]:
+    """QAT of the chosen plan for ``cfg.qat`` steps; kept only if it scores no worse on the validation slice."""
+    if not isinstance(plan, Weighted):
+        raise ConfigError("--qat fine-tunes with the weighted placement's fake-quantization, and this run chose ONNX "
+                          "Runtime's; add --placement weighted")
+    t0 = time.perf_counter()
+    new, out = planner.qat(plan, cfg.qat)
+    out.update(seconds=round(time.perf_counter() - t0, 1), kept=True)
+    if ev is not None:
+        before, after = ev.variant(plan)[1], ev.variant(new)[1]
+        out.update(before=before.to_dict(), after=after.to_dict())
+        out["kept"] = _score_key(after.to_dict()) >= _score_key(before.to_dict())
+        log(f"QAT, {cfg.qat} steps: agreement {before.agreement:.2f} → {after.agreement:.2f}%, drop "
+            f"{before.drop:.2f} → {after.drop:.2f} pt" + ("" if out["kept"] else "; kept the post-training model"))
+    return (new if out["kept"] else plan), out
 
 
 def _adarounded(ev: Evaluator | None, planner: Planner, plan: Plan, cfg: QuantConfig,
@@ -263,7 +281,7 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
     search = SearchResult(validation_images=int(len(val_idx)))
     kept: list[dict] = []
     all_int8: Path | None = None
-    weighted_only = cfg.bias_correction or cfg.adaround > 0
+    weighted_only = cfg.bias_correction or cfg.adaround > 0 or cfg.qat > 0
     t_start = time.perf_counter()
     with temp_dir("quant") as tmpdir:
         work = Path(tmpdir)
@@ -291,6 +309,11 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
         if cfg.adaround:
             plan, search.adaround = _adarounded(ev, planner, plan, cfg, rows)
             if ev is not None and search.adaround["kept"] and all_int8 is not None:
+                all_int8.unlink()
+                all_int8, base = ev.variant(plan, keep=True)
+        if cfg.qat:
+            plan, search.qat = _fine_tuned(ev, planner, plan, cfg)
+            if ev is not None and search.qat["kept"] and all_int8 is not None:
                 all_int8.unlink()
                 all_int8, base = ev.variant(plan, keep=True)
         if ev is not None:

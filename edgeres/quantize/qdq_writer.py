@@ -95,7 +95,6 @@ def write_weighted(pre: Path, out: Path, plan: WeightedPlan, exclude: list[str] 
     model = onnx.load(str(pre))
     g = model.graph
     inits = {t.name: t for t in g.initializer}
-    skip, keep_only = set(exclude or ()), set(only) if only is not None else None
     added_nodes: list[onnx.NodeProto] = []
     added_inits: list[onnx.TensorProto] = []
     dq_of: dict[str, str] = {}
@@ -113,10 +112,11 @@ def write_weighted(pre: Path, out: Path, plan: WeightedPlan, exclude: list[str] 
             dq_of[t] = f"{t}_dq"
         return dq_of[t]
 
-    done = 0
-    for n in weighted_nodes(model):
-        if n.name in skip or (keep_only is not None and n.name not in keep_only):
-            continue
+    chosen, reads = quantized_reads(model, plan, exclude, only)
+    for idx, k in sorted(reads):
+        node = g.node[idx]
+        node.input[k] = act_dq(node.input[k])
+    for n in chosen:
         w = weight_matrix(n, numpy_helper.to_array(inits[n.input[1]]).astype(np.float32))
         q, scale = per_channel_int8(w, plan.weight_qmax)
         if n.name in plan.weights:
@@ -128,17 +128,39 @@ def write_weighted(pre: Path, out: Path, plan: WeightedPlan, exclude: list[str] 
                         numpy_helper.from_array(np.zeros(len(scale), np.int8), f"{name}_zero_point")]
         added_nodes.append(helper.make_node("DequantizeLinear", [name, f"{name}_scale", f"{name}_zero_point"], [f"{name}_dq"],
                                             name=f"{name}_DequantizeLinear", axis=0))
-        n.input[0], n.input[1] = act_dq(n.input[0]), f"{name}_dq"
+        n.input[1] = f"{name}_dq"
         if n.name in plan.biases and len(n.input) > 2 and n.input[2] in inits:
             bias = f"{n.input[2]}_corrected"
             added_inits.append(numpy_helper.from_array(plan.biases[n.name].astype(np.float32), bias))
             n.input[2] = bias
-        done += 1
-    if plan.residual_inputs and not plan.unsigned:
-        _residual_inputs(g, dq_of)
     _finish(g, added_nodes, added_inits)
     onnx.save(model, str(out))
-    return done
+    return len(chosen)
+
+
+def quantized_reads(model: onnx.ModelProto, plan: WeightedPlan, exclude: list[str] | None = None,
+                    only: list[str] | None = None) -> tuple[list[onnx.NodeProto], set[tuple[int, int]]]:
+    """The weighted layers to quantize, and every (node index, input index) that reads a tensor through its Q/DQ.
+
+    The writer and QAT's fake-quantization both follow this, so the two compute the same thing. A residual Add of a
+    convolution's output and an already-quantized tensor reads that tensor's DQ (TensorRT fuses the add then).
+    """
+    skip, keep_only = set(exclude or ()), set(only) if only is not None else None
+    chosen = [n for n in weighted_nodes(model)
+              if n.name not in skip and (keep_only is None or n.name in keep_only)]
+    index = {id(n): i for i, n in enumerate(model.graph.node)}
+    reads = {(index[id(n)], 0) for n in chosen}
+    quantized = {n.input[0] for n in chosen}
+    if plan.residual_inputs and not plan.unsigned:
+        producer = {o: n.op_type for n in model.graph.node for o in n.output}
+        for i, n in enumerate(model.graph.node):
+            if n.op_type != "Add" or len(n.input) != 2:
+                continue
+            for k, other in ((0, 1), (1, 0)):
+                if n.input[k] in quantized and producer.get(n.input[other]) in ("Conv", "Gemm"):
+                    reads.add((i, k))
+                    break
+    return chosen, reads
 
 
 def _weights_first(n: onnx.NodeProto) -> None:
@@ -146,18 +168,6 @@ def _weights_first(n: onnx.NodeProto) -> None:
     kept = [a for a in n.attribute if a.name != "transB"]
     del n.attribute[:]
     n.attribute.extend([*kept, helper.make_attribute("transB", 1)])
-
-
-def _residual_inputs(g: onnx.GraphProto, dq_of: dict[str, str]) -> None:
-    """An Add of a convolution's output and an already-quantized tensor reads that tensor's DQ (a fusable add)."""
-    producer = {o: n.op_type for n in g.node for o in n.output}
-    for n in g.node:
-        if n.op_type != "Add" or len(n.input) != 2:
-            continue
-        for i, other in ((0, 1), (1, 0)):
-            if n.input[i] in dq_of and producer.get(n.input[other]) in ("Conv", "Gemm"):
-                n.input[i] = dq_of[n.input[i]]
-                break
 
 
 def _finish(g: onnx.GraphProto, added_nodes: list[onnx.NodeProto], added_inits: list[onnx.TensorProto]) -> None:

@@ -194,3 +194,40 @@ def test_weighted_nodes_are_the_convolutions_and_the_head(float_model):
     nodes = weighted_nodes(model)
     assert {n.op_type for n in nodes} == {"Conv", "Gemm"}
     assert len(nodes) == sum(n.op_type in ("Conv", "Gemm") for n in model.graph.node)
+
+
+def test_qat_graph_computes_what_the_written_model_computes(float_model, calib_x):
+    from edgeres.quantize.qat import GraphModule
+    from edgeres.quantize.qdq_writer import WeightedPlan, write_weighted
+
+    _, pre = float_model
+    x, name = calib_x
+    ref = OrtSession(pre).infer_all(x)
+    plan = WeightedPlan(search_ranges(collect(pre, x, name, 25), "layer-cosine", False))
+    g = GraphModule(onnx.load(str(pre)), plan)
+    with torch.no_grad():
+        assert np.abs(g(torch.from_numpy(x)).numpy() - ref).max() < 1e-4 * max(1.0, np.abs(ref).max())
+        g.quantized = True
+        fq = g(torch.from_numpy(x)).numpy()
+    out = pre.with_name("qat-check.onnx")
+    write_weighted(pre, out, plan)
+    written = OrtSession(out, simulate=True).infer_all(x)
+    # the same function up to float rounding at a few rounding boundaries: far closer than int8 is to float
+    assert np.abs(fq - written).max() < 0.2 * np.abs(written - ref).max()
+    assert (fq.argmax(1) == written.argmax(1)).mean() >= 0.99
+
+
+def test_qat_through_the_cli(small_run, calib_dir, tmp_path):
+    import json
+
+    from tests.helpers.cli import edgeres
+
+    cfg, _ = small_run
+    out = tmp_path / "q.onnx"
+    p = edgeres("quantize", str(Path(cfg.out) / "model.onnx"), "--method", "layer-cosine", "--qat", "30",
+                "--calibration", str(calib_dir), "--out", str(out), "--json")
+    assert p.returncode == 0, p.stderr
+    q = json.loads(p.stdout)["search"]["qat"]
+    assert q["steps"] == 30 and q["images"] == 80 and "after" in q and q["loss_last"] < q["loss_first"]
+    assert check_qdq(onnx.load(str(out))).ok
+    assert ("QAT (30 steps)" in json.loads(p.stdout)["plan"]) == q["kept"]
