@@ -129,10 +129,10 @@ class GraphModule:
                 starts, ends = i[1].tolist(), i[2].tolist()
                 axes = i[3].tolist() if len(i) > 3 and i[3] is not None else list(range(len(starts)))
                 steps = i[4].tolist() if len(i) > 4 and i[4] is not None else [1] * len(starts)
-                idx = [slice(None)] * i[0].ndim
+                cut = [slice(None)] * i[0].ndim
                 for s0, e0, ax, st in zip(starts, ends, axes, steps):
-                    idx[ax] = slice(int(s0), min(int(e0), i[0].shape[ax]), int(st))
-                y = i[0][tuple(idx)]
+                    cut[ax] = slice(int(s0), min(int(e0), i[0].shape[ax]), int(st))
+                y = i[0][tuple(cut)]
             else:  # Constant
                 y = torch.from_numpy(numpy_helper.to_array(a["value"]).copy())
             env[n.output[0]] = y
