@@ -1,7 +1,8 @@
 """The seed's central claim, reproduced: a plain network made deeper trains worse, and the residual shortcut removes
 that degradation (He et al. 2015, section 4.2, on the CIFAR family).
 
-    .venv/bin/python benchmarks/degradation.py [--images 10000] [--epochs 6] [--out runs/degradation]
+    .venv/bin/python benchmarks/degradation.py [--images 10000] [--epochs 6] [--batch 128] [--lr 0.1]
+                                               [--out runs/degradation]
 
 Trains plain20, plain56, resnet20 and resnet56 (``edgeres train --arch …``: 3×3 convs on 16/32/64 filters in three
 stages; residual and plain networks have the same parameters) on the same Fashion-MNIST training images, with the
@@ -29,13 +30,14 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--size", type=int, default=28)
     ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--out", type=Path, default=Path("runs/degradation"))
     ap.add_argument("--plot", type=Path, default=Path("docs/degradation.png"))
     args = ap.parse_args()
     curves: dict[str, list[dict]] = {}
     for arch in ARCHS:
         t0 = time.perf_counter()
-        cfg = TrainConfig(data="fashion-mnist", arch=arch, size=args.size, epochs=args.epochs, batch_size=128,
+        cfg = TrainConfig(data="fashion-mnist", arch=arch, size=args.size, epochs=args.epochs, batch_size=args.batch,
                           lr=args.lr, limit_train=args.images, limit_test=args.test, zero_init_residual=False,
                           label_smoothing=0.0, weight_decay=1e-4, seed=0)
         r = train(cfg, args.out / f"{arch}.pt")
@@ -43,7 +45,7 @@ def main() -> None:
         curves[arch] = man["results"]["history"]
         print(f"{arch}: {r.seconds:.0f} s ({time.perf_counter() - t0:.0f} s with data)", flush=True)
     print(f"\n{args.images} Fashion-MNIST training images, {args.test} test images, {args.size} px, {args.epochs} "
-          f"epochs of batch 128, one-cycle to lr {args.lr}, same seed; error % per epoch (train / test)")
+          f"epochs of batch {args.batch}, one-cycle to lr {args.lr}, same seed; error % per epoch (train / test)")
     print("epoch  " + "  ".join(f"{a:>15}" for a in ARCHS))
     for e in range(args.epochs):
         print(f"{e + 1:>5}  " + "  ".join(f"{100 - curves[a][e]['train_top1']:6.2f} / {100 - curves[a][e]['top1']:5.2f}"
