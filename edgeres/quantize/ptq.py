@@ -87,6 +87,11 @@ class QuantResult:
     search: SearchResult = field(default_factory=SearchResult)
 
 
+AUTO_ESCALATE_BELOW = 99.0  # --method auto tries AdaRound, then QAT, when the chosen plan agrees less than this (%)
+AUTO_ADAROUND = 8  # layers
+AUTO_QAT = 200  # steps
+
+
 def _score_key(t: dict) -> tuple[float, float, float]:
     """Fidelity to fp32 first: the logits' cosine is continuous, while on a validation slice of ~100 images top-1
     agreement moves in 1-point steps and the label drop is noisier still (a candidate that happens to fix fp32's
@@ -310,12 +315,20 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
             all_int8, base = ev.variant(plan, keep=True)
             if cfg.sensitivity:
                 rows = sensitivity(ev, plan, quantizable_layers(pre), True)
+        escalate = cfg.method == "auto" and isinstance(plan, Weighted) and ev is not None and \
+            base.agreement < AUTO_ESCALATE_BELOW
+        if escalate and not (cfg.adaround or cfg.qat):  # auto's last resorts, each kept only if it scores better
+            log(f"validation agreement {base.agreement:.2f}% < {AUTO_ESCALATE_BELOW}%: trying AdaRound on the "
+                f"{AUTO_ADAROUND} worst layers, then {AUTO_QAT} QAT steps")
+            cfg = replace(cfg, adaround=AUTO_ADAROUND, qat=AUTO_QAT)
         if cfg.adaround:
             plan, search.adaround = _adarounded(ev, planner, plan, cfg, rows)
             if ev is not None and search.adaround["kept"] and all_int8 is not None:
                 all_int8.unlink()
                 all_int8, base = ev.variant(plan, keep=True)
-        if cfg.qat:
+        if cfg.qat and escalate and base.agreement >= AUTO_ESCALATE_BELOW:
+            log("AdaRound brought the validation slice up to the mark: no QAT")
+        elif cfg.qat:
             plan, search.qat = _fine_tuned(ev, planner, plan, cfg)
             if ev is not None and search.qat["kept"] and all_int8 is not None:
                 all_int8.unlink()

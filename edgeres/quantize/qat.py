@@ -167,7 +167,7 @@ def qat(pre: Path, out: Path, plan: WeightedPlan, images: np.ndarray, steps: int
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     g.save_weights(out)
     k = max(1, steps // 10)
     return {"steps": steps, "images": int(len(x)), "lr": lr, "batch": batch,

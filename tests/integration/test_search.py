@@ -123,3 +123,26 @@ def test_quantize_writes_trt_cache_on_request(small_run, calib_dir, tmp_path):
     assert header == "TRT-100300-MinMaxCalibration"
     graph_input = onnx.load(str(Path(cfg.out) / "model.onnx")).graph.input[0].name
     assert graph_input in scales and all(v > 0 for v in scales.values())
+
+
+def test_auto_escalates_to_adaround_then_qat_when_the_best_plan_falls_short(hard_case, calib_dir, monkeypatch):
+    """One channel ×1000 into a per-tensor scale: no range saves it, so auto tries its last resorts and reports them
+    (fewer layers and steps than auto's own, to keep the test short)."""
+    import edgeres.quantize.ptq as ptq
+
+    monkeypatch.setattr(ptq, "AUTO_ADAROUND", 2)
+    monkeypatch.setattr(ptq, "AUTO_QAT", 20)
+    src, d, _ = hard_case
+    out = d / "auto.onnx"
+    r = qdq_from_onnx(src, out, QuantConfig(recipe="tensorrt", calibration=str(calib_dir), method="auto",
+                                            val_fraction=0.5))
+    s = r.search.to_dict()
+    a = s["adaround"]
+    assert a is not None and len(a["layers"]) == 2 and {"before", "after", "kept"} <= a.keys()
+    if a["after"]["agreement"] < 99.0:
+        q = s["qat"]
+        assert q is not None and q["steps"] == 20 and {"before", "after", "kept"} <= q.keys()
+        assert q["loss_last"] < q["loss_first"]
+    qat_kept = bool(s["qat"] and s["qat"]["kept"])
+    assert ("QAT" in s["plan"]) == qat_kept
+    assert ("AdaRound" in s["plan"]) == (a["kept"] and not qat_kept)  # QAT trains the weights itself
