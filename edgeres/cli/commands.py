@@ -165,7 +165,7 @@ def export_cmd(checkpoint, out, target, opset, parity_images, max_abs_diff, data
 @click.option("--trt-cache", "trt_cache_version", default=None, metavar="TRT_VERSION",
               help="Also write a legacy TensorRT calibration cache (implicit INT8, TensorRT ≤ 10), e.g. 8.5.2.")
 @click.option("--equalize/--no-equalize", default=False, show_default=True,
-              help="Cross-layer equalization of Conv/BN → ReLU → Conv pairs before calibration (DenseNet needs it).")
+              help="Cross-layer equalization of Conv/BN → ReLU → Conv pairs before calibration (planted outliers).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: ONNX with .int8-RECIPE.onnx.")
 @json_option
 @handle_errors
@@ -178,7 +178,7 @@ def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, ad
     Examples:
       edgeres quantize runs/demo/model.onnx --int8 --recipe tensorrt
       edgeres quantize runs/demo/model.onnx --int8 --method auto --sensitivity --max-drop 0.3
-      edgeres quantize runs/dense/model.onnx --int8 --method auto --equalize   # DenseNet: every layer int8
+      edgeres quantize runs/dense/model.onnx --int8 --method auto --qat 200   # DenseNet, every layer int8
     """
     from edgeres.quantize import QuantConfig, qdq_from_onnx
 
