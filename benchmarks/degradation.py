@@ -1,7 +1,7 @@
 """The seed's central claim, reproduced: a plain network made deeper trains worse, and the residual shortcut removes
 that degradation (He et al. 2015, section 4.2, on the CIFAR family).
 
-    .venv/bin/python benchmarks/degradation.py [--images 10000] [--epochs 6] [--batch 128] [--lr 0.1]
+    .venv/bin/python benchmarks/degradation.py [--images 5000] [--epochs 12] [--batch 64] [--lr 0.05]
                                                [--out runs/degradation]
 
 Trains plain20, plain56, resnet20 and resnet56 (``edgeres train --arch …``: 3×3 convs on 16/32/64 filters in three
@@ -25,12 +25,12 @@ ARCHS = ("plain20", "plain56", "resnet20", "resnet56")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=int, default=10000, help="training images (a class-mixed random subset)")
+    ap.add_argument("--images", type=int, default=5000, help="training images (a class-mixed random subset)")
     ap.add_argument("--test", type=int, default=2000, help="test images")
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--size", type=int, default=28)
-    ap.add_argument("--lr", type=float, default=0.1)
-    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--out", type=Path, default=Path("runs/degradation"))
     ap.add_argument("--plot", type=Path, default=Path("docs/degradation.png"))
     args = ap.parse_args()
