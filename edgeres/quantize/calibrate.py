@@ -75,12 +75,14 @@ def ort_method(method: str) -> Any:
             "percentile": CalibrationMethod.Percentile}[method]
 
 
+def range_of(td: Any) -> tuple[float, float]:
+    """One ONNX Runtime TensorData's (lowest, highest)."""
+    lo, hi = (float(np.asarray(v).reshape(-1)[0]) for v in td.range_value)
+    return lo, hi
+
+
 def tensor_ranges(data: Any) -> dict[str, tuple[float, float]]:
-    out = {}
-    for name, td in data.data.items():
-        lo, hi = (float(np.asarray(v).reshape(-1)[0]) for v in td.range_value)
-        out[name] = (lo, hi)
-    return out
+    return {name: range_of(td) for name, td in data.data.items()}
 
 
 def write_qdq(pre: Path, out: Path, data: Any, method: str, recipe: Recipe, workdir: Path,

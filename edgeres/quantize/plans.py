@@ -18,7 +18,7 @@ import onnx
 
 from edgeres.config import QuantConfig
 from edgeres.errors import ConfigError
-from edgeres.quantize.calibrate import calibrate, tensor_ranges, write_qdq
+from edgeres.quantize.calibrate import calibrate, range_of, tensor_ranges, write_qdq
 from edgeres.quantize.qdq_writer import ActRange, WeightedPlan, write_weighted
 from edgeres.quantize.ranges import SEARCHED, Activations, collect, search_ranges
 from edgeres.quantize.recipes import Recipe
@@ -95,7 +95,7 @@ def unify_concat(data: Any, model: onnx.ModelProto) -> int:
         names = [t for t in [*n.input, *n.output] if t in data.data]
         if len(names) < 2:
             continue
-        ranges = [tensor_ranges_one(data.data[t]) for t in names]
+        ranges = [range_of(data.data[t]) for t in names]
         lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
         if len({r for r in ranges}) > 1:
             changed += 1
@@ -103,11 +103,6 @@ def unify_concat(data: Any, model: onnx.ModelProto) -> int:
             td = data.data[t]
             td.lowest, td.highest = np.array(lo, np.float32), np.array(hi, np.float32)
     return changed
-
-
-def tensor_ranges_one(td: Any) -> tuple[float, float]:
-    lo, hi = (float(np.asarray(v).reshape(-1)[0]) for v in td.range_value)
-    return lo, hi
 
 
 class Planner:
@@ -144,7 +139,7 @@ class Planner:
             ranges = search_ranges(self.acts(), method, self.unsigned)
         else:
             data = self.ort_data(method, pct)
-            ranges = {t: ActRange(*tensor_ranges_one(data.data[t])) for t in self.acts().sample}
+            ranges = {t: ActRange(*range_of(data.data[t])) for t in self.acts().sample}
         plan = WeightedPlan(ranges, unsigned=self.unsigned, weight_qmax=63 if self.recipe.reduce_range else 127)
         if bias_correction:
             self.correct_biases(plan)
