@@ -132,6 +132,7 @@ def test_auto_escalates_to_adaround_then_qat_when_the_best_plan_falls_short(hard
 
     monkeypatch.setattr(ptq, "AUTO_ADAROUND", 2)
     monkeypatch.setattr(ptq, "AUTO_QAT", 20)
+    monkeypatch.setattr(ptq, "AUTO_CANDIDATES", (("weighted", "minmax", None), ("weighted", "layer-cosine", None)))
     src, d, _ = hard_case
     out = d / "auto.onnx"
     r = qdq_from_onnx(src, out, QuantConfig(recipe="tensorrt", calibration=str(calib_dir), method="auto",
