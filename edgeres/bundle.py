@@ -39,6 +39,7 @@ from edgeres.quantize.recipes import recipe_for
 from edgeres.targets import TargetProfile, load_target
 
 FORMAT = "edgeres.bundle/1"
+RUNNER = "tensorrt_runner"  # the module an engine bundle ships beside infer.py (edgeres/backends/tensorrt/standalone.py)
 TRITON_NAME = "classifier"
 
 
@@ -243,14 +244,15 @@ def _write(d: Path, src: _Source, t: TargetProfile, softmax: bool, final: Path) 
     files += _triton(d, src, t, name, runtime, input_name, output)
     settings = {"format": FORMAT, "model": name, "runtime": runtime, "preprocessing": src.pre.to_dict(),
                 "outputs": "probabilities" if softmax else "logits", "fake_quant": src.fake_quant,
+                "runner": RUNNER if runtime == "tensorrt" else None,
                 "max_batch": src.max_batch, "classes": len(src.classes), "target": t.name, "precision": src.precision,
                 "source": {"path": str(src.path), "sha256": sha256_file(src.path)}, "versions": versions()}
     write_json_atomic(d / "bundle.json", settings)
     shutil.copyfile(RESOURCES / "infer.py", d / "infer.py")
     shutil.copyfile(Path(pixels.__file__), d / "pixels.py")  # the preprocessing edgeres runs, verbatim
     if runtime == "tensorrt":
-        shutil.copyfile(Path(standalone.__file__), d / "tensorrt_runner.py")
-        files.append("tensorrt_runner.py")
+        shutil.copyfile(Path(standalone.__file__), d / f"{RUNNER}.py")
+        files.append(f"{RUNNER}.py")
     (d / "README.md").write_text(_readme(src, t, name, runtime, files, notes), encoding="utf-8")
     return BundleResult(d, sorted(files), runtime, notes)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Classify images with the model of this bundle: numpy, Pillow and onnxruntime (or tensorrt) only, no edgeres.
+"""Classify images with the model of this bundle: numpy, Pillow and onnxruntime (or the runner shipped beside it).
 
     python3 infer.py IMAGE_OR_FOLDER [...] [--top-k 3] [--json]
 
@@ -8,6 +8,7 @@ pixels.py, the very module edgeres itself uses: decode (PNG/JPEG), colour mode, 
 scaled to [0, 1], normalized with the recorded mean and std.
 """
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -44,6 +45,19 @@ class OnnxRunner:
         return self.sess.run(None, {self.name: x})[0]
 
 
+def load_runner(root, settings):
+    """ONNX Runtime, or the runner module the bundle ships beside this script for its runtime (bundle.json names it;
+    edgeres writes one for engines). Either takes a batch and returns its outputs, and says its ``max_batch``.
+    """
+    name = settings.get("runner")
+    if not name:
+        return OnnxRunner(root / settings["model"], settings)
+    if not str(name).isidentifier() or not (root / f"{name}.py").is_file():
+        sys.exit(f"error: bundle.json names the runner {name!r}, which is not a module beside infer.py; "
+                 f"make the bundle again with `edgeres bundle`")
+    return importlib.import_module(name).Runner(root / settings["model"], settings)
+
+
 def softmax(z):
     z = z.astype(np.float64) - z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -72,12 +86,7 @@ def main(argv=None):
     root = Path(args.bundle)
     settings = json.loads((root / "bundle.json").read_text())
     labels = (root / "labels.txt").read_text(encoding="utf-8").splitlines()
-    if settings["runtime"] == "tensorrt":
-        from tensorrt_runner import TensorRTRunner  # type: ignore[import-not-found]  # shipped beside, for engines
-
-        runner = TensorRTRunner(root / settings["model"], settings)
-    else:
-        runner = OnnxRunner(root / settings["model"], settings)
+    runner = load_runner(root, settings)
     pre = settings["preprocessing"]
     files = image_paths(args.images)
     results = []

@@ -152,8 +152,14 @@ def test_an_engine_bundle_ships_the_tensorrt_runner(small_run, tmp_path):
     assert r.returncode == 0, r.stderr
     runner = out / "tensorrt_runner.py"
     assert runner.read_text().startswith('"""A serialized engine') and "import edgeres" not in runner.read_text()
-    assert "from tensorrt_runner import TensorRTRunner" in (out / "infer.py").read_text()
-    assert json.loads((out / "bundle.json").read_text())["runtime"] == "tensorrt"
+    settings = json.loads((out / "bundle.json").read_text())
+    assert settings["runtime"] == "tensorrt" and settings["runner"] == "tensorrt_runner"
+    assert "tensorrt" not in (out / "infer.py").read_text().split('"""', 2)[2]  # infer.py loads what bundle.json names
+    import importlib.util  # the runner imports tensorrt only when it opens an engine, so its module loads here
+    spec = importlib.util.spec_from_file_location("tensorrt_runner", runner)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert callable(module.Runner)
     assert "model-engine-file=../model.plan" in (out / "deepstream/config_infer_primary.txt").read_text()
     assert "network-mode=2" in (out / "deepstream/config_infer_primary.txt").read_text()
     triton = (out / "triton/classifier/config.pbtxt").read_text()

@@ -1,6 +1,7 @@
 """A serialized engine run with TensorRT's Python API and libcudart alone: what a bundle for a TensorRT target ships
-beside ``infer.py`` as ``tensorrt_runner.py``. It imports nothing of edgeres (numpy only, and ``tensorrt`` when an
-engine is opened), so a device needs no edgeres to classify with the bundle.
+beside ``infer.py`` as ``tensorrt_runner.py``, which ``bundle.json`` names as its runner (``Runner``). It imports
+nothing of edgeres (numpy only, and ``tensorrt`` when an engine is opened), so a device needs no edgeres to
+classify with the bundle.
 
 Names from TensorRT 8.5 on (``num_io_tensors``, ``execute_async_v3``), bindings on 8.2 (JetPack 4.6).
 """
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 
-class TensorRTRunner:
+class Runner:
     """A serialized engine through TensorRT's Python API (names from 8.5, bindings on 8.2) and libcudart."""
 
     def __init__(self, path, settings):
