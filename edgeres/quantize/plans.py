@@ -24,6 +24,9 @@ from edgeres.quantize.ranges import SEARCHED, Activations, collect, search_range
 from edgeres.quantize.recipes import Recipe
 
 ORT_METHODS = ("minmax", "entropy", "percentile")
+# ops whose output ONNX Runtime's QDQ quantizer writes with its input's scale (QDQDirect8BitOp and MaxPool)
+SHARES_INPUT_PARAMS = frozenset({"MaxPool", "AveragePool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten",
+                                 "Slice", "TopK"})
 # what --method auto tries, in this order: (placement, method, percentile); bias correction is tried on the best
 # weighted candidate afterwards
 AUTO_CANDIDATES: tuple[tuple[str, str, float | None], ...] = (
@@ -86,23 +89,39 @@ def resolve_placement(placement: str, recipe: Recipe, method: str) -> str:
     return placement
 
 
-def unify_concat(data: Any, model: onnx.ModelProto) -> int:
-    """Give every Concat's inputs and output one range (their union); returns how many Concats changed."""
-    changed = 0
+def unify_concat(data: Any, model: onnx.ModelProto) -> None:
+    """Give every Concat's inputs and output one range. A tensor can feed several Concats (each DenseNet layer's output
+    is in every later concatenation of its block), and ONNX Runtime writes the output of a pool, reshape or slice with
+    its input's parameters, so the tensors Concats join are grouped transitively, through those ops too, and each group
+    that holds a Concat gets the union of its ranges.
+    """
+    group: dict[str, str] = {}
+
+    def root(t: str) -> str:
+        while group.setdefault(t, t) != t:
+            group[t] = group[group[t]]
+            t = group[t]
+        return t
+
+    joined = set()
     for n in model.graph.node:
-        if n.op_type != "Concat":
-            continue
-        names = [t for t in [*n.input, *n.output] if t in data.data]
-        if len(names) < 2:
+        if n.op_type == "Concat" or (n.op_type in SHARES_INPUT_PARAMS and n.input and n.output):
+            names = [t for t in ([*n.input, *n.output] if n.op_type == "Concat" else [n.input[0], n.output[0]])
+                     if t in data.data]
+            for t in names[1:]:
+                group[root(t)] = root(names[0])
+            if n.op_type == "Concat":
+                joined.update(names)
+    members: dict[str, list[str]] = {}
+    for t in list(group):
+        members.setdefault(root(t), []).append(t)
+    for names in members.values():
+        if not joined.intersection(names):
             continue
         ranges = [range_of(data.data[t]) for t in names]
         lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
-        if len({r for r in ranges}) > 1:
-            changed += 1
         for t in names:
-            td = data.data[t]
-            td.lowest, td.highest = np.array(lo, np.float32), np.array(hi, np.float32)
-    return changed
+            data.data[t].lowest, data.data[t].highest = np.array(lo, np.float32), np.array(hi, np.float32)
 
 
 class Planner:

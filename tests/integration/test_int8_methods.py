@@ -151,19 +151,27 @@ def test_adaround_and_bias_correction_through_the_cli(small_run, calib_dir, tmp_
 
 
 def _concat_model(path: Path) -> None:
-    """conv → relu ─┐
-                    concat → conv  (two branches of very different range)
-       conv → relu ─┘"""
+    """Three conv → relu branches of very different ranges, joined as DenseNet joins them: cat1 = (a, b) and
+    cat2 = (a, b, c) share inputs, and a is a MaxPool's output (which ONNX Runtime writes with its input's scale); a conv
+    reads each concatenation and the two results are added."""
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(rng.standard_normal((4, 1, 3, 3)).astype(np.float32), "w1"),
              numpy_helper.from_array(20 * rng.standard_normal((4, 1, 3, 3)).astype(np.float32), "w2"),
-             numpy_helper.from_array(rng.standard_normal((3, 8, 1, 1)).astype(np.float32), "w3")]
+             numpy_helper.from_array(5 * rng.standard_normal((4, 1, 3, 3)).astype(np.float32), "w5"),
+             numpy_helper.from_array(rng.standard_normal((3, 8, 1, 1)).astype(np.float32), "w3"),
+             numpy_helper.from_array(rng.standard_normal((3, 12, 1, 1)).astype(np.float32), "w4")]
     nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="c1", pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["a"], ["ra"], name="r1"),
+             helper.make_node("Relu", ["a"], ["a1"], name="r1"),
+             helper.make_node("MaxPool", ["a1"], ["ra"], name="pool", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
              helper.make_node("Conv", ["x", "w2"], ["b"], name="c2", pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["b"], ["rb"], name="r2"),
-             helper.make_node("Concat", ["ra", "rb"], ["cat"], name="cat", axis=1),
-             helper.make_node("Conv", ["cat", "w3"], ["y"], name="c3")]
+             helper.make_node("Conv", ["x", "w5"], ["c"], name="c5", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["rc"], name="r5"),
+             helper.make_node("Concat", ["ra", "rb"], ["cat1"], name="cat1", axis=1),
+             helper.make_node("Concat", ["ra", "rb", "rc"], ["cat2"], name="cat2", axis=1),
+             helper.make_node("Conv", ["cat1", "w3"], ["y1"], name="c3"),
+             helper.make_node("Conv", ["cat2", "w4"], ["y2"], name="c4"),
+             helper.make_node("Add", ["y1", "y2"], ["y"], name="add")]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 8, 8])], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
@@ -178,11 +186,11 @@ def test_concat_inputs_share_one_scale_in_onnx_runtimes_placement(tmp_path):
     recipe = recipe_for("tensorrt")
     raw = calibrate(src, x, "x", "minmax", recipe, 99.99, 2048, 10, tmp_path)
     write_qdq(src, tmp_path / "raw.onnx", raw, "minmax", recipe, tmp_path)
-    assert requantizing_concats(onnx.load(str(tmp_path / "raw.onnx"))) == 1  # ONNX Runtime alone: two scales
+    assert requantizing_concats(onnx.load(str(tmp_path / "raw.onnx"))) == 2  # ONNX Runtime alone: scales differ
     plan = Planner(src, x, "x", recipe, QuantConfig(batch_size=10), tmp_path).plan("ort", "minmax")
     plan.write(src, tmp_path / "one.onnx")
     model = onnx.load(str(tmp_path / "one.onnx"))
-    assert requantizing_concats(model) == 0 and check_qdq(model).ok
+    assert requantizing_concats(model) == 0 and check_qdq(model).ok  # both Concats, though they share inputs
     y0 = OrtSession(src).infer_all(x)
     y1 = OrtSession(tmp_path / "one.onnx", simulate=True).infer_all(x)
     assert np.abs(y1 - y0).max() < 0.05 * np.abs(y0).max()
