@@ -50,14 +50,30 @@ def ensure_model(arch: str, folder: Path) -> Path:
     return onnx_path
 
 
-def scores(path: Path, x: np.ndarray, y: np.ndarray, ref: np.ndarray, simulate: bool) -> tuple[float, float]:
+def scores(path: Path, x: np.ndarray, y: np.ndarray, ref: np.ndarray, simulate: bool) -> tuple[float, float, np.ndarray]:
+    """Δtop-1 (points), agreement with fp32 (%), and which test images it gets right."""
     sess = OrtSession(path, simulate=simulate)
     try:
         logits = sess.infer_all(x)
     finally:
         sess.close()
-    top1 = 100 * float((logits.argmax(1) == y).mean())
-    return top1 - 100 * float((ref.argmax(1) == y).mean()), 100 * float((logits.argmax(1) == ref.argmax(1)).mean())
+    right = logits.argmax(1) == y
+    top1 = 100 * float(right.mean())
+    return (top1 - 100 * float((ref.argmax(1) == y).mean()), 100 * float((logits.argmax(1) == ref.argmax(1)).mean()),
+            right)
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> str:
+    """How two quantizers differ on the same test images: images only ``a`` gets right, only ``b`` does, and McNemar's
+    exact two-sided p (a binomial test on those two counts): a p well above 0.05 means the test set cannot tell them
+    apart.
+    """
+    from math import comb
+
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    n = only_a + only_b
+    p = min(1.0, 2 * sum(comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2 ** n) if n else 1.0
+    return f"+{only_a} / −{only_b}, p {p:.2f}"
 
 
 def main() -> None:
@@ -93,10 +109,10 @@ def main() -> None:
                     t0 = time.perf_counter()
                     r = qdq_from_onnx(src, out, QuantConfig(recipe=recipe, eval_data=info.dataset, **opts))  # type: ignore[arg-type]
                     secs = time.perf_counter() - t0
-                    d, a = scores(out, x, y, ref, simulate=recipe == "tensorrt")
+                    d, a, right = scores(out, x, y, ref, simulate=recipe == "tensorrt")
                     rows.append({"quantizer": f"{name} [{recipe}]", "plan": r.search.plan, "delta": d, "agreement": a,
-                                 "seconds": secs})
-                    print(json.dumps(rows[-1]), flush=True)
+                                 "seconds": secs, "right": right})
+                    print(_line(rows[-1]), flush=True)
             best_ort = None
             for peer in PEERS:
                 out = work / f"{arch}-{peer}.onnx"
@@ -110,28 +126,37 @@ def main() -> None:
                     tail = (p.stderr.strip().splitlines() or ["?"])[-1][:160]
                     rows.append({"quantizer": peer, "skipped": f"failed: {tail}"})
                 else:
-                    d, a = scores(out, x, y, ref, simulate=True)
-                    row = {"quantizer": peer, "delta": d, "agreement": a, "seconds": secs}
+                    d, a, right = scores(out, x, y, ref, simulate=True)
+                    row = {"quantizer": peer, "delta": d, "agreement": a, "seconds": secs, "right": right}
                     if peer.startswith("ort-"):
                         if best_ort is None or d > best_ort["delta"]:
                             best_ort = {**row, "quantizer": f"ONNX Runtime quantize_static, best ({peer[4:]})"}
-                        print(json.dumps(row), flush=True)
+                        print(_line(row), flush=True)
                         continue
                     rows.append(row)
-                print(json.dumps(rows[-1]), flush=True)
+                print(_line(rows[-1]), flush=True)
             if best_ort:
                 rows.append(best_ort)
     print(f"\n{args.limit_test} test images; calibration: {DEFAULT_CALIBRATION} (500 images); Δtop-1 against each "
           f"float model; tensorrt recipe and peers as fake-quant, cpu recipe native in ONNX Runtime")
+    print("vs best peer: test images this row gets right and the best peer (by Δ) gets wrong, the reverse, and "
+          "McNemar's exact p")
     for arch, rows in table.items():
+        peers = [r for r in rows if "right" in r and not r["quantizer"].startswith("edgeres")]
+        best = max(peers, key=lambda r: r["delta"]) if peers else None
         print(f"\n{arch}")
-        print("| quantizer | plan | Δtop-1 pt | agreement % | quantize s |\n|---|---|---|---|---|")
+        print("| quantizer | plan | Δtop-1 pt | agreement % | vs best peer | quantize s |\n|---|---|---|---|---|---|")
         for r in rows:
             if "skipped" in r:
-                print(f"| {r['quantizer']} | skipped: {r['skipped']} | | | |")
+                print(f"| {r['quantizer']} | skipped: {r['skipped']} | | | | |")
             else:
-                print(f"| {r['quantizer']} | {r.get('plan', '')} | {r['delta']:+.2f} | {r['agreement']:.2f} | "
+                vs = paired(r["right"], best["right"]) if best is not None and r is not best else ""
+                print(f"| {r['quantizer']} | {r.get('plan', '')} | {r['delta']:+.2f} | {r['agreement']:.2f} | {vs} | "
                       f"{r['seconds']:.0f} |")
+
+
+def _line(row: dict) -> str:
+    return json.dumps({k: v for k, v in row.items() if k != "right"})
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ class QdqReport:
     dequantize_nodes: int = 0
     per_channel_weights: int = 0
     requantizing_concats: int = 0  # Concats whose quantized inputs and output have more than one scale (not an error)
+    # Conv/Gemm reading a quantized activation with weights stored as float values: the cpu recipe writes the int8
+    # weights of the layers ONNX Runtime cannot fuse that way (it would dequantize them on every run)
+    float_weight_layers: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -66,6 +69,9 @@ def check_qdq(model: onnx.ModelProto, symmetric_int8: bool = True) -> QdqReport:
         elif symmetric_int8 and n.op_type == "QuantizeLinear":
             pass  # no zero point means uint8 in ONNX: caught by the type check below
     rep.requantizing_concats = requantizing_concats(model)
+    producer = {o: n.op_type for n in model.graph.node for o in n.output}
+    rep.float_weight_layers = sum(1 for n in model.graph.node if n.op_type in ("Conv", "Gemm") and len(n.input) > 1
+                                  and producer.get(n.input[0]) == "DequantizeLinear" and n.input[1] in inits)
     if symmetric_int8:
         rep.problems += placement_problems(model)
         for t in model.graph.initializer:

@@ -9,7 +9,7 @@ Two placements:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -159,7 +159,8 @@ class Planner:
         else:
             data = self.ort_data(method, pct)
             ranges = {t: ActRange(*range_of(data.data[t])) for t in self.acts().sample}
-        plan = WeightedPlan(ranges, unsigned=self.unsigned, weight_qmax=63 if self.recipe.reduce_range else 127)
+        plan = WeightedPlan(ranges, unsigned=self.unsigned, weight_qmax=63 if self.recipe.reduce_range else 127,
+                            fold_unfused=self.recipe.latency_representative)
         if bias_correction:
             self.correct_biases(plan)
             label += " + bias correction"
@@ -181,7 +182,7 @@ class Planner:
         for la in progress(todo, desc="AdaRound", total=len(todo)):
             t = la.node.input[0]
             weights[la.name] = adaround(la, acts.sample[t], w.plan.ranges[t], self.unsigned)
-        plan = WeightedPlan(w.plan.ranges, w.plan.unsigned, weights, {}, w.plan.residual_inputs, w.plan.weight_qmax)
+        plan = replace(w.plan, weights=weights, biases={})
         if w.plan.biases:
             self.correct_biases(plan)
         return Weighted(plan, w.method, f"{w.label} + AdaRound ({len(todo)} layers)", w.percentile,
@@ -191,7 +192,7 @@ class Planner:
         """A copy of ``w`` written from a graph fine-tuned with its own fake-quantization for ``steps`` steps."""
         from edgeres.quantize.qat import qat
 
-        plan = WeightedPlan(w.plan.ranges, w.plan.unsigned, {}, {}, w.plan.residual_inputs, w.plan.weight_qmax)
+        plan = replace(w.plan, weights={}, biases={})
         graph = self.work / f"qat-{steps}.onnx"
         info = qat(self.pre, graph, plan, self.x, steps)
         label = w.label.replace(" + bias correction", "").split(" + AdaRound")[0] + f" + QAT ({steps} steps)"

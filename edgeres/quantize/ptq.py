@@ -376,6 +376,7 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
                             "calibration_images": len(x),
                             "calibration_source": calib.source, "quantize_nodes": rep.quantize_nodes,
                             "per_channel_weights": rep.per_channel_weights,
-                            "requantizing_concats": rep.requantizing_concats, "cpu_features": cpu_features(),
+                            "requantizing_concats": rep.requantizing_concats,
+                            "float_weight_layers": rep.float_weight_layers, "cpu_features": cpu_features(),
                             "checked_disjoint_from": eval_data, "search": search.to_dict()}, content=tmp)
     return QuantResult(out, recipe, method, len(x), rep.quantize_nodes, ranges, search)

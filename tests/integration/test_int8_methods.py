@@ -78,6 +78,58 @@ def test_cpu_recipe_writes_uint8_with_zero_points_zero_after_relu(float_model, c
         assert zp.data_type == TensorProto.UINT8 and int(numpy_helper.to_array(zp)) == 0
 
 
+def test_cpu_recipe_stores_the_weights_onnx_runtime_cannot_fuse_as_their_int8_values(float_model, calib_x, tmp_path):
+    """QLinearConv needs the layer's output quantized too; a layer whose output stays float (into a residual Add, or
+    the logits) runs as a float Conv on DequantizeLinear(weights) every run. The cpu recipe writes those weights as the
+    values that DequantizeLinear computes: the same function, without the per-run dequantization.
+    """
+    import onnxruntime as ort
+
+    from edgeres.quantize.qdq_writer import (
+        WeightedPlan,
+        dequantized,
+        per_channel_int8,
+        unfused_layers,
+        weight_matrix,
+        write_weighted,
+    )
+
+    _, pre = float_model
+    x, name = calib_x
+    ranges = search_ranges(collect(pre, x, name, 25), "mse", True)
+    folded, plain = tmp_path / "folded.onnx", tmp_path / "plain.onnx"
+    write_weighted(pre, folded, WeightedPlan(ranges, unsigned=True, fold_unfused=True))
+    write_weighted(pre, plain, WeightedPlan(ranges, unsigned=True))
+    a, b = OrtSession(folded).infer_all(x[:32]), OrtSession(plain).infer_all(x[:32])
+    diff = np.abs(a - b)  # float order may flip a rounding at a quantization boundary, rarely
+    assert np.median(diff) < 1e-5 and (a.argmax(1) == b.argmax(1)).mean() >= 0.95, float(diff.max())
+
+    model, src = onnx.load(str(folded)), onnx.load(str(pre))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    layers = {n.name: n for n in model.graph.node if n.op_type in ("Conv", "Gemm")}
+    chosen = weighted_nodes(src)
+    index = {id(n): i for i, n in enumerate(src.graph.node)}
+    unfused = set(unfused_layers(src, chosen, {(index[id(n)], 0) for n in chosen}))
+    assert unfused and len(unfused) < len(layers)  # ResNet: the convolutions into an Add and the classifier
+    src_w = {n.name: weight_matrix(n, numpy_helper.to_array(next(t for t in src.graph.initializer
+                                                                  if t.name == n.input[1]))) for n in chosen}
+    for lname, n in layers.items():
+        if lname in unfused:
+            assert np.array_equal(inits[n.input[1]], dequantized(*per_channel_int8(src_w[lname])))
+        else:
+            assert producer[n.input[1]].op_type == "DequantizeLinear"
+    assert check_qdq(model, symmetric_int8=False).float_weight_layers == len(unfused)
+
+    def runtime_dq(path: Path) -> int:  # DequantizeLinear left after ONNX Runtime's own optimizations
+        so = ort.SessionOptions()
+        so.optimized_model_filepath = str(path.with_suffix(".opt.onnx"))
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        return sum(n.op_type == "DequantizeLinear" for n in onnx.load(so.optimized_model_filepath).graph.node)
+
+    assert runtime_dq(folded) <= runtime_dq(plain) - len(unfused)
+
+
 def test_searched_ranges_never_do_worse_than_minmax_on_the_layer_output(float_model, calib_x):
     _, pre = float_model
     x, name = calib_x
