@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+# bench's timing at its cheapest, for tests about anything but latency: one short window per model, no warm-up
+QUICK_TIMING = ("--duration", "0.02", "--warmup", "0", "--warmup-iters", "1", "--min-iters", "1", "--rounds", "1")
+
 
 def edgeres(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edgeres", *args], capture_output=True, text=True, cwd=cwd,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.helpers.cli import assert_one_line_error, edgeres
+from tests.helpers.cli import QUICK_TIMING, assert_one_line_error, edgeres
 from tests.helpers.fixtures import blank_calibration
 
 COMMANDS = ["train", "export", "quantize", "build", "bench", "run", "targets", "calib", "data", "device"]
@@ -129,7 +129,7 @@ def test_max_drop_budget_fails_bench(small_run, tmp_path):
     r = edgeres("quantize", str(Path(cfg.out) / "model.onnx"), "--int8", "--recipe", "cpu",
                 "--calibration", str(blank), "--out", str(bad))
     assert r.returncode == 0, r.stderr
-    r = edgeres("bench", str(Path(cfg.out) / "model.onnx"), str(bad), "--limit", "200", "--duration", "0.05",
+    r = edgeres("bench", str(Path(cfg.out) / "model.onnx"), str(bad), "--limit", "200", *QUICK_TIMING,
                 "--max-drop", "0.3", "--out", str(tmp_path / "b"))
     assert_one_line_error(r, "over --max-drop 0.3")
     assert (tmp_path / "b" / "report.json").is_file()  # the report is still written

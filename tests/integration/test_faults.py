@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.cli import assert_one_line_error, edgeres
+from tests.helpers.cli import QUICK_TIMING, assert_one_line_error, edgeres
 
 
 def _mount(where: Path, opts: str) -> Path:
@@ -61,7 +61,7 @@ def test_a_full_disk_is_named_and_leaves_nothing_half_written(stage, small_run, 
     (full / "keep.txt").write_text("the user's")
     args = {"export": ["export", f"{cfg.out}/model.pt", "--out", f"{full}/m.onnx", "--parity-images", "16"],
             "quantize": ["quantize", f"{cfg.out}/model.onnx", "--out", f"{full}/q.onnx"],
-            "bench": ["bench", f"{cfg.out}/model.onnx", "--out", f"{full}/r", "--limit", "50", "--duration", "0.05"]}
+            "bench": ["bench", f"{cfg.out}/model.onnx", "--out", f"{full}/r", "--limit", "50", *QUICK_TIMING]}
     r = edgeres(*args[stage])
     assert_one_line_error(r, "disk full")
     left = sorted(p.name for p in full.rglob("*") if p.is_file())
@@ -133,12 +133,12 @@ def test_sigkill_leftovers_are_removed_by_the_next_run(stage, small_run, tmp_pat
 def test_a_damaged_run_checkpoint_is_trained_afresh_not_resumed(tmp_path):
     out = tmp_path / "run"
     first = edgeres("run", "--out", str(out), "--limit-train", "256", "--limit-test", "64", "--epochs", "1",
-                    "--duration", "0.05")
+                    *QUICK_TIMING)
     assert first.returncode == 0, first.stderr
     ck = out / "model.pt"
     ck.write_bytes(ck.read_bytes()[: len(ck.read_bytes()) // 2])  # cut short, as a full disk or a killed copy does
     again = edgeres("run", "--out", str(out), "--limit-train", "256", "--limit-test", "64", "--epochs", "1",
-                    "--duration", "0.05")
+                    *QUICK_TIMING)
     assert again.returncode == 0, again.stderr
     from edgeres.artifacts import sha256_file
 

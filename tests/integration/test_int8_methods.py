@@ -187,7 +187,7 @@ def test_adaround_and_bias_correction_through_the_cli(small_run, calib_dir, tmp_
 
     cfg, _ = small_run
     out = tmp_path / "a.onnx"
-    p = edgeres("quantize", str(Path(cfg.out) / "model.onnx"), "--method", "layer-cosine", "--bias-correction",
+    p = edgeres("quantize", str(Path(cfg.out) / "model.onnx"), "--method", "mse", "--bias-correction",
                 "--adaround", "2", "--calibration", str(calib_dir), "--out", str(out), "--json")
     assert p.returncode == 0, p.stderr
     import json
@@ -284,7 +284,7 @@ def test_qat_through_the_cli(small_run, calib_dir, tmp_path):
 
     cfg, _ = small_run
     out = tmp_path / "q.onnx"
-    p = edgeres("quantize", str(Path(cfg.out) / "model.onnx"), "--method", "layer-cosine", "--qat", "30",
+    p = edgeres("quantize", str(Path(cfg.out) / "model.onnx"), "--method", "mse", "--qat", "30",
                 "--calibration", str(calib_dir), "--out", str(out), "--json")
     assert p.returncode == 0, p.stderr
     q = json.loads(p.stdout)["search"]["qat"]

@@ -15,7 +15,7 @@ from PIL import Image
 
 from edgeres.data.digits import make_digits
 from edgeres.models import load_checkpoint
-from tests.helpers.cli import assert_one_line_error, edgeres
+from tests.helpers.cli import QUICK_TIMING, assert_one_line_error, edgeres
 
 TRAIN = ("--epochs", "2", "--batch-size", "50", "--lr", "0.1", "--workers", "1")
 
@@ -192,7 +192,7 @@ def test_import_a_foreign_onnx_then_every_stage_takes_it(tuned, digits, tmp_path
                 str(tmp_path / "m.int8.onnx"))
     assert q.returncode == 0, q.stderr
     b = edgeres("bench", str(tmp_path / "m.onnx"), str(tmp_path / "m.int8.onnx"), "--out", str(tmp_path / "rep"),
-                "--duration", "0.05", "--json")
+                *QUICK_TIMING, "--json")
     assert b.returncode == 0, b.stderr
     top1 = json.loads(b.stdout)["results"][0]["accuracy"]["top1"]
     assert abs(top1 - trained["top1"]) <= 1.0  # the same model on the same test split as training scored it
