@@ -41,6 +41,10 @@ class GraphModule:
         self.params = {t.name: torch.nn.Parameter(torch.from_numpy(numpy_helper.to_array(t).copy()))
                        if t.data_type == onnx.TensorProto.FLOAT else torch.from_numpy(numpy_helper.to_array(t).copy())
                        for t in model.graph.initializer}
+        for n in model.graph.node:  # a BatchNorm's running statistics are constants of the graph, not weights
+            if n.op_type == "BatchNormalization":
+                for t in n.input[3:5]:
+                    self.params[t] = self.params[t].detach()
         chosen, self.reads = quantized_reads(model, plan)
         self.weighted = {n.name for n in chosen}
         self.quantized = False

@@ -291,3 +291,38 @@ def test_qat_through_the_cli(small_run, calib_dir, tmp_path):
     assert q["steps"] == 30 and q["images"] == 80 and "after" in q and q["loss_last"] < q["loss_first"]
     assert check_qdq(onnx.load(str(out))).ok
     assert ("QAT (30 steps)" in json.loads(p.stdout)["plan"]) == q["kept"]
+
+
+def test_qat_trains_through_a_batchnorm_it_cannot_fold(tmp_path):
+    """DenseNet's BatchNorm after each Concat stays in the graph: QAT learns its scale and shift, not its running
+    statistics (auto's QAT on DenseNet-121 stopped with torch's 'not differentiable with respect to running_mean').
+    """
+    from edgeres.quantize.qat import qat
+    from edgeres.quantize.qdq_writer import WeightedPlan
+
+    rng = np.random.default_rng(0)
+
+    def init(name, shape):
+        return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * 0.3, name)
+
+    mean = numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "bn_mean")
+    var = numpy_helper.from_array(rng.uniform(0.5, 2, 4).astype(np.float32), "bn_var")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+         helper.make_node("BatchNormalization", ["c1", "bn_scale", "bn_bias", "bn_mean", "bn_var"], ["b"], name="bn"),
+         helper.make_node("Relu", ["b"], ["r"], name="relu"),
+         helper.make_node("Conv", ["r", "w2"], ["y"], name="conv2")],
+        "bn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2, 8, 8])],
+        [init("w1", (4, 1, 3, 3)), init("w2", (2, 4, 1, 1)), init("bn_scale", (4,)), init("bn_bias", (4,)), mean, var])
+    pre = tmp_path / "bn.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(pre))
+    x = rng.standard_normal((64, 1, 8, 8)).astype(np.float32)
+    plan = WeightedPlan(search_ranges(collect(pre, x, "x", 32), "mse", False))
+    out = tmp_path / "bn-qat.onnx"
+    info = qat(pre, out, plan, x, steps=5, lr=1e-3)
+    trained = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(out)).graph.initializer}
+    assert info["steps"] == 5 and np.isfinite(info["loss_last"])
+    assert np.array_equal(trained["bn_mean"], numpy_helper.to_array(mean))
+    assert np.array_equal(trained["bn_var"], numpy_helper.to_array(var))
+    assert not np.array_equal(trained["bn_scale"], numpy_helper.to_array(graph.initializer[2]))
