@@ -1,7 +1,7 @@
 """INT8 against the peers: the same float ONNX, the same calibration images, the same scoring, one table.
 
     .venv/bin/python benchmarks/int8_peers.py [--archs resnet18,resnext50_32x4d,densenet121] [--dir runs/hard]
-                                              [--limit-test 2000] [--peer-python /path/to/python] [--quick]
+                                              [--limit-test 2000] [--also-first N] [--peer-python PY] [--quick]
 
 Models: `DIR/ARCH.onnx`, made if missing with the variants benchmark's settings (`edgeres train --arch ARCH
 --epochs 2 --limit-train 20000`, then `edgeres export`). Calibration: the 500 images of the shipped set
@@ -50,17 +50,19 @@ def ensure_model(arch: str, folder: Path) -> Path:
     return onnx_path
 
 
-def scores(path: Path, x: np.ndarray, y: np.ndarray, ref: np.ndarray, simulate: bool) -> tuple[float, float, np.ndarray]:
-    """Δtop-1 (points), agreement with fp32 (%), and which test images it gets right."""
+def predictions(path: Path, x: np.ndarray, simulate: bool) -> np.ndarray:
+    """Top-1 class of every test image."""
     sess = OrtSession(path, simulate=simulate)
     try:
-        logits = sess.infer_all(x)
+        return sess.infer_all(x).argmax(1)
     finally:
         sess.close()
-    right = logits.argmax(1) == y
-    top1 = 100 * float(right.mean())
-    return (top1 - 100 * float((ref.argmax(1) == y).mean()), 100 * float((logits.argmax(1) == ref.argmax(1)).mean()),
-            right)
+
+
+def scored(pred: np.ndarray, y: np.ndarray, ref: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Δtop-1 against fp32 (points), agreement with fp32 (%), and which images it gets right."""
+    right = pred == y
+    return 100 * float(right.mean() - (ref == y).mean()), 100 * float((pred == ref).mean()), right
 
 
 def paired(a: np.ndarray, b: np.ndarray) -> str:
@@ -83,9 +85,11 @@ def main() -> None:
     ap.add_argument("--limit-test", type=int, default=2000)
     ap.add_argument("--peer-python", default=sys.executable)
     ap.add_argument("--quick", action="store_true", help="edgeres: auto only, without the --equalize rows")
+    ap.add_argument("--also-first", type=int, action="append", default=[],
+                    help="also print the tables for the first N test images (repeatable): the same models")
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    table: dict[str, list[dict]] = {}
+    table: dict[str, tuple[list[dict], np.ndarray, np.ndarray]] = {}
     with tempfile.TemporaryDirectory(prefix="int8-peers-") as tmp:
         work = Path(tmp)
         for arch in args.archs.split(","):
@@ -96,9 +100,10 @@ def main() -> None:
             y = test.labels[:args.limit_test]
             calib = load_calibration_set(calibration_path(DEFAULT_CALIBRATION))
             np.save(work / "calib.npy", calib.images.tensors(info.preprocessing, "calibration images"))
-            ref = OrtSession(src).infer_all(x)
-            rows = table.setdefault(arch, [])
-            fp32 = 100 * float((ref.argmax(1) == y).mean())
+            ref = predictions(src, x, simulate=False)
+            rows: list[dict] = []
+            table[arch] = (rows, y, ref)
+            fp32 = 100 * float((ref == y).mean())
             print(f"{arch}: fp32 top-1 {fp32:.2f}% on {len(y)} test images", flush=True)
             runs = [("edgeres defaults (minmax)", {}), ("edgeres --method auto", {"method": "auto"})]
             if not args.quick:
@@ -109,11 +114,9 @@ def main() -> None:
                     t0 = time.perf_counter()
                     r = qdq_from_onnx(src, out, QuantConfig(recipe=recipe, eval_data=info.dataset, **opts))  # type: ignore[arg-type]
                     secs = time.perf_counter() - t0
-                    d, a, right = scores(out, x, y, ref, simulate=recipe == "tensorrt")
-                    rows.append({"quantizer": f"{name} [{recipe}]", "plan": r.search.plan, "delta": d, "agreement": a,
-                                 "seconds": secs, "right": right})
-                    print(_line(rows[-1]), flush=True)
-            best_ort = None
+                    pred = predictions(out, x, simulate=recipe == "tensorrt")
+                    rows.append({"quantizer": f"{name} [{recipe}]", "plan": r.search.plan, "seconds": secs, "pred": pred})
+                    print(_line(rows[-1], y, ref), flush=True)
             for peer in PEERS:
                 out = work / f"{arch}-{peer}.onnx"
                 t0 = time.perf_counter()
@@ -126,27 +129,33 @@ def main() -> None:
                     tail = (p.stderr.strip().splitlines() or ["?"])[-1][:160]
                     rows.append({"quantizer": peer, "skipped": f"failed: {tail}"})
                 else:
-                    d, a, right = scores(out, x, y, ref, simulate=True)
-                    row = {"quantizer": peer, "delta": d, "agreement": a, "seconds": secs, "right": right}
-                    if peer.startswith("ort-"):
-                        if best_ort is None or d > best_ort["delta"]:
-                            best_ort = {**row, "quantizer": f"ONNX Runtime quantize_static, best ({peer[4:]})"}
-                        print(_line(row), flush=True)
-                        continue
-                    rows.append(row)
-                print(_line(rows[-1]), flush=True)
-            if best_ort:
-                rows.append(best_ort)
-    print(f"\n{args.limit_test} test images; calibration: {DEFAULT_CALIBRATION} (500 images); Δtop-1 against each "
-          f"float model; tensorrt recipe and peers as fake-quant, cpu recipe native in ONNX Runtime")
+                    rows.append({"quantizer": peer, "seconds": secs, "pred": predictions(out, x, simulate=True)})
+                print(_line(rows[-1], y, ref), flush=True)
+    for n in sorted({*args.also_first, args.limit_test}):
+        print_tables(table, n)
+
+
+def print_tables(table: dict[str, tuple[list[dict], np.ndarray, np.ndarray]], n: int) -> None:
+    """One table per model, scored on the first ``n`` test images. ONNX Runtime's three calibrators are listed as
+    one row, the best of them on these images (which flatters it).
+    """
+    print(f"\n{n} test images; calibration: {DEFAULT_CALIBRATION} (500 images); Δtop-1 against each float model; "
+          f"tensorrt recipe and peers as fake-quant, cpu recipe native in ONNX Runtime")
     print("vs best peer: test images this row gets right and the best peer (by Δ) gets wrong, the reverse, and "
           "McNemar's exact p")
-    for arch, rows in table.items():
-        peers = [r for r in rows if "right" in r and not r["quantizer"].startswith("edgeres")]
+    for arch, (rows, y, ref) in table.items():
+        done = [{**r, **dict(zip(("delta", "agreement", "right"), scored(r["pred"][:n], y[:n], ref[:n])))}
+                for r in rows if "pred" in r]
+        ort = [r for r in done if r["quantizer"].startswith("ort-")]
+        listed = [r for r in done if not r["quantizer"].startswith("ort-")] + [r for r in rows if "skipped" in r]
+        if ort:
+            top = max(ort, key=lambda r: r["delta"])
+            listed.append({**top, "quantizer": f"ONNX Runtime quantize_static, best ({top['quantizer'][4:]})"})
+        peers = [r for r in listed if "right" in r and not r["quantizer"].startswith("edgeres")]
         best = max(peers, key=lambda r: r["delta"]) if peers else None
-        print(f"\n{arch}")
+        print(f"\n{arch} (fp32 {100 * float((ref[:n] == y[:n]).mean()):.2f}%)")
         print("| quantizer | plan | Δtop-1 pt | agreement % | vs best peer | quantize s |\n|---|---|---|---|---|---|")
-        for r in rows:
+        for r in listed:
             if "skipped" in r:
                 print(f"| {r['quantizer']} | skipped: {r['skipped']} | | | | |")
             else:
@@ -155,8 +164,11 @@ def main() -> None:
                       f"{r['seconds']:.0f} |")
 
 
-def _line(row: dict) -> str:
-    return json.dumps({k: v for k, v in row.items() if k != "right"})
+def _line(row: dict, y: np.ndarray, ref: np.ndarray) -> str:
+    if "pred" not in row:
+        return json.dumps(row)
+    d, a, _ = scored(row["pred"], y, ref)
+    return json.dumps({**{k: v for k, v in row.items() if k != "pred"}, "delta": round(d, 2), "agreement": round(a, 2)})
 
 
 if __name__ == "__main__":
