@@ -16,8 +16,8 @@ class QdqReport:
     dequantize_nodes: int = 0
     per_channel_weights: int = 0
     requantizing_concats: int = 0  # Concats whose quantized inputs and output have more than one scale (not an error)
-    # Conv/Gemm reading a quantized activation with weights stored as float values: the cpu recipe writes the int8
-    # weights of the layers ONNX Runtime cannot fuse that way (it would dequantize them on every run)
+    # Conv/Gemm reading a quantized activation with weights stored as float values: the layers --max-drop keeps in
+    # float, and the cpu recipe's layers ONNX Runtime cannot fuse, whose int8 weights it stores as their float values
     float_weight_layers: int = 0
     problems: list[str] = field(default_factory=list)
 

@@ -28,8 +28,8 @@ ORT_METHODS = ("minmax", "entropy", "percentile")
 SHARES_INPUT_PARAMS = frozenset({"MaxPool", "AveragePool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten",
                                  "Slice", "TopK"})
 # what --method auto tries, in this order: (placement, method, percentile); bias correction is tried on the best
-# weighted candidate afterwards. Not entropy: ONNX Runtime's entropy calibrator was most of auto's time (164 of 233 s
-# on DenseNet-121) and never the choice, on either placement, for ResNet-18, ResNeXt-50 or DenseNet-121 in
+# weighted candidate afterwards. Not entropy: ONNX Runtime's entropy calibrator was most of auto's time (164 of 214 s
+# on DenseNet-121, tensorrt recipe) and never the choice, on either placement, for ResNet-18, ResNeXt-50 or DenseNet-121 in
 # benchmarks/int8_peers.py (`--method entropy` still gives it)
 AUTO_CANDIDATES: tuple[tuple[str, str, float | None], ...] = (
     ("ort", "minmax", None), ("ort", "percentile", 99.99),
