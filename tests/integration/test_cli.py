@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,3 +136,21 @@ def test_max_drop_budget_fails_bench(small_run, tmp_path):
                 "--max-drop", "0.3", "--out", str(tmp_path / "b"))
     assert_one_line_error(r, "over --max-drop 0.3")
     assert (tmp_path / "b" / "report.json").is_file()  # the report is still written
+
+
+@pytest.mark.parametrize("stage", ["quantize", "bench"])
+def test_onnx_stages_do_not_import_torch(stage, small_run, calib_dir, tmp_path):
+    """Importing torch costs 2-3 s of every call (and a deploy venv has none): quantize and bench of an ONNX model
+    need ONNX Runtime only.
+    """
+    cfg, _ = small_run
+    args = {"quantize": ["quantize", f"{cfg.out}/model.onnx", "--calibration", str(calib_dir), "--allow-small",
+                         "--out", str(tmp_path / "q.onnx")],
+            "bench": ["bench", f"{cfg.out}/model.onnx", "--limit", "20", "--out", str(tmp_path / "r"), *QUICK_TIMING]}
+    code = ("import runpy, sys\nsys.argv = ['edgeres', *sys.argv[1:]]\ntry:\n    runpy.run_module('edgeres', "
+            "run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, *args[stage]], capture_output=True, text=True,
+                       env={**os.environ, "EDGERES_QUIET": "1"}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "False"

@@ -8,8 +8,9 @@ import sys
 
 from edgeres.models import load_checkpoint
 
-ARGS = ["train", "--epochs", "2", "--limit-train", "2048", "--limit-test", "300", "--size", "32", "--stem", "small-s2",
-        "--batch-size", "64", "--lr", "0.1", "--amp", "off"]
+# the smallest network (the subject is the process group, not the model): a third of ResNet-18's time
+ARGS = ["train", "--epochs", "2", "--limit-train", "2048", "--limit-test", "300", "--size", "32", "--arch", "resnet20",
+        "--batch-size", "32", "--lr", "0.1", "--amp", "off"]
 
 
 def test_torchrun_two_processes_train_one_checkpoint(tmp_path):
@@ -25,5 +26,5 @@ def test_torchrun_two_processes_train_one_checkpoint(tmp_path):
     assert manifest["results"]["processes"] == 2
     ck = load_checkpoint(out)
     assert ck.extra["epoch"] == 2 and ck.model() is not None
-    # 64 steps learn: one process reached 77.7% with these options, chance is 10%
-    assert doc["top1"] > 60 and manifest["results"]["history"][-1]["top1"] == round(doc["top1"], 2)
+    # 128 steps learn: one run reached 60.0% with these options, chance is 10%
+    assert doc["top1"] > 40 and manifest["results"]["history"][-1]["top1"] == round(doc["top1"], 2)
