@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -274,11 +275,14 @@ def _epoch(model: nn.Module, feed: Feeder, epoch: int, cfg: TrainConfig, opt: to
         if frozen:
             drop_backbone_grads(model)
         if scaler is not None:
-            scaler.step(opt)
-            scaler.update()
+            scaler.step(opt)  # skipped while the scale is too large for fp16: the schedule goes on regardless,
+            scaler.update()  # as PyTorch's AMP recipe does, without its warning about that order
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+                sched.step()
         else:
             opt.step()
-        sched.step()
+            sched.step()
         lv = loss.item()
         running = 0.9 * running + 0.1 * lv if step else lv
         if hasattr(bar, "set_postfix"):

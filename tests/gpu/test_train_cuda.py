@@ -32,9 +32,12 @@ def test_one_epoch_on_each_device(device, tmp_path):
 
 
 @pytest.mark.needs_cuda
-def test_fp16_autocast_with_a_grad_scaler_on_cuda(tmp_path):
-    cfg = TrainConfig(epochs=1, batch_size=64, limit_train=640, limit_test=200, size=32, lr=0.1, device="cuda",
+def test_fp16_autocast_with_a_grad_scaler_on_cuda(tmp_path, recwarn):
+    # 40 steps, as on each device above: 10 steps (640 images) learned nothing in fp32 on the CPU either (8.5%)
+    cfg = TrainConfig(epochs=1, batch_size=64, limit_train=2560, limit_test=200, size=32, lr=0.1, device="cuda",
                       amp="fp16", zero_init_residual=False)
     assert autocast_dtype("fp16", torch.device("cuda")) == torch.float16
     r = train(cfg, tmp_path / "m.pt")
     assert r.top1 > 20
+    # the scaler skips the first steps (scale too large); the schedule steps anyway, without PyTorch's warning
+    assert not [w for w in recwarn if "lr_scheduler.step()" in str(w.message)]
