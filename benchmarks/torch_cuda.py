@@ -3,11 +3,12 @@
     python benchmarks/torch_cuda.py runs/demo/model.pt [--limit 10000] [--batch 1] [--throughput-batch 256]
                                     [--cpu] [--json-out FILE]
 
-These are the rows `edgeres bench --checkpoint` adds on a GPU machine (`TorchSession`, the same `measure_latency`),
-without TensorRT: on a GPU lent without TensorRT they are the float figures a TensorRT engine has to beat. Accuracy
-is every test image's top-1 against the labels and fp16's agreement with fp32 (same model, same images); latency is
-the default `LatencyConfig` (trtexec's: 200 ms warm-up, 3 s in 5 windows), per call at `--batch` and at
-`--throughput-batch`, with the host↔device copies timed (as bench times them on CUDA). Needs a CUDA build of torch.
+These are the rows `edgeres bench --checkpoint` adds on a TensorRT target with a GPU (`TorchSession`, the same
+`measure_latency`), for a GPU without TensorRT: the float figures a TensorRT engine has to beat. Accuracy is bench's
+(`edgeres.bench.accuracy`): every test image's top-1, and each row's agreement and max |Δlogit| against CUDA fp32
+(same model, same images). Latency: `measure_latency` with the default `LatencyConfig` (trtexec's 200 ms warm-up and
+3 s), one window per row, per call at `--batch` and at `--throughput-batch`, with the host↔device copies timed (as
+bench times them on CUDA). Needs a CUDA build of torch.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import torch
 from edgeres.backends.base import infer_all
 from edgeres.backends.latency import LatencyConfig, measure_latency
 from edgeres.backends.torch import TorchSession
+from edgeres.bench.accuracy import accuracy
 from edgeres.data.datasets import load_dataset
 from edgeres.models import load_checkpoint
 
@@ -42,21 +44,20 @@ def main() -> None:
     test = load_dataset(data, "test")
     x = test.tensors(ck.preprocessing, "test images")[:args.limit]
     y = np.asarray(test.labels[:args.limit])
-    variants = [("torch-cuda-fp32", "cuda", False), ("torch-cuda-fp16", "cuda", True)]
+    variants = [("torch-cuda-fp32", "cuda", False), ("torch-cuda-fp16", "cuda", True)]  # the first is the reference
     if args.cpu:
-        variants.insert(0, ("torch-cpu-fp32", "cpu", False))
+        variants.append(("torch-cpu-fp32", "cpu", False))
     rows, ref = [], None
     for label, device, half in variants:
         sess = TorchSession(ck.model(), device, half)
         logits = infer_all(sess, x, 256)
-        pred = logits.argmax(1)
-        if device == "cuda" and not half:
-            ref = logits
+        acc = accuracy(logits, y, ref)
+        ref = logits if ref is None else ref
         row = {"label": label, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-               "top1": round(100 * float((pred == y).mean()), 2), "images": len(y)}
-        if ref is not None and ref is not logits:
-            row["agreement_with_cuda_fp32"] = round(100 * float((pred == ref.argmax(1)).mean()), 2)
-            row["max_abs_dlogit"] = float(np.abs(logits - ref).max())
+               "top1": round(acc.top1, 2), "images": acc.images}
+        if acc.agreement is not None:
+            row["agreement_with_cuda_fp32"] = round(acc.agreement, 2)
+            row["max_abs_dlogit"] = acc.max_abs_diff
         for key, batch in (("latency", args.batch), ("throughput", args.throughput_batch)):
             st = measure_latency(sess, x[:64], batch, LatencyConfig())
             row[key] = {"batch": batch, "p50_ms": round(st.p50_ms, 4), "p99_ms": round(st.p99_ms, 4),
