@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/int8_peers.py [--archs resnet18,resnext50_32x4d,densenet121] [--dir runs/hard]
                                               [--limit-test 2000] [--also-first N] [--peer-python PY] [--quick]
+                                              [--calib-seeds 1,2,3]
 
 Models: `DIR/ARCH.onnx`, made if missing with the variants benchmark's settings (`edgeres train --arch ARCH
 --epochs 2 --limit-train 20000`, then `edgeres export`). Calibration: the 500 images of the shipped set
@@ -14,6 +15,12 @@ Peers (`benchmarks/int8_peer_runner.py`, run in `--peer-python`, default this Py
 `quantize_static` (QDQ, symmetric int8, per-channel; MinMax, Entropy and Percentile each; the best on the test
 images is listed, which flatters it), NNCF's default PTQ and ModelOpt's ONNX int8 PTQ where installed. A peer that is
 not installed is listed as skipped. None of them is a dependency of edgeres.
+
+`--calib-seeds S,...` repeats the whole table for other calibration sets: for each seed, 500 class-balanced
+training images drawn with `edgeres calib make --per-class 50 --seed S` (seed 0 is the shipped set), the same
+images for every tool. A last table gives each quantizer's Δtop-1 and agreement per seed, their mean and spread, and
+how often each edgeres row is no worse than the best peer of its own draw. On a model where every tool is within a few
+test images of fp32, this separates a quantizer's level from the luck of one calibration draw.
 """
 from __future__ import annotations
 
@@ -24,11 +31,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgeres.backends.onnxruntime import OrtSession
-from edgeres.data.calibration import load_calibration_set
+from edgeres.data.calibration import load_calibration_set, make_calibration_set
 from edgeres.data.datasets import load_dataset
 from edgeres.onnx_model import onnx_info
 from edgeres.paths import DEFAULT_CALIBRATION, calibration_path
@@ -87,72 +95,82 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="edgeres: auto only, without the --equalize rows")
     ap.add_argument("--also-first", type=int, action="append", default=[],
                     help="also print the tables for the first N test images (repeatable): the same models")
+    ap.add_argument("--calib-seeds", default="0",
+                    help="comma-separated calibration draws (0: the shipped set); more than one adds a summary")
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    table: dict[str, tuple[list[dict], np.ndarray, np.ndarray]] = {}
+    seeds = [int(s) for s in args.calib_seeds.split(",")]
+    tables: dict[int, dict[str, Table]] = {}
     with tempfile.TemporaryDirectory(prefix="int8-peers-") as tmp:
         work = Path(tmp)
-        for arch in args.archs.split(","):
-            src = ensure_model(arch, args.dir)
-            info = onnx_info(src)
-            test = load_dataset(info.dataset or "fashion-mnist", "test")
-            x = test.tensors(info.preprocessing, "test images")[:args.limit_test]
-            y = test.labels[:args.limit_test]
-            calib = load_calibration_set(calibration_path(DEFAULT_CALIBRATION))
-            np.save(work / "calib.npy", calib.images.tensors(info.preprocessing, "calibration images"))
-            ref = predictions(src, x, simulate=False)
-            rows: list[dict] = []
-            table[arch] = (rows, y, ref)
-            fp32 = 100 * float((ref == y).mean())
-            print(f"{arch}: fp32 top-1 {fp32:.2f}% on {len(y)} test images", flush=True)
-            runs = [("edgeres defaults (minmax)", {}), ("edgeres --method auto", {"method": "auto"})]
-            if not args.quick:
-                runs.append(("edgeres --method auto --equalize", {"method": "auto", "equalize": True}))
-            for name, opts in runs:
-                for recipe in ("tensorrt", "cpu"):
-                    out = work / f"{arch}-{recipe}.onnx"
-                    t0 = time.perf_counter()
-                    r = qdq_from_onnx(src, out, QuantConfig(recipe=recipe, eval_data=info.dataset, **opts))  # type: ignore[arg-type]
-                    secs = time.perf_counter() - t0
-                    pred = predictions(out, x, simulate=recipe == "tensorrt")
-                    rows.append({"quantizer": f"{name} [{recipe}]", "plan": r.search.plan, "seconds": secs, "pred": pred})
-                    print(_line(rows[-1], y, ref), flush=True)
-            for peer in PEERS:
-                out = work / f"{arch}-{peer}.onnx"
-                t0 = time.perf_counter()
-                p = subprocess.run([args.peer_python, str(RUNNER), peer, str(src), str(work / "calib.npy"), str(out)],
-                                   capture_output=True, text=True)
-                secs = time.perf_counter() - t0
-                if p.returncode == 3:
-                    rows.append({"quantizer": peer, "skipped": "not installed in " + args.peer_python})
-                elif p.returncode != 0:
-                    tail = (p.stderr.strip().splitlines() or ["?"])[-1][:160]
-                    rows.append({"quantizer": peer, "skipped": f"failed: {tail}"})
-                else:
-                    rows.append({"quantizer": peer, "seconds": secs, "pred": predictions(out, x, simulate=True)})
-                print(_line(rows[-1], y, ref), flush=True)
-    for n in sorted({*args.also_first, args.limit_test}):
-        print_tables(table, n)
+        for seed in seeds:
+            calib = DEFAULT_CALIBRATION if seed == 0 else str(
+                make_calibration_set("fashion-mnist", work / f"calib-{seed}", per_class=50, seed=seed))
+            print(f"calibration draw {seed}: {calib}", flush=True)
+            tables[seed] = {arch: one_model(arch, calib, work, args) for arch in args.archs.split(",")}
+    for seed in seeds:
+        for n in sorted({*args.also_first, args.limit_test}):
+            print_tables(tables[seed], n, DEFAULT_CALIBRATION if seed == 0 else f"draw {seed}, seed {seed}")
+    if len(seeds) > 1:
+        print_summary(tables)
 
 
-def print_tables(table: dict[str, tuple[list[dict], np.ndarray, np.ndarray]], n: int) -> None:
+Table = tuple[list[dict], np.ndarray, np.ndarray]  # rows, labels, fp32's predictions
+
+
+def one_model(arch: str, calib_name: str, work: Path, args: argparse.Namespace) -> Table:
+    """Every quantizer on one model with one calibration set."""
+    src = ensure_model(arch, args.dir)
+    info = onnx_info(src)
+    test = load_dataset(info.dataset or "fashion-mnist", "test")
+    x = test.tensors(info.preprocessing, "test images")[:args.limit_test]
+    y = test.labels[:args.limit_test]
+    calib = load_calibration_set(calibration_path(calib_name))
+    np.save(work / "calib.npy", calib.images.tensors(info.preprocessing, "calibration images"))
+    ref = predictions(src, x, simulate=False)
+    rows: list[dict] = []
+    fp32 = 100 * float((ref == y).mean())
+    print(f"{arch}: fp32 top-1 {fp32:.2f}% on {len(y)} test images", flush=True)
+    runs: list[tuple[str, dict[str, Any]]] = [("edgeres defaults (minmax)", {}), ("edgeres --method auto", {"method": "auto"})]
+    if not args.quick:
+        runs.append(("edgeres --method auto --equalize", {"method": "auto", "equalize": True}))
+    for name, opts in runs:
+        for recipe in ("tensorrt", "cpu"):
+            out = work / f"{arch}-{recipe}.onnx"
+            t0 = time.perf_counter()
+            cfg = QuantConfig(recipe=recipe, eval_data=info.dataset, calibration=calib_name, **opts)
+            r = qdq_from_onnx(src, out, cfg)
+            secs = time.perf_counter() - t0
+            pred = predictions(out, x, simulate=recipe == "tensorrt")
+            rows.append({"quantizer": f"{name} [{recipe}]", "plan": r.search.plan, "seconds": secs, "pred": pred})
+            print(_line(rows[-1], y, ref), flush=True)
+    for peer in PEERS:
+        out = work / f"{arch}-{peer}.onnx"
+        t0 = time.perf_counter()
+        p = subprocess.run([args.peer_python, str(RUNNER), peer, str(src), str(work / "calib.npy"), str(out)],
+                           capture_output=True, text=True)
+        secs = time.perf_counter() - t0
+        if p.returncode == 3:
+            rows.append({"quantizer": peer, "skipped": "not installed in " + args.peer_python})
+        elif p.returncode != 0:
+            tail = (p.stderr.strip().splitlines() or ["?"])[-1][:160]
+            rows.append({"quantizer": peer, "skipped": f"failed: {tail}"})
+        else:
+            rows.append({"quantizer": peer, "seconds": secs, "pred": predictions(out, x, simulate=True)})
+        print(_line(rows[-1], y, ref), flush=True)
+    return rows, y, ref
+
+
+def print_tables(table: dict[str, Table], n: int, calib: str = DEFAULT_CALIBRATION) -> None:
     """One table per model, scored on the first ``n`` test images. ONNX Runtime's three calibrators are listed as
     one row, the best of them on these images (which flatters it).
     """
-    print(f"\n{n} test images; calibration: {DEFAULT_CALIBRATION} (500 images); Δtop-1 against each float model; "
+    print(f"\n{n} test images; calibration: {calib} (500 images); Δtop-1 against each float model; "
           f"tensorrt recipe and peers as fake-quant, cpu recipe native in ONNX Runtime")
     print("vs best peer: test images this row gets right and the best peer (by Δ) gets wrong, the reverse, and "
           "McNemar's exact p")
     for arch, (rows, y, ref) in table.items():
-        done = [{**r, **dict(zip(("delta", "agreement", "right"), scored(r["pred"][:n], y[:n], ref[:n])))}
-                for r in rows if "pred" in r]
-        ort = [r for r in done if r["quantizer"].startswith("ort-")]
-        listed = [r for r in done if not r["quantizer"].startswith("ort-")] + [r for r in rows if "skipped" in r]
-        if ort:
-            top = max(ort, key=lambda r: r["delta"])
-            listed.append({**top, "quantizer": f"ONNX Runtime quantize_static, best ({top['quantizer'][4:]})"})
-        peers = [r for r in listed if "right" in r and not r["quantizer"].startswith("edgeres")]
-        best = max(peers, key=lambda r: r["delta"]) if peers else None
+        listed, best = listed_rows(rows, y, ref, n)
         print(f"\n{arch} (fp32 {100 * float((ref[:n] == y[:n]).mean()):.2f}%)")
         print("| quantizer | plan | Δtop-1 pt | agreement % | vs best peer | quantize s |\n|---|---|---|---|---|---|")
         for r in listed:
@@ -162,6 +180,50 @@ def print_tables(table: dict[str, tuple[list[dict], np.ndarray, np.ndarray]], n:
                 vs = paired(r["right"], best["right"]) if best is not None and r is not best else ""
                 print(f"| {r['quantizer']} | {r.get('plan', '')} | {r['delta']:+.2f} | {r['agreement']:.2f} | {vs} | "
                       f"{r['seconds']:.0f} |")
+
+
+def listed_rows(rows: list[dict], y: np.ndarray, ref: np.ndarray, n: int) -> tuple[list[dict], dict | None]:
+    """The rows as the table lists them, scored on the first ``n`` test images (ONNX Runtime's calibrators as one
+    row, its best on these images), and the best peer by Δtop-1.
+    """
+    done = [{**r, **dict(zip(("delta", "agreement", "right"), scored(r["pred"][:n], y[:n], ref[:n])))}
+            for r in rows if "pred" in r]
+    ort = [r for r in done if r["quantizer"].startswith("ort-")]
+    listed = [r for r in done if not r["quantizer"].startswith("ort-")] + [r for r in rows if "skipped" in r]
+    if ort:
+        top = max(ort, key=lambda r: r["delta"])
+        listed.append({**top, "quantizer": "ONNX Runtime quantize_static, best"})
+    peers = [r for r in listed if "right" in r and not r["quantizer"].startswith("edgeres")]
+    return listed, max(peers, key=lambda r: r["delta"]) if peers else None
+
+
+def print_summary(tables: dict[int, dict[str, Table]]) -> None:
+    """Each quantizer over the calibration draws: Δtop-1 per draw, mean ± standard deviation, mean agreement; for
+    edgeres's rows, in how many draws they are no worse than that draw's best peer.
+    """
+    seeds = list(tables)
+    print(f"\nover {len(seeds)} calibration draws (seeds {', '.join(map(str, seeds))}; 0 is the shipped set), all "
+          f"test images of each table")
+    for arch in tables[seeds[0]]:
+        per: dict[str, list[dict]] = {}
+        wins: dict[str, int] = {}
+        for seed in seeds:
+            rows, y, ref = tables[seed][arch]
+            listed, best = listed_rows(rows, y, ref, len(y))
+            for r in listed:
+                if "delta" in r:
+                    per.setdefault(r["quantizer"], []).append(r)
+                    if best is not None and r["quantizer"].startswith("edgeres"):
+                        wins[r["quantizer"]] = wins.get(r["quantizer"], 0) + (r["delta"] >= best["delta"] - 1e-9)
+        heads = " | ".join(f"Δ draw {s}" for s in seeds)
+        print(f"\n{arch}\n| quantizer | {heads} | mean Δ ± sd pt | mean agreement % | ≥ best peer of its draw |")
+        print("|---|" + "---|" * (len(seeds) + 3))
+        for name, rs in per.items():
+            d = np.array([r["delta"] for r in rs])
+            a = np.mean([r["agreement"] for r in rs])
+            w = f"{wins[name]}/{len(rs)}" if name in wins else ""
+            cells = " | ".join(f"{v:+.2f}" for v in d)
+            print(f"| {name} | {cells} | {d.mean():+.3f} ± {d.std(ddof=1):.3f} | {a:.2f} | {w} |")
 
 
 def _line(row: dict, y: np.ndarray, ref: np.ndarray) -> str:
