@@ -9,97 +9,29 @@ from __future__ import annotations
 
 import importlib.machinery
 import json
-import os
 import types
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
-REPO = Path(__file__).resolve().parents[2]
-API_DIR = Path(os.environ.get("EDGERES_TRT_API_DIR", REPO.parent / "shared" / "tensorrt-api"))
-VERSIONS = ("8.2", "8.5", "8.6", "10.3", "10.13", "10.16", "11.0", "11.1")
-# the patch release a device reports for each branch (JetPack 4.6: 8.2.1, 5.1: 8.5.2, 6.0: 8.6.2)
-FULL_VERSION = {"8.2": "8.2.1", "8.5": "8.5.2", "8.6": "8.6.2", "10.3": "10.3.0", "10.13": "10.13.0",
-                "10.16": "10.16.0", "11.0": "11.0.0", "11.1": "11.1.0"}
-PLAN_MAGIC = b"EDGERES-TENSORRT-STANDIN: not an engine\n"
-_ENUMS = {"BuilderFlag", "NetworkDefinitionCreationFlag", "DataType", "DeviceType", "MemoryPoolType",
-          "ProfilingVerbosity", "LayerInformationFormat", "TensorIOMode", "Severity"}
+from tests.helpers.trt_standin_base import (
+    _ENUMS,
+    API_DIR,
+    DLA_OPS,
+    FULL_VERSION,
+    PLAN_MAGIC,
+    VERSIONS,
+    EnumValue,
+    Recorder,
+    Strict,
+    _enum,
+    manifest,
+)
+from tests.helpers.trt_standin_runtime import EngineInspector, ICudaEngine, IExecutionContext, Runtime, StandInCuda
 
-
-def manifest(version: str) -> dict[str, Any]:
-    return json.loads((API_DIR / f"{version}.json").read_text())
-
-
-@dataclass
-class Recorder:
-    """Every call and attribute write edgeres made on the stand-in, and every rule it broke."""
-
-    version: str
-    calls: list[tuple[str, str, tuple, dict]] = field(default_factory=list)
-    violations: list[str] = field(default_factory=list)
-
-    def add(self, cls: str, member: str, args: tuple = (), kwargs: dict | None = None) -> None:
-        self.calls.append((cls, member, args, kwargs or {}))
-
-    def called(self, cls: str, member: str) -> list[tuple]:
-        return [c[2] for c in self.calls if c[0] == cls and c[1] == member]
-
-
-class EnumValue:
-    def __init__(self, enum: str, name: str, value: int) -> None:
-        self.enum, self.name, self.value = enum, name, value
-
-    def __int__(self) -> int:
-        return self.value
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, EnumValue) and (other.enum, other.name) == (self.enum, self.name)
-
-    def __hash__(self) -> int:
-        return hash((self.enum, self.name))
-
-    def __repr__(self) -> str:
-        return f"{self.enum}.{self.name}"
-
-
-def _enum(name: str, members: list[str]) -> type:
-    values = {m: EnumValue(name, m, i) for i, m in enumerate(sorted(members))}
-    return type(name, (), values)
-
-
-class Strict:
-    """Base of every stand-in object: only the manifest's members exist; reads of them and writes are recorded."""
-
-    _cls = "?"
-    _members: frozenset[str] = frozenset()
-    _rec: Recorder
-
-    def __getattribute__(self, name: str) -> Any:
-        if not name.startswith("_"):
-            cls = object.__getattribute__(self, "_cls")
-            if name not in object.__getattribute__(self, "_members"):
-                rec = object.__getattribute__(self, "_rec")
-                raise AttributeError(f"'tensorrt.{cls}' object has no attribute '{name}' (TensorRT {rec.version})")
-        return object.__getattribute__(self, name)
-
-    def __getattr__(self, name: str) -> Any:  # a listed member without behaviour here: record the call
-        rec, cls = self._rec, self._cls
-        return lambda *a, **k: rec.add(cls, name, a, k)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if not name.startswith("_"):
-            if name not in self._members:
-                raise AttributeError(f"'tensorrt.{self._cls}' object has no attribute '{name}' "
-                                     f"(TensorRT {self._rec.version})")
-            self._rec.add(self._cls, f"set {name}", (value,))
-        object.__setattr__(self, name, value)
-
-    def _call(self, member: str, *args: Any) -> None:
-        self._rec.add(self._cls, member, args)
-
+__all__ = ["API_DIR", "VERSIONS", "Recorder", "StandInCuda", "make_tensorrt"]
 
 # ---- behaviour: just enough for edgeres's build and session code to run its calls ----------------------------------
 
@@ -192,10 +124,6 @@ class ITimingCache(Strict):
         return self._key
 
 
-DLA_OPS = {"Conv", "Relu", "MaxPool", "AveragePool", "BatchNormalization", "Add", "Concat", "QuantizeLinear",
-           "DequantizeLinear"}
-
-
 class IBuilderConfig(Strict):
     def __init__(self, world: World) -> None:
         object.__setattr__(self, "_world", world)
@@ -271,134 +199,6 @@ class Builder(Strict):
         return PLAN_MAGIC + json.dumps(doc).encode()
 
 
-class EngineInspector(Strict):
-    def __init__(self, doc: dict[str, Any]) -> None:
-        object.__setattr__(self, "_doc", doc)
-
-    def get_engine_information(self, fmt: EnumValue) -> str:
-        """The inspector's JSON layout (see tests/data/inspector/), from the recorded request: no tactic was run."""
-        self._call("get_engine_information", fmt.name)
-        d = self._doc
-        prec = "Int8" if d["qdq"] else "Half" if (d["half_graph"] or "FP16" in d["flags"]) else "Float"
-        layers = []
-        for name, op in d["layers"]:
-            on_dla = d["dla"] and op in DLA_OPS
-            layers.append({"Name": "{ForeignNode[" + name + "]}" if on_dla else name, "LayerType": op,
-                           "Outputs": [{"Name": f"{name}_out", "Format/Datatype": f"Row major linear {prec}"}]})
-        return json.dumps({"Layers": layers, "Bindings": [t[0] for t in d["inputs"] + d["outputs"]]})
-
-
-class IExecutionContext(Strict):
-    def __init__(self, engine: ICudaEngine) -> None:
-        object.__setattr__(self, "_engine", engine)
-        object.__setattr__(self, "_batch", None)
-
-    def _out(self) -> tuple[int, ...]:
-        shape = self._engine._doc["outputs"][0][1]
-        return (self._batch if shape[0] < 0 else shape[0], *shape[1:])
-
-    def set_input_shape(self, name: str, shape: tuple) -> bool:
-        self._call("set_input_shape", name, tuple(shape))
-        object.__setattr__(self, "_batch", shape[0])
-        return True
-
-    def set_binding_shape(self, index: int, shape: tuple) -> bool:
-        self._call("set_binding_shape", index, tuple(shape))
-        object.__setattr__(self, "_batch", shape[0])
-        return True
-
-    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
-        return self._out()
-
-    def get_binding_shape(self, index: int) -> tuple[int, ...]:
-        return self._out()
-
-    def set_tensor_address(self, name: str, ptr: int) -> bool:
-        self._call("set_tensor_address", name, ptr)
-        return True
-
-    def execute_async_v3(self, stream: int) -> bool:
-        self._call("execute_async_v3", stream)
-        return True
-
-    def execute_async_v2(self, bindings: list[int], stream: int) -> bool:
-        self._call("execute_async_v2", list(bindings), stream)
-        return True
-
-
-class ICudaEngine(Strict):
-    def __init__(self, doc: dict[str, Any]) -> None:
-        object.__setattr__(self, "_doc", doc)
-        io = [(n, s, t, True) for n, s, t in doc["inputs"]] + [(n, s, t, False) for n, s, t in doc["outputs"]]
-        object.__setattr__(self, "_io", io)
-
-    def _shape(self, i: int) -> tuple[int, ...]:
-        name, shape, _, is_in = self._io[i]
-        lo, opt, hi = self._doc["profile"]
-        static = lo == hi
-        return tuple(hi) if (is_in and static) else tuple(shape)
-
-    def _dtype(self, i: int) -> EnumValue:
-        return getattr(self._world.module.DataType, self._io[i][2])
-
-    num_io_tensors = property(lambda self: len(self._io))
-    num_bindings = property(lambda self: len(self._io))
-
-    def get_tensor_name(self, i: int) -> str:
-        return self._io[i][0]
-
-    def _index(self, name: str) -> int:
-        return [x[0] for x in self._io].index(name)
-
-    def get_tensor_mode(self, name: str) -> EnumValue:
-        m = self._world.module.TensorIOMode
-        return m.INPUT if self._io[self._index(name)][3] else m.OUTPUT
-
-    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
-        return self._shape(self._index(name))
-
-    def get_tensor_dtype(self, name: str) -> EnumValue:
-        return self._dtype(self._index(name))
-
-    def get_tensor_profile_shape(self, name: str, profile: int) -> tuple:
-        return tuple(tuple(s) for s in self._doc["profile"])
-
-    def get_binding_name(self, i: int) -> str:
-        return self._io[i][0]
-
-    def binding_is_input(self, i: int) -> bool:
-        return self._io[i][3]
-
-    def get_binding_shape(self, i: int) -> tuple[int, ...]:
-        return self._shape(i)
-
-    def get_binding_dtype(self, i: int) -> EnumValue:
-        return self._dtype(i)
-
-    def get_profile_shape(self, profile: int, i: int) -> tuple:
-        return tuple(tuple(s) for s in self._doc["profile"])
-
-    def create_execution_context(self) -> IExecutionContext:
-        return self._world.make("IExecutionContext", self)
-
-    def create_engine_inspector(self) -> EngineInspector:
-        return self._world.make("EngineInspector", self._doc)
-
-
-class Runtime(Strict):
-    def __init__(self, logger: Logger) -> None:
-        self._call("__init__")
-
-    def deserialize_cuda_engine(self, blob: bytes) -> ICudaEngine | None:
-        self._call("deserialize_cuda_engine", len(blob))
-        if not bytes(blob).startswith(PLAN_MAGIC):
-            return None
-        doc = json.loads(bytes(blob)[len(PLAN_MAGIC):])
-        if doc["version"] != self._rec.version or doc["gpu"] != self._world.gpu:
-            return None  # as TensorRT does for a plan of another version or GPU
-        return self._world.make("ICudaEngine", doc)
-
-
 _BEHAVIOUR = {c.__name__: c for c in (Logger, Builder, INetworkDefinition, OnnxParser, IBuilderConfig,
                                       IOptimizationProfile, ITimingCache, Runtime, ICudaEngine, IExecutionContext,
                                       EngineInspector, ITensor, ILayer)}
@@ -429,10 +229,12 @@ def make_tensorrt(version: str, dla_cores: int = 0, gpu: str | None = None) -> t
     """The stand-in ``tensorrt`` module of ``version`` and the recorder of its calls."""
     doc = manifest(version)
     rec = Recorder(version)
-    world = World(version, rec, dla_cores=dla_cores, **({"gpu": gpu} if gpu else {}))
+    world = World(version, rec, dla_cores=dla_cores)
+    if gpu:
+        world.gpu = gpu
     mod = types.ModuleType("tensorrt", f"STAND-IN for TensorRT {version}: API conformance only, never a number")
     mod.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
-    mod.__version__ = FULL_VERSION[version]
+    mod.__version__ = FULL_VERSION[version]  # type: ignore[attr-defined]
     for name, members in doc["api"].items():
         if name in _ENUMS or (members and all(m.isupper() or m[0].isupper() for m in members)):
             setattr(mod, name, _enum(name, members))
@@ -457,37 +259,3 @@ def make_tensorrt(version: str, dla_cores: int = 0, gpu: str | None = None) -> t
 
     mod.nptype = nptype  # type: ignore[attr-defined]
     return mod, rec
-
-
-class StandInCuda:
-    """A STAND-IN for the CUDA runtime: records copies and launches; memory read back is NaN, never a result."""
-
-    name = "stand-in"
-
-    def __init__(self, gpu: str = "stand-in GPU (no GPU: nothing runs)") -> None:
-        self.gpu, self.next, self.sent, self.freed = gpu, 0x1000, [], []
-
-    def malloc(self, nbytes: int) -> int:
-        self.next += max(nbytes, 256)
-        return self.next
-
-    def free(self, ptr: int) -> None:
-        self.freed.append(ptr)
-
-    def stream(self) -> int:
-        return 7
-
-    def copy_to_device(self, ptr: int, host: np.ndarray, stream: int) -> None:
-        self.sent.append(host.dtype)
-
-    def copy_to_host(self, host: np.ndarray, ptr: int, stream: int) -> None:
-        host[...] = np.nan
-
-    def synchronize(self, stream: int) -> None:
-        pass
-
-    def device_name(self) -> str:
-        return self.gpu
-
-    def compute_capability(self) -> str:
-        return "0.0"

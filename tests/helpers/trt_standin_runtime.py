@@ -1,0 +1,176 @@
+"""The stand-in ``tensorrt``'s runtime side (``Runtime``, ``ICudaEngine``, ``IExecutionContext``, the engine
+inspector) and a stand-in CUDA runtime. They replay the build request recorded in the stand-in "plan"; device memory
+reads back as NaN. Conformance and protocol only: never a number.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from tests.helpers.trt_standin_base import DLA_OPS, PLAN_MAGIC, EnumValue, Strict
+
+
+class EngineInspector(Strict):
+    def __init__(self, doc: dict[str, Any]) -> None:
+        object.__setattr__(self, "_doc", doc)
+
+    def get_engine_information(self, fmt: EnumValue) -> str:
+        """The inspector's JSON layout (see tests/data/inspector/), from the recorded request: no tactic was run."""
+        self._call("get_engine_information", fmt.name)
+        d = self._doc
+        prec = "Int8" if d["qdq"] else "Half" if (d["half_graph"] or "FP16" in d["flags"]) else "Float"
+        layers = []
+        for name, op in d["layers"]:
+            on_dla = d["dla"] and op in DLA_OPS
+            layers.append({"Name": "{ForeignNode[" + name + "]}" if on_dla else name, "LayerType": op,
+                           "Outputs": [{"Name": f"{name}_out", "Format/Datatype": f"Row major linear {prec}"}]})
+        return json.dumps({"Layers": layers, "Bindings": [t[0] for t in d["inputs"] + d["outputs"]]})
+
+
+class IExecutionContext(Strict):
+    def __init__(self, engine: ICudaEngine) -> None:
+        object.__setattr__(self, "_engine", engine)
+        object.__setattr__(self, "_batch", None)
+
+    def _out(self) -> tuple[int, ...]:
+        shape = self._engine._doc["outputs"][0][1]
+        return (self._batch if shape[0] < 0 else shape[0], *shape[1:])
+
+    def set_input_shape(self, name: str, shape: tuple) -> bool:
+        self._call("set_input_shape", name, tuple(shape))
+        object.__setattr__(self, "_batch", shape[0])
+        return True
+
+    def set_binding_shape(self, index: int, shape: tuple) -> bool:
+        self._call("set_binding_shape", index, tuple(shape))
+        object.__setattr__(self, "_batch", shape[0])
+        return True
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        return self._out()
+
+    def get_binding_shape(self, index: int) -> tuple[int, ...]:
+        return self._out()
+
+    def set_tensor_address(self, name: str, ptr: int) -> bool:
+        self._call("set_tensor_address", name, ptr)
+        return True
+
+    def execute_async_v3(self, stream: int) -> bool:
+        self._call("execute_async_v3", stream)
+        return True
+
+    def execute_async_v2(self, bindings: list[int], stream: int) -> bool:
+        self._call("execute_async_v2", list(bindings), stream)
+        return True
+
+
+class ICudaEngine(Strict):
+    def __init__(self, doc: dict[str, Any]) -> None:
+        object.__setattr__(self, "_doc", doc)
+        io = [(n, s, t, True) for n, s, t in doc["inputs"]] + [(n, s, t, False) for n, s, t in doc["outputs"]]
+        object.__setattr__(self, "_io", io)
+
+    def _shape(self, i: int) -> tuple[int, ...]:
+        name, shape, _, is_in = self._io[i]
+        lo, opt, hi = self._doc["profile"]
+        static = lo == hi
+        return tuple(hi) if (is_in and static) else tuple(shape)
+
+    def _dtype(self, i: int) -> EnumValue:
+        return getattr(self._world.module.DataType, self._io[i][2])
+
+    num_io_tensors = property(lambda self: len(self._io))
+    num_bindings = property(lambda self: len(self._io))
+
+    def get_tensor_name(self, i: int) -> str:
+        return self._io[i][0]
+
+    def _index(self, name: str) -> int:
+        return [x[0] for x in self._io].index(name)
+
+    def get_tensor_mode(self, name: str) -> EnumValue:
+        m = self._world.module.TensorIOMode
+        return m.INPUT if self._io[self._index(name)][3] else m.OUTPUT
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        return self._shape(self._index(name))
+
+    def get_tensor_dtype(self, name: str) -> EnumValue:
+        return self._dtype(self._index(name))
+
+    def get_tensor_profile_shape(self, name: str, profile: int) -> tuple:
+        return tuple(tuple(s) for s in self._doc["profile"])
+
+    def get_binding_name(self, i: int) -> str:
+        return self._io[i][0]
+
+    def binding_is_input(self, i: int) -> bool:
+        return self._io[i][3]
+
+    def get_binding_shape(self, i: int) -> tuple[int, ...]:
+        return self._shape(i)
+
+    def get_binding_dtype(self, i: int) -> EnumValue:
+        return self._dtype(i)
+
+    def get_profile_shape(self, profile: int, i: int) -> tuple:
+        return tuple(tuple(s) for s in self._doc["profile"])
+
+    def create_execution_context(self) -> IExecutionContext:
+        return self._world.make("IExecutionContext", self)
+
+    def create_engine_inspector(self) -> EngineInspector:
+        return self._world.make("EngineInspector", self._doc)
+
+
+class Runtime(Strict):
+    def __init__(self, logger: Any) -> None:
+        self._call("__init__")
+
+    def deserialize_cuda_engine(self, blob: bytes) -> ICudaEngine | None:
+        self._call("deserialize_cuda_engine", len(blob))
+        if not bytes(blob).startswith(PLAN_MAGIC):
+            return None
+        doc = json.loads(bytes(blob)[len(PLAN_MAGIC):])
+        if doc["version"] != self._rec.version or doc["gpu"] != self._world.gpu:
+            return None  # as TensorRT does for a plan of another version or GPU
+        return self._world.make("ICudaEngine", doc)
+
+
+class StandInCuda:
+    """A STAND-IN for the CUDA runtime: records copies and launches; memory read back is NaN, never a result."""
+
+    name = "stand-in"
+
+    def __init__(self, gpu: str = "stand-in GPU (no GPU: nothing runs)") -> None:
+        self.gpu, self.next = gpu, 0x1000
+        self.sent: list[np.dtype] = []
+        self.freed: list[int] = []
+
+    def malloc(self, nbytes: int) -> int:
+        self.next += max(nbytes, 256)
+        return self.next
+
+    def free(self, ptr: int) -> None:
+        self.freed.append(ptr)
+
+    def stream(self) -> int:
+        return 7
+
+    def copy_to_device(self, ptr: int, host: np.ndarray, stream: int) -> None:
+        self.sent.append(host.dtype)
+
+    def copy_to_host(self, host: np.ndarray, ptr: int, stream: int) -> None:
+        host[...] = np.nan
+
+    def synchronize(self, stream: int) -> None:
+        pass
+
+    def device_name(self) -> str:
+        return self.gpu
+
+    def compute_capability(self) -> str:
+        return "0.0"
