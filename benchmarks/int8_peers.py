@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,11 +104,12 @@ def main() -> None:
     tables: dict[int, dict[str, Table]] = {}
     with tempfile.TemporaryDirectory(prefix="int8-peers-") as tmp:
         work = Path(tmp)
+        models = [Model.load(arch, args) for arch in args.archs.split(",")]
         for seed in seeds:
             calib = DEFAULT_CALIBRATION if seed == 0 else str(
                 make_calibration_set("fashion-mnist", work / f"calib-{seed}", per_class=50, seed=seed))
             print(f"calibration draw {seed}: {calib}", flush=True)
-            tables[seed] = {arch: one_model(arch, calib, work, args) for arch in args.archs.split(",")}
+            tables[seed] = {m.arch: one_model(m, calib, work, args) for m in models}
     for seed in seeds:
         for n in sorted({*args.also_first, args.limit_test}):
             print_tables(tables[seed], n, DEFAULT_CALIBRATION if seed == 0 else f"draw {seed}, seed {seed}")
@@ -118,16 +120,33 @@ def main() -> None:
 Table = tuple[list[dict], np.ndarray, np.ndarray]  # rows, labels, fp32's predictions
 
 
-def one_model(arch: str, calib_name: str, work: Path, args: argparse.Namespace) -> Table:
+@dataclass
+class Model:
+    """One float model and what every draw scores against: its test images, labels and fp32 predictions."""
+
+    arch: str
+    src: Path
+    dataset: str | None
+    preprocessing: Any  # the model's own, applied to test and calibration images alike
+    x: np.ndarray
+    y: np.ndarray
+    ref: np.ndarray
+
+    @classmethod
+    def load(cls, arch: str, args: argparse.Namespace) -> Model:
+        src = ensure_model(arch, args.dir)
+        info = onnx_info(src)
+        test = load_dataset(info.dataset or "fashion-mnist", "test")
+        x = test.tensors(info.preprocessing, "test images")[:args.limit_test]
+        ref = predictions(src, x, simulate=False)
+        return cls(arch, src, info.dataset, info.preprocessing, x, test.labels[:args.limit_test], ref)
+
+
+def one_model(m: Model, calib_name: str, work: Path, args: argparse.Namespace) -> Table:
     """Every quantizer on one model with one calibration set."""
-    src = ensure_model(arch, args.dir)
-    info = onnx_info(src)
-    test = load_dataset(info.dataset or "fashion-mnist", "test")
-    x = test.tensors(info.preprocessing, "test images")[:args.limit_test]
-    y = test.labels[:args.limit_test]
+    arch, src, x, y, ref = m.arch, m.src, m.x, m.y, m.ref
     calib = load_calibration_set(calibration_path(calib_name))
-    np.save(work / "calib.npy", calib.images.tensors(info.preprocessing, "calibration images"))
-    ref = predictions(src, x, simulate=False)
+    np.save(work / "calib.npy", calib.images.tensors(m.preprocessing, "calibration images"))
     rows: list[dict] = []
     fp32 = 100 * float((ref == y).mean())
     print(f"{arch}: fp32 top-1 {fp32:.2f}% on {len(y)} test images", flush=True)
@@ -138,7 +157,7 @@ def one_model(arch: str, calib_name: str, work: Path, args: argparse.Namespace) 
         for recipe in ("tensorrt", "cpu"):
             out = work / f"{arch}-{recipe}.onnx"
             t0 = time.perf_counter()
-            cfg = QuantConfig(recipe=recipe, eval_data=info.dataset, calibration=calib_name, **opts)
+            cfg = QuantConfig(recipe=recipe, eval_data=m.dataset, calibration=calib_name, **opts)
             r = qdq_from_onnx(src, out, cfg)
             secs = time.perf_counter() - t0
             pred = predictions(out, x, simulate=recipe == "tensorrt")
@@ -192,7 +211,7 @@ def listed_rows(rows: list[dict], y: np.ndarray, ref: np.ndarray, n: int) -> tup
     listed = [r for r in done if not r["quantizer"].startswith("ort-")] + [r for r in rows if "skipped" in r]
     if ort:
         top = max(ort, key=lambda r: r["delta"])
-        listed.append({**top, "quantizer": "ONNX Runtime quantize_static, best"})
+        listed.append({**top, "quantizer": "ONNX Runtime quantize_static, best", "plan": top["quantizer"][4:]})
     peers = [r for r in listed if "right" in r and not r["quantizer"].startswith("edgeres")]
     return listed, max(peers, key=lambda r: r["delta"]) if peers else None
 
@@ -210,7 +229,9 @@ def print_summary(tables: dict[int, dict[str, Table]]) -> None:
         for seed in seeds:
             rows, y, ref = tables[seed][arch]
             listed, best = listed_rows(rows, y, ref, len(y))
-            for r in listed:
+            each_ort = [{**r, **dict(zip(("delta", "agreement"), scored(r["pred"], y, ref)))}
+                        for r in rows if "pred" in r and r["quantizer"].startswith("ort-")]
+            for r in listed + each_ort:
                 if "delta" in r:
                     per.setdefault(r["quantizer"], []).append(r)
                     if best is not None and r["quantizer"].startswith("edgeres"):
