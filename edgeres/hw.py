@@ -1,6 +1,7 @@
 """What this machine's CPU can do: decides the int8 recipe and bf16 training."""
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,6 +17,16 @@ def cpu_features() -> list[str]:
     except OSError:
         return []
     return [f for f in KEEP if f in flags]
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its affinity mask (taskset, a container's cpuset), not every core the
+    machine has, so that a pinned run does not start more threads than it has cores.
+    """
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no sched_getaffinity on macOS
+        return os.cpu_count() or 1
 
 
 def has_vnni() -> bool:

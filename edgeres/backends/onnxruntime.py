@@ -1,7 +1,6 @@
 """ONNX Runtime sessions on the CPU: optimized (real latency) or as Q/DQ simulation."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -9,6 +8,7 @@ import numpy as np
 
 from edgeres.backends.base import ClosingSession, Compiled, EngineSpec, infer_all
 from edgeres.errors import ArtifactError
+from edgeres.hw import usable_cores
 
 if TYPE_CHECKING:
     from edgeres.targets import TargetProfile
@@ -29,7 +29,7 @@ class OrtSession(ClosingSession):
         import onnxruntime as ort
 
         so = ort.SessionOptions()
-        so.intra_op_num_threads = threads or os.cpu_count() or 1
+        so.intra_op_num_threads = threads or usable_cores()
         so.inter_op_num_threads = 1
         so.log_severity_level = 4 if quiet else 3  # quiet: a failure the caller expects and handles
         if simulate:

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
+from edgeres.hw import usable_cores
 from edgeres.targets import TargetProfile
 
 BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
@@ -77,7 +78,6 @@ def measure_cpu_peaks(threads: int | None = None, seconds: float = 0.5) -> dict:
     No memory floor: a CPU's caches hold much of a small model's weights between calls, so DRAM
     bandwidth gives no lower bound (measured here, it put the floor above the real latency).
     """
-    import os
     import time
 
     import numpy as np
@@ -93,7 +93,7 @@ def measure_cpu_peaks(threads: int | None = None, seconds: float = 0.5) -> dict:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = min(model.ir_version, onnx.IR_VERSION, 8)
     so = ort.SessionOptions()
-    so.intra_op_num_threads = threads or os.cpu_count() or 1
+    so.intra_op_num_threads = threads or usable_cores()
     so.log_severity_level = 3
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     feed = {"a": np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)}
