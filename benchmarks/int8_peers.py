@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/int8_peers.py [--archs resnet18,resnext50_32x4d,densenet121] [--dir runs/hard]
                                               [--limit-test 2000] [--also-first N] [--peer-python PY] [--quick]
-                                              [--calib-seeds 1,2,3]
+                                              [--calib-seeds 1,2,3] [--unseen-train N]
 
 Models: `DIR/ARCH.onnx`, made if missing with the variants benchmark's settings (`edgeres train --arch ARCH
 --epochs 2 --limit-train 20000`, then `edgeres export`). Calibration: the 500 images of the shipped set
@@ -38,10 +38,11 @@ import numpy as np
 
 from edgeres.backends.onnxruntime import OrtSession
 from edgeres.data.calibration import load_calibration_set, make_calibration_set
-from edgeres.data.datasets import load_dataset
+from edgeres.data.datasets import ImageSet, load_dataset
 from edgeres.onnx_model import onnx_info
 from edgeres.paths import DEFAULT_CALIBRATION, calibration_path
 from edgeres.quantize import QuantConfig, qdq_from_onnx
+from edgeres.train.loop import limited_indices
 
 RUNNER = Path(__file__).with_name("int8_peer_runner.py")
 PEERS = ("ort-minmax", "ort-entropy", "ort-percentile", "nncf", "modelopt")
@@ -98,23 +99,25 @@ def main() -> None:
                     help="also print the tables for the first N test images (repeatable): the same models")
     ap.add_argument("--calib-seeds", default="0",
                     help="comma-separated calibration draws (0: the shipped set); more than one adds a summary")
+    ap.add_argument("--unseen-train", type=int, default=0,
+                    help="also score on N training images the model never trained on and no draw calibrates with")
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.calib_seeds.split(",")]
     tables: dict[int, dict[str, Table]] = {}
     with tempfile.TemporaryDirectory(prefix="int8-peers-") as tmp:
         work = Path(tmp)
-        models = [Model.load(arch, args) for arch in args.archs.split(",")]
-        for seed in seeds:
-            calib = DEFAULT_CALIBRATION if seed == 0 else str(
-                make_calibration_set("fashion-mnist", work / f"calib-{seed}", per_class=50, seed=seed))
+        calibs = {seed: DEFAULT_CALIBRATION if seed == 0 else str(
+            make_calibration_set("fashion-mnist", work / f"calib-{seed}", per_class=50, seed=seed)) for seed in seeds}
+        models = [Model.load(arch, args, set(calibs.values())) for arch in args.archs.split(",")]
+        for seed, calib in calibs.items():
             print(f"calibration draw {seed}: {calib}", flush=True)
             tables[seed] = {m.arch: one_model(m, calib, work, args) for m in models}
     for seed in seeds:
-        for n in sorted({*args.also_first, args.limit_test}):
-            print_tables(tables[seed], n, DEFAULT_CALIBRATION if seed == 0 else f"draw {seed}, seed {seed}")
+        for n in sorted({*args.also_first, args.limit_test + args.unseen_train}):
+            print_tables(tables[seed], n, args.limit_test, DEFAULT_CALIBRATION if seed == 0 else f"draw {seed}, seed {seed}")
     if len(seeds) > 1:
-        print_summary(tables)
+        print_summary(tables, args.limit_test)
 
 
 Table = tuple[list[dict], np.ndarray, np.ndarray]  # rows, labels, fp32's predictions
@@ -133,13 +136,40 @@ class Model:
     ref: np.ndarray
 
     @classmethod
-    def load(cls, arch: str, args: argparse.Namespace) -> Model:
+    def load(cls, arch: str, args: argparse.Namespace, calibs: set[str]) -> Model:
         src = ensure_model(arch, args.dir)
         info = onnx_info(src)
         test = load_dataset(info.dataset or "fashion-mnist", "test")
         x = test.tensors(info.preprocessing, "test images")[:args.limit_test]
-        ref = predictions(src, x, simulate=False)
-        return cls(arch, src, info.dataset, info.preprocessing, x, test.labels[:args.limit_test], ref)
+        y = test.labels[:args.limit_test]
+        if args.unseen_train and len(x) < args.limit_test:
+            sys.exit(f"--unseen-train follows the test images: lower --limit-test to the test split's {len(x)}")
+        if args.unseen_train:
+            extra = unseen_training_images(args.dir / f"{arch}.pt.json", calibs, args.unseen_train)
+            x = np.concatenate([x, extra.tensors(info.preprocessing, "unseen training images")])
+            y = np.concatenate([y, extra.labels])
+            print(f"{arch}: scoring on {args.limit_test} test images and {len(extra)} training images it never "
+                  f"trained on", flush=True)
+        return cls(arch, src, info.dataset, info.preprocessing, x, y, predictions(src, x, simulate=False))
+
+
+def unseen_training_images(checkpoint_manifest: Path, calibs: set[str], n: int) -> ImageSet:
+    """``n`` training images (a seeded draw) that the checkpoint did not train on and no calibration set holds."""
+    cfg = json.loads(checkpoint_manifest.read_text())["config"]
+    if cfg["data"] != "fashion-mnist" or cfg.get("val_split"):
+        sys.exit(f"--unseen-train: {checkpoint_manifest} trained on {cfg['data']} (val_split {cfg.get('val_split')}); "
+                 f"it knows only Fashion-MNIST's training split without a validation share")
+    train = load_dataset("fashion-mnist", "train")
+    used = set(limited_indices(len(train), cfg["limit_train"], cfg["seed"]).tolist())
+    for name in calibs:
+        source = json.loads(calibration_path(name).joinpath("manifest.json").read_text())
+        if source["source"]["split"] != "train":
+            sys.exit(f"--unseen-train: calibration set {name} is not drawn from the training split")
+        used.update(e["index"] for e in source["images"])
+    pool = np.setdiff1d(np.arange(len(train)), np.fromiter(used, np.int64))
+    if n > len(pool):
+        sys.exit(f"--unseen-train {n}: only {len(pool)} training images are unseen and uncalibrated")
+    return train.subset(np.sort(np.random.default_rng(2026).choice(pool, n, replace=False)))
 
 
 def one_model(m: Model, calib_name: str, work: Path, args: argparse.Namespace) -> Table:
@@ -149,7 +179,7 @@ def one_model(m: Model, calib_name: str, work: Path, args: argparse.Namespace) -
     np.save(work / "calib.npy", calib.images.tensors(m.preprocessing, "calibration images"))
     rows: list[dict] = []
     fp32 = 100 * float((ref == y).mean())
-    print(f"{arch}: fp32 top-1 {fp32:.2f}% on {len(y)} test images", flush=True)
+    print(f"{arch}: fp32 top-1 {fp32:.2f}% on {images(len(y), args.limit_test)}", flush=True)
     runs: list[tuple[str, dict[str, Any]]] = [("edgeres defaults (minmax)", {}), ("edgeres --method auto", {"method": "auto"})]
     if not args.quick:
         runs.append(("edgeres --method auto --equalize", {"method": "auto", "equalize": True}))
@@ -180,11 +210,16 @@ def one_model(m: Model, calib_name: str, work: Path, args: argparse.Namespace) -
     return rows, y, ref
 
 
-def print_tables(table: dict[str, Table], n: int, calib: str = DEFAULT_CALIBRATION) -> None:
+def images(n: int, n_test: int) -> str:
+    """What the first ``n`` scored images are: test images, then (``--unseen-train``) unseen training images."""
+    return f"{n} test images" if n <= n_test else f"{n_test} test + {n - n_test} unseen training images"
+
+
+def print_tables(table: dict[str, Table], n: int, n_test: int, calib: str = DEFAULT_CALIBRATION) -> None:
     """One table per model, scored on the first ``n`` test images. ONNX Runtime's three calibrators are listed as
     one row, the best of them on these images (which flatters it).
     """
-    print(f"\n{n} test images; calibration: {calib} (500 images); Δtop-1 against each float model; "
+    print(f"\n{images(n, n_test)}; calibration: {calib} (500 images); Δtop-1 against each float model; "
           f"tensorrt recipe and peers as fake-quant, cpu recipe native in ONNX Runtime")
     print("vs best peer: test images this row gets right and the best peer (by Δ) gets wrong, the reverse, and "
           "McNemar's exact p")
@@ -216,13 +251,13 @@ def listed_rows(rows: list[dict], y: np.ndarray, ref: np.ndarray, n: int) -> tup
     return listed, max(peers, key=lambda r: r["delta"]) if peers else None
 
 
-def print_summary(tables: dict[int, dict[str, Table]]) -> None:
+def print_summary(tables: dict[int, dict[str, Table]], n_test: int) -> None:
     """Each quantizer over the calibration draws: Δtop-1 per draw, mean ± standard deviation, mean agreement; for
     edgeres's rows, in how many draws they are no worse than that draw's best peer.
     """
     seeds = list(tables)
-    print(f"\nover {len(seeds)} calibration draws (seeds {', '.join(map(str, seeds))}; 0 is the shipped set), all "
-          f"test images of each table")
+    print(f"\nover {len(seeds)} calibration draws (seeds {', '.join(map(str, seeds))}; 0 is the shipped set), each scored "
+          f"on all its images ({images(len(next(iter(tables[seeds[0]].values()))[1]), n_test)})")
     for arch in tables[seeds[0]]:
         per: dict[str, list[dict]] = {}
         wins: dict[str, int] = {}

@@ -42,11 +42,15 @@ class TrainResult:
     device: str = "cpu"
 
 
+def limited_indices(total: int, n: int | None, seed: int) -> np.ndarray:
+    """The images ``--limit-train``/``--limit-test`` N keeps of ``total``, sorted (all of them without a limit)."""
+    if n is None or n >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).permutation(total)[:n])
+
+
 def _limit(ds: ImageSet, n: int | None, seed: int) -> ImageSet:
-    if n is None or n >= len(ds):
-        return ds
-    idx = np.random.default_rng(seed).permutation(len(ds))[:n]
-    return ds.subset(np.sort(idx))
+    return ds if n is None or n >= len(ds) else ds.subset(limited_indices(len(ds), n, seed))
 
 
 def device_for(choice: str, local_rank: int = 0) -> torch.device:
