@@ -7,11 +7,12 @@ what calibrating on all the images changes (auto calibrates on 4/5 of them and h
 
 `run` writes one JSON line per candidate and calibration: the candidate's scores on auto's validation slice (the
 held-out fit, which is what auto sees) and its Δtop-1 and agreement with fp32 on the test images, for ranges fitted
-on the 4/5 auto calibrates with ("held-out") and on all the images ("all"). Weighted candidates are also run with bias
-correction, since auto tries it on whichever weighted candidate scores best. `summary` replays auto's choice
-(`edgeres.quantize.ptq._pick_plan`'s rules) per calibration set from those lines and prints, over the sets, each
-candidate's mean test Δ for both fits, auto's choice with each fit, and the candidate the test set would have picked
-(a ceiling no quantizer can use). This is a study of auto's rules: the test set scores here and never chooses.
+on the 4/5 auto calibrates with ("held-out") and on all the images ("all"). Weighted candidates are also run with
+bias correction, since auto tries it on whichever weighted candidate scores best. `run` replays auto's choice
+(`edgeres.quantize.ptq._pick_plan`'s rules) per calibration set, writes its lines first, and marks them; `summary`
+prints, over the sets, each candidate's mean test Δ for both fits, auto's choice with each fit, and the candidate the
+test set would have picked (a ceiling no quantizer can use). This is a study of auto's rules: the test set scores
+here and never chooses.
 
 `--test-idx` reads Fashion-MNIST's test split from a folder holding only `t10k-*-idx*-ubyte.gz` (to run where the
 training split is not at hand).
@@ -30,11 +31,11 @@ from edgeres.artifacts import temp_dir
 from edgeres.config import QuantConfig
 from edgeres.data.calibration import load_calibration_set
 from edgeres.data.datasets import ImageSet, load_dataset
-from edgeres.data.fashion_mnist import read_idx
+from edgeres.data.fashion_mnist import CLASSES, read_idx
 from edgeres.onnx_model import onnx_info
 from edgeres.paths import calibration_path
 from edgeres.quantize.calibrate import quiet
-from edgeres.quantize.plans import AUTO_CANDIDATES, Planner
+from edgeres.quantize.plans import AUTO_CANDIDATES, Plan, Planner
 from edgeres.quantize.ptq import _score_key
 from edgeres.quantize.recipes import recipe_for
 from edgeres.quantize.search import Evaluator, split_validation
@@ -48,7 +49,7 @@ def test_set(idx_dir: Path | None) -> ImageSet:
         return load_dataset("fashion-mnist", "test")
     images = read_idx(idx_dir / "t10k-images-idx3-ubyte.gz")
     labels = read_idx(idx_dir / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
-    return ImageSet("fashion-mnist-test", [str(i) for i in range(10)], labels, images)
+    return ImageSet("fashion-mnist-test", list(CLASSES), labels, images)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -75,18 +76,21 @@ def run(args: argparse.Namespace) -> None:
         ev = Evaluator(pre, x_all[val_idx], calib.images.labels[val_idx], recipe, work)
         fits = {"held-out": Planner(pre, x_all[cal_idx], info.input_name, recipe, cfg, work),
                 "all": Planner(pre, x_all, info.input_name, recipe, cfg, work)}
+        fitted: dict[str, Plan] = {}
         held: list[dict] = []  # auto's view first: every candidate on the validation slice
         for placement, method, pct, bias in todo:
             plan = fits["held-out"].plan(placement, method, pct, bias_correction=bias)
             held.append({"model": src.name, "calibration": calib.root.name, "recipe": recipe.name, "plan": plan.label,
                          "placement": placement, "bias_correction": bias, "validation": ev.variant(plan)[1].to_dict(),
                          "args": (placement, method, pct, bias)})
+            fitted[plan.label] = plan  # written again for the test set below, not fitted twice
         chosen = auto_choice(held, recipe.latency_representative)
         print(f"{calib.root.name} {recipe.name}: auto chooses {chosen}", flush=True)
         for row in sorted(held, key=lambda r: r["plan"] != chosen):  # its choice first: a cut-short run still says
             for fit, planner in fits.items():
                 t0 = time.perf_counter()
-                plan = planner.plan(*row["args"][:3], bias_correction=row["args"][3])
+                plan = fitted[row["plan"]] if fit == "held-out" else planner.plan(*row["args"][:3],
+                                                                                  bias_correction=row["args"][3])
                 path = work / "candidate.onnx"
                 plan.write(pre, path)
                 d, a, _ = scored(predictions(path, x_test, simulate), y, ref)
@@ -133,12 +137,13 @@ def summary(files: list[Path]) -> None:
             a = [cell[s, p, "all"] for s in sets if (s, p, "all") in cell]
             print(f"| {p} | {_mean(h, 'delta')} | {_mean(h, 'agreement')} | {_mean(a, 'delta')} | "
                   f"{_mean(a, 'agreement')} | {np.mean([r['validation']['cosine'] for r in h]):.5f} |")
-        choice = {s: auto_choice([r for r in mine if r["calibration"] == s and r["fit"] == "held-out"],
-                                 recipe_for(recipe).latency_representative) for s in sets}
+        choice = {r["calibration"]: r["plan"] for r in mine if r["auto_choice"]}  # written first by `run`
         print("\n| row | " + " | ".join(sets) + " | mean Δ |\n|---|" + "---|" * (len(sets) + 1))
         best = {s: max((r for r in mine if r["calibration"] == s), key=lambda r: r["delta"]) for s in sets}
-        for label, picked in (("auto's choice, held-out fit (auto today)", [cell[s, choice[s], "held-out"] for s in sets]),
-                              ("auto's choice, refit on all images", [cell[s, choice[s], "all"] for s in sets]),
+        for label, picked in (("auto's choice, held-out fit (auto today)",
+                               [cell[s, choice[s], "held-out"] for s in sets if (s, choice.get(s), "held-out") in cell]),
+                              ("auto's choice, refit on all images",
+                               [cell[s, choice[s], "all"] for s in sets if (s, choice.get(s), "all") in cell]),
                               ("best on the test set (a ceiling)", [best[s] for s in sets])):
             cells = " | ".join(f"{r['delta']:+.2f} {r['plan']} ({r['fit']})" for r in picked)
             print(f"| {label} | {cells} | {_mean(picked, 'delta')} |")

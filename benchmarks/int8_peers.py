@@ -142,9 +142,9 @@ class Model:
         test = load_dataset(info.dataset or "fashion-mnist", "test")
         x = test.tensors(info.preprocessing, "test images")[:args.limit_test]
         y = test.labels[:args.limit_test]
-        if args.unseen_train and len(x) < args.limit_test:
-            sys.exit(f"--unseen-train follows the test images: lower --limit-test to the test split's {len(x)}")
         if args.unseen_train:
+            if len(x) < args.limit_test:
+                sys.exit(f"--unseen-train follows the test images: lower --limit-test to the test split's {len(x)}")
             extra = unseen_training_images(args.dir / f"{arch}.pt.json", calibs, args.unseen_train)
             x = np.concatenate([x, extra.tensors(info.preprocessing, "unseen training images")])
             y = np.concatenate([y, extra.labels])
