@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/int8_peers.py [--archs resnet18,resnext50_32x4d,densenet121] [--dir runs/hard]
                                               [--limit-test 2000] [--also-first N] [--peer-python PY] [--quick]
-                                              [--calib-seeds 1,2,3] [--unseen-train N]
+                                              [--calib-seeds 1,2,3] [--unseen-train N] [--cache DIR]
+                                              [--no-defaults] [--auto-extra PLACEMENT:METHOD[:PCT],...]
 
 Models: `DIR/ARCH.onnx`, made if missing with the variants benchmark's settings (`edgeres train --arch ARCH
 --epochs 2 --limit-train 20000`, then `edgeres export`). Calibration: the 500 images of the shipped set
@@ -25,11 +26,14 @@ test images of fp32, this separates a quantizer's level from the luck of one cal
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +45,7 @@ from edgeres.data.calibration import load_calibration_set, make_calibration_set
 from edgeres.data.datasets import ImageSet, load_dataset
 from edgeres.onnx_model import onnx_info
 from edgeres.paths import DEFAULT_CALIBRATION, calibration_path
-from edgeres.quantize import QuantConfig, qdq_from_onnx
+from edgeres.quantize import QuantConfig, ptq, qdq_from_onnx
 from edgeres.train.loop import limited_indices
 
 RUNNER = Path(__file__).with_name("int8_peer_runner.py")
@@ -99,6 +103,11 @@ def main() -> None:
                     help="also print the tables for the first N test images (repeatable): the same models")
     ap.add_argument("--calib-seeds", default="0",
                     help="comma-separated calibration draws (0: the shipped set); more than one adds a summary")
+    ap.add_argument("--no-defaults", action="store_true", help="edgeres: without the defaults (minmax) rows")
+    ap.add_argument("--auto-extra", default="", metavar="PLACEMENT:METHOD[:PCT],...",
+                    help="also rows of --method auto with these candidates added (an experiment: ort:percentile:99.999)")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="keep the peers' predictions here and reuse them when model, calibration and images match")
     ap.add_argument("--unseen-train", type=int, default=0,
                     help="also score on N training images the model never trained on and no draw calibrates with")
     args = ap.parse_args()
@@ -180,34 +189,85 @@ def one_model(m: Model, calib_name: str, work: Path, args: argparse.Namespace) -
     rows: list[dict] = []
     fp32 = 100 * float((ref == y).mean())
     print(f"{arch}: fp32 top-1 {fp32:.2f}% on {images(len(y), args.limit_test)}", flush=True)
-    runs: list[tuple[str, dict[str, Any]]] = [("edgeres defaults (minmax)", {}), ("edgeres --method auto", {"method": "auto"})]
+    runs: list[tuple[str, dict[str, Any]]] = [("edgeres --method auto", {"method": "auto"})]
+    if not args.no_defaults:
+        runs.insert(0, ("edgeres defaults (minmax)", {}))
     if not args.quick:
         runs.append(("edgeres --method auto --equalize", {"method": "auto", "equalize": True}))
+    if args.auto_extra:
+        runs.append((f"edgeres --method auto + {args.auto_extra}", {"method": "auto"}))
     for name, opts in runs:
         for recipe in ("tensorrt", "cpu"):
             out = work / f"{arch}-{recipe}.onnx"
             t0 = time.perf_counter()
             cfg = QuantConfig(recipe=recipe, eval_data=m.dataset, calibration=calib_name, **opts)
-            r = qdq_from_onnx(src, out, cfg)
+            with extra_candidates(args.auto_extra if name.endswith(f" + {args.auto_extra}") else ""):
+                r = qdq_from_onnx(src, out, cfg)
             secs = time.perf_counter() - t0
             pred = predictions(out, x, simulate=recipe == "tensorrt")
             rows.append({"quantizer": f"{name} [{recipe}]", "plan": r.search.plan, "seconds": secs, "pred": pred})
             print(_line(rows[-1], y, ref), flush=True)
     for peer in PEERS:
-        out = work / f"{arch}-{peer}.onnx"
-        t0 = time.perf_counter()
-        p = subprocess.run([args.peer_python, str(RUNNER), peer, str(src), str(work / "calib.npy"), str(out)],
-                           capture_output=True, text=True)
-        secs = time.perf_counter() - t0
-        if p.returncode == 3:
-            rows.append({"quantizer": peer, "skipped": "not installed in " + args.peer_python})
-        elif p.returncode != 0:
-            tail = (p.stderr.strip().splitlines() or ["?"])[-1][:160]
-            rows.append({"quantizer": peer, "skipped": f"failed: {tail}"})
-        else:
-            rows.append({"quantizer": peer, "seconds": secs, "pred": predictions(out, x, simulate=True)})
+        rows.append(peer_row(peer, m, work, args))
         print(_line(rows[-1], y, ref), flush=True)
     return rows, y, ref
+
+
+@contextmanager
+def extra_candidates(spec: str) -> Iterator[None]:
+    """``--method auto`` with more candidates while inside: ``spec`` is ``PLACEMENT:METHOD[:PERCENTILE],...``
+    (``ort:percentile:99.999``), appended to ``AUTO_CANDIDATES``. An experiment of this benchmark, not an option of
+    edgeres: a candidate that earns its place moves into ``edgeres/quantize/plans.py``.
+    """
+    if not spec:
+        yield
+        return
+    more = []
+    for item in spec.split(","):
+        placement, method, *pct = item.split(":")
+        more.append((placement, method, float(pct[0]) if pct else None))
+    before = ptq.AUTO_CANDIDATES
+    ptq.AUTO_CANDIDATES = (*before, *more)
+    try:
+        yield
+    finally:
+        ptq.AUTO_CANDIDATES = before
+
+
+def peer_row(peer: str, m: Model, work: Path, args: argparse.Namespace) -> dict:
+    """One peer quantizes ``m`` with the calibration array in ``work``; its scored images' predictions.
+
+    With ``--cache DIR`` a peer's predictions are kept under a key of everything they depend on (the peer, its Python,
+    the model file, the calibration array and the scored images), and read back instead of running it again: edgeres's
+    rows always run, so a change to edgeres is measured against the same peer results at a fraction of the time.
+    """
+    key = ""
+    if args.cache:
+        h = hashlib.sha256(f"{peer}\0{args.peer_python}\0".encode())
+        for part in (m.src.read_bytes(), np.load(work / "calib.npy").tobytes(), m.x.tobytes()):
+            h.update(hashlib.sha256(part).digest())
+        key = h.hexdigest()[:32]
+        hit = args.cache / f"{key}.npz"
+        if hit.exists():
+            with np.load(hit) as z:
+                return {"quantizer": peer, "seconds": float(z["seconds"]), "pred": z["pred"], "cached": True}
+    out = work / f"{m.arch}-{peer}.onnx"
+    t0 = time.perf_counter()
+    p = subprocess.run([args.peer_python, str(RUNNER), peer, str(m.src), str(work / "calib.npy"), str(out)],
+                       capture_output=True, text=True)
+    secs = time.perf_counter() - t0
+    if p.returncode == 3:
+        return {"quantizer": peer, "skipped": "not installed in " + args.peer_python}
+    if p.returncode != 0:
+        tail = (p.stderr.strip().splitlines() or ["?"])[-1][:160]
+        return {"quantizer": peer, "skipped": f"failed: {tail}"}
+    pred = predictions(out, m.x, simulate=True)
+    if key:
+        args.cache.mkdir(parents=True, exist_ok=True)
+        tmp = args.cache / f"{key}.tmp.npz"
+        np.savez(tmp, pred=pred, seconds=secs)
+        tmp.replace(args.cache / f"{key}.npz")
+    return {"quantizer": peer, "seconds": secs, "pred": pred}
 
 
 def images(n: int, n_test: int) -> str:
@@ -233,7 +293,7 @@ def print_tables(table: dict[str, Table], n: int, n_test: int, calib: str = DEFA
             else:
                 vs = paired(r["right"], best["right"]) if best is not None and r is not best else ""
                 print(f"| {r['quantizer']} | {r.get('plan', '')} | {r['delta']:+.2f} | {r['agreement']:.2f} | {vs} | "
-                      f"{r['seconds']:.0f} |")
+                      f"{r['seconds']:.0f}{' (cached)' if r.get('cached') else ''} |")
 
 
 def listed_rows(rows: list[dict], y: np.ndarray, ref: np.ndarray, n: int) -> tuple[list[dict], dict | None]:
