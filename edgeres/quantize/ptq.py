@@ -100,6 +100,19 @@ def _score_key(t: dict) -> tuple[float, float, float]:
     return (t["cosine"], t["agreement"], -t["drop"])
 
 
+def _fast_alternative(best: dict, tried: list[dict]) -> dict | None:
+    """When ``best`` is of the weighted placement: the best-scoring candidate of ONNX Runtime's placement (its fused
+    int8 kernels) that is within 0.5 pt of ``best``'s drop and 1 point of its agreement, if any. The best of those
+    that qualify, not the best of all of them: a candidate that scores a higher cosine but fails the margins must not
+    hide one that meets them.
+    """
+    if best["placement"] != "weighted":
+        return None
+    close = [t for t in tried if t["placement"] == "ort" and t["drop"] <= best["drop"] + 0.5
+             and t["agreement"] >= best["agreement"] - 1.0]
+    return max(close, key=_score_key) if close else None
+
+
 def _pick_plan(ev: Evaluator, planner: Planner, cfg: QuantConfig, weighted_only: bool) -> tuple[Plan, list[dict]]:
     """Score every candidate on the validation slice and keep the best (the cpu recipe keeps ONNX Runtime's fast
     placement unless the weighted one is clearly more accurate).
@@ -127,13 +140,11 @@ def _pick_plan(ev: Evaluator, planner: Planner, cfg: QuantConfig, weighted_only:
         run(("weighted", top["method"], top["percentile"]), bias=True)
         weighted = [t for t in tried if t["placement"] == "weighted"]
     best = max(tried, key=_score_key)
-    ort = [t for t in tried if t["placement"] == "ort"]
-    if planner.recipe.latency_representative and ort and best["placement"] == "weighted":
-        fast = max(ort, key=_score_key)
-        if fast["drop"] <= best["drop"] + 0.5 and fast["agreement"] >= best["agreement"] - 1.0:
-            log(f"  {best['plan']} scores best, but {fast['plan']} is within 0.5 pt and runs ONNX Runtime's fused "
-                f"int8 kernels: keeping it")
-            best = fast
+    fast = _fast_alternative(best, tried) if planner.recipe.latency_representative else None
+    if fast is not None:
+        log(f"  {best['plan']} scores best, but {fast['plan']} is within 0.5 pt and runs ONNX Runtime's fused "
+            f"int8 kernels: keeping it")
+        best = fast
     log(f"method auto chose {best['plan']}")
     return best["_plan"], [{k: v for k, v in t.items() if k != "_plan"} for t in tried]
 
