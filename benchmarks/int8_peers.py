@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/int8_peers.py [--archs resnet18,resnext50_32x4d,densenet121] [--dir runs/hard]
                                               [--limit-test 2000] [--also-first N] [--peer-python PY] [--quick]
                                               [--calib-seeds 1,2,3] [--unseen-train N] [--cache DIR]
-                                              [--no-defaults] [--auto-extra PLACEMENT:METHOD[:PCT],...]
+                                              [--no-defaults] [--no-auto] [--auto-extra PLACEMENT:METHOD[:PCT],...]
 
 Models: `DIR/ARCH.onnx`, made if missing with the variants benchmark's settings (`edgeres train --arch ARCH
 --epochs 2 --limit-train 20000`, then `edgeres export`). Calibration: the 500 images of the shipped set
@@ -104,6 +104,8 @@ def main() -> None:
     ap.add_argument("--calib-seeds", default="0",
                     help="comma-separated calibration draws (0: the shipped set); more than one adds a summary")
     ap.add_argument("--no-defaults", action="store_true", help="edgeres: without the defaults (minmax) rows")
+    ap.add_argument("--no-auto", action="store_true",
+                    help="edgeres: without the plain --method auto rows (with --auto-extra: the experiment's rows only)")
     ap.add_argument("--auto-extra", default="", metavar="PLACEMENT:METHOD[:PCT],...",
                     help="also rows of --method auto with these candidates added (an experiment: ort:percentile:99.999)")
     ap.add_argument("--cache", type=Path, default=None,
@@ -189,7 +191,7 @@ def one_model(m: Model, calib_name: str, work: Path, args: argparse.Namespace) -
     rows: list[dict] = []
     fp32 = 100 * float((ref == y).mean())
     print(f"{arch}: fp32 top-1 {fp32:.2f}% on {images(len(y), args.limit_test)}", flush=True)
-    runs: list[tuple[str, dict[str, Any]]] = [("edgeres --method auto", {"method": "auto"})]
+    runs: list[tuple[str, dict[str, Any]]] = [] if args.no_auto else [("edgeres --method auto", {"method": "auto"})]
     if not args.no_defaults:
         runs.insert(0, ("edgeres defaults (minmax)", {}))
     if not args.quick:
