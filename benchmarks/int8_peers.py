@@ -4,6 +4,7 @@
                                               [--limit-test 2000] [--also-first N] [--peer-python PY] [--quick]
                                               [--calib-seeds 1,2,3] [--unseen-train N] [--cache DIR]
                                               [--no-defaults] [--no-auto] [--auto-extra PLACEMENT:METHOD[:PCT],...]
+                                              [--peers ort-minmax,...]
 
 Models: `DIR/ARCH.onnx`, made if missing with the variants benchmark's settings (`edgeres train --arch ARCH
 --epochs 2 --limit-train 20000`, then `edgeres export`). Calibration: the 500 images of the shipped set
@@ -104,6 +105,7 @@ def main() -> None:
     ap.add_argument("--calib-seeds", default="0",
                     help="comma-separated calibration draws (0: the shipped set); more than one adds a summary")
     ap.add_argument("--no-defaults", action="store_true", help="edgeres: without the defaults (minmax) rows")
+    ap.add_argument("--peers", default=",".join(PEERS), help="comma-separated, of " + ", ".join(PEERS) + "; '' for none")
     ap.add_argument("--no-auto", action="store_true",
                     help="edgeres: without the plain --method auto rows (with --auto-extra: the experiment's rows only)")
     ap.add_argument("--auto-extra", default="", metavar="PLACEMENT:METHOD[:PCT],...",
@@ -113,6 +115,8 @@ def main() -> None:
     ap.add_argument("--unseen-train", type=int, default=0,
                     help="also score on N training images the model never trained on and no draw calibrates with")
     args = ap.parse_args()
+    if set(args.peers.split(",")) - {"", *PEERS}:
+        ap.error(f"--peers: choose from {', '.join(PEERS)}")
     args.dir.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.calib_seeds.split(",")]
     tables: dict[int, dict[str, Table]] = {}
@@ -209,7 +213,7 @@ def one_model(m: Model, calib_name: str, work: Path, args: argparse.Namespace) -
             pred = predictions(out, x, simulate=recipe == "tensorrt")
             rows.append({"quantizer": f"{name} [{recipe}]", "plan": r.search.plan, "seconds": secs, "pred": pred})
             print(_line(rows[-1], y, ref), flush=True)
-    for peer in PEERS:
+    for peer in [p for p in args.peers.split(",") if p]:
         rows.append(peer_row(peer, m, work, args))
         print(_line(rows[-1], y, ref), flush=True)
     return rows, y, ref
