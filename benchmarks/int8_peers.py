@@ -23,6 +23,13 @@ training images drawn with `edgeres calib make --per-class 50 --seed S` (seed 0 
 images for every tool. A last table gives each quantizer's Δtop-1 and agreement per seed, their mean and spread, and
 how often each edgeres row is no worse than the best peer of its own draw. On a model where every tool is within a few
 test images of fp32, this separates a quantizer's level from the luck of one calibration draw.
+
+`--unseen-train N` also scores on N training images the checkpoint never trained on (its manifest's `--limit-train`
+and seed say which it did) and that no calibration draw of the run holds: runs with other `--calib-seeds` score other
+training images. `--cache DIR` keeps each peer's predictions under a key of everything they depend on and reuses them,
+so a change to edgeres is measured against the same peer results. For experiments: `--peers` (which, '' for none),
+`--no-defaults`, `--no-auto`, and `--auto-extra PLACEMENT:METHOD[:PCT],...`, rows of `--method auto` with those
+candidates added to `AUTO_CANDIDATES` (a candidate that earns its place moves into the library).
 """
 from __future__ import annotations
 
