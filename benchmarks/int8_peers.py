@@ -34,6 +34,7 @@ candidates added to `AUTO_CANDIDATES` (a candidate that earns its place moves in
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import subprocess
@@ -157,6 +158,11 @@ class Model:
     y: np.ndarray
     ref: np.ndarray
 
+    @functools.cached_property
+    def images_sha256(self) -> str:
+        """The scored images, for ``--cache``'s keys (hashed once per model, not once per peer and draw)."""
+        return hashlib.sha256(self.x.tobytes()).hexdigest()
+
     @classmethod
     def load(cls, arch: str, args: argparse.Namespace, calibs: set[str]) -> Model:
         src = ensure_model(arch, args.dir)
@@ -202,19 +208,19 @@ def one_model(m: Model, calib_name: str, work: Path, args: argparse.Namespace) -
     rows: list[dict] = []
     fp32 = 100 * float((ref == y).mean())
     print(f"{arch}: fp32 top-1 {fp32:.2f}% on {images(len(y), args.limit_test)}", flush=True)
-    runs: list[tuple[str, dict[str, Any]]] = [] if args.no_auto else [("edgeres --method auto", {"method": "auto"})]
+    runs: list[tuple[str, dict[str, Any], str]] = [] if args.no_auto else [("edgeres --method auto", {"method": "auto"}, "")]
     if not args.no_defaults:
-        runs.insert(0, ("edgeres defaults (minmax)", {}))
+        runs.insert(0, ("edgeres defaults (minmax)", {}, ""))
     if not args.quick:
-        runs.append(("edgeres --method auto --equalize", {"method": "auto", "equalize": True}))
+        runs.append(("edgeres --method auto --equalize", {"method": "auto", "equalize": True}, ""))
     if args.auto_extra:
-        runs.append((f"edgeres --method auto + {args.auto_extra}", {"method": "auto"}))
-    for name, opts in runs:
+        runs.append((f"edgeres --method auto + {args.auto_extra}", {"method": "auto"}, args.auto_extra))
+    for name, opts, extra in runs:
         for recipe in ("tensorrt", "cpu"):
             out = work / f"{arch}-{recipe}.onnx"
             t0 = time.perf_counter()
             cfg = QuantConfig(recipe=recipe, eval_data=m.dataset, calibration=calib_name, **opts)
-            with extra_candidates(args.auto_extra if name.endswith(f" + {args.auto_extra}") else ""):
+            with extra_candidates(extra):
                 r = qdq_from_onnx(src, out, cfg)
             secs = time.perf_counter() - t0
             pred = predictions(out, x, simulate=recipe == "tensorrt")
@@ -247,17 +253,30 @@ def extra_candidates(spec: str) -> Iterator[None]:
         ptq.AUTO_CANDIDATES = before
 
 
+@functools.cache
+def peer_environment(python: str) -> str:
+    """What a peer's result depends on besides its inputs: the peer's Python and its installed packages, and the
+    ONNX Runtime of this process, which scores the peer's model.
+    """
+    import onnxruntime
+
+    listing = subprocess.run([python, "-c", "import importlib.metadata as m; print(sorted((d.metadata['Name'] or '', "
+                              "d.version) for d in m.distributions()))"], capture_output=True, text=True).stdout
+    return f"{python}\0{listing}\0onnxruntime {onnxruntime.__version__}"
+
+
 def peer_row(peer: str, m: Model, work: Path, args: argparse.Namespace) -> dict:
     """One peer quantizes ``m`` with the calibration array in ``work``; its scored images' predictions.
 
-    With ``--cache DIR`` a peer's predictions are kept under a key of everything they depend on (the peer, its Python,
-    the model file, the calibration array and the scored images), and read back instead of running it again: edgeres's
+    With ``--cache DIR`` a peer's predictions are kept under a key of everything they depend on (the peer, its Python
+    and that Python's packages, this process's ONNX Runtime that scores them, the model file, the calibration array
+    and the scored images), and read back instead of running it again: edgeres's
     rows always run, so a change to edgeres is measured against the same peer results at a fraction of the time.
     """
     key = ""
     if args.cache:
-        h = hashlib.sha256(f"{peer}\0{args.peer_python}\0".encode())
-        for part in (m.src.read_bytes(), np.load(work / "calib.npy").tobytes(), m.x.tobytes()):
+        h = hashlib.sha256(f"{peer}\0{peer_environment(args.peer_python)}\0{m.images_sha256}\0".encode())
+        for part in (m.src.read_bytes(), (work / "calib.npy").read_bytes()):
             h.update(hashlib.sha256(part).digest())
         key = h.hexdigest()[:32]
         hit = args.cache / f"{key}.npz"
