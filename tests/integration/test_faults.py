@@ -118,6 +118,8 @@ def test_sigkill_leftovers_are_removed_by_the_next_run(stage, small_run, tmp_pat
                             env={**os.environ, "EDGERES_QUIET": "1"})
     if not _kill_when(proc, watch, pattern):
         pytest.skip("the run finished before its temporary appeared")
+    if not list(watch.glob(pattern)) and out.exists():
+        pytest.skip("the run put its output in place between the temporary's sighting and the kill")
     assert list(watch.glob(pattern))
     if stage in ("export", "quantize"):
         assert not out.exists() and not Path(str(out) + ".json").exists()  # no artifact or manifest alone
