@@ -164,13 +164,13 @@ def test_an_out_under_a_file_is_named_before_work(small_run, tmp_path):
                           "which is a file")
 
 
-def _wait_until_working(stage: str, proc: subprocess.Popen, tmp_path: Path) -> None:
+def _wait_until_working(stage: str, proc: subprocess.Popen, out: Path) -> None:
     """Until ``proc`` is into its work: calib until its temporary folder holds images (a fixed wait let a fast
     machine finish the 30,000 images first, and the signal land after the set was in place); the others 4 s.
     """
     deadline = time.monotonic() + (60.0 if stage == "calib" else 4.0)
     while time.monotonic() < deadline and proc.poll() is None:
-        if stage == "calib" and any(len(list(d.glob("*.png"))) >= 50 for d in tmp_path.glob(".c.*.tmp")):
+        if stage == "calib" and any(len(list(d.glob("*.png"))) >= 50 for d in out.parent.glob(f".{out.name}.*.tmp")):
             return
         time.sleep(0.05)
     if proc.poll() is not None:
@@ -191,7 +191,7 @@ def test_sigint_in_every_stage_leaves_no_partial_output(stage, small_run, tmp_pa
     proc = subprocess.Popen([sys.executable, "-m", "edgeres", *args, "--out", str(out)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "EDGERES_QUIET": "1"},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    _wait_until_working(stage, proc, tmp_path)
+    _wait_until_working(stage, proc, out)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
