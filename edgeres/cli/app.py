@@ -140,12 +140,12 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
 def preprocessing_options(whose: str, required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """--size, --resize, --mean, --std: the preprocessing of a model whose file records none (``whose`` says which)."""
     opts = [
-        click.option("--size", type=int, required=required, default=None, help=f"{whose} input side (the crop), px."),
+        click.option("--size", type=int, required=required, help=f"{whose} input side (the crop), px."),
         click.option("--resize", type=int, default=None, help="The shorter side before the centre crop (default: "
                      "--size)."),
-        click.option("--mean", required=required, default=None, help="Per-channel mean of pixels in [0, 1], e.g. "
+        click.option("--mean", required=required, help="Per-channel mean of pixels in [0, 1], e.g. "
                      "0.485,0.456,0.406."),
-        click.option("--std", required=required, default=None, help="Per-channel std, e.g. 0.229,0.224,0.225."),
+        click.option("--std", required=required, help="Per-channel std, e.g. 0.229,0.224,0.225."),
     ]
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
