@@ -34,18 +34,30 @@ class OnnxInfo:
 def load_onnx(path: Path) -> onnx.ModelProto:
     """Load and check an ONNX file; a truncated or foreign file is an ArtifactError."""
     path = Path(path)
+    if path.is_dir():
+        raise ArtifactError(f"{path} is a folder; pass an ONNX file (make one with `edgeres export`)")
     if not path.is_file():
         raise ArtifactError(f"ONNX model not found: {path}; make one with `edgeres export`")
     try:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except (DecodeError, onnx.checker.ValidationError, OSError, ValueError, RuntimeError) as e:
+        if _torch_file(path):
+            raise ArtifactError(f"{path} is a PyTorch checkpoint, not an ONNX model; make the ONNX with "
+                                f"`edgeres export {path}`") from None
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
         raise ArtifactError(f"{path} is not a valid ONNX model ({first}); it may be truncated: "
                             f"re-run `edgeres export`") from None
     if not model.graph.node:
         raise ArtifactError(f"{path} has an empty graph; re-run `edgeres export`")
     return model
+
+
+def _torch_file(path: Path) -> bool:
+    """Whether ``path`` is what torch.save writes: a zip archive, or a pickle (protocol 2 and up) for old files."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
 
 
 def metadata(model: onnx.ModelProto) -> dict[str, str]:

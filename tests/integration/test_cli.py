@@ -110,6 +110,21 @@ def test_truncated_onnx(small_run, tmp_path):
     assert not (tmp_path / "q.onnx").exists()
 
 
+@pytest.mark.parametrize("stage", [["quantize", "--int8"], ["build", "--target", "cpu"], ["bench", "--target", "cpu"],
+                                   ["bundle", "--target", "cpu"]], ids=lambda s: s[0])
+def test_a_checkpoint_or_a_folder_where_an_onnx_belongs(stage, small_run, tmp_path):
+    """The file a user most often passes by mistake is the checkpoint next to the ONNX: the error says which it is and
+    how to make the ONNX, not that the ONNX may be truncated.
+    """
+    cfg, _ = small_run
+    ckpt = Path(cfg.out) / "model.pt"
+    r = edgeres(stage[0], str(ckpt), *stage[1:], "--out", str(tmp_path / "out"))
+    assert_one_line_error(r, "is a PyTorch checkpoint, not an ONNX model", f"edgeres export {ckpt}")
+    r = edgeres(stage[0], str(tmp_path), *stage[1:], "--out", str(tmp_path / "out"))
+    assert_one_line_error(r, "is a folder; pass an ONNX file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_empty_and_junk_calibration_folders(small_run, tmp_path):
     cfg, _ = small_run
     (tmp_path / "empty").mkdir()
