@@ -38,10 +38,14 @@ IDS = [" ".join(path) for path, _ in COMMANDS]
 
 
 @pytest.mark.parametrize("path,cmd", COMMANDS, ids=IDS)
-def test_help_has_an_example(path, cmd):
+def test_help_has_an_example_and_json(path, cmd):
+    """Every command has --help with an example, and every command that does something prints JSON with --json."""
     r = edgeres(*path, "--help")
     assert r.returncode == 0
-    assert "Example" in r.stdout or "Commands" in r.stdout
+    if isinstance(cmd, click.Group):
+        assert "Commands" in r.stdout
+    else:
+        assert "Example" in r.stdout and "--json" in r.stdout
 
 
 def _stand_in(p: click.Parameter) -> list[str]:
