@@ -95,7 +95,7 @@ NUMBERS = [
     (["import", "{onnx}", "--labels", "a,b", "--size", "32", "--mean", "nan", "--std", "0.5"], "--mean"),
     (["import", "{onnx}", "--labels", "a,b", "--size", "32", "--mean", "0.5", "--std", "0"], "std"),
     (["bundle", "{onnx}", "--target", "no-such-board", "--out", "{tmp}/b"], "no-such-board"),
-    (["bundle", "{ckpt}", "--target", "cpu", "--out", "{tmp}/b"], "not a valid ONNX"),
+    (["bundle", "{ckpt}", "--target", "cpu", "--out", "{tmp}/b"], "is a PyTorch checkpoint, not an ONNX model"),
     (["build", "{onnx}", "--target", "no-such-board"], "no-such-board"),
     (["build", "{onnx}", "--target", "cpu", "--precision", "fp16"], "fp16"),
     (["build", "{onnx}", "--target", "cpu", "--batch", "0"], "--batch"),
