@@ -1,26 +1,42 @@
 """Pixels as a model sees them: decoding conventions, resize and centre crop, normalization.
 
 This module imports nothing of edgeres (numpy and Pillow only): ``edgeres bundle`` ships it verbatim next to
-``infer.py``, so a deployed script computes exactly what ``edgeres predict`` and bench compute.
+``infer.py``, so a deployed script computes exactly what ``edgeres predict`` and bench compute. It must run on every
+Jetson's own Python: 3.6 with numpy 1.13 and Pillow 5.1 (JetPack 4.6, Ubuntu 18.04's packages) and later, so it uses
+no ``from __future__ import annotations`` and no Pillow API newer than 5.1 (tests/integration/test_bundle.py runs it
+with those versions).
 """
-from __future__ import annotations
-
-from collections.abc import Sequence
+import inspect
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+_FILTERS = getattr(Image, "Resampling", Image)  # Image.Resampling.* from Pillow 9.1; the same numbers as Image.* before
 RESAMPLE = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": _FILTERS.NEAREST,
+    "bilinear": _FILTERS.BILINEAR,
+    "bicubic": _FILTERS.BICUBIC,
 }
 FORMATS = ["PNG", "JPEG"]  # never a decoder chosen by the file's content (EPS, …)
+SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")  # PNG's and JPEG's first bytes
+# Image.open(formats=…) from Pillow 8.0 on; before it, the signature check in decode() keeps other decoders out
+_ONLY_OURS: "dict[str, Any]" = {"formats": FORMATS} if "formats" in inspect.signature(Image.open).parameters else {}
 
 
 def decode(path: str) -> Image.Image:
     """A PNG or JPEG file as a loaded PIL image (raises OSError or ValueError for anything else)."""
-    with Image.open(path, formats=FORMATS) as im:
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head.startswith(SIGNATURES):
+        raise ValueError(f"{path} is not a PNG or JPEG file")
+    with Image.open(path, **_ONLY_OURS) as im:
+        if im.format not in FORMATS:
+            raise ValueError(f"{path} is not a PNG or JPEG file ({im.format})")
         im.load()
         return im.copy()
 
@@ -54,7 +70,7 @@ def resize_crop(img: Image.Image, size: int, channels: int, side: int, resample:
     return img
 
 
-def normalize(img: Image.Image, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+def normalize(img: Image.Image, mean: "Sequence[float]", std: "Sequence[float]") -> np.ndarray:
     """A prepared PIL image to float32 CHW: scaled to [0, 1], then ``(x - mean) / std`` per channel."""
     a = np.asarray(img, dtype=np.float32) / 255.0
     a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import venv
 from pathlib import Path
 
@@ -167,3 +168,108 @@ def test_an_engine_bundle_ships_the_tensorrt_runner(small_run, tmp_path):
     assert (out / "triton/classifier/1/model.plan").read_bytes() == plan.read_bytes()
     assert_one_line_error(edgeres("bundle", str(plan), "--target", "jetson-orin-nano", "--out", str(tmp_path / "c"),
                                   "--softmax"), "--softmax")
+
+
+# A Jetson runs the bundle with its own Python and its Ubuntu's numpy and Pillow: JetPack 4.6 (Nano, TX2) has Python
+# 3.6 on Ubuntu 18.04, JetPack 5 Python 3.8 on Ubuntu 20.04 (../shared/jetpack.md; python3-numpy and python3-pil).
+JETPACK_STACKS = {"jetpack-4.6": ("3.6", "numpy==1.13.3", "Pillow==5.1.0"),
+                  "jetpack-5": ("3.8", "numpy==1.17.4", "Pillow==7.0.0")}
+PREPROCESS = '''
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import infer
+out, refused = {}, []
+for pre in json.loads(sys.argv[3]):
+    for p in sys.argv[4:]:
+        try:
+            out["%s %s" % (pre["channels"], p)] = infer.preprocess(p, pre)
+        except (OSError, ValueError):
+            refused.append(p)
+np.savez(sys.argv[2], **out)
+print(json.dumps(refused))
+'''
+
+
+def _old_python(version: str) -> Path | None:
+    """An interpreter of that version that runs (a pyenv shim on PATH may not: it needs the version selected)."""
+    import shutil
+
+    which = shutil.which(f"python{version}")
+    for py in [*sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python")), *([Path(which)] if which else [])]:
+        r = subprocess.run([str(py), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True,
+                           text=True)
+        if r.returncode == 0 and r.stdout.strip() == version:
+            return py
+    return None
+
+
+@pytest.fixture(scope="module", params=list(JETPACK_STACKS))
+def jetpack_python(request, tmp_path_factory):
+    version, *packages = JETPACK_STACKS[request.param]
+    base = _old_python(version)
+    if base is None:
+        pytest.skip(f"no Python {version} on this machine (the image's pyenv has one)")
+    root = tmp_path_factory.mktemp(request.param)
+    subprocess.run([str(base), "-m", "venv", str(root)], check=True, capture_output=True)
+    r = subprocess.run([str(root / "bin/python"), "-m", "pip", "install", "-q", "--only-binary", ":all:", *packages],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        pytest.skip(f"{' and '.join(packages)} for Python {version} did not install (is PyPI reachable?): "
+                    f"{(r.stderr.strip().splitlines() or ['?'])[-1]}")
+    return request.param, root / "bin/python"
+
+
+def test_a_bundle_runs_on_a_jetsons_own_python_and_packages(jetpack_python, small_run, tmp_path):
+    """infer.py and pixels.py on JetPack 4.6's Python 3.6 with numpy 1.13 and Pillow 5.1 (and JetPack 5's 3.8, numpy
+    1.17, Pillow 7.0) preprocess every kind of image as they do here; an EPS named .png is refused there too, without
+    Pillow 8's ``formats=``; the engine runner a TensorRT bundle ships imports there. It caught pixels.py's
+    ``from __future__ import annotations`` (3.7+) and ``Image.Resampling`` (Pillow 9.1+).
+    """
+    from PIL import Image
+
+    name, old = jetpack_python
+    cfg, _ = small_run
+    out = tmp_path / "bundle"
+    assert edgeres("bundle", f"{cfg.out}/model.onnx", "--target", "cpu", "--out", str(out)).returncode == 0
+    rng = np.random.default_rng(0)
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8), "L").save(imgs / "grey.png")
+    Image.fromarray(rng.integers(0, 256, (57, 90, 3), dtype=np.uint8), "RGB").save(imgs / "rgb.png")
+    Image.fromarray(rng.integers(0, 256, (64, 48, 4), dtype=np.uint8), "RGBA").save(imgs / "rgba.png")
+    Image.fromarray(rng.integers(0, 256, (50, 50, 3), dtype=np.uint8), "RGB").convert("P").save(imgs / "palette.png")
+    Image.fromarray(rng.integers(0, 65535, (40, 33), dtype=np.uint16)).save(imgs / "sixteen.png")
+    # JPEGs as cameras make them, smooth: on pixel noise, libjpeg's versions upsample chroma tens of steps apart
+    smooth = Image.fromarray(rng.integers(0, 256, (8, 6, 3), dtype=np.uint8), "RGB").resize((61, 77), Image.BICUBIC)
+    smooth.convert("L").save(imgs / "grey.jpg", quality=90)
+    smooth.save(imgs / "photo.jpg", quality=90)
+    (imgs / "eps.png").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n")
+    grey = json.loads((out / "bundle.json").read_text())["preprocessing"]
+    rgb = {**grey, "channels": 3, "size": 32, "resize": 36, "resample": "bicubic", "mean": list(IMAGENET_MEAN),
+           "std": list(IMAGENET_STD)}
+    files = [str(p) for p in sorted(imgs.iterdir())]
+    script = tmp_path / "preprocess.py"
+    script.write_text(PREPROCESS)
+    runs = {}
+    for who, py in (("here", sys.executable), (name, str(old))):
+        r = subprocess.run([py, str(script), str(out), str(tmp_path / f"{who}.npz"), json.dumps([grey, rgb]), *files],
+                           capture_output=True, text=True, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout) == [str(imgs / "eps.png")] * 2
+        runs[who] = np.load(tmp_path / f"{who}.npz")
+    assert sorted(runs["here"].files) == sorted(runs[name].files) and len(runs["here"].files) == 14
+    for key in runs["here"].files:
+        a, b = runs["here"][key], runs[name][key]
+        steps = np.abs(a - b) * 255 * np.asarray(rgb["std"] if key.startswith("3") else grey["std"])[:, None, None]
+        # in 8-bit steps. PNG: Pillow 5.1 rounds RGB → grey one step apart on about half the pixels, else exact.
+        # JPEG: the decoder is libjpeg's, whose versions upsample colour up to 9 steps apart on this image.
+        worst, mean = (1.01, 0.55) if key.endswith(".png") else (10, 1.5)
+        assert a.shape == b.shape and steps.max() <= worst and steps.mean() <= mean, (key, steps.max(), steps.mean())
+    r = subprocess.run([str(old), str(out / "infer.py"), "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "IMAGE" in r.stdout.upper(), r.stderr
+    runner = Path(__file__).resolve().parents[2] / "edgeres/backends/tensorrt/standalone.py"
+    r = subprocess.run([str(old), "-c", "import importlib.util as u, sys; s = u.spec_from_file_location('r', sys.argv[1]); "
+                        "m = u.module_from_spec(s); s.loader.exec_module(m); print(callable(m.Runner))", str(runner)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr
