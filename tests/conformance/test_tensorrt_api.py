@@ -45,6 +45,23 @@ def model_for(models: dict, target: str, precision: str) -> Path:
     return models[export_opset(load_target(target))]["int8" if precision == "int8" else "fp32"]
 
 
+def test_the_stand_in_refuses_what_a_release_lacks():
+    """The suite's premise: a name missing from a release's API list is an AttributeError, for calls and for
+    ``hasattr`` alike (until this test, a read of a missing name fell through to a recording stub, so ``hasattr`` was
+    always true and a call to a missing method passed unnoticed).
+    """
+    from tests.helpers.trt_standin import make_tensorrt
+
+    old, _ = make_tensorrt("8.2")
+    new, _ = make_tensorrt("8.5")
+    for trt, has in ((old, False), (new, True)):
+        config = trt.Builder(trt.Logger(trt.Logger.WARNING)).create_builder_config()
+        assert hasattr(config, "set_memory_pool_limit") is has
+        assert hasattr(config, "max_workspace_size")  # 8.2's name, still there in 8.5
+    with pytest.raises(AttributeError, match=r"no attribute 'set_memory_pool_limit' \(TensorRT 8.2\)"):
+        old.Builder(old.Logger()).create_builder_config().set_memory_pool_limit(None, 1)
+
+
 def test_every_version_has_a_target():
     assert {v: bool(targets_for(v)) for v in VERSIONS} == {v: True for v in VERSIONS}
 
@@ -275,3 +292,68 @@ def test_bench_rows_on_every_tensorrt_target(standin, models, tmp_path, version)
     if os.environ.get("EDGERES_CONFORMANCE_ROWS"):
         with open(os.environ["EDGERES_CONFORMANCE_ROWS"], "a") as f:
             f.writelines(json.dumps(r) + "\n" for r in table)
+
+
+class _StandInCudart:
+    """A STAND-IN for libcudart.so as ctypes sees it: records the calls; device memory reads back as NaN."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.next = 0x1000
+
+    def cudaMalloc(self, ptr, nbytes) -> int:  # noqa: N802 (CUDA's names)
+        self.next += 0x1000
+        ptr._obj.value = self.next
+        self.calls.append(("malloc", nbytes.value))
+        return 0
+
+    def cudaMemcpy(self, dst, src, nbytes, kind) -> int:  # noqa: N802
+        import ctypes
+
+        self.calls.append(("memcpy", nbytes.value, kind))
+        if kind == 2:  # device to host
+            nan = np.full(nbytes.value // 4, np.nan, np.float32)
+            ctypes.memmove(dst, nan.ctypes.data, nbytes.value)
+        return 0
+
+    def cudaFree(self, ptr) -> int:  # noqa: N802
+        self.calls.append(("free",))
+        return 0
+
+    def cudaStreamSynchronize(self, stream) -> int:  # noqa: N802
+        return 0
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_bundles_engine_runner_follows_each_release(standin, models, tmp_path, monkeypatch, version):
+    """``tensorrt_runner.py``, which a bundle for an engine ships (edgeres/backends/tensorrt/standalone.py), calls only
+    what each release defines: bindings and ``execute_v2`` on 8.2, tensor names and ``execute_async_v3`` from 8.5.
+    A stand-in engine and a stand-in libcudart: nothing runs, the output is NaN.
+    """
+    import ctypes
+    import importlib.util
+
+    target = targets_for(version)[0]
+    rec = standin.use(version)
+    built = engine_from_onnx(model_for(models, target, "fp32"), BuildConfig(target, force_device=True, max_batch=8),
+                             tmp_path / "e.engine")
+    cudart = _StandInCudart()
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: cudart if name == "libcudart.so" else pytest.fail(name))
+    path = Path(__file__).resolve().parents[2] / "edgeres/backends/tensorrt/standalone.py"
+    spec = importlib.util.spec_from_file_location("tensorrt_runner", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rec.calls.clear()
+    runner = module.Runner(built.artifact, {"max_batch": 8})
+    y = runner(np.zeros((3, 1, 32, 32), np.float32))
+    assert y.shape == (3, 10) and np.isnan(y).all() and runner.max_batch == 8
+    assert rec.violations == []
+    if Version(version) < Version("8.5"):
+        assert rec.called("IExecutionContext", "set_binding_shape") == [(0, (3, 1, 32, 32))]
+        assert len(rec.called("IExecutionContext", "execute_v2")[0][0]) == 2
+    else:
+        assert rec.called("IExecutionContext", "set_input_shape")[0][1] == (3, 1, 32, 32)
+        assert len(rec.called("IExecutionContext", "set_tensor_address")) == 2
+        assert rec.called("IExecutionContext", "execute_async_v3") == [(0,)]
+    assert [c[0] for c in cudart.calls] == ["malloc", "malloc", "memcpy", "memcpy", "free", "free"]
+    assert cudart.calls[2] == ("memcpy", 3 * 32 * 32 * 4, 1) and cudart.calls[3] == ("memcpy", 3 * 10 * 4, 2)

@@ -248,6 +248,9 @@ def make_tensorrt(version: str, dla_cores: int = 0, gpu: str | None = None) -> t
         else:
             setattr(mod, name, type(name, (Strict,), {"_cls": name, "_members": frozenset(members), "_rec": rec}))
     world.module = mod
+    if "Logger" in world.classes and "Severity" in doc["api"]:  # pybind defines Severity in ILogger's scope and
+        for m in doc["api"]["Severity"]:  # exports its values there, so trt.Logger.WARNING exists
+            setattr(world.classes["Logger"], m, getattr(mod.Severity, m))
     if "Builder" in world.classes:
         world.classes["Builder"].num_DLA_cores = property(lambda self: world.dla_cores)  # type: ignore[attr-defined]
 

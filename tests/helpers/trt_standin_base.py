@@ -81,8 +81,13 @@ class Strict:
                 raise AttributeError(f"'tensorrt.{cls}' object has no attribute '{name}' (TensorRT {rec.version})")
         return object.__getattribute__(self, name)
 
-    def __getattr__(self, name: str) -> Any:  # a listed member without behaviour here: record the call
+    def __getattr__(self, name: str) -> Any:
+        """A listed member without behaviour here: record the call. Python calls this after ``__getattribute__``
+        raised, so a name the release does not define must raise here too (else ``hasattr`` is always true).
+        """
         rec, cls = self._rec, self._cls
+        if name.startswith("_") or name not in self._members:
+            raise AttributeError(f"'tensorrt.{cls}' object has no attribute '{name}' (TensorRT {rec.version})")
         return lambda *a, **k: rec.add(cls, name, a, k)
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -66,6 +66,10 @@ class IExecutionContext(Strict):
         self._call("execute_async_v2", list(bindings), stream)
         return True
 
+    def execute_v2(self, bindings: list[int]) -> bool:
+        self._call("execute_v2", list(bindings))
+        return True
+
 
 class ICudaEngine(Strict):
     def __init__(self, doc: dict[str, Any]) -> None:
