@@ -4,6 +4,8 @@ Real ResNet-18, real Fashion-MNIST (a slice), real ONNX export, ORT quantization
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from edgeres.backends.latency import LatencyConfig
@@ -49,3 +51,19 @@ def blank_calibration(folder, n: int = 100):
     for i in range(n):
         Image.new("L", (28, 28), 0).save(folder / f"{i}.png")
     return folder
+
+
+def python_of(version: str) -> Path | None:
+    """A CPython of that version ("3.6") that runs, from pyenv's versions or PATH (a pyenv shim on PATH may not run:
+    it needs the version selected); None where this machine has none.
+    """
+    import shutil
+    import subprocess
+
+    which = shutil.which(f"python{version}")
+    for py in [*sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python")), *([Path(which)] if which else [])]:
+        r = subprocess.run([str(py), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True,
+                           text=True)
+        if r.returncode == 0 and r.stdout.strip() == version:
+            return py
+    return None

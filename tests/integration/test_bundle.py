@@ -17,6 +17,7 @@ import pytest
 from edgeres.bundle import deepstream_scaling, with_input_scale
 from edgeres.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from tests.helpers.cli import assert_one_line_error, edgeres
+from tests.helpers.fixtures import python_of
 
 
 @pytest.fixture(scope="module")
@@ -191,23 +192,10 @@ print(json.dumps(refused))
 '''
 
 
-def _old_python(version: str) -> Path | None:
-    """An interpreter of that version that runs (a pyenv shim on PATH may not: it needs the version selected)."""
-    import shutil
-
-    which = shutil.which(f"python{version}")
-    for py in [*sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python")), *([Path(which)] if which else [])]:
-        r = subprocess.run([str(py), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True,
-                           text=True)
-        if r.returncode == 0 and r.stdout.strip() == version:
-            return py
-    return None
-
-
 @pytest.fixture(scope="module", params=list(JETPACK_STACKS))
 def jetpack_python(request, tmp_path_factory):
     version, *packages = JETPACK_STACKS[request.param]
-    base = _old_python(version)
+    base = python_of(version)
     if base is None:
         pytest.skip(f"no Python {version} on this machine (the image's pyenv has one)")
     root = tmp_path_factory.mktemp(request.param)

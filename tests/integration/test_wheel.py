@@ -49,3 +49,30 @@ def test_installed_wheel_benches_the_cpu_target_without_torch(fresh, small_run, 
     assert json.loads((tmp_path / "r" / "report.json").read_text())["versions"]["torch"] is None
     r = run(str(fresh / "edgeres"), "train", "--epochs", "1", cwd=tmp_path)
     assert r.returncode != 0 and "Traceback" not in r.stderr and "edgeres[workstation]" in r.stderr
+
+
+@pytest.mark.parametrize("jetpack,version", [("6", "3.10"), ("7", "3.12")], ids=["jetpack-6", "jetpack-7"])
+def test_the_wheel_installs_and_runs_on_a_jetpacks_python(fresh, jetpack, version, tmp_path):
+    """``edgeres device setup`` installs the wheel with its core dependencies (no torch, no ONNX Runtime) into the
+    device's own Python: 3.10 on JetPack 6, 3.12 on JetPack 7. Here, with those CPythons (x86, not aarch64): it
+    installs, lists the targets, and imports the modules a device runs (the TensorRT session, bench, energy).
+    """
+    from tests.helpers.fixtures import python_of
+
+    base = python_of(version)
+    if base is None:
+        pytest.skip(f"no Python {version} on this machine (the image's pyenv has one)")
+    wheel = next((fresh.parents[1] / "dist").glob("edgeres-*.whl"))
+    run(str(base), "-m", "venv", str(tmp_path / "venv"))
+    bin_ = tmp_path / "venv" / "bin"
+    r = run(str(bin_ / "python"), "-m", "pip", "install", "-q", "--only-binary", ":all:", str(wheel))
+    if r.returncode != 0 and ("Could not find a version" in r.stderr or "NewConnectionError" in r.stderr):
+        pytest.skip(f"PyPI is not reachable for the wheel's dependencies: {r.stderr.strip().splitlines()[-1]}")
+    assert r.returncode == 0, r.stderr
+    r = run(str(bin_ / "edgeres"), "targets", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["targets"]) == 10
+    r = run(str(bin_ / "python"), "-c", "import sys, edgeres.backends.tensorrt.session, edgeres.bench.run, edgeres.energy, "
+            "edgeres.remote; print('%d.%d' % sys.version_info[:2]); import onnxruntime", cwd=tmp_path)
+    assert r.stdout.strip() == version and "No module named 'onnxruntime'" in r.stderr, r.stderr
+    assert run(str(bin_ / "edgeres"), "bench", "--help", cwd=tmp_path).returncode == 0
