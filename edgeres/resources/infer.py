@@ -99,7 +99,7 @@ def main(argv=None):
         out = runner(x)
         prob = out.astype(np.float64) if settings.get("outputs") == "probabilities" else softmax(out)
         for p, row in zip(chunk, prob):
-            best = np.argsort(-row, kind="stable")[:max(1, args.top_k)]
+            best = np.argsort(-row, kind="mergesort")[:max(1, args.top_k)]  # stable; numpy < 1.15 has no "stable"
             results.append({"source": str(p), "label": labels[best[0]], "index": int(best[0]),
                             "top": [{"label": labels[j], "index": int(j), "probability": float(row[j])}
                                     for j in best]})
