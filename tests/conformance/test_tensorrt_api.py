@@ -330,7 +330,7 @@ def test_the_bundles_engine_runner_follows_each_release(standin, models, tmp_pat
     what each release defines: bindings and ``execute_v2`` on 8.2, tensor names and ``execute_async_v3`` from 8.5.
     A stand-in engine and a stand-in libcudart: nothing runs, the output is NaN.
     """
-    import ctypes
+    import ctypes.util
     import importlib.util
 
     target = targets_for(version)[0]
@@ -338,7 +338,8 @@ def test_the_bundles_engine_runner_follows_each_release(standin, models, tmp_pat
     built = engine_from_onnx(model_for(models, target, "fp32"), BuildConfig(target, force_device=True, max_batch=8),
                              tmp_path / "e.engine")
     cudart = _StandInCudart()
-    monkeypatch.setattr(ctypes, "CDLL", lambda name: cudart if name == "libcudart.so" else pytest.fail(name))
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: "libcudart.so.12" if name == "cudart" else None)
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: cudart if name == "libcudart.so.12" else pytest.fail(name))
     path = Path(__file__).resolve().parents[2] / "edgeres/backends/tensorrt/standalone.py"
     spec = importlib.util.spec_from_file_location("tensorrt_runner", path)
     module = importlib.util.module_from_spec(spec)

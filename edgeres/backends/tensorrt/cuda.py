@@ -7,8 +7,6 @@ Every JetPack ships ``libcudart`` (``/usr/local/cuda/lib64``); the calls used he
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import glob
 import importlib.util
 from typing import Protocol
 
@@ -18,8 +16,6 @@ from edgeres.errors import BackendUnavailable
 
 HOST_TO_DEVICE, DEVICE_TO_HOST = 1, 2  # cudaMemcpyKind
 _CC_MAJOR, _CC_MINOR = 75, 76  # cudaDevAttrComputeCapabilityMajor/Minor
-_CUDART_DIRS = ("/usr/local/cuda/lib64", "/usr/local/cuda/targets/aarch64-linux/lib",
-                "/usr/local/cuda/targets/x86_64-linux/lib", "/usr/lib/aarch64-linux-gnu", "/usr/lib/x86_64-linux-gnu")
 
 
 class Cuda(Protocol):
@@ -138,16 +134,13 @@ class PyCuda:
 
 
 def _load_cudart() -> ctypes.CDLL:
-    names = [ctypes.util.find_library("cudart")] + sorted(
-        (p for d in _CUDART_DIRS for p in glob.glob(f"{d}/libcudart.so*")), reverse=True)
-    for name in [n for n in names if n]:
-        try:
-            return ctypes.CDLL(name)
-        except OSError:
-            continue
-    raise BackendUnavailable("the CUDA runtime (libcudart.so) was not found; on a Jetson it ships with JetPack in "
-                             "/usr/local/cuda/lib64 (add it to LD_LIBRARY_PATH), on a desktop install the CUDA "
-                             "toolkit or `pip install nvidia-cuda-runtime-cu12`")
+    """One search for libcudart, shared with the bundle's engine runner (``standalone.load_cudart``)."""
+    from edgeres.backends.tensorrt.standalone import CUDART_MISSING, load_cudart
+
+    lib = load_cudart()
+    if lib is None:
+        raise BackendUnavailable(CUDART_MISSING)
+    return lib
 
 
 def cuda_runtime() -> Cuda:

@@ -6,10 +6,36 @@ classify with the bundle.
 Names from TensorRT 8.5 on (``num_io_tensors``, ``execute_async_v3``), bindings on 8.2 (JetPack 4.6).
 """
 import ctypes
+import ctypes.util
+import glob
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
+
+# where libcudart lives when the linker does not know it: JetPack's and the toolkit's folders, Debian's multiarch ones,
+# and pip's nvidia-cuda-runtime-cu12/-cu13 (site-packages/nvidia/cuda_runtime/lib)
+CUDART_DIRS = ("/usr/local/cuda/lib64", "/usr/local/cuda/targets/aarch64-linux/lib",
+               "/usr/local/cuda/targets/x86_64-linux/lib", "/usr/lib/aarch64-linux-gnu", "/usr/lib/x86_64-linux-gnu")
+CUDART_MISSING = ("the CUDA runtime (libcudart.so) was not found; on a Jetson it ships with JetPack in "
+                  "/usr/local/cuda/lib64 (add it to LD_LIBRARY_PATH), on a desktop install the CUDA toolkit or "
+                  "`pip install nvidia-cuda-runtime-cu12`")
+
+
+def load_cudart():
+    """libcudart through ctypes, the linker's choice first, then the newest file in ``CUDART_DIRS`` and in pip's
+    package; None when there is none. (edgeres's own TensorRT session loads it here too.)
+    """
+    dirs = list(CUDART_DIRS) + [os.path.join(p, "nvidia", "cuda_runtime", "lib") for p in sys.path if p]
+    names = [ctypes.util.find_library("cudart")] + sorted(
+        (p for d in dirs for p in glob.glob(d + "/libcudart.so*")), reverse=True)
+    for name in [n for n in names if n]:
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    return None
 
 
 class Runner:
@@ -19,7 +45,9 @@ class Runner:
         import tensorrt as trt
 
         self.trt = trt
-        self.cuda = ctypes.CDLL("libcudart.so")
+        self.cuda = load_cudart()
+        if self.cuda is None:
+            sys.exit("error: " + CUDART_MISSING)
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self.runtime.deserialize_cuda_engine(Path(path).read_bytes())
         if self.engine is None:
