@@ -32,6 +32,7 @@ from edgeres.backends.tensorrt import standalone
 from edgeres.data import pixels
 from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import ArtifactError, ConfigError
+from edgeres.onnx_limits import require_parsable
 from edgeres.onnx_model import OUTPUT_KEY, RECIPE_KEY, load_onnx, metadata, onnx_info, set_metadata
 from edgeres.paths import RESOURCES
 from edgeres.predict import ENGINE_SUFFIXES
@@ -199,6 +200,10 @@ def bundle(model: Path, target: str, out: Path, softmax: bool = False) -> Bundle
     check_out(out, folder=True)
     _check_out(out)
     src = _source(model)
+    if src.engine_runtime is None:  # an ONNX: the target's own runtime parses it (nvinfer, Triton, infer.py)
+        t.check_precision(src.precision)
+        if t.runtime == "tensorrt" and src.proto is not None:
+            require_parsable(model, src.proto, t)
     if softmax and src.engine_runtime:
         raise ConfigError("--softmax changes the graph; bundle the ONNX with --softmax, then build its engine")
     if any(";" in c for c in src.classes) and t.runtime == "tensorrt":
