@@ -133,7 +133,7 @@ def engine_from_onnx(onnx: Path, cfg: BuildConfig, out: Path | None = None, reus
     if reuse and is_fresh(out, {"onnx": source}, config):
         return BuildOutput(out, "tensorrt", spec.label, target.name, {"reused": True})
     result = backend.compile(source, target, out, spec, timing_cache_path(str(version), gpu, cc))
-    details = {**result.details, "gpu": gpu, "compute_capability": cc, "built_on": built_on,
+    details = {**result.details, "target": target.name, "gpu": gpu, "compute_capability": cc, "built_on": built_on,
                "forced_device": forced, "classes": info.classes}
     write_manifest(out, "engine-tensorrt", {"onnx": source}, config, info.preprocessing.to_dict(), details)
     return BuildOutput(out, "tensorrt", spec.label, target.name, details)

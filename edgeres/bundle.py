@@ -37,7 +37,7 @@ from edgeres.onnx_model import OUTPUT_KEY, RECIPE_KEY, load_onnx, metadata, onnx
 from edgeres.paths import RESOURCES
 from edgeres.predict import ENGINE_SUFFIXES
 from edgeres.quantize.recipes import recipe_for
-from edgeres.targets import TargetProfile, load_target
+from edgeres.targets import TargetProfile, load_target, target_names
 
 FORMAT = "edgeres.bundle/1"
 RUNNER = "tensorrt_runner"  # the module an engine bundle ships beside infer.py (edgeres/backends/tensorrt/standalone.py)
@@ -167,6 +167,7 @@ class _Source:
     engine_runtime: str | None = None  # tensorrt / onnxruntime for an engine; None for an ONNX
     max_batch: int = 32
     fake_quant: bool = False
+    built_for: str | None = None  # an engine's target, from its manifest
 
 
 def _source(model: Path) -> _Source:
@@ -181,7 +182,7 @@ def _source(model: Path) -> _Source:
                        str(spec.get("precision") or man.get("config", {}).get("precision") or "fp32"),
                        load_onnx(onnx_in) if onnx_in.is_file() else None,
                        "tensorrt" if man.get("kind") == "engine-tensorrt" else "onnxruntime",
-                       int(spec.get("max_batch") or 1))
+                       int(spec.get("max_batch") or 1), built_for=_built_for(man))
     proto = load_onnx(model)
     info = onnx_info(model, proto)
     if not info.classes:
@@ -193,6 +194,14 @@ def _source(model: Path) -> _Source:
                    bool(rec and recipe_for(rec["recipe"]).accuracy_mode == "simulate"))
 
 
+def _built_for(man: dict) -> str | None:
+    """The target an engine was built for: its manifest's resolved name, else the name it was asked for when that is
+    a profile's (not ``jetson``, detected on the device, nor a .toml path); None when it cannot be known here.
+    """
+    named = man.get("results", {}).get("target") or man.get("config", {}).get("target")
+    return named if named in target_names() else None
+
+
 def bundle(model: Path, target: str, out: Path, softmax: bool = False) -> BundleResult:
     """Write the deployment bundle of ``model`` (an edgeres or imported ONNX, or an engine) for ``target`` to ``out``."""
     model, out = Path(model), Path(out)
@@ -200,6 +209,10 @@ def bundle(model: Path, target: str, out: Path, softmax: bool = False) -> Bundle
     check_out(out, folder=True)
     _check_out(out)
     src = _source(model)
+    if src.built_for and src.built_for != t.name:
+        raise ConfigError(f"{model} is an engine built for {src.built_for}; an engine runs only on the GPU and TensorRT "
+                          f"it was built for: bundle it with --target {src.built_for}, or build one for {t.name} "
+                          f"from its ONNX")
     if src.engine_runtime is None:  # an ONNX: the target's own runtime parses it (nvinfer, Triton, infer.py)
         t.check_precision(src.precision)
         if t.runtime == "tensorrt" and src.proto is not None:

@@ -120,7 +120,7 @@ def test_build_follows_each_release(standin, models, tmp_path, version, precisio
     man = json.loads(Path(f"{out.artifact}.json").read_text())["results"]
     assert Version(man["tensorrt"]).release[:2] == v.release[:2]
     assert man["forced_device"] is (load_target(target).kind == "jetson")
-    assert out.precision == precision and man["timing_cache_status"] == "new"
+    assert out.precision == precision and man["timing_cache_status"] == "new" and man["target"] == target
     assert man["layers"], "the per-layer report comes from the inspector"
 
 

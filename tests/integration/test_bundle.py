@@ -173,6 +173,10 @@ def test_an_engine_bundle_ships_the_tensorrt_runner(small_run, tmp_path):
     assert (out / "triton/classifier/1/model.plan").read_bytes() == plan.read_bytes()
     assert_one_line_error(edgeres("bundle", str(plan), "--target", "jetson-orin-nano", "--out", str(tmp_path / "c"),
                                   "--softmax"), "--softmax")
+    # an engine runs only where it was built: one for an Orin Nano is not bundled for another board
+    assert_one_line_error(edgeres("bundle", str(plan), "--target", "jetson-agx-xavier", "--out", str(tmp_path / "d")),
+                          "built for jetson-orin-nano", "--target jetson-orin-nano")
+    assert not (tmp_path / "d").exists()
 
 
 # A Jetson runs the bundle with its own Python and its Ubuntu's numpy and Pillow: JetPack 4.6 (Nano, TX2) has Python
