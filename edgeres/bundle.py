@@ -123,8 +123,11 @@ def deepstream_config(pre: Preprocessing, n_classes: int, model_line: str, preci
 
 
 def triton_config(name: str, platform: str, input_name: str, output_name: str, pre: Preprocessing, n_classes: int,
-                  max_batch: int, gpu: bool, trt_accelerator: bool) -> str:
-    """``config.pbtxt``: batch dimension implicit (``max_batch_size``), labels attached to the output."""
+                  max_batch: int, gpu: bool, trt_precision: str | None) -> str:
+    """``config.pbtxt``: batch dimension implicit (``max_batch_size``), labels attached to the output. With
+    ``trt_precision`` (FP32, INT8) ONNX Runtime runs the model through its TensorRT accelerator in that mode: a Q/DQ
+    model needs INT8, without which TensorRT will not build it (the backend's default is FP32).
+    """
     dims = f"[ {pre.channels}, {pre.size}, {pre.size} ]"
     lines = [
         f'name: "{name}"',
@@ -137,8 +140,9 @@ def triton_config(name: str, platform: str, input_name: str, output_name: str, p
     ]
     if max_batch > 1:
         lines.append("dynamic_batching { }")
-    if trt_accelerator:
-        lines.append('optimization { execution_accelerators { gpu_execution_accelerator : [ { name : "tensorrt" } ] } }')
+    if trt_precision:
+        lines.append('optimization { execution_accelerators { gpu_execution_accelerator : [ { name : "tensorrt" '
+                     f'parameters {{ key: "precision_mode" value: "{trt_precision}" }} }} ] }} }}')
     return "\n".join(lines) + "\n"
 
 
@@ -313,8 +317,9 @@ def _triton(d: Path, src: _Source, t: TargetProfile, name: str, runtime: str, in
     shutil.copyfile(d / name, repo / "1" / ("model.plan" if plan else "model.onnx"))
     shutil.copyfile(d / "labels.txt", repo / "labels.txt")
     gpu = t.runtime == "tensorrt"
+    trt = ("INT8" if src.precision == "int8" else "FP32") if gpu and not plan else None
     text = triton_config(TRITON_NAME, "tensorrt_plan" if plan else "onnxruntime_onnx", input_name, output, src.pre,
-                         len(src.classes), src.max_batch, gpu, gpu and not plan)
+                         len(src.classes), src.max_batch, gpu, trt)
     (repo / "config.pbtxt").write_text(text, encoding="utf-8")
     return [f"triton/{TRITON_NAME}/config.pbtxt", f"triton/{TRITON_NAME}/labels.txt",
             f"triton/{TRITON_NAME}/1/{'model.plan' if plan else 'model.onnx'}"]

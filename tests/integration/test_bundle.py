@@ -77,12 +77,13 @@ def test_triton_config_parses_as_model_config(small_run, tmp_path):
     from google.protobuf import text_format
 
     cfg, _ = small_run
-    for target in ("cpu", "jetson-orin-nano"):
-        out = tmp_path / target
-        model = f"{cfg.out}/model.onnx"
-        if target != "cpu":  # the ONNX its TensorRT parses (a bundle refuses one above its parser, as build does)
-            model = str(tmp_path / "model.orin.onnx")
-            assert edgeres("export", f"{cfg.out}/model.pt", "--target", target, "--out", model).returncode == 0
+    orin = str(tmp_path / "model.orin.onnx")  # the ONNX its TensorRT parses (a bundle refuses one above its parser)
+    assert edgeres("export", f"{cfg.out}/model.pt", "--target", "jetson-orin-nano", "--out", orin).returncode == 0
+    orin_int8 = str(tmp_path / "model.orin.int8.onnx")
+    assert edgeres("quantize", orin, "--calibration", cfg.quant.calibration, "--out", orin_int8).returncode == 0
+    for target, model, mode in (("cpu", f"{cfg.out}/model.onnx", None), ("jetson-orin-nano", orin, "FP32"),
+                                ("jetson-orin-nano", orin_int8, "INT8")):
+        out = tmp_path / f"{target}-{mode}"
         assert edgeres("bundle", model, "--target", target, "--out", str(out)).returncode == 0
         mc = text_format.Parse((out / "triton/classifier/config.pbtxt").read_text(), pb.ModelConfig())
         assert mc.platform == "onnxruntime_onnx" and mc.max_batch_size == 32
@@ -92,6 +93,8 @@ def test_triton_config_parses_as_model_config(small_run, tmp_path):
         gpu = target != "cpu"
         assert (mc.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU) == gpu
         assert (out / "deepstream/config_infer_primary.txt").is_file() == gpu
+        trt = list(mc.optimization.execution_accelerators.gpu_execution_accelerator)
+        assert [(a.name, dict(a.parameters)) for a in trt] == ([("tensorrt", {"precision_mode": mode})] if gpu else [])
 
 
 def test_deepstream_arithmetic_reproduces_the_preprocessing():
