@@ -226,8 +226,8 @@ def jetpack_python(request, tmp_path_factory):
         pytest.skip(f"no Python {version} on this machine (the image's pyenv has one)")
     root = tmp_path_factory.mktemp(request.param)
     subprocess.run([str(base), "-m", "venv", str(root)], check=True, capture_output=True)
-    r = subprocess.run([str(root / "bin/python"), "-m", "pip", "install", "-q", "--only-binary", ":all:", *packages],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run([str(root / "bin/python"), "-m", "pip", "install", "-q", "--no-compile", "--only-binary", ":all:",
+                        *packages], capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         pytest.skip(f"{' and '.join(packages)} for Python {version} did not install (is PyPI reachable?): "
                     f"{(r.stderr.strip().splitlines() or ['?'])[-1]}")

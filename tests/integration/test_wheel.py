@@ -24,7 +24,7 @@ def fresh(tmp_path_factory) -> Path:
     wheel = next((tmp / "dist").glob("edgeres-*.whl"))
     venv.create(tmp / "venv", with_pip=True)
     py = tmp / "venv" / "bin" / "python"
-    r = run(str(py), "-m", "pip", "install", "-q", "--only-binary", ":all:", f"{wheel}[cpu]")
+    r = run(str(py), "-m", "pip", "install", "-q", "--no-compile", "--only-binary", ":all:", f"{wheel}[cpu]")
     if r.returncode != 0 and ("Could not find a version" in r.stderr or "NewConnectionError" in r.stderr):
         pytest.skip(f"PyPI is not reachable for the wheel's dependencies: {r.stderr.strip().splitlines()[-1]}")
     assert r.returncode == 0, r.stderr
@@ -65,7 +65,7 @@ def test_the_wheel_installs_and_runs_on_a_jetpacks_python(fresh, jetpack, versio
     wheel = next((fresh.parents[1] / "dist").glob("edgeres-*.whl"))
     run(str(base), "-m", "venv", str(tmp_path / "venv"))
     bin_ = tmp_path / "venv" / "bin"
-    r = run(str(bin_ / "python"), "-m", "pip", "install", "-q", "--only-binary", ":all:", str(wheel))
+    r = run(str(bin_ / "python"), "-m", "pip", "install", "-q", "--no-compile", "--only-binary", ":all:", str(wheel))
     if r.returncode != 0 and ("Could not find a version" in r.stderr or "NewConnectionError" in r.stderr):
         pytest.skip(f"PyPI is not reachable for the wheel's dependencies: {r.stderr.strip().splitlines()[-1]}")
     assert r.returncode == 0, r.stderr
