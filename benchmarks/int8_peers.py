@@ -21,8 +21,10 @@ not installed is listed as skipped. None of them is a dependency of edgeres.
 `--calib-seeds S,...` repeats the whole table for other calibration sets: for each seed, 500 class-balanced
 training images drawn with `edgeres calib make --per-class 50 --seed S` (seed 0 is the shipped set), the same
 images for every tool. A last table gives each quantizer's Δtop-1 and agreement per seed, their mean and spread, and
-how often each edgeres row is no worse than the best peer of its own draw. On a model where every tool is within a few
-test images of fp32, this separates a quantizer's level from the luck of one calibration draw.
+how often each edgeres row is no worse than the best peer of its own draw. Each table ends with a control row, the
+float model itself (Δ 0, agreement 100%, `benchmarks/int8_tables.py`): how a quantizer that changed no prediction
+would fare against the best peer, which is picked among several rows on the scored images. On a model where every
+tool is within a few test images of fp32, this separates a quantizer's level from the luck of one calibration draw.
 
 `--unseen-train N` also scores on N training images the checkpoint never trained on (its manifest's `--limit-train`
 and seed say which it did) and that no calibration draw of the run holds: runs with other `--calib-seeds` score other
@@ -57,6 +59,9 @@ from edgeres.paths import DEFAULT_CALIBRATION, calibration_path
 from edgeres.quantize import QuantConfig, ptq, qdq_from_onnx
 from edgeres.train.loop import limited_indices
 
+sys.path.insert(0, str(Path(__file__).parent))
+from int8_tables import Table, images, print_summary, print_tables, scored  # noqa: E402
+
 RUNNER = Path(__file__).with_name("int8_peer_runner.py")
 PEERS = ("ort-minmax", "ort-entropy", "ort-percentile", "nncf", "modelopt")
 
@@ -80,29 +85,6 @@ def predictions(path: Path, x: np.ndarray, simulate: bool) -> np.ndarray:
         return sess.infer_all(x).argmax(1)
     finally:
         sess.close()
-
-
-def scored(pred: np.ndarray, y: np.ndarray, ref: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """Δtop-1 against fp32 (points), agreement with fp32 (%), and which images it gets right."""
-    right = pred == y
-    return 100 * float(right.mean() - (ref == y).mean()), 100 * float((pred == ref).mean()), right
-
-
-def paired(a: np.ndarray, b: np.ndarray) -> str:
-    """How two quantizers differ on the same test images: images only ``a`` gets right, only ``b`` does, and McNemar's
-    exact two-sided p (a binomial test on those two counts): a p well above 0.05 means the test set cannot tell them
-    apart.
-    """
-    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-    return f"+{only_a} / −{only_b}, p {mcnemar(only_a, only_b):.2f}"
-
-
-def mcnemar(only_a: int, only_b: int) -> float:
-    """McNemar's exact two-sided p for two classifiers that disagree on ``only_a + only_b`` images."""
-    from math import comb
-
-    n = only_a + only_b
-    return min(1.0, 2 * sum(comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2 ** n) if n else 1.0
 
 
 def main() -> None:
@@ -145,9 +127,6 @@ def main() -> None:
             print_tables(tables[seed], n, args.limit_test, DEFAULT_CALIBRATION if seed == 0 else f"draw {seed}, seed {seed}")
     if len(seeds) > 1:
         print_summary(tables, args.limit_test)
-
-
-Table = tuple[list[dict], np.ndarray, np.ndarray]  # rows, labels, fp32's predictions
 
 
 @dataclass
@@ -304,88 +283,6 @@ def peer_row(peer: str, m: Model, work: Path, args: argparse.Namespace) -> dict:
         np.savez(tmp, pred=pred, seconds=secs)
         tmp.replace(args.cache / f"{key}.npz")
     return {"quantizer": peer, "seconds": secs, "pred": pred}
-
-
-def images(n: int, n_test: int) -> str:
-    """What the first ``n`` scored images are: test images, then (``--unseen-train``) unseen training images."""
-    return f"{n} test images" if n <= n_test else f"{n_test} test + {n - n_test} unseen training images"
-
-
-def print_tables(table: dict[str, Table], n: int, n_test: int, calib: str = DEFAULT_CALIBRATION) -> None:
-    """One table per model, scored on the first ``n`` test images. ONNX Runtime's three calibrators are listed as
-    one row, the best of them on these images (which flatters it).
-    """
-    print(f"\n{images(n, n_test)}; calibration: {calib} (500 images); Δtop-1 against each float model; "
-          f"tensorrt recipe and peers as fake-quant, cpu recipe native in ONNX Runtime")
-    print("vs best peer: test images this row gets right and the best peer (by Δ) gets wrong, the reverse, and "
-          "McNemar's exact p")
-    for arch, (rows, y, ref) in table.items():
-        listed, best = listed_rows(rows, y, ref, n)
-        print(f"\n{arch} (fp32 {100 * float((ref[:n] == y[:n]).mean()):.2f}%)")
-        print("| quantizer | plan | Δtop-1 pt | agreement % | vs best peer | quantize s |\n|---|---|---|---|---|---|")
-        for r in listed:
-            if "skipped" in r:
-                print(f"| {r['quantizer']} | skipped: {r['skipped']} | | | | |")
-            else:
-                vs = paired(r["right"], best["right"]) if best is not None and r is not best else ""
-                print(f"| {r['quantizer']} | {r.get('plan', '')} | {r['delta']:+.2f} | {r['agreement']:.2f} | {vs} | "
-                      f"{r['seconds']:.0f}{' (cached)' if r.get('cached') else ''} |")
-
-
-def listed_rows(rows: list[dict], y: np.ndarray, ref: np.ndarray, n: int) -> tuple[list[dict], dict | None]:
-    """The rows as the table lists them, scored on the first ``n`` test images (ONNX Runtime's calibrators as one
-    row, its best on these images), and the best peer by Δtop-1.
-    """
-    done = [{**r, **dict(zip(("delta", "agreement", "right"), scored(r["pred"][:n], y[:n], ref[:n])))}
-            for r in rows if "pred" in r]
-    ort = [r for r in done if r["quantizer"].startswith("ort-")]
-    listed = [r for r in done if not r["quantizer"].startswith("ort-")] + [r for r in rows if "skipped" in r]
-    if ort:
-        top = max(ort, key=lambda r: r["delta"])
-        listed.append({**top, "quantizer": "ONNX Runtime quantize_static, best", "plan": top["quantizer"][4:]})
-    peers = [r for r in listed if "right" in r and not r["quantizer"].startswith("edgeres")]
-    return listed, max(peers, key=lambda r: r["delta"]) if peers else None
-
-
-def print_summary(tables: dict[int, dict[str, Table]], n_test: int) -> None:
-    """Each quantizer over the calibration draws: Δtop-1 per draw, mean ± standard deviation, mean agreement; for
-    edgeres's rows, in how many draws they are no worse than that draw's best peer.
-    """
-    seeds = list(tables)
-    print(f"\nover {len(seeds)} calibration draws (seeds {', '.join(map(str, seeds))}; 0 is the shipped set), each scored "
-          f"on all its images ({images(len(next(iter(tables[seeds[0]].values()))[1]), n_test)})")
-    for arch in tables[seeds[0]]:
-        per: dict[str, list[dict]] = {}
-        wins: dict[str, int] = {}
-        pooled: dict[str, list[int]] = {}  # images only the row gets right, only the draw's best peer does: summed
-        for seed in seeds:
-            rows, y, ref = tables[seed][arch]
-            listed, best = listed_rows(rows, y, ref, len(y))
-            for r in listed:
-                if best is not None and "pred" in r and r["quantizer"].startswith("edgeres"):
-                    a, b = scored(r["pred"], y, ref)[2], scored(best["pred"], y, ref)[2]
-                    sums = pooled.setdefault(r["quantizer"], [0, 0])
-                    sums[0] += int((a & ~b).sum())
-                    sums[1] += int((~a & b).sum())
-            each_ort = [{**r, **dict(zip(("delta", "agreement"), scored(r["pred"], y, ref)))}
-                        for r in rows if "pred" in r and r["quantizer"].startswith("ort-")]
-            for r in listed + each_ort:
-                if "delta" in r:
-                    per.setdefault(r["quantizer"], []).append(r)
-                    if best is not None and r["quantizer"].startswith("edgeres"):
-                        wins[r["quantizer"]] = wins.get(r["quantizer"], 0) + (r["delta"] >= best["delta"] - 1e-9)
-        heads = " | ".join(f"Δ draw {s}" for s in seeds)
-        print(f"\n{arch}\n| quantizer | {heads} | mean Δ ± sd pt | mean agreement % | ≥ best peer of its draw | "
-              f"vs best peer, summed over the draws |")
-        print("|---|" + "---|" * (len(seeds) + 4))
-        for name, rs in per.items():
-            d = np.array([r["delta"] for r in rs])
-            a = np.mean([r["agreement"] for r in rs])
-            w = f"{wins[name]}/{len(rs)}" if name in wins else ""
-            vs = f"+{pooled[name][0]} / −{pooled[name][1]}, p {mcnemar(*pooled[name]):.2f}" if name in pooled else ""
-            cells = " | ".join(f"{v:+.2f}" for v in d)
-            print(f"| {name} | {cells} | {d.mean():+.3f} ± {d.std(ddof=1):.3f} | {a:.2f} | {w} | {vs} |")
-    print("\nsummed over the draws: the draws share the test images, so the sums are not independent and p is too small")
 
 
 def _line(row: dict, y: np.ndarray, ref: np.ndarray) -> str:

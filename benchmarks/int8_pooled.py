@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from int8_peers import mcnemar  # noqa: E402
+from int8_tables import mcnemar  # noqa: E402
 
 ROW = re.compile(r"^\| (edgeres [^|]*?) \|.*\| \+(\d+) / −(\d+), p [\d.]+ \|")
 MODEL = re.compile(r"^(\S+) \(fp32 [\d.]+%\)$")
