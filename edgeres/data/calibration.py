@@ -18,6 +18,7 @@ from edgeres.data.datasets import (
     load_dataset,
     open_image,
     pixel_hash,
+    visible_files,
 )
 from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import ConfigError, DataError
@@ -198,7 +199,7 @@ def load_calibration_set(root: Path, allow_small: bool = False) -> CalibrationSe
         classes = [str(c) for c in man.get("classes") or []]
         channels = (man.get("preprocessing") or {}).get("channels")
     else:
-        files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+        files = visible_files(root)
         bad = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
         if bad:
             raise DataError(f"{bad[0]} is not a JPEG or PNG image; calibration folders hold images only, remove it")

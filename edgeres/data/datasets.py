@@ -92,8 +92,18 @@ def open_image(path: Path) -> Image.Image:
     return grey_or_rgb(img)
 
 
+def visible_files(root: Path) -> list[Path]:
+    """The files under ``root``, sorted, leaving out hidden files and folders: macOS writes an AppleDouble
+    ``._name.jpg`` beside each photo on a USB stick or network share (not an image), and Jupyter keeps copies in
+    ``.ipynb_checkpoints/``.
+    """
+    return sorted(p for p in root.rglob("*") if p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
 def image_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """The JPEG and PNG files of ``visible_files``: the images of a class folder, or of a folder ``predict`` gets."""
+    return [p for p in visible_files(root) if p.suffix.lower() in IMAGE_SUFFIXES]
 
 
 TEST_HOLDOUT = 0.1  # share of a split-less folder (root/<class>/…) held out as its test split

@@ -162,6 +162,27 @@ def test_validation_is_held_out_of_train_only(tmp_path):
         load_dataset(str(root), "val")
 
 
+def test_hidden_files_and_folders_are_not_images_of_the_set(tmp_path):
+    """macOS's AppleDouble ``._0.png`` (not an image: training stopped on it), ``.DS_Store``, and Jupyter's
+    ``.ipynb_checkpoints/`` copies: none is an image of the set, for training, calibration or predict.
+    """
+    from edgeres.data.calibration import load_calibration_set
+    from edgeres.predict import image_inputs
+
+    root = _tree(tmp_path / "photos", splits=("train",))
+    for c in ("a", "b"):
+        (root / "train" / c / "._0.png").write_bytes(b"\0\5\26\7\0\2\0\0Mac OS X        " + bytes(64))
+        (root / "train" / c / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" + bytes(64))
+        (root / "train" / c / ".ipynb_checkpoints").mkdir()
+        (root / "train" / c / "0.png").replace(root / "train" / c / ".ipynb_checkpoints" / "0-checkpoint.png")
+    train = load_dataset(str(root), "train")
+    assert len(train) == 78 and not any("." in p.parent.name or p.name.startswith(".") for p in train.paths or [])
+    train.tensors(Preprocessing(12, 1, (0.5,), (0.5,)))  # every listed file decodes
+    assert len(image_inputs([root / "train" / "a"])) == 39
+    calib = load_calibration_set(root / "train", allow_small=True)
+    assert len(calib.images) == 78
+
+
 def test_an_empty_class_folder_is_refused(tmp_path):
     root = _tree(tmp_path / "e", splits=("train",))
     (root / "train" / "c").mkdir()
