@@ -101,5 +101,37 @@ def require_parsable(path: Path, model: onnx.ModelProto, target: TargetProfile,
     for lim in checks:
         problems = parser_problems(model, lim)
         if problems:
-            raise ConfigError(f"{path}: {problems[0]}; re-export it for the target with `edgeres export CHECKPOINT "
-                              f"--target {target.name}` (then quantize that ONNX again)")
+            raise ConfigError(f"{path}: {problems[0]}; {export_fix(path, target, min(export_opset(target), lim.max_opset))}")
+
+
+def export_fix(path: Path, target: TargetProfile, opset: int) -> str:
+    """The commands that make the model again within the target's parser, from what the manifests say it came from:
+    the checkpoint's export (and the quantize after it), or, for an imported ONNX, its own exporter.
+    """
+    from edgeres.artifacts import read_manifest
+
+    quantize: str | None = None  # the quantize options of a Q/DQ model, to make it again from the new export
+    p = Path(path)
+    for _ in range(4):  # a Q/DQ or FP16 model → its float ONNX → the checkpoint (or the ONNX it imported)
+        man = read_manifest(p) or {}
+        inputs, cfg = (_dict(man.get(k)) for k in ("inputs", "config"))
+        if man.get("kind") == "onnx-int8-qdq" and quantize is None:
+            quantize = "".join(f" --{k} {cfg[k]}" for k in ("recipe", "method") if isinstance(cfg.get(k), str))
+        if man.get("kind") == "onnx-imported":
+            return (f"it was imported: export it again from its framework at opset {opset} "
+                    f"(torch.onnx.export(..., opset_version={opset}, dynamo=False)) and `edgeres import` that")
+        entry = inputs.get("checkpoint") or inputs.get("onnx")
+        src = entry.get("path") if isinstance(entry, dict) else None
+        if not isinstance(src, str):
+            break
+        if "checkpoint" in inputs and Path(src).is_file():
+            out = Path(src).with_name(f"{Path(src).stem}.{target.name}.onnx")
+            then = "" if quantize is None else f", then quantize that ONNX: `edgeres quantize {out}{quantize}`"
+            return f"re-export it for the target: `edgeres export {src} --target {target.name} --out {out}`{then}"
+        p = Path(src)
+    return (f"re-export it for the target with `edgeres export CHECKPOINT --target {target.name}`"
+            + ("" if quantize is None else " (then quantize that ONNX again)"))
+
+
+def _dict(value: object) -> dict:
+    return value if isinstance(value, dict) else {}

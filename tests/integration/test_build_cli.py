@@ -62,8 +62,10 @@ def test_build_refusals(small_run, nano_model, tmp_path):
         (["build", str(nano_model), "--target", "jetson-nano", "--dla-core", "0"], ["has no DLA"]),
         (["build", str(nano_model), "--target", "jetson-xavier-nx", "--dla-core", "2"], ["cores 0–1"]),
         (["build", str(nano_model), "--target", "jetson-xavier-nx", "--dla-core", "-1"], ["cores 0–1"]),
-        (["build", str(run / "model.onnx"), "--target", "jetson-nano"],
-         ["opset 18", "edgeres export CHECKPOINT --target jetson-nano"]),
+        (["build", str(run / "model.onnx"), "--target", "jetson-nano"],  # the export to run, from the manifest
+         ["opset 18", f"`edgeres export {run / 'model.pt'} --target jetson-nano --out {run / 'model.jetson-nano.onnx'}`"]),
+        (["build", str(run / "model.int8-tensorrt.onnx"), "--target", "jetson-xavier-nx"],
+         ["7–17", f"then quantize that ONNX: `edgeres quantize {run / 'model.jetson-xavier-nx.onnx'} --recipe tensorrt"]),
         (["build", str(run / "model.onnx"), "--target", "jetson-xavier-nx"], ["7–17", "--target jetson-xavier-nx"]),
         (["build", str(run / "model.onnx"), "--target", "jetson-nano", "--precision", "int8"], ["Q/DQ"]),
         (["build", str(nano_model), "--target", "jetson-nano", "--batch", "0"], ["--batch"]),

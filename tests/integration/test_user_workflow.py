@@ -196,6 +196,8 @@ def test_import_a_foreign_onnx_then_every_stage_takes_it(tuned, digits, tmp_path
     assert b.returncode == 0, b.stderr
     top1 = json.loads(b.stdout)["results"][0]["accuracy"]["top1"]
     assert abs(top1 - trained["top1"]) <= 1.0  # the same model on the same test split as training scored it
+    assert_one_line_error(edgeres("build", str(tmp_path / "m.onnx"), "--target", "jetson-nano"), "opset",
+                          "it was imported", "opset_version=13")  # no checkpoint to re-export: its own exporter
     two = _foreign(str(out), tmp_path / "two.onnx", inputs=2)
     assert_one_line_error(edgeres("import", str(two), *pre), "2 inputs")
     ints = _foreign(str(out), tmp_path / "ints.onnx", image=False)
