@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+from packaging.version import Version
 
 from edgeres.artifacts import (
     check_out,
@@ -89,7 +90,12 @@ def with_softmax(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def deepstream_config(pre: Preprocessing, n_classes: int, model_line: str, precision: str, output: str,
-                      batch: int, folded: bool) -> str:
+                      batch: int, folded: bool, calib: str | None = None) -> str:
+    """nvinfer's ``[property]`` group. ``calib``: an ``int8-calib-file``, which an int8 (Q/DQ) ONNX needs: nvinfer
+    sets TensorRT's INT8 flag only when that file exists, and otherwise builds in FP16 ("INT8 calibration file not
+    specified. Trying FP16 mode."), where TensorRT refuses a network with Q/DQ layers. TensorRT then takes the scales
+    from the Q/DQ nodes, not from the file.
+    """
     scale, offsets, _ = deepstream_scaling(pre)
     mode = {"fp32": 0, "int8": 1, "fp16": 2}.get(precision, 0)
     s = pre.size
@@ -106,6 +112,7 @@ def deepstream_config(pre: Preprocessing, n_classes: int, model_line: str, preci
         f"offsets={';'.join(repr(o) for o in offsets)}",
         f"model-color-format={0 if pre.channels == 3 else 2}",
         model_line,
+        *([f"int8-calib-file={calib}"] if calib else []),
         "labelfile-path=labels.txt",
         f"batch-size={batch}",
         f"network-mode={mode}",
@@ -260,7 +267,7 @@ def _write(d: Path, src: _Source, t: TargetProfile, softmax: bool, final: Path) 
     files = ["labels.txt", name, f"{name}.json", "bundle.json", "infer.py", "pixels.py", "README.md"]
     _manifest(d / name, final / name, src, t, softmax)
     if t.runtime == "tensorrt":
-        files += _deepstream(d, src, proto, name, output)
+        files += _deepstream(d, src, proto, name, output, t)
     else:
         notes.append(f"no DeepStream config: {t.name} runs ONNX Runtime, and DeepStream runs TensorRT")
     files += _triton(d, src, t, name, runtime, input_name, output)
@@ -288,7 +295,8 @@ def _manifest(artifact: Path, final: Path, src: _Source, t: TargetProfile, softm
     write_json_atomic(manifest_path(artifact), doc)
 
 
-def _deepstream(d: Path, src: _Source, proto: onnx.ModelProto | None, name: str, output: str) -> list[str]:
+def _deepstream(d: Path, src: _Source, proto: onnx.ModelProto | None, name: str, output: str,
+                t: TargetProfile) -> list[str]:
     ds = d / "deepstream"
     ds.mkdir()
     (ds / "labels.txt").write_text(";".join(src.classes) + "\n", encoding="utf-8")  # a classifier's: one line
@@ -304,7 +312,14 @@ def _deepstream(d: Path, src: _Source, proto: onnx.ModelProto | None, name: str,
         line = "model-engine-file=../model.plan"
     else:
         line = "onnx-file=../model.onnx"
-    text = deepstream_config(src.pre, len(src.classes), line, src.precision, output, 1, fold is not None)
+    calib = None
+    oldest = t.oldest_tensorrt
+    if src.precision == "int8" and proto is not None and name != "model.plan" and oldest and oldest < Version("11"):
+        from edgeres.quantize.trt_cache import activation_amax, write_calibration_cache
+
+        write_calibration_cache(ds / "calib.table", activation_amax(proto), str(oldest), "minmax")
+        calib, files = "calib.table", files + ["deepstream/calib.table"]
+    text = deepstream_config(src.pre, len(src.classes), line, src.precision, output, 1, fold is not None, calib)
     (ds / "config_infer_primary.txt").write_text(text, encoding="utf-8")
     return files
 

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.version import Version
 
 from edgeres.artifacts import write_text_atomic
 from edgeres.errors import ArtifactError, ConfigError
+
+if TYPE_CHECKING:
+    import onnx
 
 ALGORITHMS = {"entropy": "EntropyCalibration2", "minmax": "MinMaxCalibration", "percentile": "EntropyCalibration2"}
 
@@ -43,6 +47,22 @@ def write_calibration_cache(path: Path, amax: dict[str, float], trt_version: str
         scale = max(float(a), 1e-12) / 127.0
         lines.append(f"{name}: {struct.pack('>f', scale).hex()}")
     return write_text_atomic(Path(path), "\n".join(lines) + "\n")
+
+
+def activation_amax(model: onnx.ModelProto) -> dict[str, float]:
+    """The symmetric range (scale × 127) of every tensor a Q/DQ model quantizes with one scale: its activations (the
+    per-channel weights have a scale per channel and are left out, as a calibration cache holds activations only).
+    """
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    amax: dict[str, float] = {}
+    for n in model.graph.node:
+        if n.op_type == "QuantizeLinear" and len(n.input) > 1 and n.input[1] in inits and n.input[0] not in inits:
+            scale = numpy_helper.to_array(inits[n.input[1]])
+            if scale.size == 1:
+                amax[n.input[0]] = float(scale.reshape(-1)[0]) * 127.0
+    return amax
 
 
 def read_calibration_cache(path: Path) -> tuple[str, dict[str, float]]:

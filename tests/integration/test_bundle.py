@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 
 from edgeres.bundle import deepstream_scaling, with_input_scale
 from edgeres.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from edgeres.quantize.trt_cache import read_calibration_cache
 from tests.helpers.cli import assert_one_line_error, edgeres
 from tests.helpers.fixtures import python_of
 
@@ -95,6 +97,18 @@ def test_triton_config_parses_as_model_config(small_run, tmp_path):
         assert (out / "deepstream/config_infer_primary.txt").is_file() == gpu
         trt = list(mc.optimization.execution_accelerators.gpu_execution_accelerator)
         assert [(a.name, dict(a.parameters)) for a in trt] == ([("tensorrt", {"precision_mode": mode})] if gpu else [])
+        if gpu:  # nvinfer turns TensorRT's INT8 on only with an int8-calib-file; without, it builds FP16, and fails
+            ds = (out / "deepstream/config_infer_primary.txt").read_text()
+            assert ("network-mode=1" in ds) == ("int8-calib-file=calib.table" in ds) == (mode == "INT8")
+            assert (out / "deepstream/calib.table").is_file() == (mode == "INT8")
+    header, scales = read_calibration_cache(tmp_path / "jetson-orin-nano-INT8" / "deepstream/calib.table")
+    assert header == "TRT-8500-MinMaxCalibration"  # the target's oldest TensorRT (JetPack 5.1's 8.5)
+    q = onnx.load(orin_int8)
+    inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    want = {n.input[0]: float(inits[n.input[1]]) for n in q.graph.node
+            if n.op_type == "QuantizeLinear" and n.input[0] not in inits and inits[n.input[1]].size == 1}
+    assert len(want) > 10 and scales.keys() == want.keys()  # every activation the Q/DQ model quantizes, and no weight
+    assert all(abs(scales[k] - want[k]) <= 1e-6 * want[k] for k in want)  # its own scales
 
 
 def test_deepstream_arithmetic_reproduces_the_preprocessing():
