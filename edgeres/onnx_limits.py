@@ -6,6 +6,7 @@ TensorRT a target runs before ``build`` and ``bench``, and ``export --target`` w
 """
 from __future__ import annotations
 
+import shlex
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -106,9 +107,10 @@ def require_parsable(path: Path, model: onnx.ModelProto, target: TargetProfile,
 
 def export_fix(path: Path, target: TargetProfile, opset: int) -> str:
     """The commands that make the model again within the target's parser, from what the manifests say it came from:
-    the checkpoint's export (and the quantize after it), or, for an imported ONNX, its own exporter.
+    the checkpoint's export (and the quantize after it) where that checkpoint is still there and unchanged, or, for an
+    imported ONNX, its own exporter.
     """
-    from edgeres.artifacts import read_manifest
+    from edgeres.artifacts import read_manifest, sha256_file
 
     quantize: str | None = None  # the quantize options of a Q/DQ model, to make it again from the new export
     p = Path(path)
@@ -120,14 +122,15 @@ def export_fix(path: Path, target: TargetProfile, opset: int) -> str:
         if man.get("kind") == "onnx-imported":
             return (f"it was imported: export it again from its framework at opset {opset} "
                     f"(torch.onnx.export(..., opset_version={opset}, dynamo=False)) and `edgeres import` that")
-        entry = inputs.get("checkpoint") or inputs.get("onnx")
-        src = entry.get("path") if isinstance(entry, dict) else None
+        entry = _dict(inputs.get("checkpoint") or inputs.get("onnx"))
+        src = entry.get("path")
         if not isinstance(src, str):
             break
-        if "checkpoint" in inputs and Path(src).is_file():
-            out = Path(src).with_name(f"{Path(src).stem}.{target.name}.onnx")
+        if "checkpoint" in inputs and Path(src).is_file() and sha256_file(Path(src)) == entry.get("sha256"):
+            out = shlex.quote(str(Path(src).with_name(f"{Path(src).stem}.{target.name}.onnx")))
             then = "" if quantize is None else f", then quantize that ONNX: `edgeres quantize {out}{quantize}`"
-            return f"re-export it for the target: `edgeres export {src} --target {target.name} --out {out}`{then}"
+            return (f"re-export it for the target: `edgeres export {shlex.quote(src)} --target {target.name} "
+                    f"--out {out}`{then}")
         p = Path(src)
     return (f"re-export it for the target with `edgeres export CHECKPOINT --target {target.name}`"
             + ("" if quantize is None else " (then quantize that ONNX again)"))
