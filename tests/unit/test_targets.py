@@ -76,3 +76,30 @@ def test_jetson_detection_from_device_tree(tmp_path, model, name):
 def test_jetson_off_a_jetson_fails_clearly(tmp_path):
     with pytest.raises(ConfigError, match="works on a Jetson only.*--host"):
         load_target("jetson", model_file=tmp_path / "absent")
+
+
+def test_the_export_a_refusal_names_follows_the_manifests(tmp_path):
+    """The checkpoint a model came from, through its Q/DQ and float manifests, quoted for the shell; while that
+    checkpoint is unchanged (else the generic command); for an imported ONNX, its own exporter's opset.
+    """
+    from edgeres.artifacts import write_manifest
+    from edgeres.onnx_limits import export_fix
+
+    d = tmp_path / "my runs"
+    d.mkdir()
+    ck, fp32, q, imported = d / "m.pt", d / "m.onnx", d / "m.int8.onnx", d / "foreign.onnx"
+    for f in (ck, fp32, q, imported):
+        f.write_bytes(f.name.encode())
+    write_manifest(fp32, "onnx-fp32", {"checkpoint": ck}, {})
+    write_manifest(q, "onnx-int8-qdq", {"onnx": fp32}, {"recipe": "tensorrt", "method": "auto"})
+    write_manifest(imported, "onnx-imported", {"onnx": tmp_path / "elsewhere.onnx"}, {})
+    nano = load_target("jetson-nano")
+    want = f"`edgeres export '{ck}' --target jetson-nano --out '{d / 'm.jetson-nano.onnx'}'`"
+    assert export_fix(fp32, nano, 13) == f"re-export it for the target: {want}"
+    assert export_fix(q, nano, 13) == (f"re-export it for the target: {want}, then quantize that ONNX: "
+                                       f"`edgeres quantize '{d / 'm.jetson-nano.onnx'}' --recipe tensorrt --method auto`")
+    assert "opset_version=13" in export_fix(imported, nano, 13) and "edgeres import" in export_fix(imported, nano, 13)
+    ck.write_bytes(b"another checkpoint")  # not the one the model came from: no command that would make another model
+    assert export_fix(q, nano, 13) == ("re-export it for the target with `edgeres export CHECKPOINT --target "
+                                       "jetson-nano` (then quantize that ONNX again)")
+    assert "CHECKPOINT" in export_fix(tmp_path / "no-manifest.onnx", nano, 13)
