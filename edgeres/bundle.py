@@ -349,6 +349,9 @@ def _readme(src: _Source, t: TargetProfile, name: str, runtime: str, files: list
              "- `triton/` is a Triton model repository: `tritonserver --model-repository triton`."]
     if t.runtime == "tensorrt":
         lines.append("- `deepstream/config_infer_primary.txt` is an nvinfer config for a primary classifier.")
+    if "deepstream/calib.table" in files:
+        lines.append("- `deepstream/calib.table` makes nvinfer turn TensorRT's INT8 on (without an int8-calib-file it "
+                     "builds FP16, which a Q/DQ model cannot take); TensorRT takes the scales from the Q/DQ nodes.")
     lines += ["", "Files: " + ", ".join(f"`{f}`" for f in sorted(files)), ""]
     lines += [f"Note: {n}." for n in notes]
     return "\n".join(lines) + "\n"
