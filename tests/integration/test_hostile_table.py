@@ -96,7 +96,8 @@ NUMBERS = [
     (["import", "{onnx}", "--labels", "a,b", "--size", "32", "--mean", "0.5", "--std", "0"], "std"),
     (["bundle", "{onnx}", "--target", "no-such-board", "--out", "{tmp}/b"], "no-such-board"),
     (["bundle", "{ckpt}", "--target", "cpu", "--out", "{tmp}/b"], "is a PyTorch checkpoint, not an ONNX model"),
-    (["bundle", "{onnx}", "--target", "jetson-nano", "--out", "{tmp}/b"], "--target jetson-nano` (then quantize"),
+    (["bundle", "{onnx}", "--target", "jetson-nano", "--out", "{tmp}/b"],
+     "/model.pt --target jetson-nano --out "),  # the checkpoint the manifest names, and the --out to write
     (["bundle", "{run}/model.int8-tensorrt.onnx", "--target", "jetson-nano", "--out", "{tmp}/b"],
      "jetson-nano does not support int8"),
     (["build", "{onnx}", "--target", "no-such-board"], "no-such-board"),
