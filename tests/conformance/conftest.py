@@ -11,12 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeres.export import ExportConfig, onnx_from_checkpoint
-from edgeres.quantize import QuantConfig, qdq_from_onnx
 from tests.helpers.trt_standin import API_DIR, Recorder, StandInCuda, make_tensorrt
-
-# one target of each parser limit: opset 13 (TensorRT 8.2), 17 (8.5/8.6), 18 (10.x and newer)
-EXPORT_FOR = {13: "jetson-nano", 17: "jetson-xavier-nx", 18: "jetson-thor"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -27,17 +22,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def models(small_run, tmp_path_factory) -> dict[int, dict[str, Path]]:
-    """The small run's checkpoint exported for each parser limit, and each export quantized (tensorrt recipe)."""
-    cfg, _ = small_run
-    out: dict[int, dict[str, Path]] = {}
-    for opset, target in EXPORT_FOR.items():
-        d = tmp_path_factory.mktemp(f"opset{opset}")
-        fp32 = onnx_from_checkpoint(Path(cfg.out) / "model.pt", d / "model.onnx",
-                                    ExportConfig(parity_images=32, target=target)).onnx
-        int8 = qdq_from_onnx(fp32, d / "model.int8-tensorrt.onnx", QuantConfig(calibration=cfg.quant.calibration)).onnx
-        out[opset] = {"fp32": fp32, "int8": int8}
-    return out
+def models(exports) -> dict[int, dict[str, Path]]:
+    """The small run's checkpoint exported for each parser limit: opset 13 (TensorRT 8.2), 17 (8.5/8.6), 18 (10.x and
+    newer), and each export quantized (tensorrt recipe).
+    """
+    return {opset: exports(opset) for opset in (13, 17, 18)}
 
 
 class StandIn:

@@ -43,6 +43,44 @@ def small_run(small_cfg):
     return small_cfg, report
 
 
+# one target for each parser limit below edgeres's default opset 18: opset 13 (TensorRT 8.2), 17 (8.5/8.6, desktop's
+# oldest); only the opset differs between exports for targets that share a parser
+EXPORT_FOR = {13: "jetson-nano", 17: "jetson-orin-nano"}
+
+
+class TargetExports:
+    """The small run's checkpoint exported for a parser's opset and quantized (tensorrt recipe), through the CLI as a
+    user runs it, once per session: ``exports(17)["fp32"]``, ``["int8"]``, and ``["export_json"]``, what `edgeres
+    export --json` printed. Opset 18 is the small run's own pair (its export has no --target).
+    """
+
+    def __init__(self, run_out: Path, calibration: str, folder: Path) -> None:
+        self.run_out, self.calibration, self.folder = run_out, calibration, folder
+        self.made: dict[int, dict] = {18: {"fp32": run_out / "model.onnx", "int8": run_out / "model.int8-tensorrt.onnx"}}
+
+    def __call__(self, opset: int) -> dict:
+        if opset not in self.made:
+            import json
+
+            from tests.helpers.cli import edgeres
+
+            target = EXPORT_FOR[opset]
+            fp32, int8 = self.folder / f"model.{target}.onnx", self.folder / f"model.{target}.int8-tensorrt.onnx"
+            r = edgeres("export", str(self.run_out / "model.pt"), "--target", target, "--parity-images", "32",
+                        "--out", str(fp32), "--json")
+            assert r.returncode == 0, r.stderr
+            q = edgeres("quantize", str(fp32), "--calibration", self.calibration, "--out", str(int8))
+            assert q.returncode == 0, q.stderr
+            self.made[opset] = {"fp32": fp32, "int8": int8, "export_json": json.loads(r.stdout)}
+        return self.made[opset]
+
+
+@pytest.fixture(scope="session")
+def exports(small_run, tmp_path_factory) -> TargetExports:
+    cfg, _ = small_run
+    return TargetExports(Path(cfg.out), cfg.quant.calibration, tmp_path_factory.mktemp("exports"))
+
+
 def blank_calibration(folder, n: int = 100):
     """A calibration folder of n black images: a real, badly chosen set that ruins every activation range."""
     from PIL import Image

@@ -4,7 +4,6 @@ Each refusal is one line that names the fix, a non-zero exit, and nothing writte
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import onnx
@@ -16,15 +15,10 @@ from tests.helpers.cli import assert_one_line_error, edgeres
 
 
 @pytest.fixture(scope="module")
-def nano_model(small_run, tmp_path_factory):
-    cfg, _ = small_run
-    out = tmp_path_factory.mktemp("nano") / "model.nano.onnx"
-    r = edgeres("export", str(Path(cfg.out) / "model.pt"), "--target", "jetson-nano", "--parity-images", "32",
-                "--out", str(out), "--json")
-    assert r.returncode == 0, r.stderr
-    doc = json.loads(r.stdout)
-    assert doc["opset"] == 13 and doc["agreement"] == 100.0
-    return out
+def nano_model(exports):
+    made = exports(13)  # `edgeres export … --target jetson-nano --json`
+    assert made["export_json"]["opset"] == 13 and made["export_json"]["agreement"] == 100.0
+    return made["fp32"]
 
 
 def test_export_for_nano_is_opset_13_without_axes_inputs(nano_model):

@@ -74,15 +74,13 @@ def test_infer_py_agrees_with_predict_without_edgeres(model, softmax, small_run,
     assert np.abs(pa - pb).max() < 1e-4
 
 
-def test_triton_config_parses_as_model_config(small_run, tmp_path):
+def test_triton_config_parses_as_model_config(small_run, exports, tmp_path):
     pb = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient is in the [test] extra")
     from google.protobuf import text_format
 
     cfg, _ = small_run
-    orin = str(tmp_path / "model.orin.onnx")  # the ONNX its TensorRT parses (a bundle refuses one above its parser)
-    assert edgeres("export", f"{cfg.out}/model.pt", "--target", "jetson-orin-nano", "--out", orin).returncode == 0
-    orin_int8 = str(tmp_path / "model.orin.int8.onnx")
-    assert edgeres("quantize", orin, "--calibration", cfg.quant.calibration, "--out", orin_int8).returncode == 0
+    # the ONNX the Orin Nano's TensorRT parses (a bundle refuses one above its parser), and its Q/DQ model
+    orin, orin_int8 = str(exports(17)["fp32"]), str(exports(17)["int8"])
     for target, model, mode in (("cpu", f"{cfg.out}/model.onnx", None), ("jetson-orin-nano", orin, "FP32"),
                                 ("jetson-orin-nano", orin_int8, "INT8")):
         out = tmp_path / f"{target}-{mode}"

@@ -14,8 +14,6 @@ from edgeres.bench import BenchConfig, bench
 from edgeres.bench.trtexec_runner import bench_trtexec
 from edgeres.config import LatencyConfig
 from edgeres.errors import ConfigError, RemoteError
-from edgeres.export import ExportConfig, onnx_from_checkpoint
-from edgeres.quantize import QuantConfig, qdq_from_onnx
 from edgeres.remote import LocalDevice, SshHost
 from tests.helpers.cli import assert_one_line_error, edgeres
 from tests.helpers.sshd import start_device
@@ -27,14 +25,9 @@ EXACT = ("images", "top1", "top5", "agreement", "delta_top1")
 
 
 @pytest.fixture(scope="module")
-def desktop_models(small_run, tmp_path_factory) -> list[Path]:
-    """The small run's checkpoint exported for the desktop target (opset 17) and quantized (tensorrt recipe)."""
-    cfg, _ = small_run
-    d = tmp_path_factory.mktemp("desktop")
-    fp32 = onnx_from_checkpoint(Path(cfg.out) / "model.pt", d / "model.onnx",
-                                ExportConfig(parity_images=32, target="desktop")).onnx
-    int8 = qdq_from_onnx(fp32, d / "model.int8-tensorrt.onnx", QuantConfig(calibration=cfg.quant.calibration)).onnx
-    return [fp32, int8]
+def desktop_models(exports) -> list[Path]:
+    """The small run's checkpoint exported at opset 17 (the parser of TensorRT 8.6, desktop's oldest) and quantized."""
+    return [exports(17)["fp32"], exports(17)["int8"]]
 
 
 @pytest.fixture(scope="module")
