@@ -62,7 +62,7 @@ def import_cmd(onnx_path, labels, size, resize, mean, std, data, out, as_json):
     from edgeres.import_onnx import ImportConfig, onnx_from_foreign
 
     m, s = parse_floats("--mean", mean), parse_floats("--std", std)
-    cfg = ImportConfig(Preprocessing(size, len(m), m, s, resize=resize), tuple(read_labels(labels)), data)
+    cfg = ImportConfig(Preprocessing(size, len(m), m, s, resize=resize), tuple(read_labels(labels, "--labels")), data)
     out = out or onnx_path.with_name(f"{onnx_path.stem}.edgeres.onnx")
     r = onnx_from_foreign(onnx_path, out, cfg)
     emit(as_json, {"onnx": r.onnx, "input": r.input_name, "output": r.output_name, "dynamic_batch": r.dynamic_batch,

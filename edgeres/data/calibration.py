@@ -16,6 +16,7 @@ from edgeres.data.datasets import (
     ImageSet,
     default_preprocessing,
     load_dataset,
+    not_a_folder,
     open_image,
     pixel_hash,
     visible_files,
@@ -177,6 +178,10 @@ def _swap_in(tmp: Path, out: Path) -> None:
 def load_calibration_set(root: Path, allow_small: bool = False) -> CalibrationSet:
     """A calibration folder: one with ``manifest.json``, or a plain folder of images (hand-made)."""
     root = Path(root)
+    why = not_a_folder(root)
+    if why:
+        raise DataError(f"--calibration {why}: a calibration set is a folder of images, or one that `edgeres calib "
+                        f"make` wrote")
     if not root.is_dir():
         raise DataError(f"calibration set {root} does not exist; make one with "
                         f"`edgeres calib make --data fashion-mnist --per-class 50 --out {root}`")

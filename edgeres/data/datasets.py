@@ -117,6 +117,18 @@ def held_out(path: Path, root: Path, fraction: float, salt: str) -> bool:
     return int.from_bytes(h[:4], "big") < fraction * 2**32
 
 
+ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2", ".7z", ".rar")
+
+
+def not_a_folder(path: Path) -> str | None:
+    """Why ``path``, where a folder goes, is not one: an archive still packed, or a file; None when it is missing."""
+    if not path.exists() or path.is_dir():
+        return None
+    if path.name.lower().endswith(ARCHIVES):
+        return f"{path} is an archive; unpack it (unzip, or tar -xf) and pass the folder it makes"
+    return f"{path} is a file, not a folder"
+
+
 def split_layout(root: Path) -> dict[str, Path]:
     """The split folders ``root`` has (train/, val/, test/), or ``{}`` for a split-less root/<class>/ tree."""
     return {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
@@ -130,8 +142,10 @@ def load_image_folder(root: Path, split: str | None = None, val_split: float = 0
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"data set folder {root} does not exist; pass --data fashion-mnist "
-                        f"or an ImageFolder tree (root/train/<class>/*.png, root/test/<class>/*.png)")
+        tree = "an ImageFolder tree (root/train/<class>/*.png, root/test/<class>/*.png)"
+        why = not_a_folder(root)
+        raise DataError(f"--data {why}; pass --data fashion-mnist or {tree}" if why else
+                        f"data set folder {root} does not exist; pass --data fashion-mnist or {tree}")
     layout = split_layout(root)
     if split is None:
         return _read_classes(root, root, f"{root.name}:all")

@@ -9,7 +9,7 @@ from edgeres.errors import ConfigError, DataError
 MAX_LABEL = 200
 
 
-def read_labels(spec: str) -> list[str]:
+def read_labels(spec: str, option: str = "--classes") -> list[str]:
     """A labels file (one class per line, as DeepStream and Triton take them) or a comma-separated list."""
     path = Path(spec)
     if path.is_file():
@@ -22,10 +22,11 @@ def read_labels(spec: str) -> list[str]:
         while labels and not labels[-1]:
             labels.pop()
         where = str(path)
-    elif "," in spec or not path.suffix:
-        labels, where = [s.strip() for s in spec.split(",")], "--classes"
+    elif "," in spec:  # a list names two classes at least; one word is a file's name
+        labels, where = [s.strip() for s in spec.split(",")], option
     else:
-        raise DataError(f"labels file {path} does not exist; give a file with one class per line, or a list a,b,c")
+        raise DataError(f"{option}: labels file {path} does not exist; give a file with one class per line, or a "
+                        f"list a,b,c")
     if len(labels) < 2:
         raise DataError(f"{where} names {len(labels)} class; a classifier needs at least two")
     bad = next((i for i, lab in enumerate(labels) if not lab or len(lab) > MAX_LABEL or "\n" in lab), None)

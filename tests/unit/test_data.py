@@ -119,8 +119,20 @@ def test_image_folder(tmp_path):
 
 
 def test_image_folder_errors(tmp_path):
+    from edgeres.data.calibration import load_calibration_set
+
     with pytest.raises(DataError, match="does not exist"):
         load_image_folder(tmp_path / "missing", "train")
+    (tmp_path / "photos.zip").write_bytes(b"PK\x03\x04")  # what a user downloads: the set, still packed
+    with pytest.raises(DataError, match="is an archive; unpack it"):
+        load_image_folder(tmp_path / "photos.zip", "train")
+    (tmp_path / "model.pt").write_bytes(b"x")  # a file where the folder goes: not "does not exist"
+    with pytest.raises(DataError, match="--data .*model.pt is a file, not a folder; pass"):
+        load_image_folder(tmp_path / "model.pt", "train")
+    for bad, needle in (("photos.zip", "--calibration .*photos.zip is an archive; unpack it"),
+                        ("model.pt", "--calibration .*model.pt is a file, not a folder: a calibration set is")):
+        with pytest.raises(DataError, match=needle):  # never "make one with `calib make --out model.pt`"
+            load_calibration_set(tmp_path / bad)
     (tmp_path / "empty" / "train" / "a").mkdir(parents=True)
     with pytest.raises(DataError, match="no JPEG or PNG"):
         load_image_folder(tmp_path / "empty", "train")
@@ -207,9 +219,12 @@ def test_labels_and_per_channel_numbers(tmp_path):
     (tmp_path / "labels.txt").write_text("cat\ndog\n\n")
     assert read_labels(str(tmp_path / "labels.txt")) == ["cat", "dog"]
     assert read_labels("a,b,c") == ["a", "b", "c"]
-    for bad, needle in (("a,a", "twice"), ("solo", "at least two"), (str(tmp_path / "none.txt"), "does not exist")):
+    (tmp_path / "one.txt").write_text("cat\n")
+    for bad, needle in (("a,a", "twice"), (str(tmp_path / "one.txt"), "at least two"),
+                        (str(tmp_path / "none.txt"), "does not exist"),
+                        ("labels", "--labels: labels file labels does not exist")):  # a file's name, not one class
         with pytest.raises(DataError, match=needle):
-            read_labels(bad)
+            read_labels(bad, "--labels")
     assert parse_floats("--mean", "0.485,0.456,0.406") == (0.485, 0.456, 0.406)
     for bad in ("0.5,nan,0.5", "1,2", "x"):
         with pytest.raises(ConfigError):
