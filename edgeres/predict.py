@@ -11,6 +11,7 @@ imports numpy, Pillow, ONNX and the runtimes inside the functions that use them,
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,7 +175,7 @@ def _engine(path: Path, target: str) -> Model:
 
 def image_inputs(paths: Sequence[Path]) -> list[Path]:
     """The images named, with folders expanded (recursively, sorted); anything else is refused with its name."""
-    from edgeres.data.datasets import IMAGE_SUFFIXES, image_files
+    from edgeres.data.datasets import IMAGE_SUFFIXES, OTHER_IMAGES, image_files
 
     out: list[Path] = []
     for p in map(Path, paths):
@@ -185,6 +186,9 @@ def image_inputs(paths: Sequence[Path]) -> list[Path]:
             out += found
         elif not p.is_file():
             raise DataError(f"{p} does not exist; pass image files or folders")
+        elif p.suffix.lower() in OTHER_IMAGES:
+            raise DataError(f"{p} is a {p.suffix.lower()} image, and edgeres reads PNG and JPEG; convert it "
+                            f"(ImageMagick: convert {shlex.quote(p.name)} {shlex.quote(p.stem + '.png')})")
         elif p.suffix.lower() not in IMAGE_SUFFIXES:
             raise DataError(f"{p} is not a PNG or JPEG image; pass .png, .jpg or .jpeg files")
         else:

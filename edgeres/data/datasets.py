@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,9 +102,24 @@ def visible_files(root: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
+# images in formats edgeres does not decode (PNG and JPEG only, never a decoder chosen by content): refused by name,
+# never left out in silence, which would train on a part of a class and score on a part of the test set
+OTHER_IMAGES = (".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jp2", ".ppm", ".pgm", ".pbm")
+
+
 def image_files(root: Path) -> list[Path]:
-    """The JPEG and PNG files of ``visible_files``: the images of a class folder, or of a folder ``predict`` gets."""
-    return [p for p in visible_files(root) if p.suffix.lower() in IMAGE_SUFFIXES]
+    """The JPEG and PNG files of ``visible_files``: the images of a class folder, or of a folder ``predict`` gets.
+    Images of other formats are refused, with how to convert them.
+    """
+    files = visible_files(root)
+    other = [p for p in files if p.suffix.lower() in OTHER_IMAGES]
+    if other:
+        kinds = [s for s, _ in Counter(p.suffix.lower() for p in other).most_common()]
+        more = f" and {len(other) - 1} more" if len(other) > 1 else ""
+        raise DataError(f"{root} holds images that edgeres does not read ({other[0].name}{more}; it reads PNG and "
+                        f"JPEG): convert them (ImageMagick: mogrify -format png {' '.join('*' + k for k in kinds)}) "
+                        f"and move the {', '.join(kinds)} files out of the folder")
+    return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
 
 
 TEST_HOLDOUT = 0.1  # share of a split-less folder (root/<class>/…) held out as its test split

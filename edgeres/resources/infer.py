@@ -20,6 +20,7 @@ sys.path.insert(0, str(HERE))
 from pixels import decode, grey_or_rgb, normalize, resize_crop  # type: ignore[import-not-found]  # noqa: E402
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
+OTHER_IMAGES = (".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jp2", ".ppm", ".pgm", ".pbm")
 
 
 def preprocess(path, pre):
@@ -65,15 +66,37 @@ def softmax(z):
 
 
 def image_paths(args):
+    """The files named, and the PNG/JPEG files under the folders named: hidden ones left out (macOS writes an
+    AppleDouble ._photo.jpg beside each photo on a USB stick, Jupyter keeps copies in .ipynb_checkpoints/), as
+    edgeres lists them; images of other formats are refused by name, never skipped in silence.
+    """
     out = []
     for a in map(Path, args):
         if a.is_dir():
-            out += sorted(p for p in a.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+            files = sorted(p for p in a.rglob("*") if p.is_file()
+                           and not any(part.startswith(".") for part in p.relative_to(a).parts))
+            other = [p for p in files if p.suffix.lower() in OTHER_IMAGES]
+            if other:
+                kind = other[0].suffix.lower()
+                sys.exit(f"error: {other[0]} is a {kind} image, and this model reads PNG and JPEG; convert it "
+                         f"(ImageMagick: mogrify -format png *{kind}) and move the {kind} files out of {a}")
+            out += [p for p in files if p.suffix.lower() in SUFFIXES]
         elif a.is_file():
             out.append(a)
         else:
             sys.exit(f"error: {a} does not exist; pass PNG/JPEG files or folders of them")
     return out
+
+
+def batch_of(files, pre):
+    """The preprocessed images of ``files`` as one array; a file that is not a readable PNG or JPEG is named."""
+    rows = []
+    for p in files:
+        try:
+            rows.append(preprocess(p, pre))
+        except (OSError, ValueError) as e:
+            sys.exit(f"error: {p} is not a readable PNG or JPEG ({e}); remove it or pass the others")
+    return np.stack(rows)
 
 
 def main(argv=None):
@@ -92,10 +115,7 @@ def main(argv=None):
     results = []
     for i in range(0, len(files), runner.max_batch):
         chunk = files[i:i + runner.max_batch]
-        try:
-            x = np.stack([preprocess(p, pre) for p in chunk])
-        except (OSError, ValueError) as e:
-            sys.exit(f"error: {chunk[0].parent} has a file that is not a readable PNG or JPEG ({e}); remove it")
+        x = batch_of(chunk, pre)
         out = runner(x)
         prob = out.astype(np.float64) if settings.get("outputs") == "probabilities" else softmax(out)
         for p, row in zip(chunk, prob):

@@ -30,6 +30,10 @@ def images(small_run, tmp_path_factory):
     test = load_dataset("fashion-mnist", "test")
     for i in range(200):
         test.image(i).save(folder / f"{i:05d}.png")
+    # what copying photos from a Mac or a notebook leaves beside them: not images of the set, for predict or infer.py
+    (folder / "._00000.png").write_bytes(b"\0\5\26\7\0\2\0\0Mac OS X        " + bytes(64))
+    (folder / ".ipynb_checkpoints").mkdir()
+    test.image(0).save(folder / ".ipynb_checkpoints" / "00000-checkpoint.png")
     return folder
 
 
@@ -72,6 +76,14 @@ def test_infer_py_agrees_with_predict_without_edgeres(model, softmax, small_run,
     pa = np.array([p["top"][0]["probability"] for p in json.loads(got.stdout)["predictions"]])
     pb = np.array([p["probability"] for p in want["predictions"]])
     assert np.abs(pa - pb).max() < 1e-4
+    if model == "model.onnx":  # an image of another format is named, never skipped in silence
+        from PIL import Image
+
+        (tmp_path / "webp").mkdir()
+        Image.new("L", (28, 28)).save(tmp_path / "webp" / "a.webp")
+        got = subprocess.run([str(no_edgeres_python), str(out / "infer.py"), str(tmp_path / "webp")],
+                             capture_output=True, text=True, cwd=tmp_path)
+        assert got.returncode != 0 and "a.webp is a .webp image, and this model reads PNG and JPEG" in got.stderr
 
 
 def test_triton_config_parses_as_model_config(small_run, exports, tmp_path):

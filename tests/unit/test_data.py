@@ -195,6 +195,26 @@ def test_hidden_files_and_folders_are_not_images_of_the_set(tmp_path):
     assert len(calib.images) == 78
 
 
+def test_images_of_other_formats_are_refused_not_left_out(tmp_path):
+    """A class folder with WebP or TIFF photos beside its JPEGs trained on the JPEGs alone, in silence."""
+    from edgeres.predict import image_inputs
+
+    root = _tree(tmp_path / "photos", splits=("train",))
+    (root / "train" / "a" / "notes.txt").write_text("not an image, and not taken for one")
+    assert len(load_dataset(str(root), "train")) == 80
+    img = Image.fromarray(np.full((12, 12), 7, np.uint8))
+    for name in ("x.webp", "y.tif", "z.webp"):
+        img.save(root / "train" / "b" / name)
+    with pytest.raises(DataError, match=r"b holds images that edgeres does not read \(x.webp and 2 more; it reads PNG "
+                                        r"and JPEG\): convert them \(ImageMagick: mogrify -format png \*.webp \*.tif\)"):
+        load_dataset(str(root), "train")
+    with pytest.raises(DataError, match="does not read"):
+        image_inputs([root / "train"])
+    with pytest.raises(DataError, match=r"x.webp is a .webp image, and edgeres reads PNG and JPEG; convert it "
+                                        r"\(ImageMagick: convert x.webp x.png\)"):
+        image_inputs([root / "train" / "b" / "x.webp"])
+
+
 def test_an_empty_class_folder_is_refused(tmp_path):
     root = _tree(tmp_path / "e", splits=("train",))
     (root / "train" / "c").mkdir()
