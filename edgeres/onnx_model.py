@@ -37,7 +37,7 @@ def load_onnx(path: Path) -> onnx.ModelProto:
     if path.is_dir():
         raise ArtifactError(f"{path} is a folder; pass an ONNX file (make one with `edgeres export`)")
     if not path.is_file():
-        raise ArtifactError(f"ONNX model not found: {path}; make one with `edgeres export`")
+        raise ArtifactError(f"ONNX model not found: {path}; {_how_to_make(path)}")
     try:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
@@ -51,6 +51,23 @@ def load_onnx(path: Path) -> onnx.ModelProto:
     if not model.graph.node:
         raise ArtifactError(f"{path} has an empty graph; re-run `edgeres export`")
     return model
+
+
+def _how_to_make(path: Path) -> str:
+    """The command that makes a missing ONNX where edgeres's own names say which: the Q/DQ model of a float ONNX that
+    is there (``model.int8-cpu.onnx`` from ``model.onnx``), or the export of a checkpoint that is there.
+    """
+    import shlex
+
+    name = path.name
+    for recipe in ("tensorrt", "cpu"):
+        source = path.with_name(name[: -len(f".int8-{recipe}.onnx")] + ".onnx")
+        if name.endswith(f".int8-{recipe}.onnx") and source.is_file():
+            return f"make it with `edgeres quantize {shlex.quote(str(source))} --recipe {recipe}`"
+    for ck in (path.with_suffix(".pt"), path.with_suffix(".pth")):
+        if ck.is_file():
+            return f"make it with `edgeres export {shlex.quote(str(ck))} --out {shlex.quote(str(path))}`"
+    return "make one with `edgeres export`"
 
 
 def _torch_file(path: Path) -> bool:
