@@ -267,7 +267,7 @@ def _write(d: Path, src: _Source, t: TargetProfile, softmax: bool, final: Path) 
     files = ["labels.txt", name, f"{name}.json", "bundle.json", "infer.py", "pixels.py", "README.md"]
     _manifest(d / name, final / name, src, t, softmax)
     if t.runtime == "tensorrt":
-        files += _deepstream(d, src, proto, name, output, t)
+        files += _deepstream(d, src, proto, name, output, t, notes)
     else:
         notes.append(f"no DeepStream config: {t.name} runs ONNX Runtime, and DeepStream runs TensorRT")
     files += _triton(d, src, t, name, runtime, input_name, output)
@@ -296,25 +296,38 @@ def _manifest(artifact: Path, final: Path, src: _Source, t: TargetProfile, softm
 
 
 def _deepstream(d: Path, src: _Source, proto: onnx.ModelProto | None, name: str, output: str,
-                t: TargetProfile) -> list[str]:
+                t: TargetProfile, notes: list[str]) -> list[str]:
+    """nvinfer's config and, where nvinfer needs another graph than the bundle's, its own model.onnx. nvinfer's
+    default classifier parser (``parseAttributesFromSoftmaxLayers``, DeepStream's nvdsinfer) reads probabilities: it
+    starts its best score at 0, so on logits an object whose logits are all negative gets no label, and the
+    confidence it reports is a logit. DeepStream's copy of a logits model therefore ends in a softmax.
+    """
     ds = d / "deepstream"
     ds.mkdir()
     (ds / "labels.txt").write_text(";".join(src.classes) + "\n", encoding="utf-8")  # a classifier's: one line
     _, _, fold = deepstream_scaling(src.pre)
     files = ["deepstream/config_infer_primary.txt", "deepstream/labels.txt"]
-    if fold is not None:
-        if proto is None:
-            raise ArtifactError(f"the std {list(src.pre.std)} differs per channel, so DeepStream needs the ONNX with "
-                                f"1/std folded in, but the engine's source ONNX is gone; bundle the ONNX instead")
-        onnx.save(with_input_scale(proto, fold), str(ds / "model.onnx"))
-        line, files = "onnx-file=model.onnx", files + ["deepstream/model.onnx"]
+    logits = output != "probabilities"
+    if fold is not None and proto is None:
+        raise ArtifactError(f"the std {list(src.pre.std)} differs per channel, so DeepStream needs the ONNX with "
+                            f"1/std folded in, but the engine's source ONNX is gone; bundle the ONNX instead")
+    if proto is not None and (fold is not None or (logits and name != "model.plan")):
+        own = with_softmax(proto) if logits else proto
+        onnx.save(with_input_scale(own, fold) if fold is not None else own, str(ds / "model.onnx"))
+        line, files, output = "onnx-file=model.onnx", files + ["deepstream/model.onnx"], own.graph.output[0].name
     elif name == "model.plan":
         line = "model-engine-file=../model.plan"
+        if logits:
+            notes.append("DeepStream: this engine outputs logits, and nvinfer's default classifier parser reads "
+                         "probabilities (an object whose logits are all negative gets no label); bundle the ONNX, "
+                         "whose DeepStream copy ends in a softmax, or build the engine from `edgeres bundle --softmax`'s "
+                         "model.onnx")
     else:
-        line = "onnx-file=../model.onnx"
+        line = "onnx-file=../model.onnx"  # it outputs probabilities already (--softmax)
     calib = None
     oldest = t.oldest_tensorrt
-    if src.precision == "int8" and proto is not None and name != "model.plan" and oldest and oldest < Version("11"):
+    builds = line.startswith("onnx-file")  # nvinfer builds the engine itself, so it needs the INT8 switch
+    if src.precision == "int8" and proto is not None and builds and oldest and oldest < Version("11"):
         from edgeres.quantize.trt_cache import activation_amax, write_calibration_cache
 
         write_calibration_cache(ds / "calib.table", activation_amax(proto), str(oldest), "minmax")

@@ -111,6 +111,16 @@ def test_triton_config_parses_as_model_config(small_run, exports, tmp_path):
             ds = (out / "deepstream/config_infer_primary.txt").read_text()
             assert ("network-mode=1" in ds) == ("int8-calib-file=calib.table" in ds) == (mode == "INT8")
             assert (out / "deepstream/calib.table").is_file() == (mode == "INT8")
+            # nvinfer's classifier parser reads probabilities (best score starts at 0: on logits all below 0, no
+            # label): DeepStream's copy ends in a softmax and computes the softmax of the bundle's model
+            assert "onnx-file=model.onnx" in ds and "output-blob-names=probabilities" in ds
+            from edgeres.backends.onnxruntime import OrtSession
+
+            x = np.random.default_rng(0).standard_normal((4, 1, 32, 32)).astype(np.float32)
+            got = OrtSession(out / "deepstream/model.onnx", simulate=True).infer(x)
+            z = OrtSession(Path(model), simulate=True).infer(x).astype(np.float64)
+            want = np.exp(z - z.max(1, keepdims=True))
+            assert np.abs(got - want / want.sum(1, keepdims=True)).max() < 1e-5
     header, scales = read_calibration_cache(tmp_path / "jetson-orin-nano-INT8" / "deepstream/calib.table")
     assert header == "TRT-8500-MinMaxCalibration"  # the target's oldest TensorRT (JetPack 5.1's 8.5)
     q = onnx.load(orin_int8)
@@ -195,6 +205,9 @@ def test_an_engine_bundle_ships_the_tensorrt_runner(small_run, tmp_path):
     assert callable(module.Runner)
     assert "model-engine-file=../model.plan" in (out / "deepstream/config_infer_primary.txt").read_text()
     assert "network-mode=2" in (out / "deepstream/config_infer_primary.txt").read_text()
+    doc = json.loads(r.stdout)  # its engine outputs logits, which nvinfer's classifier parser misreads: said so
+    assert any("nvinfer's default classifier parser reads probabilities" in n for n in doc["notes"])
+    assert "bundle --softmax" in (out / "README.md").read_text()
     triton = (out / "triton/classifier/config.pbtxt").read_text()
     assert 'platform: "tensorrt_plan"' in triton and "max_batch_size: 8" in triton
     assert (out / "triton/classifier/1/model.plan").read_bytes() == plan.read_bytes()
