@@ -192,9 +192,12 @@ def load_report(path: Path) -> dict:
     from edgeres.bench import SCHEMA
 
     try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
         raise ArtifactError(f"{path} is not a readable report ({e}); re-run `edgeres bench`") from None
+    except ValueError as e:  # not JSON, or not text at all (a model, an image)
+        raise ArtifactError(f"{path} is not a bench report ({type(e).__name__}); --compare takes two report.json "
+                            f"files that `edgeres bench` wrote") from None
     if not isinstance(doc, dict):
         raise ArtifactError(f"{path} is not a bench report (JSON, but not an object); re-run `edgeres bench`")
     if doc.get("schema") != SCHEMA:

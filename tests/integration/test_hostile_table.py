@@ -150,6 +150,8 @@ def _malformed_files(tmp: Path, run: Path) -> dict[str, tuple[list[str], str]]:
         (tmp / f"{name}.json").write_text(doc)
         rows[f"compare-{name}"] = (["bench", "--compare", str(run / "report" / "report.json"),
                                     str(tmp / f"{name}.json")], f"{name}.json")
+    rows["compare-binary"] = (["bench", "--compare", str(run / "report" / "report.json"), str(run / "model.onnx")],
+                              "model.onnx is not a bench report")  # a model where a report goes: was a traceback
     for name, entries in (("badlabel", [{"file": "a.png", "label": "cat"}]), ("outside", [{"file": "../../x.png"}]),
                           ("absolute", [{"file": "/etc/hostname"}]), ("notalist", {"file": "a.png"})):
         c = tmp / f"calib-{name}"
@@ -174,7 +176,7 @@ def _malformed_files(tmp: Path, run: Path) -> dict[str, tuple[list[str], str]]:
 
 
 MALFORMED = ["ckpt-random", "ckpt-shape", "ckpt-keys", "ckpt-list", "meta-bench", "meta-predict", "meta-fields",
-             "trunc-quantize", "trunc-bench", "compare-notjson", "compare-wrongschema", "compare-wrongtypes",
+             "trunc-quantize", "trunc-bench", "compare-notjson", "compare-wrongschema", "compare-wrongtypes", "compare-binary",
              *(f"calib-{n}-{c}" for n in ("badlabel", "outside", "absolute", "notalist") for c in ("quantize", "show")),
              "toml-types", "toml-syntax", "toml-missing", "toml-binary", "run-manifest"]
 
