@@ -44,9 +44,11 @@ def _train_state(ckpt: Path, cfg: TrainConfig, force: bool) -> str:
     if (man.get("artifact") or {}).get("sha256") != sha256_file(ckpt):
         log(f"{ckpt} does not match its manifest (damaged or cut short): training afresh")
         return "fresh"
-    if is_fresh(ckpt, data_inputs(cfg), asdict(cfg)) and man.get("results", {}).get("epoch") == cfg.epochs:
-        return "done"
-    return "resume" if man.get("config") == asdict(cfg) else "fresh"
+    if is_fresh(ckpt, data_inputs(cfg), asdict(cfg)):  # the same data (an ImageFolder: the same listing), settings
+        return "done" if man.get("results", {}).get("epoch") == cfg.epochs else "resume"
+    if man.get("config") == asdict(cfg):
+        log(f"{cfg.data} changed since {ckpt} was trained on it: training afresh")
+    return "fresh"
 
 
 def pipeline_calibration(cfg: PipelineConfig, out: Path) -> Path:

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import click
 
-from edgeres.archs import ARCHS
 from edgeres.cli import default, emit, handle_errors, json_option
-from edgeres.config import ENERGY_MODES, METHODS, BenchConfig, LatencyConfig, PipelineConfig, QuantConfig, TrainConfig
+from edgeres.cli.commands import train_options
+from edgeres.config import ENERGY_MODES, METHODS, BenchConfig, LatencyConfig, PipelineConfig, QuantConfig
 
 
 def latency_options(fn):
@@ -114,33 +114,29 @@ def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_o
 
 @click.command("run")
 @click.option("--out", default=default(PipelineConfig, "out"), show_default=True, help="Folder for every artifact.")
-@click.option("--data", default=default(TrainConfig, "data"), show_default=True,
-              help="fashion-mnist, or your ImageFolder tree (see `edgeres train --help`).")
-@click.option("--arch", type=click.Choice(list(ARCHS)), default=None, help="Default: resnet18.")
-@click.option("--weights", default=None, help="Fine-tune from this torchvision or edgeres checkpoint.")
+@train_options
 @click.option("--target", default="cpu", show_default=True,
               help="Export for, quantize for and bench on this target (a TensorRT target needs TensorRT here).")
 @click.option("--calibration", default=None,
               help="Calibration set (default: the shipped one for fashion-mnist, else drawn from --data's train split).")
-@click.option("--epochs", type=int, default=default(TrainConfig, "epochs"), show_default=True)
-@click.option("--limit-train", type=int, default=None, help="Train on N images only (a quick look).")
-@click.option("--limit-test", type=int, default=None, help="Evaluate on N test images only.")
-@click.option("--method", type=click.Choice(METHODS), default=default(QuantConfig, "method"), show_default=True)
+@click.option("--allow-small", is_flag=True, help="Accept a calibration set under the minimum size.")
+@click.option("--method", type=click.Choice([*METHODS, "auto"]), default=default(QuantConfig, "method"),
+              show_default=True, help="Activation ranges (see `edgeres quantize --help`).")
 @click.option("--force", is_flag=True, help="Redo every stage even when its output is up to date.")
 @latency_options
 @json_option
 @handle_errors
-def run_cmd(out, data, arch, weights, target, calibration, epochs, limit_train, limit_test, method, force, warmup_s,
-            warmup_iters, duration_s, min_iters, rounds, batch, throughput_batch, threads, max_drop, energy, as_json):
+def run_cmd(out, target, calibration, allow_small, method, force, warmup_s, warmup_iters, duration_s, min_iters, rounds,
+            batch, throughput_batch, threads, max_drop, energy, as_json, **train):
     """The whole path: train → export → quantize → bench. Without options, the demo: Fashion-MNIST, both
-    recipes (tensorrt and cpu), cpu target.
+    recipes (tensorrt and cpu), cpu target. Every option of `edgeres train` is taken.
 
     Resumable: a stage whose inputs and settings are unchanged is skipped.
 
     \b
     Examples:
       edgeres run --out runs/demo
-      edgeres run --data my_photos --weights resnet18-f37072fd.pth --epochs 5 --out runs/photos
+      edgeres run --data my_photos --weights resnet18-f37072fd.pth --freeze-backbone 1 --epochs 5 --out runs/photos
     """
     from dataclasses import replace
 
@@ -150,13 +146,11 @@ def run_cmd(out, data, arch, weights, target, calibration, epochs, limit_train, 
 
     base = PipelineConfig()
     runtime = load_target(target).runtime
-    cfg = replace(base, out=out,
-                  train=replace(base.train, data=data, arch=arch, weights=weights, epochs=epochs,
-                                limit_train=limit_train, limit_test=limit_test),
+    cfg = replace(base, out=out, train=replace(base.train, **train),
                   export=replace(base.export, target=None if target == "cpu" else target),
-                  quant=replace(base.quant, method=method, calibration=calibration),
+                  quant=replace(base.quant, method=method, calibration=calibration, allow_small=allow_small),
                   recipes=base.recipes if runtime == "onnxruntime" else ("tensorrt",),
-                  bench=bench_config(target, None, limit_test, warmup_s, warmup_iters, duration_s, min_iters,
+                  bench=bench_config(target, None, train["limit_test"], warmup_s, warmup_iters, duration_s, min_iters,
                                      rounds, batch, throughput_batch, threads, max_drop, energy))
     report = run_pipeline(cfg, force=force)
     emit(as_json, report, table(report) + f"\nreport: {out}/report/report.json, report.md, report.png")

@@ -1,7 +1,9 @@
 """train, export, quantize, build."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -23,45 +25,60 @@ from edgeres.config import (
 )
 
 
+def train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The training options, shared by `train` and `run` (one definition, one default each)."""
+    for opt in reversed([
+        click.option("--data", default=default(TrainConfig, "data"), show_default=True,
+                     help="fashion-mnist, or an ImageFolder root: train/ (and test/, val/) class folders, or class "
+                          "folders alone (a tenth is then kept apart as the test split)."),
+        click.option("--weights", default=None,
+                     help="Fine-tune: start from this torchvision or edgeres checkpoint; the head is replaced when the "
+                          "classes differ."),
+        click.option("--freeze-backbone", type=int, default=default(TrainConfig, "freeze_backbone"), show_default=True,
+                     help="With --weights: train only the head for this many epochs, then everything."),
+        click.option("--val-split", type=float, default=None,
+                     help="Share of the training images held out to pick the best epoch (default: 0.1 for a folder "
+                          "without val/, none for fashion-mnist)."),
+        click.option("--epochs", type=int, default=default(TrainConfig, "epochs"), show_default=True),
+        click.option("--batch-size", type=int, default=default(TrainConfig, "batch_size"), show_default=True),
+        click.option("--lr", type=float, default=default(TrainConfig, "lr"), show_default=True,
+                     help="Peak learning rate."),
+        click.option("--schedule", type=click.Choice(SCHEDULES), default=default(TrainConfig, "schedule"),
+                     show_default=True),
+        click.option("--arch", type=click.Choice(list(ARCHS)), default=None,
+                     help="ResNet, or the seed's variants ResNeXt and DenseNet (torchvision's definitions). "
+                          "Default: the --weights' architecture, else resnet18."),
+        click.option("--stem", type=click.Choice(STEMS), default=None,
+                     help="Default: the --weights' stem, else imagenet."),
+        click.option("--size", type=int, default=None,
+                     help="Input side in pixels. Default: 40 for fashion-mnist, 224 for RGB folders (resize 256, "
+                          "centre crop), a grey folder's own size; with edgeres --weights, theirs."),
+        click.option("--augment", type=click.Choice(AUGMENTS), default=default(TrainConfig, "augment"),
+                     show_default=True,
+                     help="auto: flip for fashion-mnist, RandomResizedCrop + flip for RGB folders, a shifted crop for "
+                          "grey."),
+        click.option("--device", type=click.Choice(DEVICES), default=default(TrainConfig, "device"), show_default=True,
+                     help="auto: the GPU when torch sees one."),
+        click.option("--amp", type=click.Choice(AMP_MODES), default=default(TrainConfig, "amp"), show_default=True,
+                     help="Autocast: auto uses bf16 where the device has it natively (fp16 with a scaler on older "
+                          "GPUs)."),
+        click.option("--workers", type=int, default=None,
+                     help="Image-loading processes for folders (default: up to 4)."),
+        click.option("--seed", type=int, default=default(TrainConfig, "seed"), show_default=True),
+        click.option("--limit-train", type=int, default=None, help="Use only N training images (quick runs)."),
+        click.option("--limit-test", type=int, default=None, help="Evaluate on only N test images."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
 @click.command("train")
-@click.option("--data", default=default(TrainConfig, "data"), show_default=True,
-              help="fashion-mnist, or an ImageFolder root: train/ (and test/, val/) class folders, or class folders "
-                   "alone (a tenth is then kept apart as the test split).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo/model.pt"), show_default=True)
-@click.option("--weights", default=None,
-              help="Fine-tune: start from this torchvision or edgeres checkpoint; the head is replaced when the "
-                   "classes differ.")
-@click.option("--freeze-backbone", type=int, default=0, show_default=True,
-              help="With --weights: train only the head for this many epochs, then everything.")
-@click.option("--val-split", type=float, default=None,
-              help="Share of the training images held out to pick the best epoch (default: 0.1 for a folder "
-                   "without val/, none for fashion-mnist).")
-@click.option("--epochs", type=int, default=default(TrainConfig, "epochs"), show_default=True)
-@click.option("--batch-size", type=int, default=default(TrainConfig, "batch_size"), show_default=True)
-@click.option("--lr", type=float, default=default(TrainConfig, "lr"), show_default=True, help="Peak learning rate.")
-@click.option("--schedule", type=click.Choice(SCHEDULES), default=default(TrainConfig, "schedule"), show_default=True)
-@click.option("--arch", type=click.Choice(list(ARCHS)), default=None,
-              help="ResNet, or the seed's variants ResNeXt and DenseNet (torchvision's definitions). "
-                   "Default: the --weights' architecture, else resnet18.")
-@click.option("--stem", type=click.Choice(STEMS), default=None, help="Default: the --weights' stem, else imagenet.")
-@click.option("--size", type=int, default=None,
-              help="Input side in pixels. Default: 40 for fashion-mnist, 224 for RGB folders (resize 256, centre "
-                   "crop), a grey folder's own size; with edgeres --weights, theirs.")
-@click.option("--augment", type=click.Choice(AUGMENTS), default=default(TrainConfig, "augment"), show_default=True,
-              help="auto: flip for fashion-mnist, RandomResizedCrop + flip for RGB folders, a shifted crop for grey.")
-@click.option("--device", type=click.Choice(DEVICES), default=default(TrainConfig, "device"), show_default=True,
-              help="auto: the GPU when torch sees one.")
-@click.option("--amp", type=click.Choice(AMP_MODES), default=default(TrainConfig, "amp"), show_default=True,
-              help="Autocast: auto uses bf16 where the device has it natively (fp16 with a scaler on older GPUs).")
-@click.option("--workers", type=int, default=None, help="Image-loading processes for folders (default: up to 4).")
-@click.option("--seed", type=int, default=default(TrainConfig, "seed"), show_default=True)
-@click.option("--limit-train", type=int, default=None, help="Use only N training images (quick runs).")
-@click.option("--limit-test", type=int, default=None, help="Evaluate on only N test images.")
+@train_options
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint at --out.")
 @json_option
 @handle_errors
-def train_cmd(data, out, weights, freeze_backbone, val_split, epochs, batch_size, lr, schedule, arch, stem, size,
-              augment, device, amp, workers, seed, limit_train, limit_test, resume, as_json):
+def train_cmd(out: Path, resume: bool, as_json: bool, **options: Any) -> None:
     """Train ResNet-18 (or --arch) from scratch, or fine-tune --weights; checkpoint after every epoch.
 
     \b
@@ -70,12 +87,9 @@ def train_cmd(data, out, weights, freeze_backbone, val_split, epochs, batch_size
       edgeres train --data my_photos --weights resnet18-f37072fd.pth --freeze-backbone 1 --epochs 5 --out runs/my/model.pt
       torchrun --standalone --nproc-per-node 2 -m edgeres train --out runs/ddp/model.pt   # data-parallel
     """
-    from edgeres.train import TrainConfig, train
+    from edgeres.train import train
 
-    cfg = TrainConfig(data=data, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, stem=stem,
-                      size=size, augment=augment, amp=amp, seed=seed, limit_train=limit_train, limit_test=limit_test,
-                      weights=weights, freeze_backbone=freeze_backbone, val_split=val_split, device=device,
-                      workers=workers)
+    cfg = TrainConfig(**options)
     r = train(cfg, out, resume=resume)
     if r.rank:
         return  # under torchrun, rank 0 reports

@@ -126,3 +126,30 @@ def test_changed_setting_reruns_only_downstream(small_run, tmp_path):
     assert not skipped["quantize cpu"] and not skipped["quantize tensorrt"]
     man = json.loads((out / "model.int8-cpu.onnx.json").read_text())
     assert man["config"]["method"] == "percentile"
+
+
+def test_a_run_on_an_image_folder_is_skipped_until_the_folder_changes(tmp_path):
+    """An ImageFolder has no sha256, and `edgeres run --data photos` never found its checkpoint up to date: each run
+    "resumed" it. Its listing (paths, sizes, times) is now recorded; a changed folder trains afresh, never resumed.
+    """
+    import os
+
+    from PIL import Image
+
+    from edgeres.pipeline import _train_state
+    from edgeres.train import TrainConfig, train
+
+    for k, c in enumerate(("a", "b")):
+        for split in ("train", "test"):
+            d = tmp_path / "photos" / split / c
+            d.mkdir(parents=True)
+            for i in range(12):
+                Image.fromarray(np.full((16, 16), (9 * i + 90 * k) % 256, np.uint8)).save(d / f"{i}.png")
+    cfg = TrainConfig(data=str(tmp_path / "photos"), arch="resnet20", epochs=1, batch_size=8, size=16)
+    ck = tmp_path / "run" / "model.pt"
+    train(cfg, ck)
+    assert read_manifest(ck)["inputs"]["data"]["listing_sha256"]
+    assert _train_state(ck, cfg, force=False) == "done"
+    img = tmp_path / "photos" / "train" / "a" / "0.png"
+    os.utime(img, ns=(img.stat().st_atime_ns, img.stat().st_mtime_ns + 10**9))  # an image replaced in place
+    assert _train_state(ck, cfg, force=False) == "fresh"
