@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeres.errors import ArtifactError, ConfigError
+from edgeres.paths import visible_files
 
 MANIFEST_SUFFIX = ".json"
 
@@ -31,8 +32,6 @@ def listing_sha256(folder: Path) -> str:
     """sha256 of a folder's listing: every visible file's relative path, size and modification time (an ImageFolder
     of 100,000 photos is listed in a second; hashing their bytes would take minutes on every run).
     """
-    from edgeres.data.datasets import visible_files
-
     h = hashlib.sha256()
     for f in visible_files(folder):
         st = f.stat()

@@ -21,6 +21,7 @@ from edgeres.data.preprocess import (
     Preprocessing,
 )
 from edgeres.errors import DataError
+from edgeres.paths import visible_files
 from edgeres.progress import progress
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -91,15 +92,6 @@ def open_image(path: Path) -> Image.Image:
         raise DataError(f"{path} is only {img.width}×{img.height} pixels; images need "
                         f"at least {MIN_SIDE} pixels a side, remove it from the set")
     return grey_or_rgb(img)
-
-
-def visible_files(root: Path) -> list[Path]:
-    """The files under ``root``, sorted, leaving out hidden files and folders: macOS writes an AppleDouble
-    ``._name.jpg`` beside each photo on a USB stick or network share (not an image), and Jupyter keeps copies in
-    ``.ipynb_checkpoints/``.
-    """
-    return sorted(p for p in root.rglob("*") if p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
 # images in formats edgeres does not decode (PNG and JPEG only, never a decoder chosen by content): refused by name,
