@@ -38,7 +38,7 @@ NUMBERS = [
     (["train", "--amp", "fp8"], "--amp"),
     (["train", "--arch", "vgg16"], "--arch"),
     (["train", "--data", "/nonexistent/folder"], "does not exist"),
-    (["run", "--size", "4", "--out", "{tmp}/r"], "--size"),  # run takes every option of train, checked alike
+    (["run", "--size", "4", "--out", "{tmp}/r"], "--size must lie between"),  # run takes every option of train
     (["run", "--freeze-backbone", "1", "--out", "{tmp}/r"], "needs --weights"),
     (["run", "--lr", "-1", "--out", "{tmp}/r"], "--lr must be positive"),
     (["export", "{ckpt}", "--opset", "99", "--out", "{tmp}/x.onnx"], "--opset"),
