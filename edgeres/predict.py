@@ -175,7 +175,8 @@ def _engine(path: Path, target: str) -> Model:
 
 def image_inputs(paths: Sequence[Path]) -> list[Path]:
     """The images named, with folders expanded (recursively, sorted); anything else is refused with its name."""
-    from edgeres.data.datasets import IMAGE_SUFFIXES, OTHER_IMAGES, image_files
+    from edgeres.data.datasets import IMAGE_SUFFIXES, image_files
+    from edgeres.data.pixels import OTHER_IMAGES
 
     out: list[Path] = []
     for p in map(Path, paths):

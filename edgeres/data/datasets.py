@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 from edgeres.config import DEFAULT_DATASET
 from edgeres.data import fashion_mnist
-from edgeres.data.pixels import FORMATS, grey_or_rgb
+from edgeres.data.pixels import FORMATS, OTHER_IMAGES, SUFFIXES, grey_or_rgb
 from edgeres.data.preprocess import (
     FASHION_MNIST_MEAN,
     FASHION_MNIST_STD,
@@ -24,7 +24,7 @@ from edgeres.errors import DataError
 from edgeres.paths import visible_files
 from edgeres.progress import progress
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+IMAGE_SUFFIXES = set(SUFFIXES)
 MAX_PIXELS = 8192 * 8192
 MIN_SIDE = 8
 
@@ -92,11 +92,6 @@ def open_image(path: Path) -> Image.Image:
         raise DataError(f"{path} is only {img.width}×{img.height} pixels; images need "
                         f"at least {MIN_SIDE} pixels a side, remove it from the set")
     return grey_or_rgb(img)
-
-
-# images in formats edgeres does not decode (PNG and JPEG only, never a decoder chosen by content): refused by name,
-# never left out in silence, which would train on a part of a class and score on a part of the test set
-OTHER_IMAGES = (".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jp2", ".ppm", ".pgm", ".pbm")
 
 
 def image_files(root: Path) -> list[Path]:

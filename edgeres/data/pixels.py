@@ -23,6 +23,10 @@ RESAMPLE = {
     "bicubic": _FILTERS.BICUBIC,
 }
 FORMATS = ["PNG", "JPEG"]  # never a decoder chosen by the file's content (EPS, …)
+SUFFIXES = (".png", ".jpg", ".jpeg")  # the names of those files
+# images in formats edgeres does not decode: refused by name wherever images are listed (edgeres and a bundle's
+# infer.py alike), never left out in silence, which would train on a part of a class or score part of a test set
+OTHER_IMAGES = (".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jp2", ".ppm", ".pgm", ".pbm")
 SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")  # PNG's and JPEG's first bytes
 # Image.open(formats=…) from Pillow 8.0 on; before it, the signature check in decode() keeps other decoders out
 _ONLY_OURS: "dict[str, Any]" = {"formats": FORMATS} if "formats" in inspect.signature(Image.open).parameters else {}

@@ -17,10 +17,14 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from pixels import decode, grey_or_rgb, normalize, resize_crop  # type: ignore[import-not-found]  # noqa: E402
-
-SUFFIXES = (".png", ".jpg", ".jpeg")
-OTHER_IMAGES = (".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jp2", ".ppm", ".pgm", ".pbm")
+from pixels import (  # type: ignore[import-not-found]  # noqa: E402
+    OTHER_IMAGES,
+    SUFFIXES,
+    decode,
+    grey_or_rgb,
+    normalize,
+    resize_crop,
+)
 
 
 def preprocess(path, pre):
