@@ -60,6 +60,7 @@ class TrainConfig:
     val_split: float | None = None  # held-out share of train for model selection; None: 0.1 for a folder, 0 else
     device: str = "auto"  # auto | cpu | cuda
     workers: int | None = None  # data-loading processes for image folders; None: up to 4 per process
+    allow_duplicates: bool = False  # train although test or validation images copy training ones, or sit in two classes
 
     def validate(self) -> None:
         if self.epochs < 1:

@@ -67,6 +67,9 @@ def train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--seed", type=int, default=default(TrainConfig, "seed"), show_default=True),
         click.option("--limit-train", type=int, default=None, help="Use only N training images (quick runs)."),
         click.option("--limit-test", type=int, default=None, help="Evaluate on only N test images."),
+        click.option("--allow-duplicates", is_flag=True,
+                     help="Train although test or validation images are copies of training images, or one image sits "
+                          "in two classes (refused by default: `edgeres data show DATA` lists them)."),
     ]):
         fn = opt(fn)
     return fn

@@ -73,3 +73,56 @@ def data_fetch(as_json):
 
     d = fashion_mnist.locate(fetch=True)
     emit(as_json, {"path": d, "files": list(fashion_mnist.FILES)}, f"Fashion-MNIST verified in {d}")
+
+
+@data_grp.command("show")
+@click.argument("data")
+@click.option("--val-split", type=float, default=None,
+              help="As train's --val-split (default: 0.1 for a folder without val/, none for fashion-mnist).")
+@json_option
+@handle_errors
+def data_show(data, val_split, as_json):
+    """Say what a data set holds, as `edgeres train --data DATA` would use it: its splits and classes, the colour
+    and sizes of its images, the preprocessing train would choose, and identical images (test images that copy
+    training ones, one image in two classes), which train refuses.
+
+    \b
+    Examples:
+      edgeres data show my_photos
+      edgeres data show fashion-mnist --json
+    """
+    from dataclasses import asdict
+
+    from edgeres.data.survey import survey
+
+    s = survey(data, val_split)
+    emit(as_json, asdict(s), survey_text(s))
+
+
+def survey_text(s) -> str:
+    """The survey as a few lines for a terminal."""
+    lines = [f"{s.data}: {len(s.classes)} classes"]
+    width = max(len(sp.split) for sp in s.splits)
+    for sp in s.splits:
+        counts = sorted(sp.per_class.values())
+        lines.append(f"  {sp.split:<{width}} {sp.images:>7,} images, {counts[0]:,} to {counts[-1]:,} a class: "
+                     f"{sp.source}")
+    per = s.splits[0].per_class
+    small = min(per, key=per.get)
+    if per[small] < max(per.values()):
+        lines.append(f"  smallest training class: {small} ({per[small]:,})")
+    lk, pre = s.look, s.preprocessing
+    lines.append(f"images ({lk.sampled:,} headers read): {lk.colour:,} colour, {lk.grey:,} grey; from "
+                 f"{lk.smallest[0]}×{lk.smallest[1]} to {lk.largest[0]}×{lk.largest[1]} px, shorter side "
+                 f"{lk.short_side} px at the median")
+    lines.append(f"train would use: {'RGB' if pre.channels == 3 else 'grey'}, shorter side to {pre.resize or pre.size} "
+                 f"px, centre {pre.size}×{pre.size} crop, mean {list(pre.mean)}, std {list(pre.std)} (without "
+                 f"--weights or --size)")
+    if not s.duplicates:
+        lines.append("identical images: none between the splits, none in two classes")
+        return "\n".join(lines)
+    lines.append("identical images (train refuses them; delete one copy of each, or pass --allow-duplicates):")
+    for split, pairs in s.duplicates.copies.items():
+        lines += [f"  {a} ({split}) = {b} (train)" for a, b in pairs]
+    lines += [f"  two classes: {a} = {b}" for a, b in s.duplicates.two_classes]
+    return "\n".join(lines)

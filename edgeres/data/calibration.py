@@ -14,7 +14,6 @@ from edgeres.artifacts import check_out, remove_stale_temporaries, sha256_file, 
 from edgeres.data.datasets import (
     IMAGE_SUFFIXES,
     ImageSet,
-    default_preprocessing,
     load_dataset,
     not_a_folder,
     open_image,
@@ -22,6 +21,7 @@ from edgeres.data.datasets import (
     visible_files,
 )
 from edgeres.data.preprocess import Preprocessing
+from edgeres.data.survey import default_preprocessing
 from edgeres.errors import ConfigError, DataError
 from edgeres.progress import progress
 

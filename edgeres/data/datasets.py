@@ -13,13 +13,7 @@ from PIL import Image, UnidentifiedImageError
 from edgeres.config import DEFAULT_DATASET
 from edgeres.data import fashion_mnist
 from edgeres.data.pixels import FORMATS, OTHER_IMAGES, SUFFIXES, grey_or_rgb
-from edgeres.data.preprocess import (
-    FASHION_MNIST_MEAN,
-    FASHION_MNIST_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Preprocessing,
-)
+from edgeres.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from edgeres.errors import DataError
 from edgeres.paths import visible_files
 from edgeres.progress import progress
@@ -199,6 +193,13 @@ def _read_classes(root: Path, base: Path, name: str) -> ImageSet:
     return ImageSet(name, classes, np.asarray(labels, np.int64), paths=paths)
 
 
+def default_val_share(spec: str) -> float:
+    """The share of training images a run holds out for validation when --val-split is not given: a tenth of a
+    folder's train split (by path hash) unless it has val/; none for fashion-mnist.
+    """
+    return 0.0 if spec == DEFAULT_DATASET or "val" in split_layout(Path(spec)) else 0.1
+
+
 def load_dataset(spec: str, split: str, fetch: bool = True, val_split: float = 0.0) -> ImageSet:
     """``fashion-mnist`` or the path of an ImageFolder tree; ``split`` is ``train``, ``val`` or ``test``."""
     if spec == DEFAULT_DATASET:
@@ -211,18 +212,6 @@ def load_dataset(spec: str, split: str, fetch: bool = True, val_split: float = 0
         val = np.array([held_out(Path(str(i)), Path(), val_split, "val") for i in range(len(ds))])
         return ds.subset(np.flatnonzero(val if split == "val" else ~val))
     return load_image_folder(Path(spec), split, val_split)
-
-
-def default_preprocessing(spec: str, size: int | None = None) -> Preprocessing:
-    """The demo's choices for Fashion-MNIST; ImageNet's evaluation transform (resize 256, centre crop 224, ImageNet
-    mean and std) for an RGB ImageFolder; for a greyscale folder its own image size (at least 32 px), mean and std 0.5.
-    """
-    if spec == DEFAULT_DATASET:
-        return Preprocessing(size or 40, 1, FASHION_MNIST_MEAN, FASHION_MNIST_STD)
-    first = load_image_folder(Path(spec), "train").image(0)
-    if first.mode == "L":
-        return Preprocessing(size or min(224, max(32, min(first.size))), 1, (0.5,), (0.5,))
-    return imagenet_preprocessing(size or 224)
 
 
 def imagenet_preprocessing(size: int = 224) -> Preprocessing:

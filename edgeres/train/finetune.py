@@ -10,8 +10,9 @@ from torch import nn
 
 from edgeres.archs import ModelConfig, config_for
 from edgeres.config import TrainConfig
-from edgeres.data.datasets import default_preprocessing, imagenet_preprocessing
+from edgeres.data.datasets import imagenet_preprocessing
 from edgeres.data.preprocess import Preprocessing
+from edgeres.data.survey import default_preprocessing
 from edgeres.errors import ConfigError
 from edgeres.models import build_model, load_checkpoint
 

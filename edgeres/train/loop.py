@@ -7,6 +7,7 @@ import contextlib
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ from torch import nn
 from edgeres.artifacts import check_out, write_manifest
 from edgeres.config import DEFAULT_DATASET, TrainConfig
 from edgeres.data import fashion_mnist
-from edgeres.data.datasets import ImageSet, load_dataset, split_layout
+from edgeres.data.datasets import ImageSet, default_val_share, load_dataset, split_layout
 from edgeres.data.preprocess import Preprocessing
+from edgeres.data.survey import Duplicates, duplicates
 from edgeres.distributed import World, close_world, init_world
 from edgeres.errors import ArtifactError, ConfigError, DataError
 from edgeres.hw import cpu_features, has_native_bf16
@@ -120,12 +122,10 @@ def last_path(out: Path) -> Path:
 
 
 def val_share(cfg: TrainConfig) -> float:
-    if cfg.val_split is not None:
-        return cfg.val_split
-    return 0.0 if cfg.data == DEFAULT_DATASET or "val" in split_layout(Path(cfg.data)) else 0.1
+    return cfg.val_split if cfg.val_split is not None else default_val_share(cfg.data)
 
 
-def _splits(cfg: TrainConfig) -> tuple[ImageSet, ImageSet | None, ImageSet]:
+def _splits(cfg: TrainConfig, say: Callable[[str], None]) -> tuple[ImageSet, ImageSet | None, ImageSet, Duplicates]:
     share = val_share(cfg)
     has_val = share > 0 or (cfg.data != DEFAULT_DATASET and "val" in split_layout(Path(cfg.data)))
     train_set = _limit(load_dataset(cfg.data, "train", val_split=share), cfg.limit_train, cfg.seed)
@@ -139,7 +139,14 @@ def _splits(cfg: TrainConfig) -> tuple[ImageSet, ImageSet | None, ImageSet]:
             extra = sorted(set(other.classes) ^ set(train_set.classes))[:3]
             raise DataError(f"the {name} split's classes differ from the training split's ({', '.join(extra)}); "
                             f"give both the same class folders")
-    return train_set, val_set, test_set
+    dup = Duplicates()
+    if cfg.data != DEFAULT_DATASET:  # a user's folder: a copied photo in test/ would make test top-1 a lie
+        dup = duplicates(train_set, {"test": test_set, "validation": val_set}, cfg.data)
+        if dup and not cfg.allow_duplicates:
+            raise DataError(dup.refusal(cfg.data))
+        if dup:
+            say(f"training with identical images, as --allow-duplicates asks: {dup.counts()}")
+    return train_set, val_set, test_set, dup
 
 
 def train(cfg: TrainConfig, out: Path, resume: bool = False,
@@ -166,7 +173,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, preprocessing: Preprocessi
     say = log if world.main else (lambda _msg: None)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(world.threads())
-    train_set, val_set, test_set = _splits(cfg)
+    train_set, val_set, test_set, dup = _splits(cfg, say)
     st = start(cfg, train_set.classes, preprocessing)
     pre = st.preprocessing
     net = st.model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack it
@@ -233,7 +240,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, preprocessing: Preprocessi
             facts = {"history": history, "test_images": len(test_set), "train_images": len(train_set),
                      "val_images": len(val_set) if val_set else 0, "autocast": str(dtype or "fp32"),
                      "device": str(device), "cpu_features": cpu_features(), "start": st.note,
-                     "processes": world.size, "threads_per_process": torch.get_num_threads(), "augment": augment}
+                     "processes": world.size, "threads_per_process": torch.get_num_threads(), "augment": augment,
+                     **({"duplicates": dup.counts()} if dup else {})}
             ckpt = Checkpoint(st.model_cfg, sd, pre, train_set.classes, state)
             _save(last_path(out) if val_set is not None else out, ckpt, cfg, pre, {**facts, "top1": round(top1, 2),
                                                                                    "epoch": epoch + 1})

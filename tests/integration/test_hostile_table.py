@@ -114,6 +114,10 @@ NUMBERS = [
     (["device", "setup", "--host", ""], "--host"),
     (["device", "setup", "--host", "jetson@orin", "--ssh-option", "ProxyCommand=touch x"], "ProxyCommand"),
     (["calib", "show", "/nonexistent"], "does not exist"),
+    (["data", "show", "/nonexistent"], "does not exist"),
+    (["data", "show", "{onnx}"], "is a file, not a folder"),
+    (["data", "show", "fashion-mnist", "--val-split", "0.9"], "--val-split must lie between"),
+    (["data", "show", "fashion-mnist", "--val-split", "nan"], "finite"),
     (["nosuchcommand"], "No such command"),
 ]
 

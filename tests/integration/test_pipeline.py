@@ -140,11 +140,11 @@ def test_a_run_on_an_image_folder_is_skipped_until_the_folder_changes(tmp_path):
     from edgeres.train import TrainConfig, train
 
     for k, c in enumerate(("a", "b")):
-        for split in ("train", "test"):
+        for s, split in enumerate(("train", "test")):
             d = tmp_path / "photos" / split / c
             d.mkdir(parents=True)
-            for i in range(12):
-                Image.fromarray(np.full((16, 16), (9 * i + 90 * k) % 256, np.uint8)).save(d / f"{i}.png")
+            for i in range(12):  # no image twice (train refuses copies)
+                Image.fromarray(np.full((16, 16), 9 * i + 120 * k + 4 * s, np.uint8)).save(d / f"{i}.png")
     cfg = TrainConfig(data=str(tmp_path / "photos"), arch="resnet20", epochs=1, batch_size=8, size=16)
     ck = tmp_path / "run" / "model.pt"
     train(cfg, ck)

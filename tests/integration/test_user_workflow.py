@@ -240,3 +240,32 @@ def test_bench_reports_accuracy_per_class(small_run):
         assert abs(np.nansum(np.asarray(pc, float) * counts) / counts.sum() - r["accuracy"]["top1"]) < 1e-6
     md = (Path(cfg.out) / "report" / "report.md").read_text()
     assert "Top-1 (%) per class" in md and (Path(cfg.out) / "report" / "confusion.png").is_file()
+
+
+def test_a_test_image_copied_from_training_is_refused_listed_then_allowed(digits, tmp_path):
+    import shutil
+
+    from edgeres.data.datasets import load_dataset
+
+    data = tmp_path / "digits"
+    shutil.copytree(digits, data)
+    src = load_dataset(str(data), "train", val_split=0.1).paths[35]  # a training image (not the validation share)
+    shutil.copy(src, data / "test" / src.parent.name / "copy.png")
+    copy, trained = f"test/{src.parent.name}/copy.png", src.relative_to(data).as_posix()
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "m.pt"), "--epochs", "1", "--size", "32",
+            "--batch-size", "50", "--workers", "0"]
+    r = edgeres(*args)
+    assert_one_line_error(r, f"1 test image is identical to training images ({copy} = {trained})", "--allow-duplicates",
+                          f"edgeres data show {data}")
+    assert not (tmp_path / "m.pt").exists()
+    shown = edgeres("data", "show", str(data), "--json")
+    assert shown.returncode == 0, shown.stderr
+    s = json.loads(shown.stdout)
+    assert s["duplicates"]["copies"]["test"] == [[copy, trained]] and s["preprocessing"]["channels"] == 1
+    assert [(sp["split"], sp["images"]) for sp in s["splits"]][2] == ("test", 101)
+    assert f"{copy} (test) = {trained} (train)" in edgeres("data", "show", str(data)).stdout
+    ok = edgeres(*args, "--allow-duplicates")
+    assert ok.returncode == 0, ok.stderr
+    man = json.loads((tmp_path / "m.pt.json").read_text())
+    assert man["results"]["duplicates"] == {"test": 1, "validation": 0, "two_classes": 0}
+    assert man["config"]["allow_duplicates"] is True

@@ -10,7 +10,7 @@ import pytest
 from edgeres.archs import config_for
 from edgeres.backends.onnxruntime import OrtSession
 from edgeres.data import fashion_mnist
-from edgeres.data.datasets import default_preprocessing
+from edgeres.data.survey import default_preprocessing
 from edgeres.export import ExportConfig, onnx_from_checkpoint
 from edgeres.models import Checkpoint, build_model, save_checkpoint
 from edgeres.onnx_model import MODEL_KEY, load_onnx, metadata
