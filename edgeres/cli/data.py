@@ -118,6 +118,7 @@ def survey_text(s) -> str:
     lines.append(f"train would use: {'RGB' if pre.channels == 3 else 'grey'}, shorter side to {pre.resize or pre.size} "
                  f"px, centre {pre.size}×{pre.size} crop, mean {list(pre.mean)}, std {list(pre.std)} (without "
                  f"--weights or --size)")
+    lines += [f"note: {n}" for n in s.notes]
     if not s.duplicates:
         lines.append("identical images: none between the splits, none in two classes")
         return "\n".join(lines)

@@ -195,6 +195,7 @@ class DataSurvey:
     look: Look
     preprocessing: Preprocessing
     duplicates: Duplicates
+    notes: list[str] = field(default_factory=list)  # what a user may want to change before training
 
 
 def survey(spec: str, val_split: float | None = None) -> DataSurvey:
@@ -224,4 +225,20 @@ def survey(spec: str, val_split: float | None = None) -> DataSurvey:
     seen = look(train)
     pre = default_preprocessing(spec) if spec == DEFAULT_DATASET else _folder_preprocessing(seen, None)
     root = None if spec == DEFAULT_DATASET else spec
-    return DataSurvey(spec, train.classes, splits, seen, pre, duplicates(train, {"test": test, "validation": val}, root))
+    return DataSurvey(spec, train.classes, splits, seen, pre, duplicates(train, {"test": test, "validation": val}, root),
+                      _notes(seen, pre))
+
+
+def _notes(seen: Look, pre: Preprocessing) -> list[str]:
+    notes = []
+    if seen.grey and seen.colour:
+        kept, other = ("grey", "colour") if pre.channels == 1 else ("colour", "grey")
+        notes.append(f"{seen.grey:,} of the {seen.sampled:,} images read {'is' if seen.grey == 1 else 'are'} grey and "
+                     f"{seen.colour:,} colour: train "
+                     f"makes a {kept} model (most images are {kept}) and converts the {other} ones")
+    own = max(32, seen.short_side)
+    if pre.channels == 3 and own < pre.size:
+        notes.append(f"the median image's shorter side ({seen.short_side} px) is under the {pre.size} px crop, so "
+                     f"images are enlarged; training from scratch (no --weights), --size {own} costs about "
+                     f"{(pre.size / own) ** 2:.0f}× less per image")
+    return notes

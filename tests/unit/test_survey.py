@@ -82,3 +82,20 @@ def test_fashion_mnist_has_no_copies_between_its_splits():
     copied = duplicates(train.subset(range(100)), {"test": train.subset([7, 8, 150])})
     assert copied.copies["test"] == [("fashion-mnist:train image 0", "fashion-mnist:train image 7"),
                                      ("fashion-mnist:train image 1", "fashion-mnist:train image 8")]
+
+
+def test_the_survey_notes_mixed_colour_and_images_smaller_than_the_crop(tmp_path):
+    _photos(tmp_path / "train", n=20, size=(32, 32))
+    _photos(tmp_path / "test", n=3, size=(32, 32), seed=1)
+    Image.new("L", (32, 32), 7).save(tmp_path / "train" / "apple" / "grey.png")
+    s = survey(str(tmp_path))
+    assert s.preprocessing.size == 224 and s.look.short_side == 32
+    val = len(load_dataset(str(tmp_path), "val", val_split=0.1))
+    assert s.notes == [f"1 of the {41 - val} images read is grey and {40 - val} colour: train makes a colour model "
+                       "(most images are colour) and converts the grey ones",
+                       "the median image's shorter side (32 px) is under the 224 px crop, so images are enlarged; "
+                       "training from scratch (no --weights), --size 32 costs about 49× less per image"]
+    assert [(sp.split, sp.images, sp.source) for sp in s.splits] == [
+        ("train", 41 - val, "train/, less the validation share"),
+        ("validation", val, "10% of train/, by a hash of each path (--val-split)"),
+        ("test", 6, "test/")]
