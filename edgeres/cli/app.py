@@ -1,13 +1,14 @@
 """The ``edgeres`` command: a thin click layer over the library, one command per arrow."""
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import sys
 from collections.abc import Callable
 from dataclasses import MISSING, fields
 from functools import wraps
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -54,7 +55,9 @@ class LazyGroup(click.Group):
         except click.ClickException as e:
             e.show()
             sys.exit(e.exit_code)
-        except click.Abort:
+        except click.Abort as e:
+            if isinstance(e.__cause__, KeyboardInterrupt):  # Ctrl-C before a command ran (its imports)
+                die_interrupted()
             click.echo("Aborted.", err=True)
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -86,8 +89,32 @@ OPTIONAL_PACKAGES = {
 }
 
 
+INTERRUPTED = "interrupted; finished artifacts are kept, re-run to resume"
+
+
+def die_interrupted() -> NoReturn:
+    """Ctrl-C: one line, then die of SIGINT, as a shell expects of a program it interrupted: the status is 130, and a
+    script or loop that ran edgeres stops too (bash carries on after a child that merely exits 130). Python's own
+    finalization is skipped (what a command wrote is already in place or removed); stdout and stderr are flushed.
+    """
+    import os
+    import signal
+    import threading
+
+    click.echo(INTERRUPTED, err=True)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    sys.exit(130)  # where the signal did not end the process
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """EdgeresError → one-line ``Error: …`` and exit 1; Ctrl-C → exit 130. No tracebacks for users."""
+    """EdgeresError → one-line ``Error: …`` and exit 1; Ctrl-C → one line and death by SIGINT (status 130). No
+    tracebacks for users.
+    """
     from edgeres.errors import EdgeresError
 
     @wraps(fn)
@@ -102,10 +129,10 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(f"this command needs {e.name}, which is not installed: "
                                        f"{OPTIONAL_PACKAGES[e.name]}") from None
         except KeyboardInterrupt:
-            click.echo("interrupted; finished artifacts are kept, re-run to resume", err=True)
-            sys.exit(130)
+            pass  # left first, so the traceback's frames (a DataLoader and its worker processes) are released
         except OSError as e:  # the file system said no: disk full, read-only, permissions
             raise click.ClickException(filesystem_message(e)) from None
+        die_interrupted()
     return wrapper
 
 

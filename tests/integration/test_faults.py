@@ -180,7 +180,11 @@ def _wait_until_working(stage: str, proc: subprocess.Popen, out: Path) -> None:
 
 @pytest.mark.parametrize("stage", ["train", "export", "quantize", "bench", "calib"])
 def test_sigint_in_every_stage_leaves_no_partial_output(stage, small_run, tmp_path):
-    """Ctrl-C: exit 130, one line, and neither the output nor a temporary of it left behind."""
+    """Ctrl-C: one line, death by SIGINT (a shell's status 130), and neither the output nor a temporary of it left
+    behind. (It exited 130 by sys.exit, and now and then died of SIGINT instead, under load: strace showed the process
+    sending itself SIGINT at exit, CPython's way out for a KeyboardInterrupt it counts as unhandled, though edgeres had
+    caught it; which call left that mark was not found. Now it is always the signal.)
+    """
     cfg, _ = small_run
     out = tmp_path / {"train": "m.pt", "export": "m.onnx", "quantize": "q.onnx", "bench": "r", "calib": "c"}[stage]
     args = {"train": ["train", "--epochs", "2", "--limit-train", "2048", "--size", "32"],
@@ -194,8 +198,25 @@ def test_sigint_in_every_stage_leaves_no_partial_output(stage, small_run, tmp_pa
     _wait_until_working(stage, proc, out)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == -signal.SIGINT, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and "interrupted" in lines[0] and "Traceback" not in err
     assert not out.exists() or (stage == "bench" and not (out / "report.json").exists())
     assert not [p for p in tmp_path.rglob(".*") if p.name.endswith(".tmp")]
+
+
+def test_ctrl_c_stops_the_shell_script_that_ran_edgeres(small_run, tmp_path):
+    """A terminal's Ctrl-C goes to the whole foreground group. bash goes on with a script (or a loop of benches) after
+    a child that exits 130 as if it had handled the signal, and stops only after a child that died of it.
+    """
+    cfg, _ = small_run
+    out = tmp_path / "r"
+    script = f"'{sys.executable}' -m edgeres bench '{cfg.out}/model.onnx' --duration 30 --out '{out}'; echo went on"
+    proc = subprocess.Popen(["bash", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "EDGERES_QUIET": "1"}, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    _wait_until_working("bench", proc, out)
+    os.killpg(proc.pid, signal.SIGINT)  # as the terminal does
+    stdout, err = proc.communicate(timeout=60)
+    assert "interrupted" in err and "went on" not in stdout
+    assert proc.returncode == -signal.SIGINT
