@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from edgeres.cli import emit, handle_errors, json_option
+
+if TYPE_CHECKING:
+    from edgeres.data.survey import DataSurvey
 
 
 @click.group("calib")
@@ -99,7 +103,7 @@ def data_show(data, val_split, as_json):
     emit(as_json, asdict(s), survey_text(s))
 
 
-def survey_text(s) -> str:
+def survey_text(s: DataSurvey) -> str:
     """The survey as a few lines for a terminal."""
     lines = [f"{s.data}: {len(s.classes)} classes"]
     width = max(len(sp.split) for sp in s.splits)
@@ -108,7 +112,7 @@ def survey_text(s) -> str:
         lines.append(f"  {sp.split:<{width}} {sp.images:>7,} images, {counts[0]:,} to {counts[-1]:,} a class: "
                      f"{sp.source}")
     per = s.splits[0].per_class
-    small = min(per, key=per.get)
+    small = min(per, key=lambda c: per[c])
     if per[small] < max(per.values()):
         lines.append(f"  smallest training class: {small} ({per[small]:,})")
     lk, pre = s.look, s.preprocessing
