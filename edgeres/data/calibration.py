@@ -21,7 +21,7 @@ from edgeres.data.datasets import (
     visible_files,
 )
 from edgeres.data.preprocess import Preprocessing
-from edgeres.data.survey import default_preprocessing
+from edgeres.data.survey import copied_from, default_preprocessing
 from edgeres.errors import ConfigError, DataError
 from edgeres.progress import progress
 
@@ -54,7 +54,9 @@ def make_calibration_set(data: str, out: Path, per_class: int = 50, split: str =
     if per_class < 1:
         raise ConfigError(f"--per-class must be at least 1, got {per_class}")
     ds = load_dataset(data, split)
-    picked = balanced_sample(ds, per_class, seed, strict)  # not strict: all of a class smaller than per_class
+    # a training image that is also a test image (the same file) is never drawn: bench would refuse the set
+    allowed = np.flatnonzero(~copied_from(ds, load_dataset(data, "test")))
+    picked = [int(allowed[j]) for j in balanced_sample(ds.subset(allowed), per_class, seed, strict)]
     out = Path(out)
     check_out(out, folder=True)
     _check_replaceable(out)
@@ -235,6 +237,11 @@ def check_disjoint(calib: CalibrationSet, evaluation: ImageSet, pre: Preprocessi
     eval_hashes = set(evaluation.pixel_hashes(pre))
     mine = calib.images.pixel_hashes(pre)
     shared = [p for p, h in zip(calib.images.paths or [], mine, strict=True) if h in eval_hashes]
+    if shared and calib.source.get("split") == "train":  # drawn from a training split that holds evaluation images
+        raise DataError(f"{len(shared)} calibration image(s) also appear in the evaluation set {evaluation.name} "
+                        f"(first: {shared[0]}), though drawn from the training split of {calib.source.get('data')}: "
+                        f"that split holds copies of evaluation images; remove them (`edgeres data show "
+                        f"{calib.source.get('data')}` lists identical files), then draw the set again")
     if shared:
         raise DataError(f"{len(shared)} calibration image(s) also appear in the evaluation set "
                         f"{evaluation.name} (first: {shared[0]}); draw the set from the training split "

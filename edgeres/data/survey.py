@@ -10,6 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from edgeres.artifacts import sha256_file
@@ -110,28 +111,10 @@ class Duplicates:
 
 
 def duplicates(train: ImageSet, others: dict[str, ImageSet | None], root: str | Path | None = None) -> Duplicates:
-    """The copies of training images in ``others`` (split name → set) and the training images under two classes.
-
-    Files are compared by size first and hashed only where two files of a size could matter (in two splits, or two
-    classes), so a set of photos is hashed hardly at all; an array set is compared by its pixels.
-    """
+    """The copies of training images in ``others`` (split name → set) and the training images under two classes."""
     sets = {"train": train, **{k: v for k, v in others.items() if v is not None}}
-    keys: dict[tuple[str, int], str] = {}
-    if all(s.paths is not None for s in sets.values()):
-        by_size: dict[int, list[tuple[str, int]]] = defaultdict(list)
-        for name, s in sets.items():
-            for i, p in enumerate(s.paths or []):
-                by_size[p.stat().st_size].append((name, i))
-        for group in by_size.values():
-            if len({n for n, _ in group}) > 1 or len({int(sets[n].labels[i]) for n, i in group}) > 1:
-                for n, i in group:
-                    keys[(n, i)] = sha256_file((sets[n].paths or [])[i])
-    elif all(s.array is not None for s in sets.values()):
-        for name, s in sets.items():
-            for i, a in enumerate(s.array):  # type: ignore[arg-type]  # checked above
-                keys[(name, i)] = hashlib.sha256(a.tobytes()).hexdigest()
     groups: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for k, digest in keys.items():
+    for k, digest in _digests(sets).items():
         groups[digest].append(k)
     copies: dict[str, list[tuple[str, str]]] = {name: [] for name in sets if name != "train"}
     two: list[tuple[str, str]] = []
@@ -147,6 +130,36 @@ def duplicates(train: ImageSet, others: dict[str, ImageSet | None], root: str | 
             first, second = list(labels.values())[:2]
             two.append((_name(train, first, root), _name(train, second, root)))
     return Duplicates({n: sorted(pairs) for n, pairs in copies.items()}, sorted(two))
+
+
+def copied_from(images: ImageSet, other: ImageSet) -> np.ndarray:
+    """Which of ``images`` are identical to an image of ``other`` (a bool per image)."""
+    seen = _digests({"images": images, "other": other})
+    theirs = {d for (n, _), d in seen.items() if n == "other"}
+    return np.array([seen.get(("images", i)) in theirs for i in range(len(images))], bool)
+
+
+def _digests(sets: dict[str, ImageSet]) -> dict[tuple[str, int], str]:
+    """A content hash of each image that could have a copy in another set or class, keyed (set name, index).
+
+    Files are compared by size first and hashed only where two files of a size could matter (in two sets, or two
+    classes), so a set of photos is hashed hardly at all; an array set is hashed by its pixels.
+    """
+    keys: dict[tuple[str, int], str] = {}
+    if all(s.paths is not None for s in sets.values()):
+        by_size: dict[int, list[tuple[str, int]]] = defaultdict(list)
+        for name, s in sets.items():
+            for i, p in enumerate(s.paths or []):
+                by_size[p.stat().st_size].append((name, i))
+        for group in by_size.values():
+            if len({n for n, _ in group}) > 1 or len({int(sets[n].labels[i]) for n, i in group}) > 1:
+                for n, i in group:
+                    keys[(n, i)] = sha256_file((sets[n].paths or [])[i])
+    elif all(s.array is not None for s in sets.values()):
+        for name, s in sets.items():
+            for i, a in enumerate(s.array):  # type: ignore[arg-type]  # checked above
+                keys[(name, i)] = hashlib.sha256(a.tobytes()).hexdigest()
+    return keys
 
 
 def _name(images: ImageSet, i: int, root: str | Path | None) -> str:

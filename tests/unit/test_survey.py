@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from edgeres.data.datasets import load_dataset
@@ -99,3 +100,28 @@ def test_the_survey_notes_mixed_colour_and_images_smaller_than_the_crop(tmp_path
         ("train", 41 - val, "train/, less the validation share"),
         ("validation", val, "10% of train/, by a hash of each path (--val-split)"),
         ("test", 6, "test/")]
+
+
+def test_a_calibration_set_is_never_drawn_from_training_images_that_test_copies(tmp_path):
+    from edgeres.data.calibration import check_disjoint, load_calibration_set, make_calibration_set
+    from edgeres.data.survey import copied_from
+    from edgeres.errors import DataError
+
+    data = tmp_path / "photos"
+    _photos(data / "train", n=12)
+    _photos(data / "test", n=3, seed=1)
+    shutil.copy(data / "train/apple/005.png", data / "test/apple/copy.png")
+    train, test = load_dataset(str(data), "train"), load_dataset(str(data), "test")
+    assert np.flatnonzero(copied_from(train, test)).tolist() == [train.paths.index(data / "train/apple/005.png")]
+    c = load_calibration_set(make_calibration_set(str(data), tmp_path / "c", per_class=12, strict=False),
+                             allow_small=True)
+    assert len(c.images) == 23  # every training image but the one test holds
+    pre = default_preprocessing(str(data))
+    check_disjoint(c, test, pre)  # bench's check passes
+    # a copy with other bytes (re-encoded) is not the same file, but the same pixels: bench's check still catches it,
+    # and names the training split's copies, not `calib make --split train` (the set came from there)
+    Image.open(data / "train/banana/002.png").save(data / "test/banana/again.png", compress_level=0)
+    c = load_calibration_set(make_calibration_set(str(data), tmp_path / "c2", per_class=12, strict=False),
+                             allow_small=True)
+    with pytest.raises(DataError, match="though drawn from the training split .* holds copies of evaluation images"):
+        check_disjoint(c, load_dataset(str(data), "test"), pre)
