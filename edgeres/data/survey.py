@@ -111,8 +111,13 @@ class Duplicates:
 
 
 def duplicates(train: ImageSet, others: dict[str, ImageSet | None], root: str | Path | None = None) -> Duplicates:
-    """The copies of training images in ``others`` (split name → set) and the training images under two classes."""
-    sets = {"train": train, **{k: v for k, v in others.items() if v is not None}}
+    """The copies of training images in ``others`` (split name → set) and the training images under two classes. A
+    split that is another's very files (val/ serving as the test split too) is counted once, under the first name.
+    """
+    sets = {"train": train}
+    for name, s in others.items():
+        if s is not None and not any(s.paths is not None and s.paths == t.paths for t in sets.values()):
+            sets[name] = s
     groups: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for k, digest in _digests(sets).items():
         groups[digest].append(k)

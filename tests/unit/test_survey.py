@@ -125,3 +125,13 @@ def test_a_calibration_set_is_never_drawn_from_training_images_that_test_copies(
                              allow_small=True)
     with pytest.raises(DataError, match="though drawn from the training split .* holds copies of evaluation images"):
         check_disjoint(c, load_dataset(str(data), "test"), pre)
+
+
+def test_val_serving_as_the_test_split_is_reported_once(tmp_path):
+    _photos(tmp_path / "train", n=12)
+    _photos(tmp_path / "val", n=3, seed=1)  # no test/: val/ is the validation and the test split
+    shutil.copy(tmp_path / "train/apple/003.png", tmp_path / "val/apple/copy.png")
+    s = survey(str(tmp_path))
+    assert [(sp.split, sp.source) for sp in s.splits][1:] == [("validation", "val/"), ("test", "val/ (there is no test/)")]
+    assert s.duplicates.copies == {"test": [("val/apple/copy.png", "train/apple/003.png")]}
+    assert s.duplicates.refusal("d").count("identical to training images") == 1
