@@ -5,8 +5,6 @@ import contextlib
 import io
 import json
 import logging
-import signal
-import threading
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -21,6 +19,7 @@ from edgeres.config import DEFAULT_OPSET, ExportConfig
 from edgeres.data.datasets import load_dataset
 from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import ArtifactError, ConfigError
+from edgeres.interrupts import stops_held
 from edgeres.models import Checkpoint, load_checkpoint
 from edgeres.onnx_limits import export_opset, model_opset, parser_problems, target_limits
 from edgeres.onnx_model import (
@@ -75,18 +74,10 @@ def _export(model: torch.nn.Module, shape: tuple[int, ...], dest: Path, opset: i
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         # A Ctrl-C inside torch.export surfaces as a TorchExportError or a half-imported module: hold it until the
         # export returns (a few seconds), then raise it as the interrupt it is.
-        interrupted: list[int] = []
-        held = threading.current_thread() is threading.main_thread()
-        old = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1)) if held else None
-        try:
+        with stops_held():
             prog = torch.onnx.export(model, (x,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                                      dynamic_shapes={"x": {0: batch}}, opset_version=opset, dynamo=True,
                                      external_data=False, verbose=False)
-        finally:
-            if held:
-                signal.signal(signal.SIGINT, old)
-        if interrupted:
-            raise KeyboardInterrupt
         if prog is None:
             raise ArtifactError("torch.onnx.export returned no program; update torch (edgeres needs the dynamo exporter)")
         prog.save(str(dest), external_data=False)

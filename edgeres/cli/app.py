@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import click
 
 from edgeres import __version__
+from edgeres.interrupts import raise_on_stop_signals, signal_of
 
 COMMANDS = {
     "train": ("edgeres.cli.commands", "train_cmd", "dataset → checkpoint."),
@@ -45,7 +46,10 @@ class LazyGroup(click.Group):
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
-        """As click's, but a usage error is one line (``Error: … (see `edgeres CMD --help`)``), exit 2."""
+        """As click's, but a usage error is one line (``Error: … (see `edgeres CMD --help`)``), exit 2; SIGTERM and
+        SIGHUP stop a command as Ctrl-C does.
+        """
+        raise_on_stop_signals()
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as e:
@@ -57,7 +61,7 @@ class LazyGroup(click.Group):
             sys.exit(e.exit_code)
         except click.Abort as e:
             if isinstance(e.__cause__, KeyboardInterrupt):  # Ctrl-C before a command ran (its imports)
-                die_interrupted()
+                die_interrupted(signal_of(e.__cause__))
             click.echo("Aborted.", err=True)
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -92,27 +96,27 @@ OPTIONAL_PACKAGES = {
 INTERRUPTED = "interrupted; finished artifacts are kept, re-run to resume"
 
 
-def die_interrupted() -> NoReturn:
-    """Ctrl-C: one line, then die of SIGINT, as a shell expects of a program it interrupted: the status is 130, and a
-    script or loop that ran edgeres stops too (bash carries on after a child that merely exits 130). Python's own
-    finalization is skipped (what a command wrote is already in place or removed); stdout and stderr are flushed.
+def die_interrupted(signum: int = 2) -> NoReturn:
+    """Ctrl-C (or SIGTERM, SIGHUP): one line, then die of that signal, as a shell expects of a program it stopped: the
+    status is 128 + the signal, and a script or loop that ran edgeres stops too (bash carries on after a child that
+    merely exits 130). Python's own finalization is skipped (what a command wrote is already in place or removed);
+    stdout and stderr are flushed.
     """
-    import os
     import signal
-    import threading
 
-    click.echo(INTERRUPTED, err=True)
+    from edgeres.interrupts import die_of
+
+    name = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
+    click.echo(INTERRUPTED.replace("interrupted", f"interrupted{name}", 1), err=True)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
-    sys.exit(130)  # where the signal did not end the process
+    die_of(signum)
+    sys.exit(128 + signum)  # where the signal did not end the process
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """EdgeresError → one-line ``Error: …`` and exit 1; Ctrl-C → one line and death by SIGINT (status 130). No
+    """EdgeresError → one-line ``Error: …`` and exit 1; Ctrl-C, SIGTERM, SIGHUP → one line and death by that signal. No
     tracebacks for users.
     """
     from edgeres.errors import EdgeresError
@@ -128,11 +132,11 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             raise click.ClickException(f"this command needs {e.name}, which is not installed: "
                                        f"{OPTIONAL_PACKAGES[e.name]}") from None
-        except KeyboardInterrupt:
-            pass  # left first, so the traceback's frames (a DataLoader and its worker processes) are released
+        except KeyboardInterrupt as e:  # left first, so the traceback's frames (a DataLoader, its workers) are released
+            signum = signal_of(e)
         except OSError as e:  # the file system said no: disk full, read-only, permissions
             raise click.ClickException(filesystem_message(e)) from None
-        die_interrupted()
+        die_interrupted(signum)
     return wrapper
 
 
