@@ -1,13 +1,16 @@
 """Commands and files on another machine over OpenSSH: argument lists, quoted; unknown host keys refused."""
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import tarfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +29,9 @@ SSH_OPTION_ALLOW = {k.lower(): k for k in (
     "IdentityFile", "IdentitiesOnly", "CertificateFile", "PreferredAuthentications", "PubkeyAuthentication",
     "ProxyJump",
 )}
+# A device that goes silent (Wi-Fi gone, board powered off) ends ssh after a minute without an answer, instead of
+# leaving edgeres waiting for TCP to give up (hours). sshd answers these during a build that prints nothing.
+KEEPALIVE = {"ServerAliveInterval": 15, "ServerAliveCountMax": 4}
 # A value is one plain word: no blanks (ssh would read "Key Value #…"), quotes, or shell and comment characters.
 _VALUE = re.compile(r"[A-Za-z0-9@._:,/+\-~%\[\]]+")
 
@@ -60,6 +66,39 @@ def _show(data: bytes) -> None:
     else:
         sys.stderr.write(data.decode(errors="replace"))
     sys.stderr.flush()
+
+
+# Around every remote command but the tar that reads its stdin. ssh gives a command that has no terminal no signal when
+# the connection goes (Ctrl-C here, edgeres killed, the network down): a TensorRT build would run on for minutes,
+# holding the GPU that the next bench then times beside it. edgeres holds ssh's stdin open and never writes to it;
+# the guard reads it, and at its end (ssh gone) sends SIGTERM to the session's process group, every process the
+# command started (sshd makes each session a process group). The command reads /dev/null. In POSIX sh a background
+# job's stdin is /dev/null, hence fd 3.
+STOP_WITH_SSH = ('exec 3<&0 </dev/null; "$@" 3<&- & c=$!; (cat <&3 >/dev/null 2>&1; kill -TERM 0) >/dev/null 2>&1 & '
+                 'w=$!; exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r')
+
+
+@contextlib.contextmanager
+def _held_stdin() -> Iterator[int]:
+    """The read end of a pipe this process holds open until the block ends (or the process dies): ssh's stdin."""
+    r, w = os.pipe()
+    try:
+        yield r
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def _end_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to ``proc``'s process group, SIGKILL to what is left of it after 5 s."""
+    for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 # user@host: a POSIX user name, then a DNS name, an IPv4 address or a bracketed IPv6 address
@@ -98,12 +137,21 @@ class SshHost:
         for o in self.options:  # re-written as Key=Value from the parsed, allowed pair
             key, value = parse_ssh_option(o)
             cmd += ["-o", f"{key}={value}"]
+        for name, n in KEEPALIVE.items():  # after the user's: ssh keeps the first value of an option
+            cmd += ["-o", f"{name}={n}"]
         return cmd + ["--", self.destination, shlex.join(list(remote))]
 
-    def run(self, remote: Sequence[str], stdin: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        """Run ``remote`` and capture its output; a connection failure raises ``RemoteError``."""
+    def guarded(self, remote: Sequence[str]) -> list[str]:
+        """``argv`` of ``remote`` under ``STOP_WITH_SSH``: it ends when ssh does."""
+        return self.argv(["sh", "-c", STOP_WITH_SSH, "sh", *remote])
+
+    def run(self, remote: Sequence[str], check: bool = True) -> subprocess.CompletedProcess:
+        """Run ``remote`` and capture its output; a connection failure raises ``RemoteError``. The remote command
+        ends if this process does (Ctrl-C, kill, a lost connection): it does not run on unseen.
+        """
         try:
-            p = subprocess.run(self.argv(remote), input=stdin, capture_output=True)
+            with _held_stdin() as stdin:
+                p = subprocess.run(self.guarded(remote), stdin=stdin, capture_output=True)
         except FileNotFoundError:
             raise RemoteError(f"{self.ssh} not found; install the OpenSSH client (apt-get install openssh-client)") from None
         self._connection_error(p.returncode, p.stderr.decode(errors="replace"))
@@ -112,8 +160,14 @@ class SshHost:
         return p
 
     def stream(self, remote: Sequence[str]) -> tuple[int, bytes, str]:
-        """Run ``remote``: its stderr (progress) is shown live and kept; returns (exit code, stdout, stderr)."""
-        proc = subprocess.Popen(self.argv(remote), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        """Run ``remote``: its stderr (progress) is shown live and kept; returns (exit code, stdout, stderr). As with
+        ``run``, the remote command ends if this process does.
+        """
+        with _held_stdin() as stdin:
+            return self._stream(remote, stdin)
+
+    def _stream(self, remote: Sequence[str], stdin: int) -> tuple[int, bytes, str]:
+        proc = subprocess.Popen(self.guarded(remote), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         err: list[bytes] = []
 
         def relay() -> None:  # progress shows as it comes; the remote's "Error:" line is raised, not echoed
@@ -172,6 +226,11 @@ class SshHost:
         if "Host key verification failed" in stderr:
             raise RemoteError(f"{d}'s host key is not in known_hosts; check its fingerprint and add it by running "
                               f"`ssh {d}` once, or pass --accept-new-host-key to trust it on first use")
+        if "not responding" in stderr:  # ssh: "Timeout, server HOST not responding."
+            given = dict(parse_ssh_option(o) for o in self.options)
+            every, count = (given.get(k, str(v)) for k, v in KEEPALIVE.items())
+            raise RemoteError(f"{d} stopped answering (ssh's keepalive every {every} s went unanswered {count} times); "
+                              f"check that it is up and on the network, then re-run: finished work there is kept")
         if "Permission denied" in stderr:
             raise RemoteError(f"{d} refused the login; make `ssh {d} true` work without a password "
                               f"(ssh-copy-id, or --identity KEY)")
@@ -194,13 +253,24 @@ class LocalDevice:
 
     destination = "this machine"
 
-    def run(self, remote: Sequence[str], stdin: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    def run(self, remote: Sequence[str], check: bool = True) -> subprocess.CompletedProcess:
+        """Run ``remote`` here, in a process group of its own that a stop of edgeres (Ctrl-C, SIGTERM) ends whole:
+        ``sh -c`` around trtexec and tegrastats would otherwise leave both running.
+        """
         try:
-            p = subprocess.run(list(remote), input=stdin, capture_output=True)
+            proc = subprocess.Popen(list(remote), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True)
         except FileNotFoundError:
             p = subprocess.CompletedProcess(list(remote), 127, b"", f"{remote[0]}: not found".encode())
         except PermissionError:
             p = subprocess.CompletedProcess(list(remote), 126, b"", f"{remote[0]}: permission denied".encode())
+        else:
+            try:
+                out, err = proc.communicate()
+            except BaseException:
+                _end_group(proc)
+                raise
+            p = subprocess.CompletedProcess(list(remote), proc.returncode, out, err)
         if check and p.returncode != 0:
             raise RemoteError(self.failure(remote, p.returncode, p.stderr.decode(errors="replace")))
         return p

@@ -17,14 +17,19 @@ from pathlib import Path
 HEADER = b"EDGERES TRTEXEC STAND-IN: not an engine\n"
 
 
-def install(bin_dir: Path, code: str = "100300", fail_after: int | None = None, log: Path | None = None) -> Path:
-    """Write ``bin_dir/trtexec``: a shell wrapper that runs this stand-in with this venv's Python."""
+def install(bin_dir: Path, code: str = "100300", fail_after: int | None = None, log: Path | None = None,
+            build_s: float = 0.0, busy: Path | None = None) -> Path:
+    """Write ``bin_dir/trtexec``: a shell wrapper that runs this stand-in with this venv's Python. With ``build_s``, a
+    build first writes its process id to ``busy`` and waits that long, as a real build on a Jetson takes minutes.
+    """
     bin_dir.mkdir(parents=True, exist_ok=True)
     env = [f"EDGERES_STANDIN_TRT_CODE={code}"]
     if fail_after is not None:
         env.append(f"EDGERES_STANDIN_FAIL_AFTER={fail_after}")
     if log is not None:
         env.append(f"EDGERES_STANDIN_LOG={log}")
+    if build_s:
+        env += [f"EDGERES_STANDIN_BUILD_S={build_s}", f"EDGERES_STANDIN_BUSY={busy}"]
     exe = bin_dir / "trtexec"
     exe.write_text(f"#!/bin/sh\n{' '.join(env)} exec {sys.executable} {Path(__file__).resolve()} \"$@\"\n")
     exe.chmod(0o755)
@@ -74,6 +79,9 @@ def main(argv: list[str]) -> int:
         print("=== Model Options ===\n  --onnx=<file>  ONNX model (stand-in)")
         return 0
     if "onnx" in o:
+        if os.environ.get("EDGERES_STANDIN_BUILD_S"):
+            Path(os.environ["EDGERES_STANDIN_BUSY"]).write_text(str(os.getpid()))
+            time.sleep(float(os.environ["EDGERES_STANDIN_BUILD_S"]))
         Path(o["saveEngine"]).write_bytes(HEADER + Path(o["onnx"]).read_bytes())
         print(f"[I] Engine built in 0.0 sec. (stand-in: nothing was built)\n&&&& PASSED TensorRT.trtexec [TensorRT v{code}]")
         return 0

@@ -1,10 +1,15 @@
 """bench --host over a real OpenSSH server on loopback: host keys, quoting, the report coming back."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shlex
 import shutil
+import signal
 import sys
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +18,7 @@ import pytest
 from edgeres.backends.latency import LatencyConfig
 from edgeres.bench import BenchConfig
 from edgeres.bench.remote import config_json
-from edgeres.errors import ConfigError
+from edgeres.errors import ConfigError, RemoteError
 from edgeres.remote import SshHost
 from tests.helpers.cli import assert_one_line_error, edgeres
 from tests.helpers.sshd import start_sshd
@@ -165,3 +170,43 @@ def test_progress_relay_works_without_a_byte_stderr(monkeypatch):
     monkeypatch.setattr("sys.stderr", text)
     _show("epoch 1/2 ✓\n".encode())
     assert text.getvalue() == "epoch 1/2 ✓\n"
+
+
+def _sshd_children(pid: int) -> list[int]:
+    """The server's per-connection processes (``sshd``, ``sshd-session``), not the commands they run."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            comm = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
+            if int(fields[1]) == pid and comm.startswith("sshd"):
+                child = int(stat.parent.name)
+                out += [child, *_sshd_children(child)]
+    return out
+
+
+def test_a_device_that_stops_answering_is_named_not_waited_for(sshd):
+    """A board that goes silent mid-command (power, Wi-Fi) left edgeres waiting on TCP for hours: ssh now gives up
+    after its keepalive goes unanswered (a minute by default; here 1 s × 2, as --ssh-option sets it)."""
+    host = SshHost(sshd.destination, (*sshd.options(), "ServerAliveInterval=1", "ServerAliveCountMax=2"), sshd.key,
+                   accept_new_host_key=True)
+    argv = host.argv(["true"])
+    assert argv.index("ServerAliveInterval=1") < argv.index("ServerAliveInterval=15")  # ssh keeps the first
+    caught: list[BaseException] = []
+    t = threading.Thread(target=lambda: caught.append(pytest.raises(RemoteError, host.run, ["sleep", "60"]).value))
+    t.start()
+    deadline = time.time() + 20
+    while not _sshd_children(sshd.proc.pid) and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(1)  # the session's processes are all there
+    stopped = _sshd_children(sshd.proc.pid)
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)  # the device goes silent: the connection stays, nothing answers
+    try:
+        t.join(30)
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    assert not t.is_alive() and caught
+    assert "stopped answering" in str(caught[0]) and "every 1 s went unanswered 2 times" in str(caught[0])

@@ -6,6 +6,11 @@ OpenSSH server on loopback whose account has no python on its PATH. It never mea
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -166,13 +171,17 @@ def device(tmp_path_factory):
     server.proc.wait(10)
 
 
+def device_flags(device) -> list[str]:
+    return ["--host", device.destination, "--identity", str(device.key), "--accept-new-host-key",
+            *sum((["--ssh-option", o] for o in device.options()), [])]
+
+
 def test_remote_trtexec_runner_needs_no_python_on_the_device(device, desktop_models, onnxruntime_report, tmp_path):
     host = SshHost(device.destination, device.options(), device.key, accept_new_host_key=True)
     assert host.run(["sh", "-c", "command -v python3 || command -v python || echo none"]).stdout.strip() == b"none"
     assert host.run(["sh", "-c", "command -v trtexec"]).returncode == 0
-    r = edgeres("bench", *map(str, desktop_models), "--target", "desktop", "--runner", "trtexec", "--host",
-                device.destination, "--identity", str(device.key), "--accept-new-host-key",
-                *sum((["--ssh-option", o] for o in device.options()), []), "--limit", str(LIMIT), "--duration", "1",
+    r = edgeres("bench", *map(str, desktop_models), "--target", "desktop", "--runner", "trtexec", *device_flags(device),
+                "--limit", str(LIMIT), "--duration", "1",
                 "--warmup", "0", "--rounds", "1", "--throughput-batch", "4", "--out", str(tmp_path / "r"), "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "r" / "report.json").read_text())
@@ -182,8 +191,49 @@ def test_remote_trtexec_runner_needs_no_python_on_the_device(device, desktop_mod
 
 
 def test_no_trtexec_on_the_device_is_one_line(device, desktop_models, tmp_path):
-    r = edgeres("bench", str(desktop_models[0]), "--target", "desktop", "--runner", "trtexec", "--host",
-                device.destination, "--identity", str(device.key), "--accept-new-host-key",
-                *sum((["--ssh-option", o] for o in device.options()), []), "--trtexec", "/opt/none/trtexec",
-                "--out", str(tmp_path / "r"))
+    r = edgeres("bench", str(desktop_models[0]), "--target", "desktop", "--runner", "trtexec", *device_flags(device),
+                "--trtexec", "/opt/none/trtexec", "--out", str(tmp_path / "r"))
     assert_one_line_error(r, "/usr/src/tensorrt/bin/trtexec", "--trtexec PATH")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize(("where", "stop"), [("ssh", "ctrl-c"), ("ssh", "kill -9"), ("here", "kill")])
+def test_a_build_on_the_device_ends_when_edgeres_does(device, desktop_models, tmp_path, where, stop):
+    """ssh gives a command that has no terminal no signal when the connection goes: after Ctrl-C (or a kill, or
+    edgeres killed outright), a build on the device ran on for its minutes, holding the GPU that the next bench then
+    timed beside it. On the device itself, a kill left trtexec running. (The stand-in's "build" is a wait: no engine
+    is built.)
+    """
+    busy = tmp_path / "busy"
+    exe = install(tmp_path / "slow", "100300", build_s=300, busy=busy)
+    proc = subprocess.Popen([sys.executable, "-m", "edgeres", "bench", str(desktop_models[0]), "--target", "desktop",
+                             "--runner", "trtexec", *(device_flags(device) if where == "ssh" else []),
+                             "--trtexec", str(exe), "--out", str(tmp_path / "r")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "EDGERES_QUIET": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    while not (busy.is_file() and busy.read_text()) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()[1]
+    build = int(busy.read_text())
+    if stop == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: edgeres and its ssh
+    else:
+        proc.send_signal(signal.SIGTERM if stop == "kill" else signal.SIGKILL)  # edgeres alone
+    _, err = proc.communicate(timeout=60)
+    want = {"ctrl-c": signal.SIGINT, "kill": signal.SIGTERM, "kill -9": signal.SIGKILL}[stop]
+    assert proc.returncode == -want, err
+    if stop != "kill -9":
+        assert err.strip().splitlines()[-1].startswith("interrupted") and "Traceback" not in err
+    t = time.time()
+    while _alive(build) and time.time() - t < 20:
+        time.sleep(0.1)
+    assert not _alive(build), f"the build (pid {build}) still runs {time.time() - t:.0f} s after edgeres ended"
