@@ -35,8 +35,15 @@ def _raise_stopped(signum: int, frame: FrameType | None) -> None:
 def raise_on_stop_signals() -> None:
     """SIGTERM and SIGHUP raise ``Stopped`` from now on (main thread). A signal the parent set to be ignored stays
     ignored: under ``nohup`` a closed terminal does not stop edgeres.
+
+    A worker of a distributed launch (``torchrun`` sets WORLD_SIZE and TORCHELASTIC_RUN_ID) keeps the default: its
+    launcher sends SIGTERM to the survivors when one worker fails, and a worker blocked in a collective that waits for
+    the dead peer would run no Python handler until the launcher's SIGKILL, 30 s later. Rank 0 alone writes, and the
+    temporary of a killed writer is removed by the next.
     """
     if threading.current_thread() is not threading.main_thread():
+        return
+    if "WORLD_SIZE" in os.environ or "TORCHELASTIC_RUN_ID" in os.environ:
         return
     for s in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(s) == signal.SIG_DFL:

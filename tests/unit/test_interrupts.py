@@ -12,8 +12,10 @@ from edgeres.interrupts import Stopped, raise_on_stop_signals, signal_of, stops_
 
 
 @pytest.fixture
-def handlers():
-    """The process's stop handlers, put back after the test."""
+def handlers(monkeypatch):
+    """The process's stop handlers, put back after the test; not a worker of a distributed launch."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     yield
     for s, h in old.items():
@@ -30,6 +32,14 @@ def test_sigterm_and_sighup_raise_a_keyboard_interrupt_that_names_them(handlers)
             signal.sigtimedwait([], 0.5)  # let the handler run
         assert isinstance(caught.value, Stopped) and signal_of(caught.value) == s
     assert signal_of(KeyboardInterrupt()) == signal.SIGINT
+
+
+def test_a_worker_of_a_distributed_launch_keeps_the_default(handlers, monkeypatch):
+    """torchrun SIGTERMs the survivors when a worker fails; one blocked in a collective would run no handler."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise_on_stop_signals()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
 def test_a_signal_ignored_at_start_stays_ignored(handlers):
