@@ -44,6 +44,11 @@ def _wheel(folder: Path) -> Path:
 
 def setup_device(host: SshHost, python: str = "python3", venv: str = DEVICE_VENV) -> DeviceSetup:
     """Make (or update) the edgeres venv on ``host`` and check that it sees JetPack's TensorRT."""
+    with host.connected() as one:
+        return _setup(one, python, venv)
+
+
+def _setup(host: SshHost, python: str, venv: str) -> DeviceSetup:
     p = host.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], check=False)
     if p.returncode != 0:
         raise RemoteError(f"{host.destination} has no {python}; JetPack 6/7 ship python3, else use --runner trtexec")

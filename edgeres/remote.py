@@ -9,9 +9,11 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgeres.errors import ConfigError, RemoteError
@@ -32,6 +34,7 @@ SSH_OPTION_ALLOW = {k.lower(): k for k in (
 # A device that goes silent (Wi-Fi gone, board powered off) ends ssh after a minute without an answer, instead of
 # leaving edgeres waiting for TCP to give up (hours). sshd answers these during a build that prints nothing.
 KEEPALIVE = {"ServerAliveInterval": 15, "ServerAliveCountMax": 4}
+MASTER_LOG = "master.log"  # beside the socket of ``SshHost.connected``: what the one connection's ssh said
 # A value is one plain word: no blanks (ssh would read "Key Value #…"), quotes, or shell and comment characters.
 _VALUE = re.compile(r"[A-Za-z0-9@._:,/+\-~%\[\]]+")
 
@@ -89,11 +92,14 @@ def _held_stdin() -> Iterator[int]:
         os.close(w)
 
 
-def _end_group(proc: subprocess.Popen) -> None:
-    """SIGTERM to ``proc``'s process group, SIGKILL to what is left of it after 5 s."""
+def _end_group(proc: subprocess.Popen, group: bool = True) -> None:
+    """SIGTERM to ``proc``'s process group (or to it alone), SIGKILL to what is left after 5 s."""
     for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
+            if group:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
         try:
             proc.wait(wait_s)
             return
@@ -115,6 +121,7 @@ class SshHost:
     accept_new_host_key: bool = False
     connect_timeout_s: int = 15
     ssh: str = "ssh"
+    control_path: Path | None = None  # set by ``connected``: the socket of the one connection commands ride
 
     def __post_init__(self) -> None:
         d = self.destination
@@ -139,7 +146,44 @@ class SshHost:
             cmd += ["-o", f"{key}={value}"]
         for name, n in KEEPALIVE.items():  # after the user's: ssh keeps the first value of an option
             cmd += ["-o", f"{name}={n}"]
+        if self.control_path is not None:  # ride the connection when it is there, else connect as before
+            cmd += ["-o", f"ControlPath={self.control_path}", "-o", "ControlMaster=no"]
         return cmd + ["--", self.destination, shlex.join(list(remote))]
+
+    @contextlib.contextmanager
+    def connected(self) -> Iterator[SshHost]:
+        """This host over one connection for the block: every command rides it (ssh's ControlMaster), so the host's
+        key is checked and the login made once, not once per command (a trtexec accuracy pass runs four per batch).
+        The connection ends with the block; if edgeres is killed, with edgeres (its remote ``cat`` reads a pipe
+        held here). Nothing outlives the command that made it.
+        """
+        if self.control_path is not None:
+            yield self
+            return
+        with tempfile.TemporaryDirectory(prefix="edgeres-ssh-") as folder, _held_stdin() as stdin, \
+                open(Path(folder) / MASTER_LOG, "w+b") as log:
+            sock = Path(folder) / "c"
+            argv = self.argv(["cat"])
+            argv[-3:-3] = ["-M", "-o", f"ControlPath={sock}", "-o", "ControlPersist=no"]
+            try:
+                master = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.DEVNULL, stderr=log)
+            except FileNotFoundError:
+                raise RemoteError(f"{self.ssh} not found; install the OpenSSH client (apt-get install "
+                                  f"openssh-client)") from None
+            try:
+                deadline = time.monotonic() + self.connect_timeout_s + 10
+                while not sock.exists() and master.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                if not sock.exists():
+                    _end_group(master, group=False)
+                    log.seek(0)
+                    err = log.read().decode(errors="replace")
+                    self._connection_error(255, err)
+                    raise RemoteError(f"cannot reach {self.destination}: ssh's connection did not open "
+                                      f"({err.strip()[-200:] or 'no message'}); check the host and network")
+                yield replace(self, control_path=sock)
+            finally:
+                _end_group(master, group=False)
 
     def guarded(self, remote: Sequence[str]) -> list[str]:
         """``argv`` of ``remote`` under ``STOP_WITH_SSH``: it ends when ssh does."""
@@ -219,6 +263,9 @@ class SshHost:
     def _connection_error(self, rc: int, stderr: str) -> None:
         if rc != 255:
             return
+        if self.control_path is not None:  # a command riding the connection: why it ended, ssh's master says
+            with contextlib.suppress(OSError):
+                stderr += (self.control_path.parent / MASTER_LOG).read_text(errors="replace")
         d = self.destination
         if "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr:
             raise RemoteError(f"the host key of {d} has CHANGED since it was trusted; if the machine was really "

@@ -34,7 +34,12 @@ def choose_runner(runner: str, host: SshHost | None, target: str, remote_edgeres
 def bench_with(models: list[Path], out_dir: Path, cfg: BenchConfig, runner: str = "auto", host: SshHost | None = None,
                checkpoint: Path | None = None, remote_edgeres: str = "edgeres", clean_remote: bool = False,
                trtexec: str | None = None) -> dict:
-    """Bench ``models`` with the runner asked for (or the one ``auto`` picks); returns the report."""
+    """Bench ``models`` with the runner asked for (or the one ``auto`` picks); returns the report. A host's commands
+    all ride one ssh connection.
+    """
+    if host is not None and host.control_path is None:
+        with host.connected() as one:
+            return bench_with(models, out_dir, cfg, runner, one, checkpoint, remote_edgeres, clean_remote, trtexec)
     chosen = choose_runner(runner, host, cfg.target, remote_edgeres)
     if chosen == "trtexec":
         if checkpoint is not None:

@@ -26,6 +26,11 @@ class Sshd:
     known_hosts: Path
     host_pub: str
     proc: subprocess.Popen
+    log: Path | None = None
+
+    def logins(self) -> int:
+        """How many logins the server has accepted so far (each ssh connection is one)."""
+        return self.log.read_text().count("Accepted publickey") if self.log else 0
 
     def options(self) -> tuple[str, ...]:
         return (f"Port={self.port}", f"UserKnownHostsFile={self.known_hosts}", "GlobalKnownHostsFile=/dev/null")
@@ -100,7 +105,7 @@ def start_sshd(folder: Path, extra_config: tuple[str, ...] = (), account: str | 
         return "sshd did not listen within 10 s"
     host_pub = (folder / "host_key.pub").read_text().split()[:2]
     user = account.split(":")[0] if account and os.geteuid() == 0 else getpass.getuser()
-    return Sshd(port, user, folder / "client_key", folder / "known_hosts", " ".join(host_pub), proc)
+    return Sshd(port, user, folder / "client_key", folder / "known_hosts", " ".join(host_pub), proc, folder / "sshd.log")
 
 
 DEVICE_TOOLS = ("sh", "mkdir", "ls", "cat", "sha256sum", "tar", "rm", "test")

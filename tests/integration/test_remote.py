@@ -7,6 +7,7 @@ import os
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -102,7 +103,6 @@ def test_remote_bench_brings_back_a_checked_report(sshd, small_run, odd_models, 
 def test_changed_host_key_is_refused_even_with_accept_new(sshd, small_run, tmp_path):
     cfg, _ = small_run
     other = tmp_path / "other"
-    import subprocess
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     fake = " ".join((other.with_suffix(".pub")).read_text().split()[:2])
     sshd.known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {fake}\n")
@@ -185,7 +185,8 @@ def _sshd_children(pid: int) -> list[int]:
     return out
 
 
-def test_a_device_that_stops_answering_is_named_not_waited_for(sshd):
+@pytest.mark.parametrize("connections", ["one per command", "one for all"])
+def test_a_device_that_stops_answering_is_named_not_waited_for(sshd, connections):
     """A board that goes silent mid-command (power, Wi-Fi) left edgeres waiting on TCP for hours: ssh now gives up
     after its keepalive goes unanswered (a minute by default; here 1 s × 2, as --ssh-option sets it)."""
     host = SshHost(sshd.destination, (*sshd.options(), "ServerAliveInterval=1", "ServerAliveCountMax=2"), sshd.key,
@@ -193,7 +194,13 @@ def test_a_device_that_stops_answering_is_named_not_waited_for(sshd):
     argv = host.argv(["true"])
     assert argv.index("ServerAliveInterval=1") < argv.index("ServerAliveInterval=15")  # ssh keeps the first
     caught: list[BaseException] = []
-    t = threading.Thread(target=lambda: caught.append(pytest.raises(RemoteError, host.run, ["sleep", "60"]).value))
+
+    def sleep() -> None:
+        with contextlib.ExitStack() as stack:
+            h = stack.enter_context(host.connected()) if connections == "one for all" else host
+            caught.append(pytest.raises(RemoteError, h.run, ["sleep", "60"]).value)
+
+    t = threading.Thread(target=sleep)
     t.start()
     deadline = time.time() + 20
     while not _sshd_children(sshd.proc.pid) and time.time() < deadline:
@@ -210,3 +217,26 @@ def test_a_device_that_stops_answering_is_named_not_waited_for(sshd):
                 os.kill(pid, signal.SIGCONT)
     assert not t.is_alive() and caught
     assert "stopped answering" in str(caught[0]) and "every 1 s went unanswered 2 times" in str(caught[0])
+
+
+def test_one_connection_serves_a_block_and_ends_with_it(sshd):
+    host = SshHost(sshd.destination, sshd.options(), sshd.key, accept_new_host_key=True)
+    before = sshd.logins()
+    with host.connected() as one:
+        assert [one.run(["echo", str(i)]).stdout for i in range(5)] == [f"{i}\n".encode() for i in range(5)]
+        assert one.run(["sh", "-c", "exit 3"], check=False).returncode == 3
+        assert one.stream(["sh", "-c", "echo out; echo progress >&2"])[:2] == (0, b"out\n")
+        folder = one.control_path.parent
+        assert folder.is_dir() and oct(folder.stat().st_mode & 0o777) == "0o700"  # the socket is this user's alone
+    assert sshd.logins() - before == 1
+    assert not folder.exists()
+    masters = subprocess.run(["pgrep", "-f", f"ControlPath={folder}"], capture_output=True, text=True).stdout
+    assert masters == ""  # nothing outlives the block
+
+
+def test_a_refused_connection_is_named_when_it_opens(sshd, tmp_path):
+    host = SshHost(sshd.destination, (*sshd.options()[:1], f"UserKnownHostsFile={tmp_path / 'none'}",
+                                      "GlobalKnownHostsFile=/dev/null"), sshd.key)
+    with pytest.raises(RemoteError, match="not in known_hosts"):
+        with host.connected():
+            pass
