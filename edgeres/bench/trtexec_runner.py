@@ -143,15 +143,7 @@ class TrtexecBench:
                 out.append(np.load(kept))
                 continue
             name = f"{digest}.bin"
-            if name not in there:
-                local = self.cache / "in" / name
-                local.parent.mkdir(exist_ok=True)
-                xb.tofile(local)
-                self.device.put({name: local}, f"{self.wdir}/in")
-            got = self.run(["sha256sum", f"{self.wdir}/in/{name}"]).split()[0]
-            if got != digest:
-                raise RemoteError(f"batch {k + 1} on {self.device.destination} hashes to {got[:12]}…, not the "
-                                  f"{digest[:12]}… sent; its file changed there: rerun (it is sent again)")
+            self._send_batch(xb, name, digest, name in there, k)
             y_path = f"{self.wdir}/out/{entry.label}.{digest}.json"
             try:
                 self.run(inference_argv(self.exe, engine, entry.info.input_name, len(xb), shape,
@@ -168,6 +160,22 @@ class TrtexecBench:
                     np.save(f, y)
             out.append(y)
         return np.concatenate(out)
+
+    def _send_batch(self, xb: np.ndarray, name: str, digest: str, there: bool, k: int) -> None:
+        """Put one batch in the device's folder unless it is there. What is there is hashed first: a file of the right
+        name that is not the batch (a copy cut short) is sent again, once.
+        """
+        for attempt in range(2):
+            if attempt or not there:
+                local = self.cache / "in" / name
+                local.parent.mkdir(exist_ok=True)
+                xb.tofile(local)
+                self.device.put({name: local}, f"{self.wdir}/in")
+            got = self.run(["sha256sum", f"{self.wdir}/in/{name}"]).split()[0]
+            if got == digest:
+                return
+        raise RemoteError(f"batch {k + 1} on {self.device.destination} hashes to {got[:12]}…, not the {digest[:12]}… "
+                          f"sent; check the device's disk (df -h) and rerun")
 
     def times(self, entry: Entry, engine: str, batch: int, cfg: BenchConfig, window: int, seconds: float) -> np.ndarray:
         """One timing window of trtexec's own timed run: per-query latency (s), warm-up dropped."""
@@ -315,19 +323,35 @@ def _send_models(tb: TrtexecBench, entries: list[Entry], digests: list[str], ver
     """Send each model once (named by its sha256); TensorRT 11 builds fp16 from an FP16 ONNX made here."""
     from edgeres.onnx_fp16 import fp16_from_onnx
 
-    files, names = {}, {}
+    files, names, digest = {}, {}, {}
     for e, d in zip(entries, digests):
         path = e.path
         if e.precision == "fp16" and version >= Version("11"):
             path = tb.cache / f"{d[:16]}.fp16.onnx"
             if not path.is_file():
                 fp16_from_onnx(e.path, path)
-        name = f"{sha256_file(path)[:16]}.onnx"
+        digest[path] = sha256_file(path)
+        name = f"{digest[path][:16]}.onnx"
         files[name] = path
         names[e.label] = f"{tb.wdir}/{name}"
     there = set(tb.run(["ls", tb.wdir]).split())
-    missing = {n: p for n, p in files.items() if n not in there}
+    # a file of the right name may be cut short (a copy interrupted by Ctrl-C): what is there is checked, not trusted
+    damaged = [n for n, got in _device_sha256(tb, [n for n in files if n in there]).items() if got != digest[files[n]]]
+    missing = {n: p for n, p in files.items() if n not in there or n in damaged}
     if missing:
-        log(f"{tb.device.destination}: sending {len(missing)} model(s) to {tb.wdir}")
+        log(f"{tb.device.destination}: sending {len(missing)} model(s) to {tb.wdir}"
+            + (f" ({len(damaged)} there differed from the file here)" if damaged else ""))
         tb.device.put(missing, tb.wdir)
+        for n, got in _device_sha256(tb, list(missing)).items():
+            if got != digest[files[n]]:
+                raise RemoteError(f"{n} on {tb.device.destination} hashes to {got[:12]}…, not the "
+                                  f"{digest[files[n]][:12]}… sent; check the device's disk (df -h) and rerun")
     return names
+
+
+def _device_sha256(tb: TrtexecBench, names: list[str]) -> dict[str, str]:
+    """The sha256 of files in the bench's folder on the device, by name (one command for all)."""
+    if not names:
+        return {}
+    lines = tb.run(["sha256sum", "--", *(f"{tb.wdir}/{n}" for n in names)]).splitlines()
+    return {n: ln.split()[0] for n, ln in zip(names, lines)}
