@@ -66,8 +66,7 @@ def footnotes(report: dict) -> list[str]:
     elif energy:
         notes.append(f"energy not measured: {energy.get('why')}")
     state = report.get("device_state") or {}
-    if state.get("warning"):
-        notes.append(state["warning"])
+    notes += state.get("warnings") or ([state["warning"]] if state.get("warning") else [])  # older reports: one "warning"
     if any(r["accuracy_mode"].startswith("simulated") for r in res):
         notes.append("† accuracy of Q/DQ run as fake-quant in fp32: the arithmetic TensorRT performs")
     if any(not r["latency_representative"] for r in res):

@@ -295,6 +295,11 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
         meter, why = find_meter(target.kind)
         if meter is None:
             raise ConfigError(f"--energy on, but energy cannot be measured here: {why}")
+    state = None
+    if target.kind == "jetson":  # before any work: the GPU's load now is another process's
+        from edgeres.bench.device_state import device_state
+        from edgeres.remote import LocalDevice
+        state = device_state(LocalDevice())
     entries = plan_rows(models, target)
     static = min((e.info.input_shape[0] for e in entries if isinstance(e.info.input_shape[0], int)), default=None)
     if static is not None and max(cfg.batch, cfg.throughput_batch) > static:
@@ -341,7 +346,7 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
         "confusion": (confusion(predicted[ref.label], ds.labels, len(ds.classes))
                       if len(ds.classes) <= MAX_CONFUSION else None),
         "preprocessing": pre.to_dict(), "reference": ref.label, "model_cost": cost.to_dict(),
-        "measured_peaks": peaks, "engines": engines or None, "energy": energy,
+        "measured_peaks": peaks, "engines": engines or None, "energy": energy, "device_state": state,
         "timing": {"clock": "time.perf_counter around Session.infer", "what": "host wall time of one call",
                    "copies_timed": "per result: latency.copies_timed"},
         "results": [r.to_dict() for r in results],

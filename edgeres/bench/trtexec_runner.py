@@ -13,12 +13,9 @@ import hashlib
 import json
 import os
 import shlex
-import subprocess
-from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 from packaging.version import Version
@@ -35,6 +32,7 @@ from edgeres.backends.trtexec import (
     version_from_banner,
 )
 from edgeres.bench.accuracy import accuracy
+from edgeres.bench.device_state import Device, device_state
 from edgeres.bench.run import SCHEMA, BenchRow, Entry, check_budget, evaluation_data, machine, plan_rows
 from edgeres.config import DEFAULT_MAX_BATCH, BenchConfig
 from edgeres.energy import PowerReading
@@ -44,21 +42,6 @@ from edgeres.onnx_model import load_onnx
 from edgeres.progress import log
 from edgeres.remote import LocalDevice
 from edgeres.targets import TargetProfile, all_targets, load_target
-
-
-class Device(Protocol):
-    """Where trtexec runs: ``edgeres.remote.SshHost`` or ``LocalDevice``."""
-
-    @property
-    def destination(self) -> str: ...
-
-    def run(self, remote: Sequence[str], check: bool = True) -> subprocess.CompletedProcess: ...
-
-    def put(self, files: dict[str, Path], remote_dir: str) -> None: ...
-
-    def read(self, path: str) -> bytes: ...
-
-    def failure(self, remote: Sequence[str], rc: int, stderr: str) -> str: ...
 
 
 def cache_root() -> Path:
@@ -192,26 +175,6 @@ class TrtexecBench:
 WITH_TEGRASTATS = ('i=$1; f=$2; shift 2; tegrastats --interval "$i" --logfile "$f" & t=$!; "$@"; rc=$?; '
                    'kill "$t" 2>/dev/null; wait "$t" 2>/dev/null; exit $rc')
 
-def device_state(device: Device) -> dict:
-    """Power mode, clocks and whether they are locked (latency depends on DVFS when they are not)."""
-    def text(argv: list[str]) -> str | None:
-        p = device.run(argv, check=False)
-        return p.stdout.decode(errors="replace").strip() if p.returncode == 0 else None
-
-    mode, clocks = text(["nvpmodel", "-q"]), text(["jetson_clocks", "--show"])
-    locked = None
-    if clocks:
-        pairs = [(ln.split("MinFreq=")[1].split()[0], ln.split("MaxFreq=")[1].split()[0])
-                 for ln in clocks.splitlines() if ln.strip().startswith(("GPU", "EMC")) and "MinFreq=" in ln]
-        locked = bool(pairs) and all(lo == hi for lo, hi in pairs)
-    warning = None
-    if locked is False:
-        warning = "clocks are not locked (run sudo jetson_clocks on the device): latency then depends on DVFS"
-    elif clocks is None:
-        warning = "whether clocks are locked is unknown (jetson_clocks --show needs root): latency may depend on DVFS"
-    return {"nvpmodel": mode, "jetson_clocks": clocks, "clocks_locked": locked, "warning": warning}
-
-
 def idle_power(device: Device, cfg: BenchConfig) -> tuple[PowerReading | None, str]:
     """The device's idle board power from 2 s of tegrastats, or why it cannot be had (``--energy on``: refused)."""
     from edgeres.energy import NO_RAILS, summarize
@@ -266,6 +229,7 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
                           f"drop --runner or name the device's target")
     exe, version, banner = find_trtexec(device, trtexec)
     target.check_tensorrt(version, what=f"trtexec on {device.destination} is TensorRT {version}, which")
+    state = device_state(device) if target.kind == "jetson" else None  # before any work: the GPU's load is others'
     idle, no_energy = idle_power(device, cfg)  # before any build: --energy on is refused here, not after the work
     entries = plan_rows(models, target)
     for e in entries:
@@ -301,7 +265,6 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
                                      tb.copies_timed, f"trtexec on {device.destination}")
             setattr(r, key_, {**stats.to_dict(), "measured_by": "trtexec"})
     energy = _energy(tb, entries, rows, engines, cfg, idle, no_energy)
-    state = device_state(device) if target.kind == "jetson" else None
     report = {
         "schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "target": asdict(target), "machine": machine(), "versions": versions(), "config": asdict(cfg),

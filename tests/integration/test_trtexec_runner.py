@@ -96,6 +96,23 @@ def test_energy_is_sampled_around_each_models_own_window(desktop_models, tmp_pat
     assert "energy (tegrastats, VDD_IN)" in (tmp_path / "r" / "report.md").read_text()
 
 
+def test_a_jetson_bench_records_the_state_it_measured_in(desktop_models, tmp_path, cache, monkeypatch):
+    """The stand-in tegrastats replays a real Orin Nano line, whose GPU is 76% busy (GR3D_FREQ): before any build the
+    bench sees a GPU someone else is using, and the report says so. Without root there is no jetson_clocks here: the
+    clocks' state is unknown, and said to be. (Protocol only: no board was measured.)"""
+    from tests.helpers.tegrastats_standin import install as install_tegrastats
+
+    install_tegrastats(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{__import__('os').environ['PATH']}")
+    exe = install(tmp_path / "bin", "100300")  # TensorRT 10.3: JetPack 6.1's, the Orin Nano's
+    cfg = BenchConfig(target="jetson-orin-nano", limit=32, throughput_batch=4, latency=FAST, energy="off")
+    report = bench_trtexec(desktop_models[:1], tmp_path / "r", cfg, LocalDevice(), str(exe))
+    state = report["device_state"]
+    assert state["gpu_busy_pct"] == pytest.approx(76) and state["clocks_locked"] is None
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "the GPU was 76% busy before the bench began" in md and "whether clocks are locked is unknown" in md
+
+
 def test_tegrastats_without_root_is_named(desktop_models, tmp_path, cache, monkeypatch):
     """A tegrastats that prints no rails (they need root on that JetPack): auto reports why; on refuses first."""
     from tests.helpers.tegrastats_standin import install as install_tegrastats
