@@ -160,8 +160,9 @@ class SshHost:
         if self.control_path is not None:
             yield self
             return
-        with tempfile.TemporaryDirectory(prefix="edgeres-ssh-") as folder, _held_stdin() as stdin, \
-                open(Path(folder) / MASTER_LOG, "w+b") as log:
+        short = len(tempfile.gettempdir()) < 80  # a socket's path must fit sockaddr_un (108 bytes)
+        with tempfile.TemporaryDirectory(prefix="edgeres-ssh-", dir=None if short else "/tmp") as folder, \
+                _held_stdin() as stdin, open(Path(folder) / MASTER_LOG, "w+b") as log:
             sock = Path(folder) / "c"
             argv = self.argv(["cat"])
             argv[-3:-3] = ["-M", "-o", f"ControlPath={sock}", "-o", "ControlPersist=no"]
@@ -264,8 +265,8 @@ class SshHost:
         if rc != 255:
             return
         if self.control_path is not None:  # a command riding the connection: why it ended, ssh's master says
-            with contextlib.suppress(OSError):
-                stderr += (self.control_path.parent / MASTER_LOG).read_text(errors="replace")
+            with contextlib.suppress(OSError):  # (first: the command's own last line stays the last)
+                stderr = (self.control_path.parent / MASTER_LOG).read_text(errors="replace") + stderr
         d = self.destination
         if "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr:
             raise RemoteError(f"the host key of {d} has CHANGED since it was trusted; if the machine was really "

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import MISSING, fields
@@ -96,14 +97,12 @@ OPTIONAL_PACKAGES = {
 INTERRUPTED = "interrupted; finished artifacts are kept, re-run to resume"
 
 
-def die_interrupted(signum: int = 2) -> NoReturn:
+def die_interrupted(signum: int = signal.SIGINT) -> NoReturn:
     """Ctrl-C (or SIGTERM, SIGHUP): one line, then die of that signal, as a shell expects of a program it stopped: the
     status is 128 + the signal, and a script or loop that ran edgeres stops too (bash carries on after a child that
     merely exits 130). Python's own finalization is skipped (what a command wrote is already in place or removed);
     stdout and stderr are flushed.
     """
-    import signal
-
     from edgeres.interrupts import die_of
 
     name = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
