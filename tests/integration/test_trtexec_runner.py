@@ -163,20 +163,26 @@ def test_trtexec_refusals(desktop_models, tmp_path, cache):
     assert not any((tmp_path / n).exists() for n in "abcd")
 
 
-def test_a_batch_changed_on_the_device_is_sent_again_and_one_that_stays_wrong_is_refused(desktop_models, tmp_path,
+def test_a_file_cut_short_on_the_device_is_sent_again_and_one_that_stays_wrong_is_refused(desktop_models, tmp_path,
                                                                                          cache):
-    """The file of a batch is checked on the device before trtexec reads it. One that changed there (a copy cut short
-    by Ctrl-C) was refused with "rerun (it is sent again)", and the rerun found the same file and refused again."""
+    """Models and batches are named by their sha256 on the device. A copy that Ctrl-C cut short left a file of the
+    right name: the model was trusted, and engines were built from half of it; the batch was refused with "rerun (it
+    is sent again)", and the rerun found the same file and refused again."""
     exe = install(tmp_path / "bin", "100300", fail_after=0, log=tmp_path / "calls.log")
     cfg = BenchConfig(target="desktop", limit=LIMIT, throughput_batch=4, latency=FAST)
     with pytest.raises(RemoteError):
-        bench_trtexec(desktop_models[:1], tmp_path / "r", cfg, LocalDevice(), str(exe))
-    sent = next((cache / "edgeres" / "trtexec" / "device").glob("*/in/*.bin"))
-    good = sent.read_bytes()
-    sent.write_bytes(good[: len(good) // 2])  # the file on the 'device' no longer is what was sent
+        bench_trtexec(desktop_models[:1], tmp_path / "r", cfg, LocalDevice(), str(exe))  # sent, built, then stopped
+    wdir = next((cache / "edgeres" / "trtexec" / "device").glob("*/in")).parent
+    sent = {f: f.read_bytes() for f in [*wdir.glob("*.onnx"), *wdir.glob("in/*.bin")]}
+    assert {f.suffix for f in sent} == {".onnx", ".bin"}
+    for f, good in sent.items():
+        f.write_bytes(good[: len(good) // 2])  # cut short, under the name of what was sent
+    for e in wdir.glob("*.engine"):
+        e.unlink()
     install(tmp_path / "bin", "100300")
-    assert bench_trtexec(desktop_models[:1], tmp_path / "r", cfg, LocalDevice(), str(exe))["results"]
-    assert sent.read_bytes() == good
+    report = bench_trtexec(desktop_models[:1], tmp_path / "r", cfg, LocalDevice(), str(exe))
+    assert report["results"][0]["accuracy"]["images"] == LIMIT
+    assert all(f.read_bytes() == good for f, good in sent.items())
 
     class Garbling(LocalDevice):  # a device whose disk mangles every copy
         def put(self, files: dict[str, Path], remote_dir: str) -> None:
@@ -188,23 +194,6 @@ def test_a_batch_changed_on_the_device_is_sent_again_and_one_that_stays_wrong_is
             f.unlink()  # every batch to send again, none kept
     with pytest.raises(RemoteError, match="hashes to .* not the .* sent; check the device's disk"):
         bench_trtexec(desktop_models[:1], tmp_path / "r", cfg, Garbling(), str(exe))
-
-
-def test_a_model_cut_short_on_the_device_is_sent_again(desktop_models, tmp_path, cache):
-    """A copy that Ctrl-C cut short left a file of the right name on the device: it was trusted, and engines were
-    built from half a model."""
-    exe = install(tmp_path / "bin", "100300", fail_after=0, log=tmp_path / "calls.log")
-    cfg = BenchConfig(target="desktop", limit=LIMIT, throughput_batch=4, latency=FAST)
-    with pytest.raises(RemoteError):
-        bench_trtexec(desktop_models[:1], tmp_path / "r", cfg, LocalDevice(), str(exe))  # sent, built, then stopped
-    wdir = next((cache / "edgeres" / "trtexec" / "device").glob("*/in")).parent
-    for m in wdir.glob("*.onnx"):
-        m.write_bytes(m.read_bytes()[: m.stat().st_size // 2])
-    for e in wdir.glob("*.engine"):
-        e.unlink()
-    install(tmp_path / "bin", "100300")
-    report = bench_trtexec(desktop_models[:1], tmp_path / "r", cfg, LocalDevice(), str(exe))
-    assert report["results"][0]["accuracy"]["images"] == LIMIT
 
 
 @pytest.fixture(scope="module")
