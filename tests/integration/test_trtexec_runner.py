@@ -228,7 +228,7 @@ def test_remote_trtexec_runner_needs_no_python_on_the_device(device, desktop_mod
     assert report["runner"]["device"] == device.destination
     assert all(c.split()[0] == "trtexec" for c in report["runner"]["commands"])
     # one login for the whole bench: its dozens of commands (four per batch) ride one connection, where each made its
-    # own (the handshake then cost more than the stand-in's work: 120 s against 42 s for 1,000 images)
+    # own (benchmarks/ssh_connections.py: the handshakes then cost more than the stand-in's work)
     assert device.logins() - before == 1
 
 
