@@ -293,7 +293,7 @@ def _send_models(tb: TrtexecBench, entries: list[Entry], digests: list[str], ver
             path = tb.cache / f"{d[:16]}.fp16.onnx"
             if not path.is_file():
                 fp16_from_onnx(e.path, path)
-        digest[path] = sha256_file(path)
+        digest[path] = d if path == e.path else sha256_file(path)  # the model itself was hashed by the caller
         name = f"{digest[path][:16]}.onnx"
         files[name] = path
         names[e.label] = f"{tb.wdir}/{name}"
