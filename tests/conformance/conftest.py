@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.fixtures import bare_cache
 from tests.helpers.trt_standin import API_DIR, Recorder, StandInCuda, make_tensorrt
 
 
@@ -49,5 +50,6 @@ class StandIn:
 
 @pytest.fixture
 def standin(monkeypatch, tmp_path) -> Iterator[StandIn]:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # timing caches of this test only
+    for k, v in bare_cache(tmp_path / "cache").items():  # timing caches of this test only
+        monkeypatch.setenv(k, v)
     yield StandIn(monkeypatch)

@@ -6,6 +6,9 @@ NVIDIA's sampleReporting.cpp. Its logits are ONNX Runtime's (Q/DQ models run uno
 are ONNX Runtime's on this CPU: no figure from it describes TensorRT or a GPU.
 
 Run through a wrapper made by ``install`` (a shell script that sets the version it claims and the fault to inject).
+Its timed runs last ``second`` of a second for each second of ``--duration`` and ``--warmUp`` (0.1 unless a test
+samples power over them): the runner's whole-second windows, kept whole, made most of a stand-in bench's wall time,
+and a stand-in's times say nothing anyway.
 """
 from __future__ import annotations
 
@@ -18,12 +21,13 @@ HEADER = b"EDGERES TRTEXEC STAND-IN: not an engine\n"
 
 
 def install(bin_dir: Path, code: str = "100300", fail_after: int | None = None, log: Path | None = None,
-            build_s: float = 0.0, busy: Path | None = None) -> Path:
+            build_s: float = 0.0, busy: Path | None = None, second: float = 0.1) -> Path:
     """Write ``bin_dir/trtexec``: a shell wrapper that runs this stand-in with this venv's Python. With ``build_s``, a
     build first writes its process id to ``busy`` and waits that long, as a real build on a Jetson takes minutes.
+    ``second``: how long the stand-in's timed runs take per second asked for (1.0 where power is sampled over them).
     """
     bin_dir.mkdir(parents=True, exist_ok=True)
-    env = [f"EDGERES_STANDIN_TRT_CODE={code}"]
+    env = [f"EDGERES_STANDIN_TRT_CODE={code}", f"EDGERES_STANDIN_SECOND={second}"]
     if fail_after is not None:
         env.append(f"EDGERES_STANDIN_FAIL_AFTER={fail_after}")
     if log is not None:
@@ -105,7 +109,9 @@ def main(argv: list[str]) -> int:
             f'  , "values" : [ {values} ]\n  }}\n]\n')
         return 0
     x = np.zeros(dims, np.float32)
-    warm, dur, iters = float(o.get("warmUp", 200)), float(o.get("duration", 3)), int(o.get("iterations", 10))
+    second = float(os.environ.get("EDGERES_STANDIN_SECOND", "1"))
+    warm, dur = float(o.get("warmUp", 200)) * second, float(o.get("duration", 3)) * second
+    iters = int(o.get("iterations", 10))
     t0 = time.perf_counter()
     rows = []
     while True:

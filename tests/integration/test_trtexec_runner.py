@@ -21,11 +21,12 @@ from edgeres.config import LatencyConfig
 from edgeres.errors import ConfigError, RemoteError
 from edgeres.remote import LocalDevice, SshHost
 from tests.helpers.cli import assert_one_line_error, edgeres
+from tests.helpers.fixtures import bare_cache
 from tests.helpers.sshd import start_device
 from tests.helpers.trtexec_standin import install
 
 FAST = LatencyConfig(warmup_s=0.0, warmup_iters=1, duration_s=1.0, min_iters=2, rounds=1)
-LIMIT = 100  # 4 batches of 32 (the last one 4)
+LIMIT = 40  # 2 batches of 32 (the last one 8)
 EXACT = ("images", "top1", "top5", "agreement", "delta_top1")
 
 
@@ -43,7 +44,8 @@ def onnxruntime_report(desktop_models, tmp_path_factory) -> dict:
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for k, v in bare_cache(tmp_path / "cache").items():
+        monkeypatch.setenv(k, v)
     return tmp_path / "cache"
 
 
@@ -81,7 +83,7 @@ def test_energy_is_sampled_around_each_models_own_window(desktop_models, tmp_pat
 
     install_tegrastats(tmp_path / "bin")  # a STAND-IN replaying one real Orin Nano line: protocol, not power
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{__import__('os').environ['PATH']}")
-    exe = install(tmp_path / "bin", "100300")
+    exe = install(tmp_path / "bin", "100300", second=1.0)  # whole seconds: tegrastats samples every 100 ms
     cfg = BenchConfig(target="desktop", limit=32, throughput_batch=4, latency=FAST)
     report = bench_trtexec(desktop_models[:1], tmp_path / "r", cfg, LocalDevice(), str(exe))
     e = report["energy"]
@@ -135,14 +137,14 @@ def test_tegrastats_without_root_is_named(desktop_models, tmp_path, cache, monke
 def test_an_interrupted_accuracy_pass_resumes_without_redoing_batches(desktop_models, tmp_path, cache):
     log = tmp_path / "calls.log"
     cfg = BenchConfig(target="desktop", limit=LIMIT, throughput_batch=4, latency=FAST)
-    exe = install(tmp_path / "bin", "100300", fail_after=6, log=log)
+    exe = install(tmp_path / "bin", "100300", fail_after=3, log=log)
     with pytest.raises(RemoteError, match="batches of .* are kept: run the same command again to resume"):
         bench_trtexec(desktop_models, tmp_path / "r", cfg, LocalDevice(), str(exe))
-    assert log.read_text().count("inference") == 7  # the 7th failed
+    assert log.read_text().count("inference") == 4  # the 4th failed: the second row's second batch
     install(tmp_path / "bin", "100300", log=log)
     report = bench_trtexec(desktop_models, tmp_path / "r", cfg, LocalDevice(), str(exe))
-    batches = 3 * 4  # 3 rows × 4 batches: only the 6 not done before ran again
-    assert log.read_text().count("inference") == 7 + (batches - 6)
+    batches = 3 * 2  # 3 rows × 2 batches: only the 3 not done before ran again
+    assert log.read_text().count("inference") == 4 + (batches - 3)
     assert len(report["results"]) == 3
 
 
@@ -259,7 +261,7 @@ def test_a_build_on_the_device_ends_when_edgeres_does(device, desktop_models, tm
                              "--runner", "trtexec", *(device_flags(device) if where == "ssh" else []),
                              "--trtexec", str(exe), "--out", str(tmp_path / "r")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "EDGERES_QUIET": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")},
+                            env={**os.environ, "EDGERES_QUIET": "1", **bare_cache(tmp_path / "cache")},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (busy.is_file() and busy.read_text()) and proc.poll() is None and time.time() < deadline:
