@@ -132,10 +132,11 @@ def test_sigkill_leftovers_are_removed_by_the_next_run(stage, small_run, tmp_pat
         assert json.loads(Path(str(out) + ".json").read_text())["artifact"]["sha256"] == sha256_file(out)
 
 
-def test_a_damaged_run_checkpoint_is_trained_afresh_not_resumed(tmp_path):
+def test_a_damaged_run_checkpoint_is_trained_afresh_not_resumed(tmp_path, calib_dir):
     out = tmp_path / "run"
+    # the smallest network and calibration set: the subject is the runner, not the model
     args = ("run", "--out", str(out), "--arch", "resnet20", "--limit-train", "256", "--limit-test", "64", "--epochs", "1",
-            *QUICK_TIMING)  # the smallest network: the subject is the runner, not the model
+            "--calibration", str(calib_dir), "--allow-small", *QUICK_TIMING)
     first = edgeres(*args)
     assert first.returncode == 0, first.stderr
     ck = out / "model.pt"
