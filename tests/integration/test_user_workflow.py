@@ -158,7 +158,7 @@ def test_predict_refuses_what_is_not_an_image(small_run, tmp_path):
     assert_one_line_error(edgeres("predict", f"{cfg.out}/model.onnx", str(tmp_path / "fake.png")), "fake.png")
 
 
-def _foreign(src: str, dest, inputs: int = 1, image: bool = True):
+def _foreign(src: str, dest):
     """A jetson-inference-style ONNX: input_0/output_0, static batch 1, no edgeres metadata."""
     ck = load_checkpoint(src)
     m = ck.model()
@@ -168,6 +168,13 @@ def _foreign(src: str, dest, inputs: int = 1, image: bool = True):
     prog.save(str(dest))
     model = onnx.load(str(dest))
     del model.metadata_props[:]
+    onnx.save(model, str(dest))
+    return dest
+
+
+def _unlike_an_image_model(foreign, dest, inputs: int = 1, image: bool = True):
+    """The foreign ONNX with a second input, or with integer input: what import must refuse."""
+    model = onnx.load(str(foreign))
     if inputs == 2:
         model.graph.input.append(onnx.helper.make_tensor_value_info("extra", onnx.TensorProto.FLOAT, [1, 4]))
     if not image:
@@ -198,9 +205,9 @@ def test_import_a_foreign_onnx_then_every_stage_takes_it(tuned, digits, tmp_path
     assert abs(top1 - trained["top1"]) <= 1.0  # the same model on the same test split as training scored it
     assert_one_line_error(edgeres("build", str(tmp_path / "m.onnx"), "--target", "jetson-nano"), "opset",
                           "it was imported", "opset_version=13")  # no checkpoint to re-export: its own exporter
-    two = _foreign(str(out), tmp_path / "two.onnx", inputs=2)
+    two = _unlike_an_image_model(src, tmp_path / "two.onnx", inputs=2)
     assert_one_line_error(edgeres("import", str(two), *pre), "2 inputs")
-    ints = _foreign(str(out), tmp_path / "ints.onnx", image=False)
+    ints = _unlike_an_image_model(src, tmp_path / "ints.onnx", image=False)
     assert_one_line_error(edgeres("import", str(ints), *pre), "not an image batch")
     assert not (tmp_path / "two.edgeres.onnx").exists() and not (tmp_path / "ints.edgeres.onnx").exists()
 
