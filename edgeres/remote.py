@@ -72,22 +72,53 @@ def _show(data: bytes) -> None:
 
 
 # Around every remote command but the tar that reads its stdin. ssh gives a command that has no terminal no signal when
-# the connection goes (Ctrl-C here, edgeres killed, the network down): a TensorRT build would run on for minutes,
-# holding the GPU that the next bench then times beside it. edgeres holds ssh's stdin open and never writes to it;
-# the guard reads it, and at its end (ssh gone) sends SIGTERM to the session's process group, every process the
-# command started (sshd makes each session a process group). The command reads /dev/null. In POSIX sh a background
-# job's stdin is /dev/null, hence fd 3.
-STOP_WITH_SSH = ('exec 3<&0 </dev/null; "$@" 3<&- & c=$!; (cat <&3 >/dev/null 2>&1; kill -TERM 0) >/dev/null 2>&1 & '
-                 'w=$!; exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r')
+# the connection goes (Ctrl-C here, edgeres killed): a TensorRT build would run on for minutes, holding the GPU that
+# the next bench then times beside it. edgeres holds ssh's stdin open and writes one byte to it every keepalive
+# interval; the guard reads it, and when it ends (ssh gone) or stays silent for the whole keepalive budget (a network
+# that went quiet without closing, which the device's sshd would notice only through TCP, in hours) it sends SIGTERM
+# to the session's process group, every process the command started (sshd makes each session a process group). Its
+# first argument is that budget in seconds (0, or no `timeout` on the device: wait for the end alone). The command
+# reads /dev/null (in POSIX sh a background job's stdin is /dev/null, hence fd 3); fd 4, the session's stderr, is the
+# watcher's alone, so that nothing left of it holds the session open. The guard exits 143 where SIGTERM would kill
+# it: ssh reports a remote death by signal as its own failure (255), a connection error.
+STOP_WITH_SSH = """s=$1; shift; trap 'exit 143' TERM; exec 3<&0 </dev/null 4>&2
+"$@" 3<&- 4>&- & c=$!
+(if [ "$s" -gt 0 ] && command -v timeout >/dev/null 2>&1; then
+   while b=$(timeout "$s" dd bs=1 count=1 <&3 2>/dev/null 4>&-); r=$?; [ -n "$b" ]; do :; done
+   [ "$r" = 0 ] || echo "Error: nothing heard from edgeres for $s s (the network went quiet, or edgeres was stopped): \
+the command was stopped on this device; re-run when it is reachable: finished work is kept" >&4
+ else cat <&3 4>&-; fi; kill -TERM 0) >/dev/null 2>&1 &
+w=$!; exec 3<&- 4>&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r"""
+BEAT = b"."  # what edgeres writes: not a newline, which the guard's $(…) would strip
 
 
 @contextlib.contextmanager
-def _held_stdin() -> Iterator[int]:
-    """The read end of a pipe this process holds open until the block ends (or the process dies): ssh's stdin."""
+def _held_stdin(beat_s: float = 0.0) -> Iterator[int]:
+    """The read end of a pipe this process holds open until the block ends (or the process dies): ssh's stdin. With
+    ``beat_s``, a thread writes ``BEAT`` to it that often, so the remote guard hears that edgeres is still there.
+    """
     r, w = os.pipe()
+    os.set_blocking(w, False)  # a reader that stopped reading fills the pipe: drop beats, never block
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(beat_s):
+            try:
+                os.write(w, BEAT)
+            except BlockingIOError:
+                continue
+            except OSError:  # the reader is gone (ssh ended), or the pipe is closed
+                return
+
+    t = threading.Thread(target=beat, daemon=True) if beat_s > 0 else None
+    if t is not None:
+        t.start()
     try:
         yield r
     finally:
+        done.set()
+        if t is not None:
+            t.join()
         os.close(r)
         os.close(w)
 
@@ -134,6 +165,7 @@ class SshHost:
                               f"user@10.0.0.5 or user@[fe80::1] (a port goes in --ssh-option Port=N)")
         for o in self.options:
             parse_ssh_option(o)
+        self.keepalive()  # whole numbers, checked before any connection
 
     def argv(self, remote: Sequence[str]) -> list[str]:
         """The local ``ssh`` argument list that runs ``remote`` (an argument list) on the host, quoted."""
@@ -186,16 +218,33 @@ class SshHost:
             finally:
                 _end_group(master, group=False)
 
+    def keepalive(self) -> tuple[int, int]:
+        """ssh's keepalive as it runs: (seconds between probes, unanswered probes it allows), the user's
+        ``--ssh-option`` first, else ``KEEPALIVE``. The guard's heartbeat uses the same figures in the other direction.
+        """
+        given: dict[str, str] = {}
+        for key, value in map(parse_ssh_option, self.options):
+            given.setdefault(key, value)  # ssh keeps an option's first value
+        every, count = (given.get(k, str(v)) for k, v in KEEPALIVE.items())
+        try:
+            return max(0, int(every)), max(1, int(count))
+        except ValueError:
+            raise ConfigError(f"--ssh-option ServerAliveInterval={every} / ServerAliveCountMax={count} must be whole "
+                              f"seconds and a count, e.g. --ssh-option ServerAliveInterval=15") from None
+
     def guarded(self, remote: Sequence[str]) -> list[str]:
-        """``argv`` of ``remote`` under ``STOP_WITH_SSH``: it ends when ssh does."""
-        return self.argv(["sh", "-c", STOP_WITH_SSH, "sh", *remote])
+        """``argv`` of ``remote`` under ``STOP_WITH_SSH``: it ends when ssh does, or when edgeres goes unheard for
+        as long as ssh's keepalive would wait for the device (a minute by default).
+        """
+        every, count = self.keepalive()
+        return self.argv(["sh", "-c", STOP_WITH_SSH, "sh", str(every * count), *remote])
 
     def run(self, remote: Sequence[str], check: bool = True) -> subprocess.CompletedProcess:
         """Run ``remote`` and capture its output; a connection failure raises ``RemoteError``. The remote command
         ends if this process does (Ctrl-C, kill, a lost connection): it does not run on unseen.
         """
         try:
-            with _held_stdin() as stdin:
+            with _held_stdin(self.keepalive()[0]) as stdin:
                 p = subprocess.run(self.guarded(remote), stdin=stdin, capture_output=True)
         except FileNotFoundError:
             raise RemoteError(f"{self.ssh} not found; install the OpenSSH client (apt-get install openssh-client)") from None
@@ -208,7 +257,7 @@ class SshHost:
         """Run ``remote``: its stderr (progress) is shown live and kept; returns (exit code, stdout, stderr). As with
         ``run``, the remote command ends if this process does.
         """
-        with _held_stdin() as stdin:
+        with _held_stdin(self.keepalive()[0]) as stdin:
             return self._stream(remote, stdin)
 
     def _stream(self, remote: Sequence[str], stdin: int) -> tuple[int, bytes, str]:
@@ -275,8 +324,7 @@ class SshHost:
             raise RemoteError(f"{d}'s host key is not in known_hosts; check its fingerprint and add it by running "
                               f"`ssh {d}` once, or pass --accept-new-host-key to trust it on first use")
         if "not responding" in stderr:  # ssh: "Timeout, server HOST not responding."
-            given = dict(parse_ssh_option(o) for o in self.options)
-            every, count = (given.get(k, str(v)) for k, v in KEEPALIVE.items())
+            every, count = self.keepalive()
             raise RemoteError(f"{d} stopped answering (ssh's keepalive every {every} s went unanswered {count} times); "
                               f"check that it is up and on the network, then re-run: finished work there is kept")
         if "Permission denied" in stderr:

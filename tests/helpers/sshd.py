@@ -6,6 +6,7 @@ given to it inside a private mount namespace (``unshare --mount``), so the machi
 """
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
@@ -127,3 +128,27 @@ def start_device(folder: Path, path: Path, env: tuple[str, ...] = ()) -> Sshd | 
         server.proc.terminate()
         return "the device account needs root (its own passwd line inside sshd's namespace)"
     return server
+
+
+def descendants(pid: int, name: str) -> list[int]:
+    """The processes under ``pid`` whose name starts with ``name``, down through those that match: an sshd's
+    per-connection processes (``sshd``, ``sshd-session``) and not the commands they run, or this process's ``ssh``.
+    """
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            text = stat.read_text()
+            comm, fields = text.split("(", 1)[1].rsplit(")", 1)[0], text.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and comm.startswith(name):
+                child = int(stat.parent.name)
+                out += [child, *descendants(child, name)]
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"

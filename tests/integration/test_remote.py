@@ -22,7 +22,7 @@ from edgeres.bench.remote import config_json
 from edgeres.errors import ConfigError, RemoteError
 from edgeres.remote import SshHost
 from tests.helpers.cli import assert_one_line_error, edgeres
-from tests.helpers.sshd import start_sshd
+from tests.helpers.sshd import alive, descendants, start_sshd
 
 REMOTE_EDGERES = str(Path(sys.executable).parent / "edgeres")
 FAST = ["--limit", "200", "--duration", "0.05", "--warmup", "0", "--warmup-iters", "1", "--rounds", "2",
@@ -138,7 +138,7 @@ def test_ssh_command_is_an_argument_list_quoted_once():
     for bad in ("-oProxyCommand=sh", "me@dev x", ""):
         with pytest.raises(ConfigError):
             SshHost(bad)
-    for bad in ("ProxyCommand=sh -c x", "StrictHostKeyChecking=no", "Port"):
+    for bad in ("ProxyCommand=sh -c x", "StrictHostKeyChecking=no", "Port", "ServerAliveInterval=15s"):
         with pytest.raises(ConfigError):
             SshHost("me@dev", (bad,))
 
@@ -172,19 +172,6 @@ def test_progress_relay_works_without_a_byte_stderr(monkeypatch):
     assert text.getvalue() == "epoch 1/2 ✓\n"
 
 
-def _sshd_children(pid: int) -> list[int]:
-    """The server's per-connection processes (``sshd``, ``sshd-session``), not the commands they run."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            comm = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
-            if int(fields[1]) == pid and comm.startswith("sshd"):
-                child = int(stat.parent.name)
-                out += [child, *_sshd_children(child)]
-    return out
-
-
 @pytest.mark.parametrize("connections", ["one per command", "one for all"])
 def test_a_device_that_stops_answering_is_named_not_waited_for(sshd, connections):
     """A board that goes silent mid-command (power, Wi-Fi) left edgeres waiting on TCP for hours: ssh now gives up
@@ -203,10 +190,10 @@ def test_a_device_that_stops_answering_is_named_not_waited_for(sshd, connections
     t = threading.Thread(target=sleep)
     t.start()
     deadline = time.time() + 20
-    while not _sshd_children(sshd.proc.pid) and time.time() < deadline:
+    while not descendants(sshd.proc.pid, "sshd") and time.time() < deadline:
         time.sleep(0.1)
     time.sleep(1)  # the session's processes are all there
-    stopped = _sshd_children(sshd.proc.pid)
+    stopped = descendants(sshd.proc.pid, "sshd")
     for pid in stopped:
         os.kill(pid, signal.SIGSTOP)  # the device goes silent: the connection stays, nothing answers
     try:
@@ -217,6 +204,48 @@ def test_a_device_that_stops_answering_is_named_not_waited_for(sshd, connections
                 os.kill(pid, signal.SIGCONT)
     assert not t.is_alive() and caught
     assert "stopped answering" in str(caught[0]) and "every 1 s went unanswered 2 times" in str(caught[0])
+
+
+@pytest.mark.parametrize("connections", ["one per command", "one for all"])
+def test_a_command_on_the_device_ends_when_edgeres_goes_quiet(sshd, tmp_path, connections):
+    """A network that goes quiet without closing (out of Wi-Fi, a laptop asleep) left the device's sshd waiting on TCP
+    (hours) and the command running on. edgeres writes a byte every keepalive interval; the device's guard stops the
+    command after the keepalive budget without one (here 1 s × 2, as --ssh-option sets it), and says why. To go quiet,
+    this process's ssh is stopped (SIGSTOP): the connection stays open and nothing more crosses it."""
+    host = SshHost(sshd.destination, (*sshd.options(), "ServerAliveInterval=1", "ServerAliveCountMax=2"), sshd.key,
+                   accept_new_host_key=True)
+    pid = tmp_path / "pid"
+    got: list = []
+
+    def command() -> None:
+        with contextlib.ExitStack() as stack:
+            h = stack.enter_context(host.connected()) if connections == "one for all" else host
+            got.append(h.run(["sh", "-c", f"echo $$ > {shlex.quote(str(pid))}; exec sleep 60"], check=False))
+
+    t = threading.Thread(target=command)
+    t.start()
+    deadline = time.time() + 20
+    while not (pid.is_file() and pid.read_text().strip()) and time.time() < deadline:
+        time.sleep(0.05)
+    remote = int(pid.read_text())
+    time.sleep(4)  # twice the budget: the beats keep a command that prints nothing alive
+    assert alive(remote)
+    quiet = descendants(os.getpid(), "ssh")
+    assert quiet
+    for p in quiet:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        t0 = time.time()
+        while alive(remote) and time.time() - t0 < 15:
+            time.sleep(0.1)
+        assert not alive(remote), f"the command still runs {time.time() - t0:.0f} s after edgeres went quiet"
+    finally:
+        for p in quiet:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGCONT)
+    t.join(30)
+    assert got and got[0].returncode == 128 + signal.SIGTERM
+    assert b"Error: nothing heard from edgeres for 2 s" in got[0].stderr
 
 
 def test_one_connection_serves_a_block_and_ends_with_it(sshd):

@@ -22,7 +22,7 @@ from edgeres.errors import ConfigError, RemoteError
 from edgeres.remote import LocalDevice, SshHost
 from tests.helpers.cli import assert_one_line_error, edgeres
 from tests.helpers.fixtures import bare_cache
-from tests.helpers.sshd import start_device
+from tests.helpers.sshd import alive, start_device
 from tests.helpers.trtexec_standin import install
 
 FAST = LatencyConfig(warmup_s=0.0, warmup_iters=1, duration_s=1.0, min_iters=2, rounds=1)
@@ -240,14 +240,6 @@ def test_no_trtexec_on_the_device_is_one_line(device, desktop_models, tmp_path):
     assert_one_line_error(r, "/usr/src/tensorrt/bin/trtexec", "--trtexec PATH")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-
-
 @pytest.mark.parametrize(("where", "stop"), [("ssh", "ctrl-c"), ("ssh", "kill -9"), ("here", "kill")])
 def test_a_build_on_the_device_ends_when_edgeres_does(device, desktop_models, tmp_path, where, stop):
     """ssh gives a command that has no terminal no signal when the connection goes: after Ctrl-C (or a kill, or
@@ -278,6 +270,6 @@ def test_a_build_on_the_device_ends_when_edgeres_does(device, desktop_models, tm
     if stop != "kill -9":
         assert err.strip().splitlines()[-1].startswith("interrupted") and "Traceback" not in err
     t = time.time()
-    while _alive(build) and time.time() - t < 20:
+    while alive(build) and time.time() - t < 20:
         time.sleep(0.1)
-    assert not _alive(build), f"the build (pid {build}) still runs {time.time() - t:.0f} s after edgeres ended"
+    assert not alive(build), f"the build (pid {build}) still runs {time.time() - t:.0f} s after edgeres ended"
