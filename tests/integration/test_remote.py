@@ -138,6 +138,10 @@ def test_ssh_command_is_an_argument_list_quoted_once():
     for bad in ("-oProxyCommand=sh", "me@dev x", ""):
         with pytest.raises(ConfigError):
             SshHost(bad)
+    # the guard's budget is ssh's keepalive (the first value given wins, as in ssh); 0 turns the heartbeat off
+    assert shlex.split(SshHost("me@dev").guarded(["x"])[-1])[3:] == ["sh", "60", "x"]
+    off = SshHost("me@dev", ("ServerAliveInterval=0", "ServerAliveInterval=5"))
+    assert off.keepalive() == (0, 4) and shlex.split(off.guarded(["x"])[-1])[3:] == ["sh", "0", "x"]
     for bad in ("ProxyCommand=sh -c x", "StrictHostKeyChecking=no", "Port", "ServerAliveInterval=15s"):
         with pytest.raises(ConfigError):
             SshHost("me@dev", (bad,))
