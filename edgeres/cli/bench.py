@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from edgeres.cli import default, emit, handle_errors, json_option
+from edgeres.cli import default, emit, handle_errors, json_option, ssh_option
 from edgeres.cli.commands import train_options
 from edgeres.config import ENERGY_MODES, METHODS, BenchConfig, LatencyConfig, PipelineConfig, QuantConfig
 
@@ -53,7 +53,7 @@ def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_it
               help="Put two report.json files side by side instead of measuring.")
 @click.option("--host", default=None, metavar="USER@DEVICE",
               help="Run on this machine over SSH (edgeres installed there); the report comes back here.")
-@click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE", help="Passed as ssh -o (repeatable).")
+@ssh_option
 @click.option("--identity", type=click.Path(path_type=Path), default=None, help="SSH private key for --host.")
 @click.option("--accept-new-host-key", is_flag=True,
               help="Trust --host's key on first use; by default a host not in known_hosts is refused.")

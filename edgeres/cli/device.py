@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from edgeres.cli import emit, handle_errors, json_option
+from edgeres.cli import emit, handle_errors, json_option, ssh_option
 
 
 @click.group("device")
@@ -15,7 +15,7 @@ def device_grp():
 
 @device_grp.command("setup")
 @click.option("--host", required=True, metavar="USER@DEVICE", help="The Jetson to set up, over SSH.")
-@click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE", help="Passed as ssh -o (allow-listed).")
+@ssh_option
 @click.option("--identity", type=click.Path(path_type=Path), default=None, help="SSH private key.")
 @click.option("--accept-new-host-key", is_flag=True, help="Trust the device's key on first use.")
 @click.option("--python", default="python3", show_default=True, help="The device's Python (3.10 or newer).")
