@@ -113,6 +113,8 @@ NUMBERS = [
     (["run", "--target", "no-such-board", "--out", "{tmp}/run"], "no-such-board"),
     (["device", "setup", "--host", ""], "--host"),
     (["device", "setup", "--host", "jetson@orin", "--ssh-option", "ProxyCommand=touch x"], "ProxyCommand"),
+    (["device", "setup", "--host", "jetson@orin", "--ssh-option", "ServerAliveInterval=15s"], "whole seconds"),
+    (["bench", "{onnx}", "--host", "jetson@orin", "--ssh-option", "ServerAliveCountMax=four"], "whole seconds"),
     (["calib", "show", "/nonexistent"], "does not exist"),
     (["data", "show", "/nonexistent"], "does not exist"),
     (["data", "show", "{onnx}"], "is a file, not a folder"),
