@@ -130,18 +130,19 @@ def start_device(folder: Path, path: Path, env: tuple[str, ...] = ()) -> Sshd | 
     return server
 
 
-def descendants(pid: int, name: str) -> list[int]:
-    """The processes under ``pid`` whose name starts with ``name``, down through those that match: an sshd's
-    per-connection processes (``sshd``, ``sshd-session``) and not the commands they run, or this process's ``ssh``.
+def descendants(pid: int, name: str, exact: bool = False) -> list[int]:
+    """The processes under ``pid`` whose name starts with ``name`` (or is ``name``, with ``exact``), down through those
+    that match: an sshd's per-connection processes (``sshd``, ``sshd-session``) and not the commands they run, or
+    this process's ``ssh`` clients and not the sshd it started.
     """
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError):
             text = stat.read_text()
             comm, fields = text.split("(", 1)[1].rsplit(")", 1)[0], text.rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid and comm.startswith(name):
+            if int(fields[1]) == pid and (comm == name if exact else comm.startswith(name)):
                 child = int(stat.parent.name)
-                out += [child, *descendants(child, name)]
+                out += [child, *descendants(child, name, exact)]
     return out
 
 
