@@ -15,7 +15,6 @@ import click
 
 from edgeres import __version__
 from edgeres.interrupts import raise_on_stop_signals, signal_of
-from edgeres.remote import KEEPALIVE
 
 COMMANDS = {
     "train": ("edgeres.cli.commands", "train_cmd", "dataset → checkpoint."),
@@ -166,12 +165,6 @@ def default(cls: type, name: str) -> Any:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-ssh_option = click.option(
-    "--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE",
-    help="Passed as ssh -o (repeatable; an allow-list: Port, User, ProxyJump, ServerAliveInterval …). The "
-         "ServerAlive* values also set how long a command on the device outlives a quiet network "
-         f"({' s × '.join(str(v) for v in KEEPALIVE.values())}); "
-         "ServerAliveInterval=0 turns that off.")
 
 
 def preprocessing_options(whose: str, required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import click
 
-from edgeres.cli import default, emit, handle_errors, json_option, ssh_option
+from edgeres.cli import default, emit, handle_errors, json_option
 from edgeres.cli.commands import train_options
+from edgeres.cli.device import ssh_option
 from edgeres.config import ENERGY_MODES, METHODS, BenchConfig, LatencyConfig, PipelineConfig, QuantConfig
 
 

@@ -5,7 +5,16 @@ from pathlib import Path
 
 import click
 
-from edgeres.cli import emit, handle_errors, json_option, ssh_option
+from edgeres.cli import emit, handle_errors, json_option
+from edgeres.remote import KEEPALIVE
+
+# bench --host and device setup: here, so that only the commands that reach a device import edgeres.remote
+ssh_option = click.option(
+    "--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE",
+    help="Passed as ssh -o (repeatable; an allow-list: Port, User, ProxyJump, ServerAliveInterval …). The "
+         "ServerAlive* values also set how long a command on the device outlives a quiet network "
+         f"({' s × '.join(str(v) for v in KEEPALIVE.values())}); "
+         "ServerAliveInterval=0 turns that off.")
 
 
 @click.group("device")
