@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -13,52 +12,22 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edgeres.errors import ConfigError, RemoteError
+from edgeres.ssh_options import (
+    DEVICE_ONLY,
+    HOST_RE,
+    KEEPALIVE,
+    config_of,
+    first_values,
+    jump_hops,
+    parse_ssh_option,
+    proxy_command,
+)
 
-# Options that edgeres sets itself: a user may not loosen host-key checking or allow prompts through --ssh-option.
-_RESERVED = {"stricthostkeychecking", "batchmode", "permitlocalcommand", "localcommand", "proxycommand",
-             "knownhostscommand", "nohostauthenticationforlocalhost", "verifyhostkeydns", "updatehostkeys"}
-# The only options --ssh-option passes on (ssh_config(5) names, compared case-insensitively as ssh does). None of
-# them runs a local command or weakens host-key checking; anything else is refused.
-SSH_OPTION_ALLOW = {k.lower(): k for k in (
-    "Port", "User", "ConnectTimeout", "ConnectionAttempts", "ServerAliveInterval", "ServerAliveCountMax",
-    "TCPKeepAlive", "Compression", "AddressFamily", "BindAddress", "IPQoS", "LogLevel", "RekeyLimit",
-    "Ciphers", "MACs", "KexAlgorithms", "HostKeyAlgorithms", "PubkeyAcceptedAlgorithms", "PubkeyAcceptedKeyTypes",
-    "HostKeyAlias", "HostName", "UserKnownHostsFile", "GlobalKnownHostsFile", "HashKnownHosts", "CheckHostIP",
-    "IdentityFile", "IdentitiesOnly", "CertificateFile", "PreferredAuthentications", "PubkeyAuthentication",
-    "ProxyJump",
-)}
-# A device that goes silent (Wi-Fi gone, board powered off) ends ssh after a minute without an answer, instead of
-# leaving edgeres waiting for TCP to give up (hours). sshd answers these during a build that prints nothing.
-KEEPALIVE = {"ServerAliveInterval": 15, "ServerAliveCountMax": 4}
 MASTER_LOG = "master.log"  # beside the socket of ``SshHost.connected``: what the one connection's ssh said
-# A value is one plain word: no blanks (ssh would read "Key Value #…"), quotes, or shell and comment characters.
-_VALUE = re.compile(r"[A-Za-z0-9@._:,/+\-~%\[\]]+")
-
-
-def parse_ssh_option(option: str) -> tuple[str, str]:
-    """``(Key, value)`` of one ``--ssh-option``, split as ssh splits it (``Key=Value``, ``Key Value``, ``Key = Value``).
-
-    Raises ``ConfigError`` for an option that is not on :data:`SSH_OPTION_ALLOW`, or whose value is not one word.
-    """
-    m = re.fullmatch(r"\s*([A-Za-z0-9]+)(?:\s*=\s*|\s+)(.*?)\s*", option, flags=re.S)
-    if m is None or not m.group(2):
-        raise ConfigError(f"--ssh-option {option!r} is not Key=Value, e.g. --ssh-option Port=2222")
-    key, value = m.group(1), m.group(2)
-    if key.lower() in _RESERVED:
-        raise ConfigError(f"--ssh-option {key} is refused: it would run a local command or loosen the host-key "
-                          f"checks edgeres sets; to trust a new host key pass --accept-new-host-key, or add the key "
-                          f"with `ssh <host>` once")
-    if key.lower() not in SSH_OPTION_ALLOW:
-        raise ConfigError(f"--ssh-option {key} is not allowed; edgeres passes only "
-                          f"{', '.join(sorted(SSH_OPTION_ALLOW.values()))} (put anything else in ~/.ssh/config)")
-    if not _VALUE.fullmatch(value) or value.startswith("-"):
-        raise ConfigError(f"--ssh-option {key} value {value!r} must be one plain word (letters, digits, "
-                          f"@._:,/+-~%[]), e.g. --ssh-option {SSH_OPTION_ALLOW[key.lower()]}=VALUE")
-    return SSH_OPTION_ALLOW[key.lower()], value
 
 
 def _show(data: bytes) -> None:
@@ -138,10 +107,6 @@ def _end_group(proc: subprocess.Popen, group: bool = True) -> None:
             continue
 
 
-# user@host: a POSIX user name, then a DNS name, an IPv4 address or a bracketed IPv6 address
-HOST_RE = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]*@)?(?:[A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.%a-z0-9]+\])")
-
-
 @dataclass(frozen=True)
 class SshHost:
     """``user@host`` and how to reach it. ``options`` are ``Key=Value`` pairs passed as ``ssh -o``."""
@@ -153,6 +118,7 @@ class SshHost:
     connect_timeout_s: int = 15
     ssh: str = "ssh"
     control_path: Path | None = None  # set by ``connected``: the socket of the one connection commands ride
+    hops: tuple[tuple[str, str | None], ...] = field(init=False, repr=False, compare=False)  # see ``jump``
 
     def __post_init__(self) -> None:
         d = self.destination
@@ -165,22 +131,50 @@ class SshHost:
                               f"user@10.0.0.5 or user@[fe80::1] (a port goes in --ssh-option Port=N)")
         for o in self.options:
             parse_ssh_option(o)
-        self.keepalive()  # whole numbers, checked before any connection
+        self.keepalive()  # whole numbers, and jump hosts edgeres can write, checked before any connection
+        object.__setattr__(self, "hops", tuple(self._jump()))
 
     def argv(self, remote: Sequence[str]) -> list[str]:
         """The local ``ssh`` argument list that runs ``remote`` (an argument list) on the host, quoted."""
-        cmd = [self.ssh, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout_s}",
-               "-o", f"StrictHostKeyChecking={'accept-new' if self.accept_new_host_key else 'yes'}"]
-        if self.identity is not None:
-            cmd += ["-i", str(self.identity), "-o", "IdentitiesOnly=yes"]
-        for o in self.options:  # re-written as Key=Value from the parsed, allowed pair
-            key, value = parse_ssh_option(o)
-            cmd += ["-o", f"{key}={value}"]
-        for name, n in KEEPALIVE.items():  # after the user's: ssh keeps the first value of an option
-            cmd += ["-o", f"{name}={n}"]
+        cmd = [self.ssh, *self._options(hop=False)]
+        hops = self.jump()
+        if hops:  # ssh's own ProxyJump would reach the jump host without edgeres's checks
+            cmd += ["-o", "ProxyCommand=" + proxy_command(self.ssh, hops, self._options(hop=True))]
         if self.control_path is not None:  # ride the connection when it is there, else connect as before
             cmd += ["-o", f"ControlPath={self.control_path}", "-o", "ControlMaster=no"]
         return cmd + ["--", self.destination, shlex.join(list(remote))]
+
+    def _options(self, hop: bool) -> list[str]:
+        """The ``-o`` options (and ``-i``) of the device's ssh, or of a jump host's: edgeres's checks, then the
+        user's, re-written as Key=Value from the parsed, allowed pair; a hop gets all but those that name the device.
+        """
+        cmd = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout_s}",
+               "-o", f"StrictHostKeyChecking={'accept-new' if self.accept_new_host_key else 'yes'}"]
+        if self.identity is not None:  # a hop may log in with another key: this one is added, not the only one
+            cmd += ["-i", str(self.identity)] + ([] if hop else ["-o", "IdentitiesOnly=yes"])
+        for key, value in map(parse_ssh_option, self.options):
+            if not (key == "ProxyJump" and self.jump()) and not (hop and key in DEVICE_ONLY):
+                cmd += ["-o", f"{key}={value}"]
+        for name, n in KEEPALIVE.items():  # after the user's: ssh keeps the first value of an option
+            cmd += ["-o", f"{name}={n}"]
+        return cmd
+
+    def jump(self) -> list[tuple[str, str | None]]:
+        """The jump hosts ssh goes through, first hop first, as ``(user@host, port)``: ``--ssh-option ProxyJump``,
+        else the ProxyJump of ``~/.ssh/config`` for this host (as ``ssh -G`` read it when this host was made),
+        unless that config runs its own ProxyCommand.
+        """
+        return list(self.hops)
+
+    def _jump(self) -> list[tuple[str, str | None]]:
+        given = first_values(self.options).get("ProxyJump")
+        if given is None:
+            config = config_of(self.ssh, self.destination, tuple(self.options))
+            given = config.get("proxyjump") if "proxycommand" not in config else None
+            source = f"the ProxyJump of {self.destination} in ~/.ssh/config"
+        else:
+            source = "--ssh-option ProxyJump"
+        return [] if given is None or given.lower() == "none" else jump_hops(given, source)
 
     @contextlib.contextmanager
     def connected(self) -> Iterator[SshHost]:
@@ -222,9 +216,7 @@ class SshHost:
         """ssh's keepalive as it runs: (seconds between probes, unanswered probes it allows), the user's
         ``--ssh-option`` first, else ``KEEPALIVE``. The guard's heartbeat uses the same figures in the other direction.
         """
-        given: dict[str, str] = {}
-        for key, value in map(parse_ssh_option, self.options):
-            given.setdefault(key, value)  # ssh keeps an option's first value
+        given = first_values(self.options)
         every, count = (given.get(k, str(v)) for k, v in KEEPALIVE.items())
         try:
             return max(0, int(every)), max(1, int(count))
@@ -320,16 +312,19 @@ class SshHost:
         if "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr:
             raise RemoteError(f"the host key of {d} has CHANGED since it was trusted; if the machine was really "
                               f"reinstalled, remove the old key with `ssh-keygen -R <host>`, else do not connect")
+        hops = " and ".join(h if port is None else f"{h}:{port}" for h, port in self.jump())
         if "Host key verification failed" in stderr:
-            raise RemoteError(f"{d}'s host key is not in known_hosts; check its fingerprint and add it by running "
-                              f"`ssh {d}` once, or pass --accept-new-host-key to trust it on first use")
+            raise RemoteError(f"{d}'s host key{f', or that of its jump host {hops},' if hops else ''} is not in "
+                              f"known_hosts; check its fingerprint and add it by running "
+                              f"`ssh {'-J ' + hops.replace(' and ', ',') + ' ' if hops else ''}{d}` once, or pass "
+                              f"--accept-new-host-key to trust it on first use")
         if "not responding" in stderr:  # ssh: "Timeout, server HOST not responding."
             every, count = self.keepalive()
             raise RemoteError(f"{d} stopped answering (ssh's keepalive every {every} s went unanswered {count} times); "
                               f"check that it is up and on the network, then re-run: finished work there is kept")
         if "Permission denied" in stderr:
-            raise RemoteError(f"{d} refused the login; make `ssh {d} true` work without a password "
-                              f"(ssh-copy-id, or --identity KEY)")
+            raise RemoteError(f"{d}{f' or its jump host {hops}' if hops else ''} refused the login; make "
+                              f"`ssh {d} true` work without a password (ssh-copy-id, or --identity KEY)")
         last = next((ln for ln in reversed(stderr.strip().splitlines()) if ln.strip()), "ssh failed")
         raise RemoteError(f"cannot reach {d}: {last.strip()}; check the host name, port (--ssh-option Port=N) "
                           f"and network")

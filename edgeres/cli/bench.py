@@ -57,7 +57,7 @@ def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_it
 @ssh_option
 @click.option("--identity", type=click.Path(path_type=Path), default=None, help="SSH private key for --host.")
 @click.option("--accept-new-host-key", is_flag=True,
-              help="Trust --host's key on first use; by default a host not in known_hosts is refused.")
+              help="Trust --host's key (and a jump host's) on first use; by default a host not in known_hosts is refused.")
 @click.option("--remote-edgeres", default="edgeres", show_default=True, help="The edgeres command on --host.")
 @click.option("--clean-remote", is_flag=True,
               help="Remove the models and engines from --host afterwards (default: kept in ~/.cache/edgeres/bench "

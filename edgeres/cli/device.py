@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from edgeres.cli import emit, handle_errors, json_option
-from edgeres.remote import KEEPALIVE
+from edgeres.ssh_options import KEEPALIVE
 
 # bench --host and device setup: here, so that only the commands that reach a device import edgeres.remote
 ssh_option = click.option(
@@ -14,7 +14,8 @@ ssh_option = click.option(
     help="Passed as ssh -o (repeatable; an allow-list: Port, User, ProxyJump, ServerAliveInterval …). The "
          "ServerAlive* values also set how long a command on the device outlives a quiet network "
          f"({' s × '.join(str(v) for v in KEEPALIVE.values())}); "
-         "ServerAliveInterval=0 turns that off.")
+         "ServerAliveInterval=0 turns that off. A jump host (ProxyJump, here or in ~/.ssh/config) gets the same "
+         "host-key checks and options, but Port, User and HostName.")
 
 
 @click.group("device")
@@ -26,7 +27,7 @@ def device_grp():
 @click.option("--host", required=True, metavar="USER@DEVICE", help="The Jetson to set up, over SSH.")
 @ssh_option
 @click.option("--identity", type=click.Path(path_type=Path), default=None, help="SSH private key.")
-@click.option("--accept-new-host-key", is_flag=True, help="Trust the device's key on first use.")
+@click.option("--accept-new-host-key", is_flag=True, help="Trust the device's key (and a jump host's) on first use.")
 @click.option("--python", default="python3", show_default=True, help="The device's Python (3.10 or newer).")
 @json_option
 @handle_errors

@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "edgeres"
 LAYERS = [
-    ["edgeres", "errors", "progress", "hw", "paths", "config", "archs", "distributed", "remote", "interrupts",
+    ["edgeres", "errors", "progress", "hw", "paths", "config", "archs", "distributed", "ssh_options", "remote", "interrupts",
      "resources"],  # resources: package data, and the standalone infer.py a bundle ships (it imports no edgeres)
     ["artifacts", "targets"],
     ["data", "onnx_limits"],
