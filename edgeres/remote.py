@@ -325,9 +325,15 @@ class SshHost:
         if "Permission denied" in stderr:
             raise RemoteError(f"{d}{f' or its jump host {hops}' if hops else ''} refused the login; make "
                               f"`ssh {d} true` work without a password (ssh-copy-id, or --identity KEY)")
-        last = next((ln for ln in reversed(stderr.strip().splitlines()) if ln.strip()), "ssh failed")
-        raise RemoteError(f"cannot reach {d}: {last.strip()}; check the host name, port (--ssh-option Port=N) "
-                          f"and network")
+        lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+        if hops and lines and "UNKNOWN port 65535" in lines[-1]:  # the jump's ssh ended: its own line says why
+            said = [ln for ln in lines if not any(s in ln for s in ("UNKNOWN port 65535", "kex_exchange_identification",
+                                                                     "stdio forwarding failed"))]
+            raise RemoteError(f"cannot reach {d} through the jump host {hops}: {said[-1] if said else lines[-1]}; "
+                              f"check the jump host's name and port (--ssh-option ProxyJump=user@host:port), and "
+                              f"that it reaches {d} (--ssh-option Port=N)")
+        raise RemoteError(f"cannot reach {d}: {lines[-1] if lines else 'ssh failed'}; check the host name, port "
+                          f"(--ssh-option Port=N) and network")
 
     def failure(self, remote: Sequence[str], rc: int, stderr: str) -> str:
         """One line saying which remote command failed, with the remote's own last error line."""

@@ -84,6 +84,13 @@ def test_through_a_jump_host_commands_run_and_an_unknown_jump_key_is_refused(ssh
     learned = SshHost(sshd.destination, host.options, sshd.key, accept_new_host_key=True)
     assert learned.run(["echo", "ok"]).stdout == b"ok\n"
     assert len(sshd.known_hosts.read_text().splitlines()) == 2  # the jump host's key, learned on first use
+    # a jump host that is down, and one that cannot reach the device, are named with what the jump's ssh said
+    down = SshHost(sshd.destination, (*sshd.options(), f"ProxyJump={sshd.user}@localhost:1"), sshd.key)
+    with pytest.raises(RemoteError, match=r"through the jump host .*@localhost:1: ssh: connect to host localhost port 1"):
+        down.run(["true"])
+    astray = SshHost(sshd.destination, ("Port=1", *host.options), sshd.key)
+    with pytest.raises(RemoteError, match=r"through the jump host .*: channel 0: open failed.*that it reaches"):
+        astray.run(["true"])
 
 
 @pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) (util-linux) for a terminal")
