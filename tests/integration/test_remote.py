@@ -22,21 +22,11 @@ from edgeres.bench.remote import config_json
 from edgeres.errors import ConfigError, RemoteError
 from edgeres.remote import SshHost
 from tests.helpers.cli import assert_one_line_error, edgeres
-from tests.helpers.sshd import alive, descendants, start_sshd
+from tests.helpers.sshd import alive, descendants
 
 REMOTE_EDGERES = str(Path(sys.executable).parent / "edgeres")
 FAST = ["--limit", "200", "--duration", "0.05", "--warmup", "0", "--warmup-iters", "1", "--rounds", "2",
         "--throughput-batch", "4"]
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    server = start_sshd(tmp_path_factory.mktemp("sshd"))
-    if isinstance(server, str):
-        pytest.skip(server)
-    yield server
-    server.proc.terminate()
-    server.proc.wait(10)
 
 
 def ssh_flags(server, *, accept: bool = False) -> list[str]:

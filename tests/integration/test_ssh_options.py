@@ -18,17 +18,6 @@ from edgeres.errors import ConfigError, RemoteError
 from edgeres.remote import KEEPALIVE, SshHost
 from edgeres.ssh_options import jump_hops
 from tests.helpers.cli import assert_one_line_error, edgeres
-from tests.helpers.sshd import start_sshd
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    server = start_sshd(tmp_path_factory.mktemp("sshd"))
-    if isinstance(server, str):
-        pytest.skip(server)
-    yield server
-    server.proc.terminate()
-    server.proc.wait(10)
 
 
 def _trust(server, *names: str) -> None:
