@@ -7,7 +7,7 @@ import click
 
 from edgeres.cli import default, emit, handle_errors, json_option
 from edgeres.cli.commands import train_options
-from edgeres.cli.device import ssh_option
+from edgeres.cli.device import ssh_options
 from edgeres.config import ENERGY_MODES, METHODS, BenchConfig, LatencyConfig, PipelineConfig, QuantConfig
 
 
@@ -54,10 +54,7 @@ def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_it
               help="Put two report.json files side by side instead of measuring.")
 @click.option("--host", default=None, metavar="USER@DEVICE",
               help="Run on this machine over SSH (edgeres installed there); the report comes back here.")
-@ssh_option
-@click.option("--identity", type=click.Path(path_type=Path), default=None, help="SSH private key for --host.")
-@click.option("--accept-new-host-key", is_flag=True,
-              help="Trust --host's key (and a jump host's) on first use; by default a host not in known_hosts is refused.")
+@ssh_options
 @click.option("--remote-edgeres", default="edgeres", show_default=True, help="The edgeres command on --host.")
 @click.option("--clean-remote", is_flag=True,
               help="Remove the models and engines from --host afterwards (default: kept in ~/.cache/edgeres/bench "

@@ -1,21 +1,38 @@
 """device setup."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from edgeres.cli import emit, handle_errors, json_option
 from edgeres.ssh_options import KEEPALIVE
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 # bench --host and device setup: here, so that only the commands that reach a device import edgeres.remote
-ssh_option = click.option(
-    "--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE",
-    help="Passed as ssh -o (repeatable; an allow-list: Port, User, ProxyJump, ServerAliveInterval …). The "
-         "ServerAlive* values also set how long a command on the device outlives a quiet network "
-         f"({' s × '.join(str(v) for v in KEEPALIVE.values())}); "
-         "ServerAliveInterval=0 turns that off. A jump host (ProxyJump, here or in ~/.ssh/config) gets the same "
-         "host-key checks and options, but Port, User and HostName.")
+_SSH_OPTIONS = [
+    click.option(
+        "--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE",
+        help="Passed as ssh -o (repeatable; an allow-list: Port, User, ProxyJump, ServerAliveInterval …). The "
+             "ServerAlive* values also set how long a command on the device outlives a quiet network "
+             f"({' s × '.join(str(v) for v in KEEPALIVE.values())}); "
+             "ServerAliveInterval=0 turns that off. A jump host (ProxyJump, here or in ~/.ssh/config) gets the same "
+             "host-key checks and options, but Port, User and HostName."),
+    click.option("--identity", type=click.Path(path_type=Path), default=None, help="SSH private key for --host."),
+    click.option("--accept-new-host-key", is_flag=True,
+                 help="Trust --host's key (and a jump host's) on first use; by default a host not in known_hosts is "
+                      "refused."),
+]
+
+
+def ssh_options(f: F) -> F:
+    """--ssh-option, --identity and --accept-new-host-key: how edgeres reaches --host."""
+    for option in reversed(_SSH_OPTIONS):
+        f = option(f)
+    return f
 
 
 @click.group("device")
@@ -25,9 +42,7 @@ def device_grp():
 
 @device_grp.command("setup")
 @click.option("--host", required=True, metavar="USER@DEVICE", help="The Jetson to set up, over SSH.")
-@ssh_option
-@click.option("--identity", type=click.Path(path_type=Path), default=None, help="SSH private key.")
-@click.option("--accept-new-host-key", is_flag=True, help="Trust the device's key (and a jump host's) on first use.")
+@ssh_options
 @click.option("--python", default="python3", show_default=True, help="The device's Python (3.10 or newer).")
 @json_option
 @handle_errors
