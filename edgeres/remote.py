@@ -20,9 +20,8 @@ from edgeres.ssh_options import (
     DEVICE_ONLY,
     HOST_RE,
     KEEPALIVE,
-    config_of,
     first_values,
-    jump_hops,
+    jump_chain,
     parse_ssh_option,
     proxy_command,
 )
@@ -132,7 +131,7 @@ class SshHost:
         for o in self.options:
             parse_ssh_option(o)
         self.keepalive()  # whole numbers, and jump hosts edgeres can write, checked before any connection
-        object.__setattr__(self, "hops", tuple(self._jump()))
+        object.__setattr__(self, "hops", tuple(jump_chain(self.ssh, self.destination, self.options)))
 
     def argv(self, remote: Sequence[str]) -> list[str]:
         """The local ``ssh`` argument list that runs ``remote`` (an argument list) on the host, quoted."""
@@ -160,21 +159,10 @@ class SshHost:
         return cmd
 
     def jump(self) -> list[tuple[str, str | None]]:
-        """The jump hosts ssh goes through, first hop first, as ``(user@host, port)``: ``--ssh-option ProxyJump``,
-        else the ProxyJump of ``~/.ssh/config`` for this host (as ``ssh -G`` read it when this host was made),
-        unless that config runs its own ProxyCommand.
+        """The jump hosts ssh goes through, first hop first, as ``(user@host, port)`` (``jump_chain``, as ssh's
+        config read when this host was made).
         """
         return list(self.hops)
-
-    def _jump(self) -> list[tuple[str, str | None]]:
-        given = first_values(self.options).get("ProxyJump")
-        if given is None:
-            config = config_of(self.ssh, self.destination, tuple(self.options))
-            given = config.get("proxyjump") if "proxycommand" not in config else None
-            source = f"the ProxyJump of {self.destination} in ~/.ssh/config"
-        else:
-            source = "--ssh-option ProxyJump"
-        return [] if given is None or given.lower() == "none" else jump_hops(given, source)
 
     @contextlib.contextmanager
     def connected(self) -> Iterator[SshHost]:

@@ -103,6 +103,31 @@ def config_of(ssh: str, destination: str, options: tuple[str, ...]) -> dict[str,
     return dict(ln.split(" ", 1) for ln in p.stdout.splitlines() if " " in ln)
 
 
+def jump_chain(ssh: str, destination: str, options: Sequence[str], limit: int = 8) -> list[tuple[str, str | None]]:
+    """The jump hosts that reach ``destination``, first hop first: ``--ssh-option ProxyJump``, else the ProxyJump
+    of ``~/.ssh/config`` for it (as ``ssh -G`` reads it), then those of the first hop's own config, and so on (ssh
+    would reach that hop through them without edgeres's options). A config that runs its own ProxyCommand ends the
+    chain there: edgeres leaves it as it is.
+    """
+    given = first_values(options).get("ProxyJump")
+    source, config = "--ssh-option ProxyJump", {}
+    if given is None:
+        config = config_of(ssh, destination, tuple(options))
+        source = f"the ProxyJump of {destination} in ~/.ssh/config"
+        given = None if "proxycommand" in config else config.get("proxyjump")
+    hops: list[tuple[str, str | None]] = []
+    while given is not None and given.lower() != "none":
+        hops = jump_hops(given, source) + hops
+        if len(hops) > limit:
+            raise ConfigError(f"{destination} is more than {limit} jump hosts away ({source} leads on to "
+                              f"{hops[0][0]}): a loop in ~/.ssh/config? Give the hops as --ssh-option ProxyJump=a,b")
+        dest, port = hops[0]
+        config = config_of(ssh, dest, (f"Port={port}",) if port else ())
+        source = f"the ProxyJump of {dest} in ~/.ssh/config"
+        given = None if "proxycommand" in config else config.get("proxyjump")
+    return hops
+
+
 def proxy_command(ssh: str, hops: Sequence[tuple[str, str | None]], hop_options: Sequence[str]) -> str:
     """The ``ProxyCommand`` that reaches the next host through ``hops`` as ssh's ProxyJump would (``ssh -W``, each hop
     through the ones before it), with ``hop_options`` on every hop. ssh runs it through the shell after expanding

@@ -114,6 +114,30 @@ def test_a_jump_in_the_ssh_config_gets_the_same_checks(sshd, tmp_path):
         SshHost("me@127.0.0.1", sshd.options(), ssh=str(wrapper))
 
 
+def test_a_jump_host_s_own_jump_in_the_config_is_followed(sshd, tmp_path):
+    """hopB is reached through hopA by hopB's own ProxyJump in the config: ssh would make that hop with none of
+    edgeres's options, so edgeres follows the chain and writes both hops (two aliases of the loopback server)."""
+    config = tmp_path / "config"
+    alias = "  HostName 127.0.0.1\n  Port {p}\n  HostKeyAlias {a}\n"
+    config.write_text(f"Host hopA\n{alias.format(p=sshd.port, a='hopA')}Host hopB\n{alias.format(p=sshd.port, a='hopB')}"
+                      f"  ProxyJump {sshd.user}@hopA\nHost 127.0.0.1\n  ProxyJump {sshd.user}@hopB\n")
+    wrapper = tmp_path / "ssh"
+    wrapper.write_text(f'#!/bin/sh\nexec ssh -F {shlex.quote(str(config))} "$@"\n')
+    wrapper.chmod(0o755)
+    host = SshHost(sshd.destination, sshd.options(), sshd.key, ssh=str(wrapper))
+    assert host.jump() == [(f"{sshd.user}@hopA", None), (f"{sshd.user}@hopB", None)]
+    sshd.known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {sshd.host_pub}\nhopB {sshd.host_pub}\n")
+    p = subprocess.run(["timeout", "20", "script", "-qec", shlex.join(host.argv(["echo", "hi"])), "/dev/null"],
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert p.returncode == 255 and "continue connecting" not in p.stdout, p.stdout  # hopA unknown: refused
+    sshd.known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {sshd.host_pub}\nhopA {sshd.host_pub}\nhopB {sshd.host_pub}\n")
+    before = sshd.logins()
+    assert host.run(["echo", "hi"]).stdout == b"hi\n" and sshd.logins() - before == 3
+    config.write_text(f"Host hopA\n  ProxyJump {sshd.user}@hopA\nHost 127.0.0.1\n  ProxyJump {sshd.user}@hopA\n")
+    with pytest.raises(ConfigError, match="a loop in ~/.ssh/config"):
+        SshHost(sshd.destination, sshd.options(), ssh=str(wrapper))
+
+
 def test_the_cli_names_the_unknown_jump_host(sshd, small_run, tmp_path):
     cfg, _ = small_run
     _trust(sshd, "127.0.0.1")
