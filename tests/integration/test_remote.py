@@ -263,3 +263,21 @@ def test_a_refused_connection_is_named_when_it_opens(sshd, tmp_path):
     with pytest.raises(RemoteError, match="not in known_hosts"):
         with host.connected():
             pass
+
+
+@pytest.mark.parametrize("connections", ["one per command", "one for all"])
+def test_each_way_a_connection_fails_is_named_with_its_fix(sshd, tmp_path, connections):
+    """A key the device does not accept, a port nothing listens on, no ssh at all: one line each, naming the fix."""
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    cases = [(SshHost(sshd.destination, sshd.options(), stranger, accept_new_host_key=True),
+              "refused the login; make `ssh .* true` work without a password"),
+             (SshHost(sshd.destination, ("Port=1", *sshd.options()), sshd.key),
+              r"cannot reach .*: ssh: connect to host 127.0.0.1 port 1: Connection refused; check the host name, port"),
+             (SshHost(sshd.destination, sshd.options(), sshd.key, ssh=str(tmp_path / "no-ssh")),
+              "no-ssh not found; install the OpenSSH client")]
+    for host, says in cases:
+        with pytest.raises(RemoteError, match=says):
+            with contextlib.ExitStack() as stack:
+                h = stack.enter_context(host.connected()) if connections == "one for all" else host
+                h.run(["true"])
