@@ -62,7 +62,8 @@ def find_trtexec(device: Device, given: str | None) -> tuple[str, Version, str]:
                       f"tensorrt / libnvinfer-bin): pass --trtexec PATH")
 
 
-def _target(name: str, device: Device) -> TargetProfile:
+def device_target(name: str, device: Device) -> TargetProfile:
+    """The profile ``name``; for ``jetson``, the one whose ``model_match`` names the device's device-tree model."""
     if name != "jetson":
         return load_target(name)
     model = device.run(["cat", "/proc/device-tree/model"], check=False).stdout.decode(errors="replace").strip("\x00\n ")
@@ -223,12 +224,12 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
     from edgeres.bench.report import write_reports
 
     cfg.validate()
-    target = _target(cfg.target, device)
+    target = device_target(cfg.target, device)
     if target.runtime != "tensorrt":
         raise ConfigError(f"--runner trtexec measures TensorRT targets, and {target.name} runs ONNX Runtime; "
                           f"drop --runner or name the device's target")
     exe, version, banner = find_trtexec(device, trtexec)
-    target.check_tensorrt(version, what=f"trtexec on {device.destination} is TensorRT {version}, which")
+    target.check_tensorrt(version, what=f"trtexec on {device.destination}: TensorRT")
     state = device_state(device) if target.kind == "jetson" else None  # before any work: the GPU's load is others'
     idle, no_energy = idle_power(device, cfg)  # before any build: --energy on is refused here, not after the work
     entries = plan_rows(models, target)

@@ -29,7 +29,7 @@ COMMANDS = {
     "targets": ("edgeres.cli.bench", "targets_cmd", "list target profiles."),
     "calib": ("edgeres.cli.data", "calib_grp", "make and inspect calibration sets."),
     "data": ("edgeres.cli.data", "data_grp", "fetch and inspect data sets."),
-    "device": ("edgeres.cli.device", "device_grp", "set a JetPack 6/7 device up for bench --host."),
+    "device": ("edgeres.cli.device", "device_grp", "check a device before a bench; set a JetPack 6/7 one up."),
 }
 
 

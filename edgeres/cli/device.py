@@ -37,7 +37,7 @@ def ssh_options(f: F) -> F:
 
 @click.group("device")
 def device_grp():
-    """The device side: what bench --host needs there."""
+    """The device side: what a bench will find there (check), and what bench --host needs there (setup)."""
 
 
 @device_grp.command("setup")
@@ -64,3 +64,38 @@ def device_setup_cmd(host, ssh_options, identity, accept_new_host_key, python, a
     trt = f"TensorRT {r.tensorrt} (JetPack's)" if r.tensorrt else "no TensorRT Python there (use --runner trtexec)"
     emit(as_json, asdict(r), f"{r.host}: Python {r.python}, venv {r.venv}, {trt}\n"
                              f"bench with: --host {r.host} --remote-edgeres {r.edgeres}")
+
+
+@device_grp.command("check")
+@click.argument("models", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--host", default=None, metavar="USER@DEVICE", help="The device to check over SSH (default: this machine).")
+@ssh_options
+@click.option("--target", default="jetson", show_default=True,
+              help="The device's target profile; jetson: the one its device-tree model names.")
+@click.option("--trtexec", "trtexec_path", default=None, metavar="PATH",
+              help="trtexec on the device (default: on PATH, else /usr/src/tensorrt/bin/trtexec).")
+@click.option("--remote-edgeres", default="edgeres", show_default=True, help="The edgeres command on --host.")
+@json_option
+@handle_errors
+def device_check_cmd(models, host, ssh_options, identity, accept_new_host_key, target, trtexec_path, remote_edgeres,
+                     as_json):
+    """What a bench would find on the device, before any work: board and target, trtexec and TensorRT, edgeres
+    (the runner), power mode and clocks, the GPU's load, energy, disk, and whether each MODEL parses there.
+    Exits 1 with each problem's fix when a bench could not run; changes nothing there.
+
+    \b
+    Example:
+      edgeres device check runs/demo/model.onnx runs/demo/model.int8-tensorrt.onnx --host nvidia@orin.local
+    """
+    from edgeres.bench.device_check import check_device
+    from edgeres.remote import LocalDevice, SshHost
+
+    if host:
+        with SshHost(host, tuple(ssh_options), identity, accept_new_host_key).connected() as one:
+            c = check_device(one, target, tuple(models), trtexec_path, remote_edgeres)
+    else:
+        c = check_device(LocalDevice(), target, tuple(models), trtexec_path, remote_edgeres)
+    emit(as_json, c.to_dict(), c.text())
+    if not c.ready:
+        raise SystemExit(1)
+

@@ -153,7 +153,7 @@ def test_trtexec_refusals(desktop_models, tmp_path, cache):
     with pytest.raises(ConfigError, match="/usr/src/tensorrt/bin/trtexec"):
         bench_trtexec(desktop_models, tmp_path / "a", cfg, LocalDevice(), str(tmp_path / "nowhere" / "trtexec"))
     old = install(tmp_path / "old", "8502")
-    with pytest.raises(ConfigError, match="TensorRT 8.5.2.*does not match target desktop"):
+    with pytest.raises(ConfigError, match=r"trtexec on this machine: TensorRT 8.5.2 does not match target desktop"):
         bench_trtexec(desktop_models, tmp_path / "b", cfg, LocalDevice(), str(old))
     with pytest.raises(ConfigError, match="--energy on, but energy cannot be measured: no tegrastats"):
         bench_trtexec(desktop_models, tmp_path / "d", BenchConfig(target="desktop", limit=LIMIT, energy="on"),

@@ -1,0 +1,200 @@
+"""``edgeres device check``: what a bench on a device would find there, before any work. The board and its target
+profile, trtexec and its TensorRT, edgeres (which runner ``auto`` picks), the power mode, clocks and the GPU's load,
+whether energy can be measured, free disk, and whether each model given would parse there. Each problem comes with
+its fix; nothing is built, sent or installed.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeres.bench.device_state import Device, device_state
+from edgeres.bench.trtexec_runner import device_target, find_trtexec, idle_power
+from edgeres.config import BenchConfig
+from edgeres.errors import ConfigError, EdgeresError
+from edgeres.remote import LocalDevice
+from edgeres.targets import TargetProfile
+
+FREE_GB_WARN = 2.0  # models, engines and a bench's batches live in ~/.cache/edgeres on the device
+
+
+@dataclass
+class ModelCheck:
+    path: str
+    precision: str | None
+    opset: int | None
+    problem: str | None  # None: TensorRT's parser there reads it
+
+
+@dataclass
+class DeviceCheck:
+    destination: str
+    board: str | None  # /proc/device-tree/model
+    l4t: str | None  # /etc/nv_tegra_release, e.g. R36.4.0
+    target: str | None
+    trtexec: str | None
+    tensorrt: str | None
+    edgeres: str | None  # `edgeres --version` there
+    runner: str | None  # what bench --runner auto would use
+    energy: str  # the idle board power, or why energy cannot be measured
+    free_gb: float | None
+    state: dict[str, Any] | None
+    models: list[ModelCheck] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # each stops a bench; each names its fix
+    warnings: list[str] = field(default_factory=list)  # each makes its figures less than the model's own
+    bench: str = ""  # the bench to run next, when ready
+
+    @property
+    def ready(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ready": self.ready}
+
+    def text(self) -> str:
+        """The check as a person reads it: what was found, the warnings, then ready (with the bench) or each fix."""
+        state = self.state or {}
+        busy, locked = state.get("gpu_busy_pct"), state.get("clocks_locked")
+        rows = [("board", (self.board or "not a Jetson (no /proc/device-tree/model)")
+                 + (f", L4T {self.l4t}" if self.l4t else "")),
+                ("target", self.target or "-"),
+                ("trtexec", f"{self.trtexec}, TensorRT {self.tensorrt}" if self.trtexec else "-"),
+                ("edgeres", self.edgeres or "not there"),
+                ("runner", f"{self.runner} (what bench --runner auto uses)" if self.runner else "-")]
+        if self.state is not None:
+            mode = (state.get("nvpmodel") or "unknown").splitlines()[0]
+            clocks = "unknown" if locked is None else "locked" if locked else "not locked"
+            rows += [("power mode", f"{mode}; clocks {clocks}"),
+                     ("GPU", "load unknown" if busy is None else f"{busy:.0f}% busy before any work")]
+        rows += [("energy", self.energy), ("disk", "-" if self.free_gb is None else f"{self.free_gb:.1f} GB free")]
+        rows += [(m.path, f"{m.precision or '?'}, opset {m.opset or '?'}: " + (
+            "will not run there (below)" if m.problem else f"parses on TensorRT {self.tensorrt or '?'}"))
+            for m in self.models]
+        width = max(len(k) for k, _ in rows)
+        lines = [f"{self.destination}:"] + [f"  {k.ljust(width)}  {v}" for k, v in rows]
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines + ([f"ready: {self.bench}"] if self.ready else
+                                  ["not ready:"] + [f"  - {p}" for p in self.problems]))
+
+
+def _out(device: Device, argv: list[str]) -> str | None:
+    p = device.run(argv, check=False)
+    return p.stdout.decode(errors="replace").strip("\x00\n ") if p.returncode == 0 else None
+
+
+def l4t_release(text: str | None) -> str | None:
+    """``R36.4.0`` from /etc/nv_tegra_release's first line (``# R36 (release), REVISION: 4.0, …``)."""
+    m = re.search(r"R(\d+) \(release\), REVISION: ([\d.]+)", text or "")
+    return f"R{m.group(1)}.{m.group(2)}" if m else None
+
+
+def check_device(device: Device, target: str = "jetson", models: tuple[Path, ...] = (), trtexec: str | None = None,
+                 remote_edgeres: str = "edgeres") -> DeviceCheck:
+    """Probe ``device`` (an ``SshHost``, or ``LocalDevice`` for this machine) as a bench on ``target`` would."""
+    board = _out(device, ["cat", "/proc/device-tree/model"])
+    c = DeviceCheck(device.destination, board, l4t_release(_out(device, ["head", "-n", "1", "/etc/nv_tegra_release"])),
+                    None, None, None, None, None, "", None, None)
+    profile: TargetProfile | None = None
+    try:
+        profile = device_target(target, device)
+        c.target = profile.name
+    except EdgeresError as e:
+        c.problems.append(f"{e} (--target NAME; `edgeres targets` lists them)")
+    if profile is not None and profile.runtime != "tensorrt":
+        c.problems.append(f"target {profile.name} runs ONNX Runtime, not TensorRT: bench it on this machine, without "
+                          f"--host; device check is for TensorRT targets")
+        profile = None
+    version, no_trtexec = None, ""
+    if profile is not None:
+        try:
+            c.trtexec, version, _ = find_trtexec(device, trtexec)
+            c.tensorrt = str(version)
+        except EdgeresError as e:
+            no_trtexec = str(e)
+        c.edgeres, c.runner, python_trt = _runner(device, c.trtexec, remote_edgeres)
+        version = version or python_trt
+        c.tensorrt = None if version is None else str(version)
+        if c.runner is None:
+            c.problems.append(f"{no_trtexec}; or, for --runner python, "
+                              + ("install TensorRT's Python here (import tensorrt)" if isinstance(device, LocalDevice)
+                                 else f"`edgeres device setup --host {device.destination}` (JetPack 6/7)"))
+        elif version is not None:
+            try:
+                profile.check_tensorrt(version, what=f"{device.destination}: TensorRT")
+            except EdgeresError as e:
+                c.problems.append(str(e))
+    if profile is not None and profile.kind == "jetson":
+        c.state = device_state(device)
+        c.warnings += c.state.pop("warnings")
+    c.energy = _energy(device, profile, c.runner)
+    c.free_gb = _free_gb(device)
+    if c.free_gb is not None and c.free_gb < FREE_GB_WARN:
+        c.warnings.append(f"{c.free_gb:.1f} GB free in the home folder on {device.destination}: engines and models "
+                          f"are kept in ~/.cache/edgeres there; free some space")
+    c.models = [_model(Path(m), profile, version) for m in models]
+    c.problems += [f"{m.path}: {m.problem}" for m in c.models if m.problem]
+    where = "" if isinstance(device, LocalDevice) else f" --host {device.destination}" + (
+        " --runner trtexec" if c.runner == "trtexec" else
+        f" --remote-edgeres {remote_edgeres}" if remote_edgeres != "edgeres" else "")
+    c.bench = f"edgeres bench {' '.join(m.path for m in c.models) or 'MODEL.onnx …'} --target {c.target}{where}"
+    return c
+
+
+def _runner(device: Device, trtexec: str | None, remote_edgeres: str) -> tuple[str | None, str | None, Any]:
+    """edgeres's version there, the runner ``bench --runner auto`` would pick (None: neither runs), and the TensorRT
+    of the python runner where this machine is the device.
+    """
+    if isinstance(device, LocalDevice):
+        from edgeres import __version__
+        from edgeres.backends.tensorrt import tensorrt_version
+
+        python_trt = tensorrt_version()
+        return __version__, "python" if python_trt is not None else ("trtexec" if trtexec else None), python_trt
+    said = _out(device, [remote_edgeres, "--version"])
+    version = said.split()[-1] if said else None
+    return version, "python" if version is not None else ("trtexec" if trtexec else None), None
+
+
+def _energy(device: Device, profile: TargetProfile | None, runner: str | None) -> str:
+    """The idle board power the bench would measure against, or why it would not measure energy."""
+    if isinstance(device, LocalDevice) and runner != "trtexec" and profile is not None:
+        from edgeres.energy import find_meter
+
+        meter, why = find_meter(profile.kind)
+        return f"{meter.name} (measured during the bench)" if meter is not None else why
+    idle, why = idle_power(device, BenchConfig(target=profile.name if profile else "desktop"))
+    return f"{idle.source}: {idle.mean_w:.2f} W idle (tegrastats)" if idle and idle.mean_w is not None else why
+
+
+def _free_gb(device: Device) -> float | None:
+    """Free space in the device's home folder (``df -P``: POSIX columns, 1024-byte blocks)."""
+    lines = (_out(device, ["df", "-P", "-k", "."]) or "").splitlines()
+    fields = lines[-1].split() if len(lines) >= 2 else []
+    return int(fields[3]) / 1024 ** 2 if len(fields) >= 4 and fields[3].isdigit() else None
+
+
+def _model(path: Path, profile: TargetProfile | None, version: Any) -> ModelCheck:
+    """Whether ``path`` would parse with the device's TensorRT, in a precision the target runs."""
+    from edgeres.onnx_limits import require_parsable
+    from edgeres.onnx_model import load_onnx, onnx_info
+
+    try:
+        model = load_onnx(path)
+        info = onnx_info(path, model)
+    except EdgeresError as e:
+        return ModelCheck(str(path), None, None, str(e))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    check = ModelCheck(str(path), info.precision, opset, None)
+    if profile is None:
+        return check
+    if info.precision not in profile.precisions:
+        check.problem = (f"{info.precision} does not run on {profile.name} (it runs {', '.join(profile.precisions)}); "
+                         f"bench the float model, whose fp16 row edgeres adds")
+        return check
+    try:
+        require_parsable(path, model, profile, version)
+    except ConfigError as e:
+        check.problem = str(e).removeprefix(f"{path}: ")
+    return check

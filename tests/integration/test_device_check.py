@@ -1,0 +1,97 @@
+"""edgeres device check: what a bench would find on the device, over the loopback "device" (sshd with an account whose
+PATH holds a shell, coreutils and tar) and on this machine. trtexec and tegrastats are STAND-INS (they print what
+the real tools print): the check's protocol is proved, no device is measured.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edgeres.bench.device_check import check_device, l4t_release
+from edgeres.remote import LocalDevice, SshHost
+from tests.helpers.cli import edgeres
+from tests.helpers.sshd import start_device
+from tests.helpers.tegrastats_standin import install as install_tegrastats
+from tests.helpers.trtexec_standin import install
+
+
+@pytest.fixture(scope="module")
+def device(tmp_path_factory):
+    """A loopback device with the stand-in trtexec (TensorRT 8.5.2, JetPack 5.1's) and tegrastats, and no edgeres."""
+    folder = tmp_path_factory.mktemp("device")
+    install(folder / "path", "8502")
+    install_tegrastats(folder / "path")
+    for tool in ("timeout", "dd", "head", "df"):  # coreutils, as every JetPack has them
+        (folder / "path" / tool).symlink_to(shutil.which(tool))
+    server = start_device(folder, folder / "path")
+    if isinstance(server, str):
+        pytest.skip(server)
+    yield server
+    server.proc.terminate()
+    server.proc.wait(10)
+
+
+def flags(device) -> list[str]:
+    return ["--host", device.destination, "--identity", str(device.key), "--accept-new-host-key",
+            *sum((["--ssh-option", o] for o in device.options()), [])]
+
+
+def test_a_device_check_finds_what_a_bench_would_and_names_each_fix(device, exports):
+    models = [exports(17)["fp32"], exports(17)["int8"], exports(18)["fp32"]]
+    before = device.logins()
+    r = edgeres("device", "check", *map(str, models), "--target", "jetson-orin-nano", *flags(device), "--json")
+    assert r.returncode == 1, r.stderr  # the opset-18 model would not parse on TensorRT 8.5
+    c = json.loads(r.stdout)
+    assert device.logins() - before == 1  # every probe rides one connection
+    assert (c["target"], c["tensorrt"], c["runner"], c["edgeres"]) == ("jetson-orin-nano", "8.5.2", "trtexec", None)
+    assert c["trtexec"] == "trtexec" and c["board"] is None
+    assert c["energy"].startswith("VDD_IN: ") and c["energy"].endswith(" W idle (tegrastats)")
+    assert c["state"]["gpu_busy_pct"] == pytest.approx(76)  # the stand-in replays a busy Orin Nano's line
+    assert any("76% busy" in w for w in c["warnings"]) and c["free_gb"] > 0
+    ok17, int8, bad18 = c["models"]
+    assert (ok17["precision"], ok17["opset"], ok17["problem"]) == ("fp32", 17, None) and int8["problem"] is None
+    assert bad18["opset"] == 18 and "opset 18 is outside the 7–17 that TensorRT 8.5" in bad18["problem"]
+    assert "edgeres export" in bad18["problem"] and "--target jetson-orin-nano" in bad18["problem"]
+    assert c["problems"] == [f"{models[2]}: {bad18['problem']}"] and c["ready"] is False
+    text = edgeres("device", "check", *map(str, models[:2]), "--target", "jetson-orin-nano", *flags(device))
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0] == f"{device.destination}:" and "Traceback" not in text.stderr
+    assert lines[-1] == (f"ready: edgeres bench {models[0]} {models[1]} --target jetson-orin-nano "
+                         f"--host {device.destination} --runner trtexec")
+
+
+def test_a_device_check_refuses_a_tensorrt_the_target_never_ships(device, tmp_path):
+    """TensorRT 8.5 is JetPack 5's; a Thor runs JetPack 7 (TensorRT 10.13): the check says which target to name."""
+    host = SshHost(device.destination, device.options(), device.key, accept_new_host_key=True)
+    with host.connected() as one:
+        c = check_device(one, "jetson-thor")
+    assert not c.ready and c.problems[0].startswith(f"{device.destination}: TensorRT 8.5.2 does not match target jetson-thor")
+    with host.connected() as one:
+        c = check_device(one, "jetson")  # no device-tree model on the loopback device
+    assert not c.ready and c.target is None and "name its target" in c.problems[0]
+    with host.connected() as one:
+        c = check_device(one, "desktop", trtexec="/opt/none/trtexec")
+    assert c.runner is None and "`/opt/none/trtexec` does not run there" in c.problems[0]
+    assert "edgeres device setup --host" in c.problems[0]
+
+
+def test_this_machine_without_tensorrt_is_named(tmp_path, monkeypatch, exports):
+    monkeypatch.setenv("PATH", f"{tmp_path / 'none'}:{os.environ['PATH']}")
+    c = check_device(LocalDevice(), "desktop", (exports(17)["fp32"],), trtexec=str(tmp_path / "none" / "trtexec"))
+    assert c.runner is None and "install TensorRT's Python here" in c.problems[0]
+    assert c.models[0].problem is None  # parses on the target's own parser limits (no TensorRT version known)
+    exe = install(tmp_path / "bin", "100300")
+    c = check_device(LocalDevice(), "desktop", (Path("/nowhere/model.onnx"),), trtexec=str(exe))
+    assert c.runner == "trtexec" and c.tensorrt == "10.3.0" and len(c.problems) == 1
+    assert c.problems[0].startswith("/nowhere/model.onnx: ")
+
+
+def test_l4t_release_reads_the_first_line_of_nv_tegra_release():
+    line = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC"
+    assert l4t_release(line) == "R36.4.3" and l4t_release("# R32 (release), REVISION: 7.1, GCID: 29818004") == "R32.7.1"
+    assert l4t_release(None) is None and l4t_release("garbage") is None
