@@ -96,6 +96,10 @@ def check_device(device: Device, target: str = "jetson", models: tuple[Path, ...
     board = _out(device, ["cat", "/proc/device-tree/model"])
     c = DeviceCheck(device.destination, board, l4t_release(_out(device, ["head", "-n", "1", "/etc/nv_tegra_release"])),
                     None, None, None, None, None, "", None, None)
+    if isinstance(device, LocalDevice):
+        from edgeres import __version__ as here
+
+        c.edgeres = here
     profile: TargetProfile | None = None
     try:
         profile = device_target(target, device)
@@ -134,7 +138,7 @@ def check_device(device: Device, target: str = "jetson", models: tuple[Path, ...
         c.warnings.append(f"{c.free_gb:.1f} GB free in the home folder on {device.destination}: engines and models "
                           f"are kept in ~/.cache/edgeres there; free some space")
     c.models = [_model(Path(m), profile, version) for m in models]
-    c.problems += [f"{m.path}: {m.problem}" for m in c.models if m.problem]
+    c.problems += [m.problem if m.path in m.problem else f"{m.path}: {m.problem}" for m in c.models if m.problem]
     where = "" if isinstance(device, LocalDevice) else f" --host {device.destination}" + (
         " --runner trtexec" if c.runner == "trtexec" else
         f" --remote-edgeres {remote_edgeres}" if remote_edgeres != "edgeres" else "")

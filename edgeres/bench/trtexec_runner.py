@@ -57,8 +57,9 @@ def find_trtexec(device: Device, given: str | None) -> tuple[str, Version, str]:
             continue
         banner = next(ln for ln in text.splitlines() if "TensorRT.trtexec" in ln)
         return exe, version_from_banner(banner), banner.strip()
-    where = f"`{given}` does not run there" if given else f"no trtexec on its PATH nor at {JETPACK_TRTEXEC}"
-    raise ConfigError(f"{device.destination} has {where}; JetPack installs it at {JETPACK_TRTEXEC} (package "
+    where = (f": `{given}` does not run there as trtexec" if given
+             else f" has no trtexec on its PATH nor at {JETPACK_TRTEXEC}")
+    raise ConfigError(f"{device.destination}{where}; JetPack installs it at {JETPACK_TRTEXEC} (package "
                       f"tensorrt / libnvinfer-bin): pass --trtexec PATH")
 
 

@@ -88,7 +88,7 @@ def test_this_machine_without_tensorrt_is_named(tmp_path, monkeypatch, exports):
     exe = install(tmp_path / "bin", "100300")
     c = check_device(LocalDevice(), "desktop", (Path("/nowhere/model.onnx"),), trtexec=str(exe))
     assert c.runner == "trtexec" and c.tensorrt == "10.3.0" and len(c.problems) == 1
-    assert c.problems[0].startswith("/nowhere/model.onnx: ")
+    assert c.problems == ["ONNX model not found: /nowhere/model.onnx; make one with `edgeres export`"]
 
 
 def test_l4t_release_reads_the_first_line_of_nv_tegra_release():
