@@ -15,7 +15,7 @@ from edgeres.export import ExportConfig
 from edgeres.pipeline import PipelineConfig, run_pipeline
 from edgeres.quantize import QuantConfig
 from edgeres.train import TrainConfig
-from tests.helpers.sshd import start_sshd
+from tests.helpers.sshd import serving, start_sshd
 
 FAST_LATENCY = LatencyConfig(warmup_s=0.02, warmup_iters=2, duration_s=0.1, min_iters=5)
 
@@ -85,12 +85,7 @@ def exports(small_run, tmp_path_factory) -> TargetExports:
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
     """A real OpenSSH server on loopback, one per test module (each module's known_hosts is its own)."""
-    server = start_sshd(tmp_path_factory.mktemp("sshd"))
-    if isinstance(server, str):
-        pytest.skip(server)
-    yield server
-    server.proc.terminate()
-    server.proc.wait(10)
+    yield from serving(start_sshd(tmp_path_factory.mktemp("sshd")))
 
 
 def blank_calibration(folder, n: int = 100):

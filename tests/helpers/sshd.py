@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,6 +129,17 @@ def start_device(folder: Path, path: Path, env: tuple[str, ...] = ()) -> Sshd | 
         server.proc.terminate()
         return "the device account needs root (its own passwd line inside sshd's namespace)"
     return server
+
+
+def serving(server: Sshd | str) -> Iterator[Sshd]:
+    """A fixture's body for a started server: yields it, and stops it after; skips the test with why it did not start."""
+    import pytest
+
+    if isinstance(server, str):
+        pytest.skip(server)
+    yield server
+    server.proc.terminate()
+    server.proc.wait(10)
 
 
 def descendants(pid: int, name: str, exact: bool = False) -> list[int]:

@@ -14,7 +14,7 @@ import pytest
 from edgeres.bench.device_check import check_device, l4t_release
 from edgeres.remote import LocalDevice, SshHost
 from tests.helpers.cli import edgeres
-from tests.helpers.sshd import start_device
+from tests.helpers.sshd import serving, start_device
 from tests.helpers.tegrastats_standin import install as install_tegrastats
 from tests.helpers.trtexec_standin import install
 
@@ -27,12 +27,7 @@ def device(tmp_path_factory):
     install_tegrastats(folder / "path")
     for tool in ("timeout", "dd", "head", "df"):  # coreutils, as every JetPack has them
         (folder / "path" / tool).symlink_to(shutil.which(tool))
-    server = start_device(folder, folder / "path")
-    if isinstance(server, str):
-        pytest.skip(server)
-    yield server
-    server.proc.terminate()
-    server.proc.wait(10)
+    yield from serving(start_device(folder, folder / "path"))
 
 
 def flags(device) -> list[str]:

@@ -22,7 +22,7 @@ from edgeres.errors import ConfigError, RemoteError
 from edgeres.remote import LocalDevice, SshHost
 from tests.helpers.cli import assert_one_line_error, edgeres
 from tests.helpers.fixtures import bare_cache
-from tests.helpers.sshd import alive, start_device
+from tests.helpers.sshd import alive, serving, start_device
 from tests.helpers.trtexec_standin import install
 
 FAST = LatencyConfig(warmup_s=0.0, warmup_iters=1, duration_s=1.0, min_iters=2, rounds=1)
@@ -203,12 +203,7 @@ def device(tmp_path_factory):
     """A loopback 'device' with a shell, coreutils, tar and the stand-in trtexec on its PATH, and no python."""
     folder = tmp_path_factory.mktemp("device")
     install(folder / "path", "100300")
-    server = start_device(folder, folder / "path")
-    if isinstance(server, str):
-        pytest.skip(server)
-    yield server
-    server.proc.terminate()
-    server.proc.wait(10)
+    yield from serving(start_device(folder, folder / "path"))
 
 
 def device_flags(device) -> list[str]:
