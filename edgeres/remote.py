@@ -117,7 +117,8 @@ class SshHost:
     connect_timeout_s: int = 15
     ssh: str = "ssh"
     control_path: Path | None = None  # set by ``connected``: the socket of the one connection commands ride
-    hops: tuple[tuple[str, str | None], ...] = field(init=False, repr=False, compare=False)  # see ``jump``
+    # the jump hosts ssh goes through, first hop first, as (user@host, port): ``jump_chain`` when this host was made
+    hops: tuple[tuple[str, str | None], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         d = self.destination
@@ -136,9 +137,8 @@ class SshHost:
     def argv(self, remote: Sequence[str]) -> list[str]:
         """The local ``ssh`` argument list that runs ``remote`` (an argument list) on the host, quoted."""
         cmd = [self.ssh, *self._options(hop=False)]
-        hops = self.jump()
-        if hops:  # ssh's own ProxyJump would reach the jump host without edgeres's checks
-            cmd += ["-o", "ProxyCommand=" + proxy_command(self.ssh, hops, self._options(hop=True))]
+        if self.hops:  # ssh's own ProxyJump would reach the jump host without edgeres's checks
+            cmd += ["-o", "ProxyCommand=" + proxy_command(self.ssh, self.hops, self._options(hop=True))]
         if self.control_path is not None:  # ride the connection when it is there, else connect as before
             cmd += ["-o", f"ControlPath={self.control_path}", "-o", "ControlMaster=no"]
         return cmd + ["--", self.destination, shlex.join(list(remote))]
@@ -152,17 +152,11 @@ class SshHost:
         if self.identity is not None:  # a hop may log in with another key: this one is added, not the only one
             cmd += ["-i", str(self.identity)] + ([] if hop else ["-o", "IdentitiesOnly=yes"])
         for key, value in map(parse_ssh_option, self.options):
-            if not (key == "ProxyJump" and self.jump()) and not (hop and key in DEVICE_ONLY):
+            if not (key == "ProxyJump" and self.hops) and not (hop and key in DEVICE_ONLY):
                 cmd += ["-o", f"{key}={value}"]
         for name, n in KEEPALIVE.items():  # after the user's: ssh keeps the first value of an option
             cmd += ["-o", f"{name}={n}"]
         return cmd
-
-    def jump(self) -> list[tuple[str, str | None]]:
-        """The jump hosts ssh goes through, first hop first, as ``(user@host, port)`` (``jump_chain``, as ssh's
-        config read when this host was made).
-        """
-        return list(self.hops)
 
     @contextlib.contextmanager
     def connected(self) -> Iterator[SshHost]:
@@ -300,7 +294,7 @@ class SshHost:
         if "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr:
             raise RemoteError(f"the host key of {d} has CHANGED since it was trusted; if the machine was really "
                               f"reinstalled, remove the old key with `ssh-keygen -R <host>`, else do not connect")
-        hops = " and ".join(h if port is None else f"{h}:{port}" for h, port in self.jump())
+        hops = " and ".join(h if port is None else f"{h}:{port}" for h, port in self.hops)
         if "Host key verification failed" in stderr:
             raise RemoteError(f"{d}'s host key{f', or that of its jump host {hops},' if hops else ''} is not in "
                               f"known_hosts; check its fingerprint and add it by running "

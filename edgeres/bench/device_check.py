@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.version import Version
+
 from edgeres.bench.device_state import Device, device_state
 from edgeres.bench.trtexec_runner import device_target, find_trtexec, idle_power
 from edgeres.config import BenchConfig
@@ -146,7 +148,7 @@ def check_device(device: Device, target: str = "jetson", models: tuple[Path, ...
     return c
 
 
-def _runner(device: Device, trtexec: str | None, remote_edgeres: str) -> tuple[str | None, str | None, Any]:
+def _runner(device: Device, trtexec: str | None, remote_edgeres: str) -> tuple[str | None, str | None, Version | None]:
     """edgeres's version there, the runner ``bench --runner auto`` would pick (None: neither runs), and the TensorRT
     of the python runner where this machine is the device.
     """
@@ -179,7 +181,7 @@ def _free_gb(device: Device) -> float | None:
     return int(fields[3]) / 1024 ** 2 if len(fields) >= 4 and fields[3].isdigit() else None
 
 
-def _model(path: Path, profile: TargetProfile | None, version: Any) -> ModelCheck:
+def _model(path: Path, profile: TargetProfile | None, version: Version | None) -> ModelCheck:
     """Whether ``path`` would parse with the device's TensorRT, in a precision the target runs."""
     from edgeres.onnx_limits import require_parsable
     from edgeres.onnx_model import load_onnx, onnx_info

@@ -1,4 +1,4 @@
-"""device setup."""
+"""device check and device setup, and the ssh options of every command that reaches a device."""
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -100,7 +100,7 @@ def test_a_jump_in_the_ssh_config_gets_the_same_checks(sshd, tmp_path):
     wrapper.write_text(f'#!/bin/sh\nexec ssh -F {shlex.quote(str(config))} "$@"\n')
     wrapper.chmod(0o755)
     host = SshHost(sshd.destination, sshd.options(), sshd.key, ssh=str(wrapper))
-    assert host.jump() == [(f"{sshd.user}@localhost", str(sshd.port))] and "ProxyCommand=" in " ".join(host.argv([]))
+    assert host.hops == ((f"{sshd.user}@localhost", str(sshd.port)),) and "ProxyCommand=" in " ".join(host.argv([]))
     _trust(sshd, "127.0.0.1")
     with pytest.raises(RemoteError, match="jump host"):
         host.run(["true"])
@@ -108,7 +108,7 @@ def test_a_jump_in_the_ssh_config_gets_the_same_checks(sshd, tmp_path):
     before = sshd.logins()
     assert host.run(["echo", "hi"]).stdout == b"hi\n" and sshd.logins() - before == 2
     direct = SshHost(sshd.destination, (*sshd.options(), "ProxyJump=none"), sshd.key, ssh=str(wrapper))
-    assert direct.jump() == [] and direct.run(["echo", "hi"]).stdout == b"hi\n"
+    assert direct.hops == () and direct.run(["echo", "hi"]).stdout == b"hi\n"
     config.write_text("Host 127.0.0.1\n  ProxyJump %r@bastion\n")  # ssh -G passes it, edgeres cannot write it
     with pytest.raises(ConfigError, match="ProxyJump of .* in ~/.ssh/config"):
         SshHost("me@127.0.0.1", sshd.options(), ssh=str(wrapper))
@@ -125,7 +125,7 @@ def test_a_jump_host_s_own_jump_in_the_config_is_followed(sshd, tmp_path):
     wrapper.write_text(f'#!/bin/sh\nexec ssh -F {shlex.quote(str(config))} "$@"\n')
     wrapper.chmod(0o755)
     host = SshHost(sshd.destination, sshd.options(), sshd.key, ssh=str(wrapper))
-    assert host.jump() == [(f"{sshd.user}@hopA", None), (f"{sshd.user}@hopB", None)]
+    assert host.hops == ((f"{sshd.user}@hopA", None), (f"{sshd.user}@hopB", None))
     sshd.known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {sshd.host_pub}\nhopB {sshd.host_pub}\n")
     p = subprocess.run(["timeout", "20", "script", "-qec", shlex.join(host.argv(["echo", "hi"])), "/dev/null"],
                        capture_output=True, text=True, stdin=subprocess.DEVNULL)
