@@ -98,10 +98,6 @@ def check_device(device: Device, target: str = "jetson", models: tuple[Path, ...
     board = _out(device, ["cat", "/proc/device-tree/model"])
     c = DeviceCheck(device.destination, board, l4t_release(_out(device, ["head", "-n", "1", "/etc/nv_tegra_release"])),
                     None, None, None, None, None, "", None, None)
-    if isinstance(device, LocalDevice):
-        from edgeres import __version__ as here
-
-        c.edgeres = here
     profile: TargetProfile | None = None
     try:
         profile = device_target(target, device)
@@ -116,21 +112,20 @@ def check_device(device: Device, target: str = "jetson", models: tuple[Path, ...
     if profile is not None:
         try:
             c.trtexec, version, _ = find_trtexec(device, trtexec)
-            c.tensorrt = str(version)
         except EdgeresError as e:
             no_trtexec = str(e)
-        c.edgeres, c.runner, python_trt = _runner(device, c.trtexec, remote_edgeres)
-        version = version or python_trt
-        c.tensorrt = None if version is None else str(version)
-        if c.runner is None:
-            c.problems.append(f"{no_trtexec}; or, for --runner python, "
-                              + ("install TensorRT's Python here (import tensorrt)" if isinstance(device, LocalDevice)
-                                 else f"`edgeres device setup --host {device.destination}` (JetPack 6/7)"))
-        elif version is not None:
-            try:
-                profile.check_tensorrt(version, what=f"{device.destination}: TensorRT")
-            except EdgeresError as e:
-                c.problems.append(str(e))
+    c.edgeres, c.runner, python_trt = _runner(device, c.trtexec, remote_edgeres)
+    version = version or python_trt
+    c.tensorrt = None if version is None else str(version)
+    if profile is not None and c.runner is None:
+        c.problems.append(f"{no_trtexec}; or, for --runner python, "
+                          + ("install TensorRT's Python here (import tensorrt)" if isinstance(device, LocalDevice)
+                             else f"`edgeres device setup --host {device.destination}` (JetPack 6/7)"))
+    elif profile is not None and version is not None:
+        try:
+            profile.check_tensorrt(version, what=f"{device.destination}: TensorRT")
+        except EdgeresError as e:
+            c.problems.append(str(e))
     if profile is not None and profile.kind == "jetson":
         c.state = device_state(device)
         c.warnings += c.state.pop("warnings")
