@@ -16,6 +16,7 @@ from edgeres.bench.device_state import Device, device_state
 from edgeres.bench.trtexec_runner import device_target, find_trtexec, idle_power
 from edgeres.config import BenchConfig
 from edgeres.errors import ConfigError, EdgeresError
+from edgeres.progress import log
 from edgeres.remote import LocalDevice
 from edgeres.targets import TargetProfile
 
@@ -95,6 +96,7 @@ def l4t_release(text: str | None) -> str | None:
 def check_device(device: Device, target: str = "jetson", models: tuple[Path, ...] = (), trtexec: str | None = None,
                  remote_edgeres: str = "edgeres") -> DeviceCheck:
     """Probe ``device`` (an ``SshHost``, or ``LocalDevice`` for this machine) as a bench on ``target`` would."""
+    log(f"checking {device.destination}: board, trtexec, edgeres, power (a few seconds of tegrastats on a Jetson) …")
     board = _out(device, ["cat", "/proc/device-tree/model"])
     c = DeviceCheck(device.destination, board, l4t_release(_out(device, ["head", "-n", "1", "/etc/nv_tegra_release"])),
                     None, None, None, None, None, "", None, None)
