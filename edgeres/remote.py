@@ -294,11 +294,12 @@ class SshHost:
         if "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr:
             raise RemoteError(f"the host key of {d} has CHANGED since it was trusted; if the machine was really "
                               f"reinstalled, remove the old key with `ssh-keygen -R <host>`, else do not connect")
-        hops = " and ".join(h if port is None else f"{h}:{port}" for h, port in self.hops)
+        names = [h if port is None else f"{h}:{port}" for h, port in self.hops]
+        hops = " and ".join(names)
         if "Host key verification failed" in stderr:
             raise RemoteError(f"{d}'s host key{f', or that of its jump host {hops},' if hops else ''} is not in "
                               f"known_hosts; check its fingerprint and add it by running "
-                              f"`ssh {'-J ' + hops.replace(' and ', ',') + ' ' if hops else ''}{d}` once, or pass "
+                              f"`ssh {'-J ' + ','.join(names) + ' ' if names else ''}{d}` once, or pass "
                               f"--accept-new-host-key to trust it on first use")
         if "not responding" in stderr:  # ssh: "Timeout, server HOST not responding."
             every, count = self.keepalive()

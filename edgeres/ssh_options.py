@@ -110,11 +110,9 @@ def jump_chain(ssh: str, destination: str, options: Sequence[str], limit: int = 
     chain there: edgeres leaves it as it is.
     """
     given = first_values(options).get("ProxyJump")
-    source, config = "--ssh-option ProxyJump", {}
+    source = "--ssh-option ProxyJump"
     if given is None:
-        config = config_of(ssh, destination, tuple(options))
-        source = f"the ProxyJump of {destination} in ~/.ssh/config"
-        given = None if "proxycommand" in config else config.get("proxyjump")
+        given, source = _config_jump(ssh, destination, tuple(options))
     hops: list[tuple[str, str | None]] = []
     while given is not None and given.lower() != "none":
         hops = jump_hops(given, source) + hops
@@ -122,10 +120,17 @@ def jump_chain(ssh: str, destination: str, options: Sequence[str], limit: int = 
             raise ConfigError(f"{destination} is more than {limit} jump hosts away ({source} leads on to "
                               f"{hops[0][0]}): a loop in ~/.ssh/config? Give the hops as --ssh-option ProxyJump=a,b")
         dest, port = hops[0]
-        config = config_of(ssh, dest, (f"Port={port}",) if port else ())
-        source = f"the ProxyJump of {dest} in ~/.ssh/config"
-        given = None if "proxycommand" in config else config.get("proxyjump")
+        given, source = _config_jump(ssh, dest, (f"Port={port}",) if port else ())
     return hops
+
+
+def _config_jump(ssh: str, destination: str, options: tuple[str, ...]) -> tuple[str | None, str]:
+    """The ProxyJump of ``destination`` in the ssh config (None if there is none, or a ProxyCommand of the user's
+    own), and where it came from, for a message.
+    """
+    config = config_of(ssh, destination, options)
+    return (None if "proxycommand" in config else config.get("proxyjump"),
+            f"the ProxyJump of {destination} in ~/.ssh/config")
 
 
 def proxy_command(ssh: str, hops: Sequence[tuple[str, str | None]], hop_options: Sequence[str]) -> str:
@@ -139,5 +144,7 @@ def proxy_command(ssh: str, hops: Sequence[tuple[str, str | None]], hop_options:
         args += ["-o", "ProxyCommand=" + proxy_command(ssh, before, hop_options)]
     if port is not None:
         args += ["-p", port]
-    quoted = [shlex.quote(a).replace("%", "%%") for a in args]
-    return " ".join([*quoted, "-W", "'[%h]:%p'", "--", shlex.quote(dest)])
+    def quoted(a: str) -> str:
+        return shlex.quote(a).replace("%", "%%")
+
+    return " ".join([*map(quoted, args), "-W", "'[%h]:%p'", "--", quoted(dest)])  # dest: an IPv6 scope's % too

@@ -12,7 +12,7 @@ from typing import Any
 
 from packaging.version import Version
 
-from edgeres.bench.device_state import Device, device_state
+from edgeres.bench.device_state import Device, device_state, output
 from edgeres.bench.trtexec_runner import device_target, find_trtexec, idle_power
 from edgeres.config import BenchConfig
 from edgeres.errors import ConfigError, EdgeresError
@@ -36,14 +36,14 @@ class DeviceCheck:
     destination: str
     board: str | None  # /proc/device-tree/model
     l4t: str | None  # /etc/nv_tegra_release, e.g. R36.4.0
-    target: str | None
-    trtexec: str | None
-    tensorrt: str | None
-    edgeres: str | None  # `edgeres --version` there
-    runner: str | None  # what bench --runner auto would use
-    energy: str  # the idle board power, or why energy cannot be measured
-    free_gb: float | None
-    state: dict[str, Any] | None
+    target: str | None = None
+    trtexec: str | None = None
+    tensorrt: str | None = None
+    edgeres: str | None = None  # `edgeres --version` there
+    runner: str | None = None  # what bench --runner auto would use
+    energy: str = ""  # the idle board power, or why energy cannot be measured
+    free_gb: float | None = None
+    state: dict[str, Any] | None = None
     models: list[ModelCheck] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # each stops a bench; each names its fix
     warnings: list[str] = field(default_factory=list)  # each makes its figures less than the model's own
@@ -82,11 +82,6 @@ class DeviceCheck:
                                   ["not ready:"] + [f"  - {p}" for p in self.problems]))
 
 
-def _out(device: Device, argv: list[str]) -> str | None:
-    p = device.run(argv, check=False)
-    return p.stdout.decode(errors="replace").strip("\x00\n ") if p.returncode == 0 else None
-
-
 def l4t_release(text: str | None) -> str | None:
     """``R36.4.0`` from /etc/nv_tegra_release's first line (``# R36 (release), REVISION: 4.0, …``)."""
     m = re.search(r"R(\d+) \(release\), REVISION: ([\d.]+)", text or "")
@@ -97,9 +92,8 @@ def check_device(device: Device, target: str = "jetson", models: tuple[Path, ...
                  remote_edgeres: str = "edgeres") -> DeviceCheck:
     """Probe ``device`` (an ``SshHost``, or ``LocalDevice`` for this machine) as a bench on ``target`` would."""
     log(f"checking {device.destination}: board, trtexec, edgeres, power (a few seconds of tegrastats on a Jetson) …")
-    board = _out(device, ["cat", "/proc/device-tree/model"])
-    c = DeviceCheck(device.destination, board, l4t_release(_out(device, ["head", "-n", "1", "/etc/nv_tegra_release"])),
-                    None, None, None, None, None, "", None, None)
+    c = DeviceCheck(device.destination, output(device, ["cat", "/proc/device-tree/model"]),
+                    l4t_release(output(device, ["head", "-n", "1", "/etc/nv_tegra_release"])))
     profile: TargetProfile | None = None
     try:
         profile = device_target(target, device)
@@ -155,7 +149,7 @@ def _runner(device: Device, trtexec: str | None, remote_edgeres: str) -> tuple[s
 
         python_trt = tensorrt_version()
         return __version__, "python" if python_trt is not None else ("trtexec" if trtexec else None), python_trt
-    said = _out(device, [remote_edgeres, "--version"])
+    said = output(device, [remote_edgeres, "--version"])
     version = said.split()[-1] if said else None
     return version, "python" if version is not None else ("trtexec" if trtexec else None), None
 
@@ -173,7 +167,7 @@ def _energy(device: Device, profile: TargetProfile | None, runner: str | None) -
 
 def _free_gb(device: Device) -> float | None:
     """Free space in the device's home folder (``df -P``: POSIX columns, 1024-byte blocks)."""
-    lines = (_out(device, ["df", "-P", "-k", "."]) or "").splitlines()
+    lines = (output(device, ["df", "-P", "-k", "."]) or "").splitlines()
     fields = lines[-1].split() if len(lines) >= 2 else []
     return int(fields[3]) / 1024 ** 2 if len(fields) >= 4 and fields[3].isdigit() else None
 

@@ -32,6 +32,12 @@ class Device(Protocol):
     def failure(self, remote: Sequence[str], rc: int, stderr: str) -> str: ...
 
 
+def output(device: Device, argv: list[str]) -> str | None:
+    """What a probe printed (stripped, the device tree's NUL too), or None where it failed or is missing."""
+    p = device.run(argv, check=False)
+    return p.stdout.decode(errors="replace").strip("\x00\n\t ") if p.returncode == 0 else None
+
+
 def gpu_busy_pct(device: Device) -> float | None:
     """The GPU's mean GR3D load over ``SAMPLE_S`` s of tegrastats, or None where tegrastats says nothing of it."""
     p = device.run(["timeout", str(SAMPLE_S), "tegrastats", "--interval", "100"], check=False)
@@ -43,12 +49,8 @@ def device_state(device: Device) -> dict[str, Any]:
     """Power mode, clocks and whether they are locked (latency depends on DVFS when they are not), and the GPU's load
     before any work of the bench (call it first): another process's share of the GPU is in every figure after.
     """
-    def text(argv: list[str]) -> str | None:
-        p = device.run(argv, check=False)
-        return p.stdout.decode(errors="replace").strip() if p.returncode == 0 else None
-
     busy = gpu_busy_pct(device)
-    mode, clocks = text(["nvpmodel", "-q"]), text(["jetson_clocks", "--show"])
+    mode, clocks = output(device, ["nvpmodel", "-q"]), output(device, ["jetson_clocks", "--show"])
     locked = None
     if clocks:
         pairs = [(ln.split("MinFreq=")[1].split()[0], ln.split("MaxFreq=")[1].split()[0])

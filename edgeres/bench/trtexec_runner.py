@@ -32,7 +32,7 @@ from edgeres.backends.trtexec import (
     version_from_banner,
 )
 from edgeres.bench.accuracy import accuracy
-from edgeres.bench.device_state import Device, device_state
+from edgeres.bench.device_state import Device, device_state, output
 from edgeres.bench.run import SCHEMA, BenchRow, Entry, check_budget, evaluation_data, machine, plan_rows
 from edgeres.config import DEFAULT_MAX_BATCH, BenchConfig
 from edgeres.energy import PowerReading
@@ -67,7 +67,7 @@ def device_target(name: str, device: Device) -> TargetProfile:
     """The profile ``name``; for ``jetson``, the one whose ``model_match`` names the device's device-tree model."""
     if name != "jetson":
         return load_target(name)
-    model = device.run(["cat", "/proc/device-tree/model"], check=False).stdout.decode(errors="replace").strip("\x00\n ")
+    model = output(device, ["cat", "/proc/device-tree/model"])
     for t in all_targets():
         if t.kind == "jetson" and model and any(m.lower() in model.lower() for m in t.model_match):
             return t

@@ -37,12 +37,12 @@ def test_every_hop_gets_edgeres_checks_and_not_the_device_s_names(tmp_path):
     key = tmp_path / "id"
     key.write_text("")
     host = SshHost("me@dev", ("Port=2222", "User=pi", "UserKnownHostsFile=/k/%k", "ServerAliveInterval=5",
-                              "ProxyJump=me@bastion:2200,ssh://you@[fe80::1]"), identity=key)
+                              "ProxyJump=me@bastion:2200,ssh://you@[fe80::1%eth0]"), identity=key)
     argv = host.argv(["true"])
     assert not any(a.startswith("ProxyJump=") for a in argv) and "Port=2222" in argv
     outer = _run_by_ssh(_value(argv, "ProxyCommand"), "dev", "22")  # reaches the device through the last hop
-    inner = _run_by_ssh(_value(outer, "ProxyCommand"), "fe80::1", "22")  # reaches that hop through the first
-    for hop, dest, target in ((outer, "you@fe80::1", "[dev]:22"), (inner, "me@bastion", "[fe80::1]:22")):
+    inner = _run_by_ssh(_value(outer, "ProxyCommand"), "fe80::1%eth0", "22")  # reaches that hop through the first
+    for hop, dest, target in ((outer, "you@fe80::1%eth0", "[dev]:22"), (inner, "me@bastion", "[fe80::1%eth0]:22")):
         assert hop[-4:] == ["-W", target, "--", dest]
         assert {"BatchMode=yes", "StrictHostKeyChecking=yes", "ServerAliveInterval=5"} <= set(hop)
         assert f"ServerAliveCountMax={KEEPALIVE['ServerAliveCountMax']}" in hop and str(key) in hop
