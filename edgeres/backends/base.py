@@ -1,7 +1,8 @@
 """Runtimes behind one small interface, so accuracy and latency code is the same for all of them.
 
 ``build`` calls ``Backend.compile`` and ``bench`` calls ``Backend.load``, for every runtime. A ``Session`` declares
-what bench reads of it (``max_batch``, ``threads``, ``device``, ``copies_timed``) and closes as a context manager.
+what bench reads of it (``max_batch``, ``threads``, ``device``, ``copies_timed``, ``activation_bytes``) and closes
+as a context manager.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class Session(Protocol):
     copies_timed: bool  # whether infer() includes host↔device copies
     max_batch: int | None  # the largest batch it takes (an engine's profile); None: any
     threads: int | None  # CPU threads it uses; None where that is not the runtime's to say
+    activation_bytes: int | None  # device memory for activations where the runtime reports it (TensorRT); else None
 
     def infer(self, batch: np.ndarray) -> np.ndarray: ...
 

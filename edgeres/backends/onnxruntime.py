@@ -24,6 +24,7 @@ class OrtSession(ClosingSession):
     copies_timed = False
     device = "cpu"
     max_batch: int | None = None
+    activation_bytes: int | None = None  # CPU memory: measured from outside the process (edgeres.backends.memory)
 
     def __init__(self, path: Path, threads: int | None = None, simulate: bool = False, quiet: bool = False) -> None:
         import onnxruntime as ort

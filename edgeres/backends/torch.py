@@ -21,6 +21,7 @@ class TorchSession(ClosingSession):
     input_name = "input"
     max_batch: int | None = None
     threads: int | None = None
+    activation_bytes: int | None = None
 
     def __init__(self, model: torch.nn.Module, device: str = "cpu", half: bool = False) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from edgeres.artifacts import atomic_path, staged_dir, write_json_atomic, write_text_atomic
+from edgeres.backends.memory import MemoryUse
 from edgeres.bench.classes import markdown_lines, plot_confusion
 from edgeres.errors import ArtifactError
 
@@ -65,6 +66,9 @@ def footnotes(report: dict) -> list[str]:
         notes.append(f"energy ({energy['meter']}, {energy['source']}): {per}{idle_w}")
     elif energy:
         notes.append(f"energy not measured: {energy.get('why')}")
+    mem = [(r["label"] + ("" if r["latency_representative"] else "*"), r.get("memory")) for r in res]
+    if any(m for _, m in mem):
+        notes.append(f"memory at batch {tb}: " + "; ".join(f"{label} {MemoryUse(**m).short()}" for label, m in mem if m))
     state = report.get("device_state") or {}
     notes += state.get("warnings") or ([state["warning"]] if state.get("warning") else [])  # older reports: one "warning"
     if any(r["accuracy_mode"].startswith("simulated") for r in res):

@@ -63,6 +63,7 @@ class BenchRow:
     throughput: dict[str, Any] = field(default_factory=dict)
     roofline: dict[str, Any] | None = None
     energy: dict[str, Any] | None = None  # board power in a window of its own, and mJ per image
+    memory: dict[str, Any] | None = None  # MemoryUse at the throughput batch; None for a checkpoint's rows
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -211,6 +212,27 @@ def _energy(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: Ben
                    "call / batch; above idle: the same less the idle power measured first"}
 
 
+def _memory(rows: list[BenchRow], entries: list[Entry], openers: list[Opener], cfg: BenchConfig,
+            target: TargetProfile, engines: dict[str, dict]) -> None:
+    """Each model's memory at the throughput batch: ONNX Runtime's measured in a process of its own, TensorRT's as
+    the engine reports it. A checkpoint's rows (after the models') have none.
+    """
+    from edgeres.backends.memory import MIB, MemoryUse, file_mb, onnxruntime_memory
+
+    log(f"memory of {len(entries)} models at batch {cfg.throughput_batch} …")
+    for r, e, open_session in zip(rows, entries, openers):
+        if target.runtime == "onnxruntime":
+            use = onnxruntime_memory(e.path, cfg.threads or target.threads, cfg.throughput_batch,
+                                     tuple(e.info.preprocessing.input_shape))
+        else:
+            with open_session(False, "throughput") as sess:
+                acts = sess.activation_bytes
+            use = MemoryUse(file_mb(engines[f"{e.label}:throughput"]["engine"]),
+                            activations_mb=None if acts is None else acts / MIB,
+                            how="the engine file, and its execution context's device memory as TensorRT reports it")
+        r.memory = use.to_dict()
+
+
 def _torch_rows(checkpoint: Path, target: TargetProfile, x: np.ndarray, ds: ImageSet, ref: np.ndarray | None,
                 pre: Preprocessing) -> tuple[list[BenchRow], list[Opener]]:
     """Plain PyTorch eager: on the CPU, and on CUDA in fp32 and fp16 where a GPU exists."""
@@ -331,6 +353,7 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
         results += rows
         openers += more
     _latency(results, openers, x, cfg, per_batch_sessions=target.runtime == "tensorrt")
+    _memory(results, entries, openers, cfg, target, engines)
     energy = _energy(results, openers, x, cfg, target)
     peaks, floor_target = None, target
     if target.kind == "cpu" and target.peak_fp32_tflops is None:

@@ -22,6 +22,7 @@ from packaging.version import Version
 
 from edgeres.artifacts import atomic_path, sha256_file, versions
 from edgeres.backends.latency import stats_from_times
+from edgeres.backends.memory import MemoryUse, trtexec_memory
 from edgeres.backends.trtexec import (
     JETPACK_TRTEXEC,
     TrtexecBuild,
@@ -83,6 +84,7 @@ class TrtexecBench:
         self.cache = cache_root() / key
         self.commands: list[str] = []
         self.copies_timed = True
+        self.logs: dict[str, str] = {}  # engine → the log of its first timed run (trtexec's memory lines)
         self.cache.mkdir(parents=True, exist_ok=True)
         self.run(["mkdir", "-p", f"{self.wdir}/in", f"{self.wdir}/out"])
 
@@ -162,12 +164,18 @@ class TrtexecBench:
         raise RemoteError(f"batch {k + 1} on {self.device.destination} hashes to {got[:12]}…, not the {digest[:12]}… "
                           f"sent; check the device's disk (df -h) and rerun")
 
+    def memory(self, engine: str) -> MemoryUse:
+        """The engine's size there and the GPU memory trtexec's log says it took (weights, activations)."""
+        size = self.run(["wc", "-c", engine]).split()
+        return trtexec_memory(self.logs.get(engine, ""), int(size[0]) if size and size[0].isdigit() else None)
+
     def times(self, entry: Entry, engine: str, batch: int, cfg: BenchConfig, window: int, seconds: float) -> np.ndarray:
         """One timing window of trtexec's own timed run: per-query latency (s), warm-up dropped."""
         path = f"{self.wdir}/out/{entry.label}.b{batch}.w{window}.times.json"
         lat = cfg.latency
-        self.run(timing_argv(self.exe, engine, entry.info.input_name, batch, tuple(entry.info.preprocessing.input_shape),
-                             lat.warmup_s, seconds, lat.min_iters, path))
+        out = self.run(timing_argv(self.exe, engine, entry.info.input_name, batch,
+                                   tuple(entry.info.preprocessing.input_shape), lat.warmup_s, seconds, lat.min_iters, path))
+        self.logs.setdefault(engine, out)
         t = parse_times(self.device.read(path).decode(errors="replace"), lat.warmup_s * 1000)
         self.copies_timed = t.copies_timed
         return t.latency_ms / 1e3
@@ -266,6 +274,8 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
             stats = stats_from_times(windows[r.label], b, [b, *e.info.preprocessing.input_shape],
                                      tb.copies_timed, f"trtexec on {device.destination}")
             setattr(r, key_, {**stats.to_dict(), "measured_by": "trtexec"})
+    for e, r in zip(entries, rows):
+        r.memory = tb.memory(engines[e.label]["throughput"]).to_dict()
     energy = _energy(tb, entries, rows, engines, cfg, idle, no_energy)
     report = {
         "schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -16,13 +16,15 @@ import pytest
 from packaging.version import Version
 
 from edgeres.backends.tensorrt import TensorRTBackend
-from edgeres.bench import BenchConfig, engine_configs, plan_rows
+from edgeres.bench import BenchConfig, bench, engine_configs, plan_rows
 from edgeres.build import engine_from_onnx, timing_cache_path
 from edgeres.config import BuildConfig
 from edgeres.errors import ArtifactError, ConfigError
 from edgeres.onnx_limits import export_opset, model_opset, parser_problems, target_limits
 from edgeres.targets import all_targets, load_target
+from tests.helpers.fixtures import FAST_LATENCY
 from tests.helpers.trt_standin import VERSIONS
+from tests.helpers.trt_standin_runtime import STANDIN_ACTIVATION_BYTES
 
 pytestmark = pytest.mark.trt_conformance
 
@@ -134,6 +136,7 @@ def test_session_follows_each_release(standin, models, tmp_path, version):
     y = sess.infer(np.zeros((3, 1, 32, 32), np.float32))
     assert y.shape == (3, 10) and np.isnan(y).all()  # the stand-in computes nothing
     assert sess.max_batch == 8
+    assert sess.activation_bytes == STANDIN_ACTIVATION_BYTES  # device_memory_size before 11, _v2 on 11 (only it)
     if Version(version) < Version("8.5"):
         assert rec.called("IExecutionContext", "set_binding_shape") and rec.called("IExecutionContext",
                                                                                    "execute_async_v2")
@@ -359,3 +362,21 @@ def test_the_bundles_engine_runner_follows_each_release(standin, models, tmp_pat
         assert rec.called("IExecutionContext", "execute_async_v3") == [(0,)]
     assert [c[0] for c in cudart.calls] == ["malloc", "malloc", "memcpy", "memcpy", "free", "free"]
     assert cudart.calls[2] == ("memcpy", 3 * 32 * 32 * 4, 1) and cudart.calls[3] == ("memcpy", 3 * 10 * 4, 2)
+
+
+@pytest.mark.parametrize("version", ["8.6", "11.1"])
+def test_bench_reports_each_engines_memory_by_the_releases_own_member(standin, models, tmp_path, version):
+    """A bench's memory line: the throughput engine's file and the activation memory the release reports
+    (``device_memory_size`` on 8.6, ``device_memory_size_v2`` on 11, which lacks the other). The stand-in's engines
+    are the request it recorded and its 1 MiB a marker: the protocol, not a figure."""
+    rec = standin.use(version)
+    cfg = BenchConfig(target="desktop", limit=8, batch=1, throughput_batch=4, energy="off", latency=FAST_LATENCY)
+    report = bench([models[17]["fp32"], models[17]["int8"]], tmp_path / "r", cfg)
+    assert [r["label"] for r in report["results"]] == ["fp32", "fp16", "int8-tensorrt"]
+    for r in report["results"]:
+        engine = Path(report["engines"][f"{r['label']}:throughput"]["engine"])
+        assert r["memory"]["file_mb"] == engine.stat().st_size / (1 << 20)
+        assert r["memory"]["activations_mb"] == STANDIN_ACTIVATION_BYTES / (1 << 20)
+        assert r["memory"]["peak_mb"] is None  # device memory: no resident-set figure stands in for it
+    assert rec.violations == []
+    assert "memory at batch 4: fp32 " in (tmp_path / "r" / "report.md").read_text()

@@ -91,6 +91,13 @@ def main(argv: list[str]) -> int:
         return 0
     sess = _session(Path(o["loadEngine"]))
     name, dims = _shape(o["shapes"])
+    # trtexec's memory lines, in TensorRT's format; the figures are the engine file's MiB and 1, nothing measured
+    mib = Path(o["loadEngine"]).stat().st_size >> 20
+    print(f"[I] [TRT] Loaded engine size: {mib} MiB\n"
+          f"[I] [TRT] [MemUsageChange] TensorRT-managed allocation in engine deserialization: CPU +0, GPU +{mib}, "
+          f"now: CPU 0, GPU {mib} (MiB)\n"
+          f"[I] [TRT] [MemUsageChange] TensorRT-managed allocation in IExecutionContext creation: CPU +0, GPU +1, "
+          f"now: CPU 0, GPU {mib + 1} (MiB)")
     if "exportOutput" in o:
         log = os.environ.get("EDGERES_STANDIN_LOG")
         if log:

@@ -69,3 +69,19 @@ def test_cpu_roofline_uses_measured_peaks(small_run):
     assert fp32["bound"] == "compute" and fp32["floor_ms"] > 0
     assert fp32["measured_over_floor"] > 1.0  # nothing beats its floor
     assert next(r for r in report["results"] if r["label"] == "int8-cpu")["roofline"] is None
+
+
+def test_each_models_memory_is_in_the_report(small_run):
+    """ONNX Runtime's memory, measured for each model in a process of its own: the int8 files are a quarter of fp32's
+    and the sessions hold at least their weights; the terminal's table says it in one line."""
+    cfg, report = small_run
+    rows = {r["label"]: r for r in report["results"]}
+    assert rows.pop("torch-fp32")["memory"] is None  # the checkpoint's eager row: not measured
+    for r in rows.values():
+        m = r["memory"]
+        assert m["file_mb"] == Path(r["model"]).stat().st_size / (1 << 20)
+        assert m["peak_mb"] >= m["held_mb"] >= 0.9 * m["file_mb"] > 0, (r["label"], m)
+    assert rows["int8-cpu"]["memory"]["file_mb"] < rows["fp32"]["memory"]["file_mb"] / 3
+    batch = report["config"]["throughput_batch"]
+    line = (Path(cfg.out) / "report" / "report.md").read_text()
+    assert f"memory at batch {batch}: fp32 " in line and "int8-tensorrt* " in line

@@ -76,6 +76,11 @@ def test_local_trtexec_runner_scores_like_onnxruntime(desktop_models, onnxruntim
     assert report["energy"] == {"measured": False, "why": "no tegrastats on this machine (it ships with JetPack in "
                                                          "/usr/bin): not a Jetson?"}
     assert json.loads((tmp_path / "r" / "report.json").read_text())["runner"]["banner"].startswith("&&&& RUNNING")
+    for r in report["results"]:  # the stand-in prints trtexec's memory lines with the engine's MiB and 1
+        engine = Path(report["runner"]["dir"]) / f"{r['label']}.throughput.engine"
+        size = engine.stat().st_size
+        assert r["memory"]["file_mb"] == size / (1 << 20)
+        assert (r["memory"]["weights_mb"], r["memory"]["activations_mb"]) == (float(size >> 20), 1.0)
 
 
 def test_energy_is_sampled_around_each_models_own_window(desktop_models, tmp_path, cache, monkeypatch):

@@ -7,6 +7,7 @@ The facts come from NVIDIA's pybind sources (../shared/tensorrt-api/, ../shared/
 - ``NetworkDefinitionCreationFlag.EXPLICIT_BATCH`` is needed before 10 and gone in 11; 11 is always strongly typed,
   without ``BuilderFlag.FP16``/``INT8``.
 - ``IProgressMonitor`` exists from 10.0.
+- an engine's activation memory is ``device_memory_size`` up to 10.x and ``device_memory_size_v2`` on 11.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ MEMORY_POOLS_SINCE = Version("8.5")  # set_memory_pool_limit; 8.2 has max_worksp
 IMPLICIT_BATCH_GONE = Version("10")  # EXPLICIT_BATCH is the default (and the flag deprecated, then removed in 11)
 PROGRESS_MONITOR_SINCE = Version("10")
 STRONGLY_TYPED_ONLY = Version("11")  # no FP16/INT8 builder flags, no calibrators
+DEVICE_MEMORY_V2_ONLY = Version("11")  # ICudaEngine.device_memory_size is gone; device_memory_size_v2 (from 10.x)
 # numpy dtype of each TensorRT DataType name (trt.nptype is broken on 8.2 and 8.5.0–8.5.2 with numpy ≥ 1.24)
 NUMPY_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
                 "BOOL": np.bool_, "UINT8": np.uint8}

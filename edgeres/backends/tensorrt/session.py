@@ -14,7 +14,7 @@ import numpy as np
 
 from edgeres.backends.base import ClosingSession
 from edgeres.backends.tensorrt import cuda as cuda_mod
-from edgeres.backends.tensorrt.api import NAME_IO_SINCE, numpy_dtype, tensorrt_module, version_of
+from edgeres.backends.tensorrt.api import DEVICE_MEMORY_V2_ONLY, NAME_IO_SINCE, numpy_dtype, tensorrt_module, version_of
 from edgeres.backends.tensorrt.cuda import Cuda
 from edgeres.errors import ArtifactError
 
@@ -27,6 +27,7 @@ class TrtSession(ClosingSession):
     max_batch: int | None
     input_name: str
     device: str
+    activation_bytes: int | None
 
     def __init__(self, engine_path: Path, trt: ModuleType | None = None, cuda: Cuda | None = None) -> None:
         self.trt = trt or tensorrt_module()
@@ -40,6 +41,8 @@ class TrtSession(ClosingSession):
             raise ArtifactError(f"{engine_path} is not an engine for this GPU and TensorRT {self.version}; rebuild "
                                 f"it on this device with `edgeres build`")
         self.context = self.engine.create_execution_context()
+        self.activation_bytes = int(self.engine.device_memory_size_v2 if self.version >= DEVICE_MEMORY_V2_ONLY
+                                    else self.engine.device_memory_size)  # the context's scratch, at the profile's max
         self.stream = self.cuda.stream()
         self._io()
         self.device = "cuda:0"
