@@ -22,7 +22,7 @@ COMMANDS = {
     "import": ("edgeres.cli.user", "import_cmd", "foreign ONNX → edgeres ONNX (preprocessing and labels added)."),
     "quantize": ("edgeres.cli.commands", "quantize_cmd", "float ONNX → INT8 Q/DQ ONNX."),
     "build": ("edgeres.cli.commands", "build_cmd", "ONNX → engine for a target."),
-    "bench": ("edgeres.cli.bench", "bench_cmd", "accuracy and latency of every precision → report."),
+    "bench": ("edgeres.cli.bench", "bench_cmd", "accuracy, latency, memory, energy of every precision → report."),
     "run": ("edgeres.cli.bench", "run_cmd", "the whole path: train → export → quantize → bench (the demo by default)."),
     "bundle": ("edgeres.cli.user", "bundle_cmd", "model → DeepStream config, Triton repository, infer.py."),
     "predict": ("edgeres.cli.user", "predict_cmd", "classify images with a checkpoint, ONNX or engine."),

@@ -72,7 +72,7 @@ def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_it
 def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_options, identity, accept_new_host_key,
               remote_edgeres, clean_remote, runner, trtexec_path, config_json, warmup_s, warmup_iters, duration_s, min_iters,
               rounds, batch, throughput_batch, threads, max_drop, energy, as_json):
-    """Measure accuracy and latency of every precision against the fp32 reference.
+    """Measure accuracy, latency, memory and (where a meter is) energy of every precision against fp32.
 
     \b
     Examples:
