@@ -276,7 +276,7 @@ def build_cmd(onnx_path, target, precision, dla_core, batch, max_batch, allow_tf
 
     cfg = BuildConfig(target, precision, dla_core, batch, max_batch, allow_tf32, force_device)
     r = engine_from_onnx(onnx_path, cfg, out)
-    lines = [f"{r.artifact}: {r.runtime} {r.precision} for {r.target}"]
+    lines = [f"{r.artifact}: {r.runtime} {r.precision} for {r.target}, {r.artifact.stat().st_size / 2**20:.1f} MiB"]
     d = r.details
     if d.get("tensorrt"):
         lines.append(f"TensorRT {d['tensorrt']} on {d['gpu']} (sm {d['compute_capability']}), built on "

@@ -179,6 +179,9 @@ def test_build_cpu_writes_optimized_onnx(small_run, tmp_path):
     import onnx
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert "QLinearConv" in ops or any(o.startswith("QLinear") or "Quant" in o for o in ops)
+    r = edgeres("build", str(Path(cfg.out) / "model.int8-cpu.onnx"), "--target", "cpu", "--out", str(tmp_path / "b.onnx"))
+    assert r.stdout.splitlines()[0] == (f"{tmp_path / 'b.onnx'}: onnxruntime int8 for cpu, "
+                                        f"{(tmp_path / 'b.onnx').stat().st_size / 2**20:.1f} MiB")
 
 
 def test_bench_json_and_compare(small_run, tmp_path):
