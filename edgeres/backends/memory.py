@@ -5,6 +5,7 @@
   less the resident set just before the session. A fresh process, because within bench's own process memory freed
   by an earlier model is reused by the next, and its peak would be hidden. It is CPU memory: the model as loaded,
   ONNX Runtime's own (often prepacked) copies of the weights, the arena for activations, the kernels' buffers.
+- PyTorch eager on the CPU (bench's ``--checkpoint`` row): the same, loading the checkpoint in place of the session.
 - TensorRT (the Python runner): the engine file, and the execution context's device memory for activations as the
   engine reports it (``device_memory_size`` before 11, ``device_memory_size_v2`` on 11, which has only that one).
 - trtexec: the same two from trtexec's own log, its ``[MemUsageChange] TensorRT-managed allocation in engine
@@ -16,6 +17,7 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -62,14 +64,25 @@ def _status_kb(key: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def onnxruntime_memory(path: Path, threads: int | None, batch: int, chw: tuple[int, ...],
-                       timeout_s: float = 600.0) -> MemoryUse:
+def onnxruntime_memory(path: Path, threads: int | None, batch: int, chw: tuple[int, ...]) -> MemoryUse:
     """The resident memory an ONNX Runtime session of ``path`` adds while it runs ``batch`` images (its peak, and
     what it holds after), measured in a process of its own (see the module's text); the file's size always.
     """
-    how = (f"resident memory a fresh process gains opening the ONNX Runtime session and running batch {batch} twice: "
-           f"its peak (VmHWM) and what it holds after")
-    argv = [sys.executable, "-m", "edgeres.backends.memory", str(path), str(threads or 0), str(batch),
+    return resident_memory("onnxruntime", path, threads, batch, chw)
+
+
+def torch_memory(checkpoint: Path, batch: int, chw: tuple[int, ...]) -> MemoryUse:
+    """The same for a checkpoint in PyTorch eager on the CPU (the model built and its weights loaded)."""
+    return resident_memory("torch", checkpoint, None, batch, chw)
+
+
+def resident_memory(runtime: str, path: Path, threads: int | None, batch: int, chw: tuple[int, ...],
+                    timeout_s: float = 600.0) -> MemoryUse:
+    """Run the probe (this module as a script) for ``runtime`` and read what it printed."""
+    opened = "opening the ONNX Runtime session" if runtime == "onnxruntime" else "loading the checkpoint in PyTorch"
+    how = (f"resident memory a fresh process gains {opened} and running batch {batch} twice: its peak (VmHWM) and "
+           f"what it holds after")
+    argv = [sys.executable, "-m", "edgeres.backends.memory", runtime, str(path), str(threads or 0), str(batch),
             *(str(d) for d in chw)]
     try:
         p = subprocess.run(argv, capture_output=True, timeout=timeout_s, check=False)
@@ -100,15 +113,27 @@ def trtexec_memory(log: str, engine_bytes: int | None) -> MemoryUse:
                      activations_mb=None if acts is None else float(acts), how=how)
 
 
-def _probe(argv: list[str]) -> dict[str, Any]:
-    """In the probe's own process: open the session, run the batch twice; the resident set before, at peak, after."""
-    import numpy as np
-    import onnxruntime  # noqa: F401  (before the baseline: the runtime's own code is not the model's memory)
+def _opener(runtime: str, path: Path, threads: int | None) -> Callable[[], Any]:
+    """What opens a model for ``runtime``, with the runtime imported now (its code is not the model's memory)."""
+    if runtime == "torch":
+        from edgeres.backends.torch import TorchSession
+        from edgeres.models import load_checkpoint  # noqa: F401  (torch and the model code, before the baseline)
+
+        return lambda: TorchSession.from_checkpoint(path)
+    import onnxruntime  # noqa: F401
 
     from edgeres.backends.onnxruntime import OrtSession
 
-    path, threads, batch, chw = Path(argv[0]), int(argv[1]) or None, int(argv[2]), tuple(int(d) for d in argv[3:])
-    x = np.zeros((batch, *chw), np.float32)
+    return lambda: OrtSession(path, threads)
+
+
+def _probe(argv: list[str]) -> dict[str, Any]:
+    """In the probe's own process: open the model, run the batch twice; the resident set before, at peak, after."""
+    import numpy as np
+
+    runtime, path, threads, batch = argv[0], Path(argv[1]), int(argv[2]) or None, int(argv[3])
+    x = np.zeros((batch, *(int(d) for d in argv[4:])), np.float32)
+    open_model = _opener(runtime, path, threads)
     try:
         CLEAR_REFS.write_text("5")
     except OSError:
@@ -116,7 +141,7 @@ def _probe(argv: list[str]) -> dict[str, Any]:
     before, mark = _status_kb("VmRSS"), _status_kb("VmHWM")
     if before is None or mark is None or mark > before + 1024:
         return {"why": "no VmRSS/VmHWM in /proc/self/status, or the peak mark did not reset"}
-    sess = OrtSession(path, threads)
+    sess = open_model()
     sess.infer(x)
     sess.infer(x)
     return {"before_kb": before, "peak_kb": _status_kb("VmHWM"), "after_kb": _status_kb("VmRSS")}

@@ -63,7 +63,7 @@ class BenchRow:
     throughput: dict[str, Any] = field(default_factory=dict)
     roofline: dict[str, Any] | None = None
     energy: dict[str, Any] | None = None  # board power in a window of its own, and mJ per image
-    memory: dict[str, Any] | None = None  # MemoryUse at the throughput batch; None for a checkpoint's rows
+    memory: dict[str, Any] | None = None  # MemoryUse at the throughput batch; None for PyTorch on CUDA
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -214,16 +214,16 @@ def _energy(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: Ben
 
 def _memory(rows: list[BenchRow], entries: list[Entry], openers: list[Opener], cfg: BenchConfig,
             target: TargetProfile, engines: dict[str, dict]) -> None:
-    """Each model's memory at the throughput batch: ONNX Runtime's measured in a process of its own, TensorRT's as
-    the engine reports it. A checkpoint's rows (after the models') have none.
+    """Each model's memory at the throughput batch: ONNX Runtime's and PyTorch's on the CPU measured in a process of
+    their own, TensorRT's as the engine reports it. PyTorch on CUDA has none.
     """
-    from edgeres.backends.memory import MIB, MemoryUse, file_mb, onnxruntime_memory
+    from edgeres.backends.memory import MIB, MemoryUse, file_mb, onnxruntime_memory, torch_memory
 
-    log(f"memory of {len(entries)} models at batch {cfg.throughput_batch} …")
+    log(f"memory of {len(rows)} models at batch {cfg.throughput_batch} …")
+    chw = tuple(entries[0].info.preprocessing.input_shape)
     for r, e, open_session in zip(rows, entries, openers):
         if target.runtime == "onnxruntime":
-            use = onnxruntime_memory(e.path, cfg.threads or target.threads, cfg.throughput_batch,
-                                     tuple(e.info.preprocessing.input_shape))
+            use = onnxruntime_memory(e.path, cfg.threads or target.threads, cfg.throughput_batch, chw)
         else:
             with open_session(False, "throughput") as sess:
                 acts = sess.activation_bytes
@@ -231,6 +231,9 @@ def _memory(rows: list[BenchRow], entries: list[Entry], openers: list[Opener], c
                             activations_mb=None if acts is None else acts / MIB,
                             how="the engine file, and its execution context's device memory as TensorRT reports it")
         r.memory = use.to_dict()
+    for r in rows[len(entries):]:  # a checkpoint's rows
+        if r.runtime == "torch-eager-cpu":
+            r.memory = torch_memory(Path(r.model), cfg.throughput_batch, chw).to_dict()
 
 
 def _torch_rows(checkpoint: Path, target: TargetProfile, x: np.ndarray, ds: ImageSet, ref: np.ndarray | None,
