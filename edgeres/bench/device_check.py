@@ -13,6 +13,7 @@ from typing import Any
 from packaging.version import Version
 
 from edgeres.bench.device_state import Device, device_state, output
+from edgeres.bench.runners import DevicePython, device_python
 from edgeres.bench.trtexec_runner import device_target, find_trtexec, idle_power
 from edgeres.config import BenchConfig
 from edgeres.errors import ConfigError, EdgeresError
@@ -40,6 +41,7 @@ class DeviceCheck:
     trtexec: str | None = None
     tensorrt: str | None = None
     edgeres: str | None = None  # `edgeres --version` there
+    edgeres_tensorrt: str | None = None  # the TensorRT its Python imports, or why none (`edgeres targets --json`)
     runner: str | None = None  # what bench --runner auto would use
     energy: str = ""  # the idle board power, or why energy cannot be measured
     free_gb: float | None = None
@@ -64,7 +66,8 @@ class DeviceCheck:
                  + (f", L4T {self.l4t}" if self.l4t else "")),
                 ("target", self.target or "-"),
                 ("trtexec", f"{self.trtexec}, TensorRT {self.tensorrt}" if self.trtexec else "-"),
-                ("edgeres", self.edgeres or "not there"),
+                ("edgeres", f"{self.edgeres}, TensorRT {self.edgeres_tensorrt}" if self.edgeres and
+                 self.edgeres_tensorrt else self.edgeres or "not there"),
                 ("runner", f"{self.runner} (what bench --runner auto uses)" if self.runner else "-")]
         if self.state is not None:
             mode = (state.get("nvpmodel") or "unknown").splitlines()[0]
@@ -110,13 +113,18 @@ def check_device(device: Device, target: str = "jetson", models: tuple[Path, ...
             c.trtexec, version, _ = find_trtexec(device, trtexec)
         except EdgeresError as e:
             no_trtexec = str(e)
-    c.edgeres, c.runner, python_trt = _runner(device, c.trtexec, remote_edgeres)
-    version = version or python_trt
+    py, c.runner = _runner(device, c.trtexec, remote_edgeres)
+    c.edgeres = py.edgeres
+    c.edgeres_tensorrt = str(py.tensorrt) if py.tensorrt else f"none ({py.why})" if py.why else None
+    version = version or py.tensorrt
     c.tensorrt = None if version is None else str(version)
+    fix = ("install TensorRT's Python here (import tensorrt)" if isinstance(device, LocalDevice)
+           else f"`edgeres device setup --host {device.destination}` (JetPack 6/7), which makes its venv see JetPack's")
+    no_python = f"edgeres {py.edgeres} there imports no tensorrt ({py.why})" if py.edgeres and py.why else ""
     if profile is not None and c.runner is None:
-        c.problems.append(f"{no_trtexec}; or, for --runner python, "
-                          + ("install TensorRT's Python here (import tensorrt)" if isinstance(device, LocalDevice)
-                             else f"`edgeres device setup --host {device.destination}` (JetPack 6/7)"))
+        c.problems.append(f"{no_trtexec}; {no_python + ': ' if no_python else ''}for --runner python, {fix}")
+    elif profile is not None and c.runner == "trtexec" and no_python:
+        c.warnings.append(f"{no_python}, so bench uses trtexec; for the python runner, {fix}")
     elif profile is not None and version is not None:
         try:
             profile.check_tensorrt(version, what=f"{device.destination}: TensorRT")
@@ -139,19 +147,12 @@ def check_device(device: Device, target: str = "jetson", models: tuple[Path, ...
     return c
 
 
-def _runner(device: Device, trtexec: str | None, remote_edgeres: str) -> tuple[str | None, str | None, Version | None]:
-    """edgeres's version there, the runner ``bench --runner auto`` would pick (None: neither runs), and the TensorRT
-    of the python runner where this machine is the device.
+def _runner(device: Device, trtexec: str | None, remote_edgeres: str) -> tuple[DevicePython, str | None]:
+    """edgeres there (its version and TensorRT), and the runner ``bench --runner auto`` would pick (None: neither
+    runs); the same rule as ``choose_runner``, with trtexec already looked for.
     """
-    if isinstance(device, LocalDevice):
-        from edgeres import __version__
-        from edgeres.backends.tensorrt import tensorrt_version
-
-        python_trt = tensorrt_version()
-        return __version__, "python" if python_trt is not None else ("trtexec" if trtexec else None), python_trt
-    said = output(device, [remote_edgeres, "--version"])
-    version = said.split()[-1] if said else None
-    return version, "python" if version is not None else ("trtexec" if trtexec else None), None
+    py = device_python(device, remote_edgeres)
+    return py, "python" if py.runs_tensorrt else ("trtexec" if trtexec else None)
 
 
 def _energy(device: Device, profile: TargetProfile | None, runner: str | None) -> str:

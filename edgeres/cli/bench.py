@@ -166,6 +166,8 @@ def targets_cmd(as_json):
     """
     from dataclasses import asdict
 
+    from edgeres import __version__
+    from edgeres.backends.tensorrt import tensorrt_status
     from edgeres.errors import ConfigError
     from edgeres.targets import all_targets, detect_jetson
 
@@ -174,7 +176,10 @@ def targets_cmd(as_json):
         here = detect_jetson().name
     except ConfigError:
         here = "cpu"
+    trt, why = tensorrt_status()  # what bench's python runner has here (device check asks a device's edgeres this)
     lines = [f"{'*' if t.name == here else ' '} {t.name:18} {t.runtime:11} {','.join(t.precisions):15} "
              f"{('SM ' + t.sm) if t.sm else '':8} DLA {t.dla_cores}  {t.description}" for t in ts]
-    emit(as_json, {"this_machine": here, "targets": [asdict(t) for t in ts]},
-         "\n".join(lines) + f"\n(* this machine: {here})")
+    emit(as_json, {"this_machine": here, "edgeres": __version__,
+                   "tensorrt": {"version": None if trt is None else str(trt), "why": why},
+                   "targets": [asdict(t) for t in ts]},
+         "\n".join(lines) + f"\n(* this machine: {here}; TensorRT for edgeres's Python: {trt or why})")

@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
+from edgeres import __version__
 from edgeres.bench.device_check import check_device, l4t_release
+from edgeres.bench.runners import choose_runner
 from edgeres.remote import LocalDevice, SshHost
 from tests.helpers.cli import edgeres
 from tests.helpers.sshd import serving, start_device
@@ -84,6 +87,45 @@ def test_this_machine_without_tensorrt_is_named(tmp_path, monkeypatch, exports):
     c = check_device(LocalDevice(), "desktop", (Path("/nowhere/model.onnx"),), trtexec=str(exe))
     assert c.runner == "trtexec" and c.tensorrt == "10.3.0" and len(c.problems) == 1
     assert c.problems == ["ONNX model not found: /nowhere/model.onnx; make one with `edgeres export`"]
+
+
+@pytest.fixture(scope="module")
+def device_with_edgeres(tmp_path_factory):
+    """A loopback device with the stand-in trtexec (8.5.2) and this venv's edgeres, whose Python has no tensorrt; and
+    ``edgeres-trt``, the same edgeres with a ``tensorrt`` module on its path that only names JetPack 5.1's release
+    (all that is asked of it here: nothing is built)."""
+    folder = tmp_path_factory.mktemp("device-edgeres")
+    install(folder / "path", "8502")
+    (folder / "path" / "edgeres").symlink_to(Path(sys.executable).parent / "edgeres")
+    (folder / "site" / "tensorrt").mkdir(parents=True)
+    (folder / "site" / "tensorrt" / "__init__.py").write_text('__version__ = "8.5.2"\n')
+    wrapper = folder / "path" / "edgeres-trt"
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={folder / "site"} exec {Path(sys.executable).parent / "edgeres"} "$@"\n')
+    wrapper.chmod(0o755)
+    yield from serving(start_device(folder, folder / "path"))
+
+
+def test_an_edgeres_there_whose_python_has_no_tensorrt_is_named_and_bench_uses_trtexec(device_with_edgeres):
+    """Its edgeres runs, but a bench through it would fail at the first engine; auto takes trtexec, and says why."""
+    host = SshHost(device_with_edgeres.destination, device_with_edgeres.options(), device_with_edgeres.key,
+                   accept_new_host_key=True)
+    with host.connected() as one:
+        c = check_device(one, "jetson-orin-nano")
+        runner = choose_runner("auto", one, "jetson-orin-nano")
+        with_trt = check_device(one, "jetson-orin-nano", remote_edgeres="edgeres-trt")
+        runner_trt = choose_runner("auto", one, "jetson-orin-nano", "edgeres-trt")
+        neither = check_device(one, "jetson-orin-nano", trtexec="/opt/none/trtexec")
+    assert (c.edgeres, c.runner, runner, c.tensorrt, c.ready) == (__version__, "trtexec", "trtexec", "8.5.2", True)
+    assert c.edgeres_tensorrt.startswith("none (") and "has no tensorrt module" in c.edgeres_tensorrt
+    assert [w for w in c.warnings if "imports no tensorrt" in w] == [
+        f"edgeres {__version__} there imports no tensorrt ({c.edgeres_tensorrt[6:-1]}), so bench uses trtexec; for "
+        f"the python runner, `edgeres device setup --host {host.destination}` (JetPack 6/7), which makes its venv "
+        f"see JetPack's"]
+    assert (with_trt.runner, runner_trt, with_trt.edgeres_tensorrt, with_trt.ready) == ("python", "python", "8.5.2", True)
+    assert not [w for w in with_trt.warnings if "tensorrt" in w]
+    assert neither.runner is None and not neither.ready
+    assert f"edgeres {__version__} there imports no tensorrt" in neither.problems[0]
+    assert "`/opt/none/trtexec` does not run there" in neither.problems[0]
 
 
 def test_l4t_release_reads_the_first_line_of_nv_tegra_release():

@@ -16,6 +16,7 @@ from edgeres.backends.trtexec import (
     version_from_banner,
 )
 from edgeres.errors import ArtifactError, ConfigError
+from tests.helpers.trtexec_standin import install
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "trtexec"
 
@@ -87,8 +88,10 @@ def test_auto_runner_choice(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     assert choose_runner("auto", None, "desktop") == "python"  # no TensorRT, no trtexec: python says how to get it
     exe = tmp_path / "trtexec"
-    exe.write_text("#!/bin/sh\n")
+    exe.write_text("#!/bin/sh\necho not NVIDIA's\n")
     exe.chmod(0o755)
+    assert choose_runner("auto", None, "desktop") == "python"  # a trtexec that prints no banner is not one
+    install(tmp_path)  # the stand-in: trtexec's banner
     assert choose_runner("auto", None, "desktop") == "trtexec"  # no TensorRT Python here, but a trtexec
     with pytest.raises(ConfigError, match="--runner must be one of"):
         choose_runner("fast", None, "cpu")

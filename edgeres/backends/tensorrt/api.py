@@ -48,14 +48,23 @@ def version_of(trt: ModuleType) -> Version:
     return Version(str(trt.__version__))
 
 
-def tensorrt_version() -> Version | None:
-    """The installed TensorRT version, or None; imports the module only when it is there."""
+def tensorrt_status() -> tuple[Version | None, str]:
+    """The TensorRT this Python imports, or None and why not; imports the module only when it is there."""
+    import sys
+
     if importlib.util.find_spec("tensorrt") is None:
-        return None
+        return None, f"{sys.executable} has no tensorrt module"
     try:
-        return version_of(tensorrt_module())
-    except (BackendUnavailable, AttributeError, ValueError):
-        return None
+        return version_of(tensorrt_module()), ""
+    except BackendUnavailable as e:
+        return None, str(e).removeprefix(HOW_TO_GET).strip(" ()")
+    except (AttributeError, ValueError) as e:
+        return None, f"tensorrt imports but names no release ({e})"
+
+
+def tensorrt_version() -> Version | None:
+    """The installed TensorRT version, or None."""
+    return tensorrt_status()[0]
 
 
 def numpy_dtype(trt: ModuleType, dtype: Any) -> np.dtype:
