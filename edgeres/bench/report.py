@@ -66,6 +66,10 @@ def footnotes(report: dict) -> list[str]:
         notes.append(f"energy ({energy['meter']}, {energy['source']}): {per}{idle_w}")
     elif energy:
         notes.append(f"energy not measured: {energy.get('why')}")
+    gpu = [(r["label"], r["latency"].get("gpu_compute")) for r in res]
+    if any(g for _, g in gpu):
+        notes.append(f"GPU compute alone (trtexec's computeMs, no copies), p50 at batch {b}: "
+                     + ", ".join(f"{label} {g['p50_ms']:.3f} ms" for label, g in gpu if g))
     mem = [(r["label"] + ("" if r["latency_representative"] else "*"), r.get("memory")) for r in res]
     if any(m for _, m in mem):
         notes.append(f"memory at batch {tb}: " + "; ".join(f"{label} {MemoryUse(**m).short()}" for label, m in mem if m))

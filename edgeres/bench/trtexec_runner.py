@@ -25,6 +25,7 @@ from edgeres.backends.latency import stats_from_times
 from edgeres.backends.memory import MemoryUse, trtexec_memory
 from edgeres.backends.trtexec import (
     JETPACK_TRTEXEC,
+    QueryTimes,
     TrtexecBuild,
     inference_argv,
     parse_output,
@@ -169,8 +170,9 @@ class TrtexecBench:
         size = self.run(["wc", "-c", engine]).split()
         return trtexec_memory(self.logs.get(engine, ""), int(size[0]) if size and size[0].isdigit() else None)
 
-    def times(self, entry: Entry, engine: str, batch: int, cfg: BenchConfig, window: int, seconds: float) -> np.ndarray:
-        """One timing window of trtexec's own timed run: per-query latency (s), warm-up dropped."""
+    def times(self, entry: Entry, engine: str, batch: int, cfg: BenchConfig, window: int,
+              seconds: float) -> QueryTimes:
+        """One timing window of trtexec's own timed run: per-query latency and GPU compute (ms), warm-up dropped."""
         path = f"{self.wdir}/out/{entry.label}.b{batch}.w{window}.times.json"
         lat = cfg.latency
         out = self.run(timing_argv(self.exe, engine, entry.info.input_name, batch,
@@ -178,7 +180,7 @@ class TrtexecBench:
         self.logs.setdefault(engine, out)
         t = parse_times(self.device.read(path).decode(errors="replace"), lat.warmup_s * 1000)
         self.copies_timed = t.copies_timed
-        return t.latency_ms / 1e3
+        return t
 
 
 # tegrastats sampling around one command, as an argument list: the script is fixed text, the values are arguments.
@@ -265,15 +267,17 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
                              note="timed by trtexec --exportTimes: H2D + GPU compute + D2H per query"))
     seconds = max(1.0, cfg.latency.duration_s / cfg.latency.rounds)
     for key_, b in (("latency", cfg.batch), ("throughput", cfg.throughput_batch)):
-        windows: dict[str, list[np.ndarray]] = {r.label: [] for r in rows}
+        windows: dict[str, list[QueryTimes]] = {r.label: [] for r in rows}
         for w in range(cfg.latency.rounds):
             order = list(zip(entries, rows))[:: 1 if w % 2 == 0 else -1]
             for e, r in order:
                 windows[r.label].append(tb.times(e, engines[e.label][key_], b, cfg, w, seconds))
         for e, r in zip(entries, rows):
-            stats = stats_from_times(windows[r.label], b, [b, *e.info.preprocessing.input_shape],
-                                     tb.copies_timed, f"trtexec on {device.destination}")
-            setattr(r, key_, {**stats.to_dict(), "measured_by": "trtexec"})
+            shape, where = [b, *e.info.preprocessing.input_shape], f"trtexec on {device.destination}"
+            stats = stats_from_times([t.latency_ms / 1e3 for t in windows[r.label]], b, shape, tb.copies_timed, where)
+            compute = stats_from_times([t.compute_ms / 1e3 for t in windows[r.label]], b, shape, False, where)
+            setattr(r, key_, {**stats.to_dict(), "measured_by": "trtexec", "gpu_compute": {
+                k: getattr(compute, k) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips")}})
     for e, r in zip(entries, rows):
         r.memory = tb.memory(engines[e.label]["throughput"]).to_dict()
     energy = _energy(tb, entries, rows, engines, cfg, idle, no_energy)

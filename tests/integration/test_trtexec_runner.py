@@ -73,6 +73,12 @@ def test_local_trtexec_runner_scores_like_onnxruntime(desktop_models, onnxruntim
     assert any("--fp16" in c and "--onnx=" in c for c in run["commands"])
     assert any("--exportTimes=" in c for c in run["commands"]) and any("--loadInputs=" in c for c in run["commands"])
     assert report["results"][0]["latency"]["measured_by"] == "trtexec"
+    for r in report["results"]:  # trtexec's computeMs beside its latencyMs (the stand-in's have no copies: equal)
+        for key in ("latency", "throughput"):
+            gpu = r[key]["gpu_compute"]
+            assert gpu["p50_ms"] == pytest.approx(r[key]["p50_ms"]) and gpu["p50_ms"] > 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "GPU compute alone (trtexec's computeMs, no copies), p50 at batch 1: fp32 " in md
     assert report["energy"] == {"measured": False, "why": "no tegrastats on this machine (it ships with JetPack in "
                                                          "/usr/bin): not a Jetson?"}
     assert json.loads((tmp_path / "r" / "report.json").read_text())["runner"]["banner"].startswith("&&&& RUNNING")
