@@ -29,6 +29,7 @@ MIN_OPSET = 13  # the lowest edgeres writes: per-channel QuantizeLinear needs 13
 MAX_OPSET = 25
 ENERGY_MODES = ("auto", "on", "off")
 DEFAULT_MAX_BATCH = 32  # the engines' largest batch: accuracy is scored in batches of this size
+WORKSPACE_MIB = 1024  # TensorRT's builder workspace, for the Python builder and trtexec alike
 
 
 def _finite(name: str, value: float | None) -> None:

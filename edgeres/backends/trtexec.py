@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from packaging.version import Version
 
+from edgeres.config import WORKSPACE_MIB
 from edgeres.errors import ArtifactError, ConfigError
 
 JETPACK_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
@@ -65,7 +66,7 @@ class TrtexecBuild:
              f"--minShapes={shape(self.input_name, self.min_batch, self.input_shape)}",
              f"--optShapes={shape(self.input_name, self.opt_batch, self.input_shape)}",
              f"--maxShapes={shape(self.input_name, self.max_batch, self.input_shape)}",
-             "--memPoolSize=workspace:1024" if version >= MEMPOOL_SINCE else "--workspace=1024",
+             f"--memPoolSize=workspace:{WORKSPACE_MIB}" if version >= MEMPOOL_SINCE else f"--workspace={WORKSPACE_MIB}",
              "--skipInference" if version >= SKIP_INFERENCE_SINCE else "--buildOnly"]
         if self.precision == "fp32":
             a.append("--noTF32")

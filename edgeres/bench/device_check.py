@@ -15,13 +15,14 @@ from packaging.version import Version
 from edgeres.bench.device_state import Device, device_state, output
 from edgeres.bench.runners import DevicePython, device_python
 from edgeres.bench.trtexec_runner import device_target, find_trtexec, idle_power
-from edgeres.config import BenchConfig
+from edgeres.config import WORKSPACE_MIB, BenchConfig
 from edgeres.errors import ConfigError, EdgeresError
 from edgeres.progress import log
 from edgeres.remote import LocalDevice
 from edgeres.targets import TargetProfile
 
 FREE_GB_WARN = 2.0  # models, engines and a bench's batches live in ~/.cache/edgeres on the device
+MEMORY_GB_WARN = WORKSPACE_MIB / 1024 + 0.5  # the builder's workspace, and room for the CUDA context beside it
 
 
 @dataclass
@@ -45,6 +46,8 @@ class DeviceCheck:
     runner: str | None = None  # what bench --runner auto would use
     energy: str = ""  # the idle board power, or why energy cannot be measured
     free_gb: float | None = None
+    memory_gb: float | None = None  # MemAvailable: what a build and a bench can have without swapping
+    swap_gb: float | None = None
     state: dict[str, Any] | None = None
     models: list[ModelCheck] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # each stops a bench; each names its fix
@@ -74,7 +77,9 @@ class DeviceCheck:
             clocks = "unknown" if locked is None else "locked" if locked else "not locked"
             rows += [("power mode", f"{mode}; clocks {clocks}"),
                      ("GPU", "load unknown" if busy is None else f"{busy:.0f}% busy before any work")]
-        rows += [("energy", self.energy), ("disk", "-" if self.free_gb is None else f"{self.free_gb:.1f} GB free")]
+        rows += [("energy", self.energy), ("disk", "-" if self.free_gb is None else f"{self.free_gb:.1f} GB free"),
+                 ("memory", "-" if self.memory_gb is None else f"{self.memory_gb:.1f} GB available, "
+                  f"{self.swap_gb or 0:.1f} GB swap")]
         rows += [(m.path, f"{m.precision or '?'}, opset {m.opset or '?'}: " + (
             "will not run there (below)" if m.problem else f"parses on TensorRT {self.tensorrt or '?'}"))
             for m in self.models]
@@ -138,6 +143,11 @@ def check_device(device: Device, target: str = "jetson", models: tuple[Path, ...
     if c.free_gb is not None and c.free_gb < FREE_GB_WARN:
         c.warnings.append(f"{c.free_gb:.1f} GB free in the home folder on {device.destination}: engines and models "
                           f"are kept in ~/.cache/edgeres there; free some space")
+    c.memory_gb, c.swap_gb = meminfo_gb(output(device, ["cat", "/proc/meminfo"]))
+    if profile is not None and c.memory_gb is not None and c.memory_gb < MEMORY_GB_WARN:
+        c.warnings.append(f"{c.memory_gb:.1f} GB of memory available on {device.destination} ({c.swap_gb or 0:.1f} GB "
+                          f"swap): TensorRT's builder takes a {WORKSPACE_MIB} MiB workspace and may be killed for "
+                          f"memory; stop the desktop (sudo systemctl isolate multi-user.target) or add swap")
     c.models = [_model(Path(m), profile, version) for m in models]
     c.problems += [m.problem if m.path in m.problem else f"{m.path}: {m.problem}" for m in c.models if m.problem]
     where = "" if isinstance(device, LocalDevice) else f" --host {device.destination}" + (
@@ -164,6 +174,13 @@ def _energy(device: Device, profile: TargetProfile | None, runner: str | None) -
         return f"{meter.name} (measured during the bench)" if meter is not None else why
     idle, why = idle_power(device, BenchConfig(target=profile.name if profile else "desktop"))
     return f"{idle.source}: {idle.mean_w:.2f} W idle (tegrastats)" if idle and idle.mean_w is not None else why
+
+
+def meminfo_gb(text: str | None) -> tuple[float | None, float | None]:
+    """MemAvailable and SwapTotal of ``/proc/meminfo``, in GB (of 1024³ bytes); None where a line is missing."""
+    kb = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(MemAvailable|SwapTotal):\s+(\d+) kB", text or "", re.M)}
+    avail, swap = (kb.get(k) for k in ("MemAvailable", "SwapTotal"))
+    return (None if avail is None else avail / 1024 ** 2), (None if swap is None else swap / 1024 ** 2)
 
 
 def _free_gb(device: Device) -> float | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edgeres import __version__
-from edgeres.bench.device_check import check_device, l4t_release
+from edgeres.bench.device_check import check_device, l4t_release, meminfo_gb
 from edgeres.bench.runners import choose_runner
 from edgeres.remote import LocalDevice, SshHost
 from tests.helpers.cli import edgeres
@@ -126,6 +126,37 @@ def test_an_edgeres_there_whose_python_has_no_tensorrt_is_named_and_bench_uses_t
     assert neither.runner is None and not neither.ready
     assert f"edgeres {__version__} there imports no tensorrt" in neither.problems[0]
     assert "`/opt/none/trtexec` does not run there" in neither.problems[0]
+
+
+# /proc/meminfo as a Jetson Nano (4 GB) shows it with its desktop running: the figures are made up for the test
+NANO_MEMINFO = "MemTotal:        4051032 kB\nMemFree:          301224 kB\nMemAvailable:    1153440 kB\n" \
+               "SwapTotal:       2025500 kB\nSwapFree:        2025500 kB\n"
+
+
+def test_memory_is_read_and_too_little_for_a_build_is_a_warning(device, tmp_path):
+    """This machine's MemAvailable through the loopback device; then a device whose ``cat /proc/meminfo`` shows a
+    Nano with its desktop up (a wrapper around cat on its PATH), where the builder's workspace may not fit."""
+    host = SshHost(device.destination, device.options(), device.key, accept_new_host_key=True)
+    with host.connected() as one:
+        c = check_device(one, "jetson-orin-nano")
+    here, swap = meminfo_gb(Path("/proc/meminfo").read_text())
+    assert c.memory_gb == pytest.approx(here, abs=0.5) and c.swap_gb == pytest.approx(swap)
+    nano = tmp_path / "nano"
+    install(nano / "path", "8201")
+    (nano / "meminfo").write_text(NANO_MEMINFO)
+    (nano / "path" / "cat").write_text(f'#!/bin/sh\n[ "$1" = /proc/meminfo ] && exec {shutil.which("cat")} '
+                                       f'{nano / "meminfo"}\nexec {shutil.which("cat")} "$@"\n')
+    (nano / "path" / "cat").chmod(0o755)
+    for server in serving(start_device(nano, nano / "path")):
+        with SshHost(server.destination, server.options(), server.key, accept_new_host_key=True).connected() as one:
+            c = check_device(one, "jetson-nano")
+    assert (round(c.memory_gb, 2), round(c.swap_gb, 2)) == (1.10, 1.93) and c.ready
+    assert [w for w in c.warnings if "memory" in w] == [
+        f"1.1 GB of memory available on {server.destination} (1.9 GB swap): TensorRT's builder takes a 1024 MiB "
+        f"workspace and may be killed for memory; stop the desktop (sudo systemctl isolate multi-user.target) or add "
+        f"swap"]
+    assert ["memory", "1.1", "GB", "available,", "1.9", "GB", "swap"] in [ln.split() for ln in c.text().splitlines()]
+    assert meminfo_gb("MemTotal: 1 kB\n") == (None, None)
 
 
 def test_l4t_release_reads_the_first_line_of_nv_tegra_release():

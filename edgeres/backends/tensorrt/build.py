@@ -27,10 +27,11 @@ from edgeres.backends.tensorrt.api import (
     version_of,
 )
 from edgeres.backends.tensorrt.inspect import LayerInfo, engine_layers, int8_fallbacks
+from edgeres.config import WORKSPACE_MIB
 from edgeres.errors import ArtifactError, ConfigError
 from edgeres.progress import log
 
-WORKSPACE_BYTES = 1 << 30
+WORKSPACE_BYTES = WORKSPACE_MIB << 20
 HEARTBEAT_S = 15.0
 
 
