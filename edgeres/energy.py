@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeres.progress import log
+
 RAIL = re.compile(r"(?<![\w@])([A-Z][A-Z0-9_]*) (\d+(?:\.\d+)?)(mW)?(?:/(\d+(?:\.\d+)?)(?:mW)?)*(?![\w%@.])")
 INPUT_RAILS = ("VDD_IN", "POM_5V_IN", "VIN", "SYS5V")  # the board's (or module's) input, by generation
 GR3D = re.compile(r"GR3D_FREQ (\d+)%(?:@\[?(\d+))?")
@@ -259,3 +261,17 @@ def find_meter(kind: str) -> tuple[Meter | None, str]:
     if shutil.which("tegrastats"):
         return TegrastatsMeter(), ""
     return None, "no INA3221 monitors readable in sysfs and no tegrastats on PATH (JetPack puts it in /usr/bin)"
+
+
+def idle_reading(kind: str, seconds: float = 1.0) -> tuple[Meter | None, PowerReading | None, str]:
+    """This machine's meter and the board power it reads for ``seconds`` with nothing running; or None, None and why
+    energy cannot be measured here (no meter, or one that reads no power: tegrastats without its rails).
+    """
+    meter, why = find_meter(kind)
+    if meter is None:
+        return None, None, why
+    log(f"energy: idle power from {meter.name} for {seconds:g} s …")
+    _, idle = meter.measure(lambda: time.sleep(seconds))
+    if idle.mean_w is None:
+        return None, None, NO_RAILS if meter.name == "tegrastats" else f"{meter.name} read no power in {seconds:g} s"
+    return meter, idle, ""

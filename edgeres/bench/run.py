@@ -21,6 +21,7 @@ from edgeres.build import engine_from_onnx
 from edgeres.config import DEFAULT_MAX_BATCH, BenchConfig, BuildConfig
 from edgeres.data.datasets import ImageSet, load_dataset
 from edgeres.data.preprocess import Preprocessing
+from edgeres.energy import Meter, PowerReading
 from edgeres.errors import AccuracyBudgetExceeded, ConfigError, DataError
 from edgeres.hw import cpu_features
 from edgeres.onnx_model import RECIPE_KEY, OnnxInfo, load_onnx, metadata, onnx_info
@@ -180,24 +181,15 @@ def _latency(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: Be
             sess.close()
 
 
-def _energy(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: BenchConfig,
-            target: TargetProfile) -> dict[str, Any]:
+def _energy(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: BenchConfig, meter: Meter | None,
+            idle: PowerReading | None, why: str) -> dict[str, Any]:
     """Board power of each model in a window of its own at the throughput batch, and energy per image; or why not."""
-    import time
-
     from edgeres.backends.latency import fill_batch, timed_runs
-    from edgeres.energy import energy_per_image_mj, find_meter
+    from edgeres.energy import energy_per_image_mj
 
-    if cfg.energy == "off":
-        return {"measured": False, "why": "--energy off"}
-    meter, why = find_meter(target.kind)
-    if meter is None:
+    if meter is None or idle is None:
         return {"measured": False, "why": why}
-    log(f"energy: idle power, then each model for {cfg.latency.duration_s:g} s at batch {cfg.throughput_batch} …")
-    _, idle = meter.measure(lambda: time.sleep(1.0))
-    if idle.mean_w is None:
-        from edgeres.energy import NO_RAILS
-        return {"measured": False, "why": NO_RAILS}
+    log(f"energy: each model for {cfg.latency.duration_s:g} s at batch {cfg.throughput_batch} …")
     xb = fill_batch(x[:cfg.throughput_batch], cfg.throughput_batch)
     for r, open_session in zip(rows, openers):
         sess = open_session(False, "throughput")
@@ -209,7 +201,7 @@ def _energy(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: Ben
                     **energy_per_image_mj(power, idle, float(np.mean(times)), cfg.throughput_batch)}
     return {"measured": True, "meter": meter.name, "source": idle.source, "idle": idle.to_dict(),
             "how": "mean board power while the model runs back to back at the throughput batch × mean time per "
-                   "call / batch; above idle: the same less the idle power measured first"}
+                   "call / batch; above idle: the same less the idle power measured before any work"}
 
 
 def _memory(rows: list[BenchRow], entries: list[Entry], openers: list[Opener], cfg: BenchConfig,
@@ -315,11 +307,12 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
     cfg.validate()
     check_out(Path(out_dir), folder=True)
     target = load_target(cfg.target)
-    if cfg.energy == "on":  # refused before any work, not after it
-        from edgeres.energy import find_meter
-        meter, why = find_meter(target.kind)
-        if meter is None:
-            raise ConfigError(f"--energy on, but energy cannot be measured here: {why}")
+    meter, idle, no_energy = None, None, "--energy off"
+    if cfg.energy != "off":  # idle power before any work, and --energy on refused then, not after the work
+        from edgeres.energy import idle_reading
+        meter, idle, no_energy = idle_reading(target.kind)
+        if meter is None and cfg.energy == "on":
+            raise ConfigError(f"--energy on, but energy cannot be measured here: {no_energy}")
     state = None
     if target.kind == "jetson":  # before any work: the GPU's load now is another process's
         from edgeres.bench.device_state import device_state
@@ -357,7 +350,7 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
         openers += more
     _latency(results, openers, x, cfg, per_batch_sessions=target.runtime == "tensorrt")
     _memory(results, entries, openers, cfg, target, engines)
-    energy = _energy(results, openers, x, cfg, target)
+    energy = _energy(results, openers, x, cfg, meter, idle, no_energy)
     peaks, floor_target = None, target
     if target.kind == "cpu" and target.peak_fp32_tflops is None:
         peaks = measure_cpu_peaks(cfg.threads)  # recorded under measured_peaks; the target file has no datasheet

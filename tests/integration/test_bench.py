@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,56 @@ def test_each_models_memory_is_in_the_report(small_run):
     batch = report["config"]["throughput_batch"]
     line = (Path(cfg.out) / "report" / "report.md").read_text()
     assert f"memory at batch {batch}: fp32 " in line and "int8-tensorrt* " in line
+
+
+def test_energy_on_where_the_meter_reads_no_power_is_refused_before_any_work(small_run, tmp_path, monkeypatch):
+    """A Jetson whose tegrastats prints no rails (an account without root on JetPack 5+): --energy on stops at once,
+    before any engine would be built (here, before TensorRT is found missing), and writes nothing."""
+    from edgeres import energy
+    from tests.helpers.tegrastats_standin import install as install_tegrastats
+
+    cfg, _ = small_run
+    install_tegrastats(tmp_path / "bin", rails=False)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setattr(energy, "INA3221", (tmp_path / "no-ina3221",))
+    with pytest.raises(ConfigError, match="^--energy on, but energy cannot be measured here: tegrastats printed no "
+                                          "power rails"):
+        bench([Path(cfg.out) / "model.onnx"], tmp_path / "r", BenchConfig(target="jetson-orin-nano", energy="on"))
+    assert not (tmp_path / "r").exists()
+
+
+def test_energy_per_image_from_a_meter_of_known_power(small_run, tmp_path, monkeypatch):
+    """RAPL counters that a thread advances at 5 W: the idle power, each model's power and its energy per image
+    come out of bench's own arithmetic (5 W × mean time per call / batch), nothing above idle."""
+    import threading
+    import time
+
+    from edgeres import energy
+
+    cfg, _ = small_run
+    zone = tmp_path / "powercap" / "intel-rapl:0"
+    zone.mkdir(parents=True)
+    (zone / "energy_uj").write_text("0\n")
+    monkeypatch.setattr(energy, "POWERCAP", tmp_path / "powercap")
+    stop, t0 = threading.Event(), time.perf_counter()
+
+    def counter() -> None:
+        while not stop.wait(0.005):  # whole files, as the kernel's reads are: a reader never sees half a write
+            (zone / "next").write_text(f"{int(5e6 * (time.perf_counter() - t0))}\n")
+            os.replace(zone / "next", zone / "energy_uj")
+
+    t = threading.Thread(target=counter, daemon=True)
+    t.start()
+    try:
+        report = bench([Path(cfg.out) / "model.onnx"], tmp_path / "r",
+                       BenchConfig(limit=32, throughput_batch=8, energy="on", latency=FAST_LATENCY))
+    finally:
+        stop.set()
+        t.join()
+    e = report["energy"]
+    assert e["measured"] and e["meter"] == "rapl" and e["idle"]["mean_w"] == pytest.approx(5.0, rel=0.15)
+    (row,) = report["results"]
+    watts = row["energy"]["power"]["mean_w"]
+    assert watts == pytest.approx(5.0, rel=0.15)
+    assert row["energy"]["mj_per_image_above_idle"] == pytest.approx(0.0, abs=0.15 * row["energy"]["mj_per_image"])
+    assert "idle power measured before any work" in e["how"]
