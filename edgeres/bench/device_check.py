@@ -168,10 +168,12 @@ def _runner(device: Device, trtexec: str | None, remote_edgeres: str) -> tuple[D
 def _energy(device: Device, profile: TargetProfile | None, runner: str | None) -> str:
     """The idle board power the bench would measure against, or why it would not measure energy."""
     if isinstance(device, LocalDevice) and runner != "trtexec" and profile is not None:
-        from edgeres.energy import find_meter
+        from edgeres.energy import idle_reading
 
-        meter, why = find_meter(profile.kind)
-        return f"{meter.name} (measured during the bench)" if meter is not None else why
+        meter, idle, why = idle_reading(profile.kind)  # as the bench reads it, before any work
+        if meter is None or idle is None or idle.mean_w is None:
+            return why
+        return f"{idle.source}: {idle.mean_w:.2f} W idle ({meter.name})"
     idle, why = idle_power(device, BenchConfig(target=profile.name if profile else "desktop"))
     return f"{idle.source}: {idle.mean_w:.2f} W idle (tegrastats)" if idle and idle.mean_w is not None else why
 
