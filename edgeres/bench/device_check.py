@@ -12,6 +12,7 @@ from typing import Any
 
 from packaging.version import Version
 
+from edgeres import __version__
 from edgeres.bench.device_state import Device, device_state, output
 from edgeres.bench.runners import DevicePython, device_python
 from edgeres.bench.trtexec_runner import device_target, find_trtexec, idle_power
@@ -130,6 +131,9 @@ def check_device(device: Device, target: str = "jetson", models: tuple[Path, ...
         c.problems.append(f"{no_trtexec}; {no_python + ': ' if no_python else ''}for --runner python, {fix}")
     elif profile is not None and c.runner == "trtexec" and no_python:
         c.warnings.append(f"{no_python}, so bench uses trtexec; for the python runner, {fix}")
+    if c.runner == "python" and not isinstance(device, LocalDevice) and py.edgeres != __version__:
+        c.warnings.append(f"edgeres {py.edgeres} there, {__version__} here: the report is the device's version's; "
+                          f"`edgeres device setup --host {device.destination}` installs this one")
     elif profile is not None and version is not None:
         try:
             profile.check_tensorrt(version, what=f"{device.destination}: TensorRT")

@@ -102,6 +102,10 @@ def device_with_edgeres(tmp_path_factory):
     wrapper = folder / "path" / "edgeres-trt"
     wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={folder / "site"} exec {Path(sys.executable).parent / "edgeres"} "$@"\n')
     wrapper.chmod(0o755)
+    old = folder / "path" / "edgeres-old"  # an older release there: it answers --version so
+    old.write_text('#!/bin/sh\n[ "$1" = --version ] && { echo "edgeres, version 0.0.9"; exit 0; }\n'
+                   f'exec {wrapper} "$@"\n')
+    old.chmod(0o755)
     yield from serving(start_device(folder, folder / "path"))
 
 
@@ -115,6 +119,7 @@ def test_an_edgeres_there_whose_python_has_no_tensorrt_is_named_and_bench_uses_t
         with_trt = check_device(one, "jetson-orin-nano", remote_edgeres="edgeres-trt")
         runner_trt = choose_runner("auto", one, "jetson-orin-nano", "edgeres-trt")
         neither = check_device(one, "jetson-orin-nano", trtexec="/opt/none/trtexec")
+        older = check_device(one, "jetson-orin-nano", remote_edgeres="edgeres-old")
     assert (c.edgeres, c.runner, runner, c.tensorrt, c.ready) == (__version__, "trtexec", "trtexec", "8.5.2", True)
     assert c.edgeres_tensorrt.startswith("none (") and "has no tensorrt module" in c.edgeres_tensorrt
     assert [w for w in c.warnings if "imports no tensorrt" in w] == [
@@ -122,7 +127,10 @@ def test_an_edgeres_there_whose_python_has_no_tensorrt_is_named_and_bench_uses_t
         f"the python runner, `edgeres device setup --host {host.destination}` (JetPack 6/7), which makes its venv "
         f"see JetPack's"]
     assert (with_trt.runner, runner_trt, with_trt.edgeres_tensorrt, with_trt.ready) == ("python", "python", "8.5.2", True)
-    assert not [w for w in with_trt.warnings if "tensorrt" in w]
+    assert not [w for w in with_trt.warnings if w.startswith("edgeres ")]
+    assert (older.runner, older.edgeres) == ("python", "0.0.9") and [w for w in older.warnings if w.startswith("edgeres ")] == [
+        f"edgeres 0.0.9 there, {__version__} here: the report is the device's version's; `edgeres device setup "
+        f"--host {host.destination}` installs this one"]
     assert neither.runner is None and not neither.ready
     assert f"edgeres {__version__} there imports no tensorrt" in neither.problems[0]
     assert "`/opt/none/trtexec` does not run there" in neither.problems[0]
