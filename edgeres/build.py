@@ -16,7 +16,7 @@ from typing import Any
 from packaging.version import Version
 
 from edgeres import targets as targets_mod
-from edgeres.artifacts import is_fresh, refuse_overwriting_inputs, write_manifest
+from edgeres.artifacts import is_fresh, read_manifest, refuse_overwriting_inputs, write_manifest
 from edgeres.backends import get_backend, require
 from edgeres.backends.base import EngineSpec
 from edgeres.config import BuildConfig
@@ -130,8 +130,9 @@ def engine_from_onnx(onnx: Path, cfg: BuildConfig, out: Path | None = None, reus
     out = out or Path(onnx).with_name(engine_name(Path(onnx), spec.label, spec.opt_batch, spec.max_batch,
                                                   cfg.dla_core, str(version), gpu))
     config = {**asdict(cfg), "spec": asdict(spec)}
-    if reuse and is_fresh(out, {"onnx": source}, config):
-        return BuildOutput(out, "tensorrt", spec.label, target.name, {"reused": True})
+    if reuse and is_fresh(out, {"onnx": source}, config):  # what the build found then comes with it
+        return BuildOutput(out, "tensorrt", spec.label, target.name,
+                           {**(read_manifest(out) or {}).get("results", {}), "reused": True})
     result = backend.compile(source, target, out, spec, timing_cache_path(str(version), gpu, cc))
     details = {**result.details, "target": target.name, "gpu": gpu, "compute_capability": cc, "built_on": built_on,
                "forced_device": forced, "classes": info.classes}

@@ -238,9 +238,12 @@ class BenchConfig:
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     max_drop: float | None = None  # top-1 points against fp32
     energy: str = "auto"  # auto: measure where a meter is; on: refuse to bench without one; off: do not measure
+    dla_core: int | None = None  # also bench the fp16 and int8 rows on this DLA core (static engines, GPU fallback)
 
     def validate(self) -> None:
         self.latency.validate()
+        if self.dla_core is not None and self.dla_core < 0:
+            raise ConfigError(f"--dla-core must be 0 or more, got {self.dla_core}")
         if self.energy not in ENERGY_MODES:
             raise ConfigError(f"--energy must be one of {', '.join(ENERGY_MODES)}, got {self.energy!r}")
         _finite("max_drop", self.max_drop)

@@ -66,6 +66,12 @@ def footnotes(report: dict) -> list[str]:
         notes.append(f"energy ({energy['meter']}, {energy['source']}): {per}{idle_w}")
     elif energy:
         notes.append(f"energy not measured: {energy.get('why')}")
+    dla = [(k.rpartition(":")[0], e) for k, e in (report.get("engines") or {}).items()
+           if k.endswith(":latency") and e.get("dla_core") is not None]
+    if dla:
+        notes.append("on the DLA: " + "; ".join(
+            f"{label} {e.get('dla_layers', '?')} layers on core {e['dla_core']}, {e.get('gpu_fallback_layers', '?')} "
+            f"fall back to the GPU" for label, e in dla) + " (their GPU time is in the row's figures)")
     gpu = [(r["label"], r["latency"].get("gpu_compute")) for r in res]
     if any(g for _, g in gpu):
         notes.append(f"GPU compute alone (trtexec's computeMs, no copies), p50 at batch {b}: "

@@ -40,6 +40,7 @@ class Entry:
     info: OnnxInfo
     recipe: dict | None
     precision: str = ""  # the row's precision: the model's own, or fp16 for a TensorRT engine of the float model
+    dla_core: int | None = None  # the row's engines run on this DLA core (layers it cannot take fall back to the GPU)
 
     def __post_init__(self) -> None:
         self.precision = self.precision or self.info.precision
@@ -70,16 +71,21 @@ class BenchRow:
         return asdict(self)
 
 
-def plan_rows(models: list[Path], target: TargetProfile) -> list[Entry]:
+def plan_rows(models: list[Path], target: TargetProfile, dla_core: int | None = None) -> list[Entry]:
     """The rows a bench on ``target`` reports: every model, plus fp16 of the float model where TensorRT runs it.
 
     On a TensorRT target, every precision users deploy gets a row: fp32 (TF32 off), fp16 (the only reduced precision
-    on Nano and TX2), and int8 for each Q/DQ model.
+    on Nano and TX2), and int8 for each Q/DQ model. With ``dla_core``, each fp16 and int8 row is repeated on that DLA
+    core (``fp16-dla0``): the DLA runs those two precisions only.
     """
+    target.check_dla(dla_core)
     entries = _entries(models)
     if target.runtime == "tensorrt" and "fp16" in target.precisions:
         ref = entries[0]
         entries.insert(1, Entry("fp16", ref.path, ref.info, None, "fp16"))
+    if dla_core is not None:
+        entries += [replace(e, label=f"{e.label}-dla{dla_core}", dla_core=dla_core) for e in entries
+                    if e.precision in ("fp16", "int8")]
     return entries
 
 
@@ -87,8 +93,9 @@ def engine_configs(entry: Entry, target: TargetProfile, cfg: BenchConfig) -> dic
     """The engines a TensorRT row needs: one optimized for the latency batch (also used for accuracy, up to
     ``DEFAULT_MAX_BATCH``), and one for the throughput batch.
     """
-    lat = BuildConfig(target.name, entry.precision, batch=cfg.batch, max_batch=max(DEFAULT_MAX_BATCH, cfg.batch))
-    thr = BuildConfig(target.name, entry.precision, batch=cfg.throughput_batch, max_batch=cfg.throughput_batch)
+    most = cfg.batch if entry.dla_core is not None else max(DEFAULT_MAX_BATCH, cfg.batch)  # a DLA engine is static
+    lat = BuildConfig(target.name, entry.precision, entry.dla_core, cfg.batch, most)
+    thr = BuildConfig(target.name, entry.precision, entry.dla_core, cfg.throughput_batch, cfg.throughput_batch)
     return {"latency": lat, "throughput": thr} if thr != lat else {"latency": lat}
 
 
@@ -318,7 +325,7 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
         from edgeres.bench.device_state import device_state
         from edgeres.remote import LocalDevice
         state = device_state(LocalDevice())
-    entries = plan_rows(models, target)
+    entries = plan_rows(models, target, cfg.dla_core)
     static = min((e.info.input_shape[0] for e in entries if isinstance(e.info.input_shape[0], int)), default=None)
     if static is not None and max(cfg.batch, cfg.throughput_batch) > static:
         log(f"a model fixes its batch at {static}: latency and throughput are measured at batch {static}")

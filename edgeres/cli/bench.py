@@ -36,9 +36,9 @@ def latency_options(fn):
 
 
 def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_iters, rounds, batch,
-                 throughput_batch, threads, max_drop, energy="auto"):
+                 throughput_batch, threads, max_drop, energy="auto", dla_core=None):
     return BenchConfig(target, data, limit, batch, throughput_batch, threads,
-                       LatencyConfig(warmup_s, warmup_iters, duration_s, min_iters, rounds), max_drop, energy)
+                       LatencyConfig(warmup_s, warmup_iters, duration_s, min_iters, rounds), max_drop, energy, dla_core)
 
 
 @click.command("bench")
@@ -66,18 +66,22 @@ def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_it
               help="trtexec on the device (default: on PATH, else /usr/src/tensorrt/bin/trtexec).")
 @click.option("--config-json", default=None, metavar="JSON",
               help="The whole BenchConfig as JSON (what bench --host sends the device), instead of the options.")
+@click.option("--dla-core", type=int, default=None, metavar="N",
+              help="Also bench every fp16 and int8 row on this DLA core (Xavier, Orin NX, AGX Orin): static engines, "
+                   "layers the DLA cannot take fall back to the GPU, and the report says how many.")
 @latency_options
 @json_option
 @handle_errors
 def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_options, identity, accept_new_host_key,
-              remote_edgeres, clean_remote, runner, trtexec_path, config_json, warmup_s, warmup_iters, duration_s, min_iters,
-              rounds, batch, throughput_batch, threads, max_drop, energy, as_json):
+              remote_edgeres, clean_remote, runner, trtexec_path, config_json, dla_core, warmup_s, warmup_iters,
+              duration_s, min_iters, rounds, batch, throughput_batch, threads, max_drop, energy, as_json):
     """Measure accuracy, latency, memory and (where a meter is) energy of every precision against fp32.
 
     \b
     Examples:
       edgeres bench runs/demo/model.onnx runs/demo/model.int8-cpu.onnx --target cpu --out runs/demo/report
       edgeres bench runs/demo/model*.onnx --target jetson --host nvidia@orin.local --out runs/orin
+      edgeres bench runs/demo/model*.onnx --target jetson-agx-orin --dla-core 0 --host nvidia@orin.local
     """
     from edgeres.errors import ConfigError
 
@@ -91,7 +95,7 @@ def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_o
     from edgeres.bench.report import table
 
     cfg = bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_iters, rounds, batch,
-                       throughput_batch, threads, max_drop, energy)
+                       throughput_batch, threads, max_drop, energy, dla_core)
     if config_json is not None:
         import json
 

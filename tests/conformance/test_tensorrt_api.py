@@ -380,3 +380,27 @@ def test_bench_reports_each_engines_memory_by_the_releases_own_member(standin, m
         assert r["memory"]["peak_mb"] is None  # device memory: no resident-set figure stands in for it
     assert rec.violations == []
     assert "memory at batch 4: fp32 " in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_bench_adds_each_fp16_and_int8_row_on_the_dla(standin, models, tmp_path, monkeypatch):
+    """--dla-core on an AGX Orin (this machine says it is one): fp16 and int8 again on DLA core 1, each engine static
+    (the latency batch, 3, scores 8 images as 3 + 3 + 2, the last padded), and the report says how many layers the
+    DLA takes. The stand-in builds nothing; the placement it reports is its own rule."""
+    board = tmp_path / "model"
+    board.write_bytes(b"NVIDIA Jetson AGX Orin Developer Kit\x00")
+    monkeypatch.setattr("edgeres.targets.DEVICE_TREE_MODEL", board)
+    rec = standin.use("10.3", dla_cores=2)
+    cfg = BenchConfig(target="jetson-agx-orin", limit=8, batch=3, throughput_batch=4, energy="off",
+                      latency=FAST_LATENCY, dla_core=1)
+    report = bench([models[17]["fp32"], models[17]["int8"]], tmp_path / "r", cfg)
+    rows = {r["label"]: r for r in report["results"]}
+    assert list(rows) == ["fp32", "fp16", "int8-tensorrt", "fp16-dla1", "int8-tensorrt-dla1"]
+    for label in ("fp16-dla1", "int8-tensorrt-dla1"):
+        lat, thr = report["engines"][f"{label}:latency"], report["engines"][f"{label}:throughput"]
+        assert (lat["dla_core"], lat["profile"], thr["profile"]) == (1, [3, 3, 3], [4, 4, 4])
+        assert lat["dla_layers"] > 0 and rows[label]["accuracy"]["images"] == 8
+    assert report["engines"]["fp16:latency"]["dla_core"] is None
+    assert "on the DLA: fp16-dla1 " in (tmp_path / "r" / "report.md").read_text()
+    assert rec.violations == []
+    with pytest.raises(ConfigError, match="target jetson-orin-nano has no DLA"):
+        plan_rows([models[17]["fp32"]], load_target("jetson-orin-nano"), 0)

@@ -38,15 +38,22 @@ class IExecutionContext(Strict):
         shape = self._engine._doc["outputs"][0][1]
         return (self._batch if shape[0] < 0 else shape[0], *shape[1:])
 
-    def set_input_shape(self, name: str, shape: tuple) -> bool:
-        self._call("set_input_shape", name, tuple(shape))
+    def _set(self, member: str, key: Any, shape: tuple) -> bool:
+        """As TensorRT does: a shape outside the engine's profile (another batch on a static engine) is refused, and
+        a run after it would fail; the stand-in records that as a violation."""
+        self._call(member, key, tuple(shape))
+        lo, _, hi = self._engine._doc["profile"]
+        if not lo[0] <= shape[0] <= hi[0]:
+            self._rec.violations.append(f"{member}({tuple(shape)}) outside the profile {lo[0]}..{hi[0]}")
+            return False
         object.__setattr__(self, "_batch", shape[0])
         return True
 
+    def set_input_shape(self, name: str, shape: tuple) -> bool:
+        return self._set("set_input_shape", name, shape)
+
     def set_binding_shape(self, index: int, shape: tuple) -> bool:
-        self._call("set_binding_shape", index, tuple(shape))
-        object.__setattr__(self, "_batch", shape[0])
-        return True
+        return self._set("set_binding_shape", index, shape)
 
     def get_tensor_shape(self, name: str) -> tuple[int, ...]:
         return self._out()

@@ -28,6 +28,7 @@ class TrtSession(ClosingSession):
     input_name: str
     device: str
     activation_bytes: int | None
+    static: bool  # the engine's batch is fixed (a DLA engine): smaller batches are padded to it
 
     def __init__(self, engine_path: Path, trt: ModuleType | None = None, cuda: Cuda | None = None) -> None:
         self.trt = trt or tensorrt_module()
@@ -55,6 +56,7 @@ class TrtSession(ClosingSession):
             ins = [n for n in names if e.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
             outs = [n for n in names if e.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
             first = int(e.get_tensor_shape(ins[0])[0])
+            self.static = first > 0
             self.max_batch = first if first > 0 else int(e.get_tensor_profile_shape(ins[0], 0)[2][0])
             self.in_dtype = numpy_dtype(trt, e.get_tensor_dtype(ins[0]))
             self.out_dtype = numpy_dtype(trt, e.get_tensor_dtype(outs[0]))
@@ -64,6 +66,7 @@ class TrtSession(ClosingSession):
             outs = [n for i, n in enumerate(names) if not e.binding_is_input(i)]
             self._index = {n: i for i, n in enumerate(names)}
             first = int(e.get_binding_shape(self._index[ins[0]])[0])
+            self.static = first > 0
             self.max_batch = first if first > 0 else int(e.get_profile_shape(0, self._index[ins[0]])[2][0])
             self.in_dtype = numpy_dtype(trt, e.get_binding_dtype(self._index[ins[0]]))
             self.out_dtype = numpy_dtype(trt, e.get_binding_dtype(self._index[outs[0]]))
@@ -90,14 +93,17 @@ class TrtSession(ClosingSession):
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(batch, dtype=self.in_dtype)
-        if x.shape[0] > self.max_batch:
-            raise ArtifactError(f"batch {x.shape[0]} is over the engine's largest ({self.max_batch}); rebuild with "
+        n = x.shape[0]
+        if n > self.max_batch:
+            raise ArtifactError(f"batch {n} is over the engine's largest ({self.max_batch}); rebuild with "
                                 f"a larger --max-batch")
+        if self.static and n < self.max_batch:  # a static engine (DLA) takes its own batch only: pad, then cut
+            return self.infer(np.concatenate([x, np.zeros((self.max_batch - n, *x.shape[1:]), x.dtype)]))[:n]
         c = self.context
-        if self.names_io:
-            c.set_input_shape(self.input_name, tuple(x.shape))
-        else:
-            c.set_binding_shape(self._index[self.input_name], tuple(x.shape))
+        fits = (c.set_input_shape(self.input_name, tuple(x.shape)) if self.names_io else
+                c.set_binding_shape(self._index[self.input_name], tuple(x.shape)))
+        if fits is False:
+            raise ArtifactError(f"input {tuple(x.shape)} is outside the engine's profile; rebuild it for this batch")
         out = np.empty(self._out_shape(x.shape[0]), dtype=self.out_dtype)
         x_ptr = self._buffer(self.input_name, x.nbytes)
         y_ptr = self._buffer(self.output_name, out.nbytes)
