@@ -72,6 +72,11 @@ def footnotes(report: dict) -> list[str]:
         notes.append("on the DLA: " + "; ".join(
             f"{label} {e.get('dla_layers', '?')} layers on core {e['dla_core']}, {e.get('gpu_fallback_layers', '?')} "
             f"fall back to the GPU" for label, e in dla) + " (their GPU time is in the row's figures)")
+    said = {k.rpartition(":")[0]: v for k, v in ((report.get("runner") or {}).get("dla_lines") or {}).items()
+            if k.endswith(":throughput")}
+    if said:
+        notes.append("on the DLA: trtexec's builds wrote " + ", ".join(f"{len(v)} lines for {k}" for k, v in said.items())
+                     + " about it, kept in report.json (runner.dla_lines): which layers fall back to the GPU")
     gpu = [(r["label"], r["latency"].get("gpu_compute")) for r in res]
     if any(g for _, g in gpu):
         notes.append(f"GPU compute alone (trtexec's computeMs, no copies), p50 at batch {b}: "

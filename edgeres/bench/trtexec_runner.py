@@ -86,6 +86,7 @@ class TrtexecBench:
         self.commands: list[str] = []
         self.copies_timed = True
         self.logs: dict[str, str] = {}  # engine → the log of its first timed run (trtexec's memory lines)
+        self.dla_lines: dict[str, list[str]] = {}  # "label:purpose" → what trtexec's build said of the DLA
         self.cache.mkdir(parents=True, exist_ok=True)
         self.run(["mkdir", "-p", f"{self.wdir}/in", f"{self.wdir}/out"])
 
@@ -99,25 +100,39 @@ class TrtexecBench:
         return p.stdout.decode(errors="replace")
 
     def engine(self, entry: Entry, model: str, purpose: str, batch: int, max_batch: int) -> str:
-        """Build (or keep) the engine of one row for one purpose; the same command is not run twice."""
+        """Build (or keep) the engine of one row for one purpose; the same command is not run twice. A DLA engine is
+        static at ``batch``, and trtexec's lines about the DLA (which layers fall back to the GPU) are kept with it.
+        """
         shape = tuple(entry.info.preprocessing.input_shape)
         eng = f"{self.wdir}/{entry.label}.{purpose}.engine"
-        b = TrtexecBuild(model, eng, entry.info.input_name, shape, entry.precision, 1 if purpose == "latency" else batch,
-                         batch, max_batch, timing_cache=f"{self.wdir}/timing.cache")
+        static = entry.dla_core is not None
+        b = TrtexecBuild(model, eng, entry.info.input_name, shape, entry.precision,
+                         1 if purpose == "latency" and not static else batch, batch, batch if static else max_batch,
+                         entry.dla_core, timing_cache=f"{self.wdir}/timing.cache")
         argv = b.argv(self.exe, self.version)
         marker = self.cache / f"{entry.label}.{purpose}.built"
-        built = marker.is_file() and marker.read_text() == json.dumps(argv)
-        if not (built and self.device.run(["test", "-f", eng], check=False).returncode == 0):
+        try:
+            kept = json.loads(marker.read_text()) if marker.is_file() else {}
+        except ValueError:
+            kept = {}
+        if not (isinstance(kept, dict) and kept.get("argv") == argv
+                and self.device.run(["test", "-f", eng], check=False).returncode == 0):
             log(f"{entry.label}: trtexec builds the {purpose} engine on {self.device.destination} (minutes on a Jetson)")
-            self.run(argv, "the build failed; see trtexec's log above")
+            out = self.run(argv, "the build failed; see trtexec's log above")
+            kept = {"argv": argv, "dla_lines": [ln.strip() for ln in out.splitlines() if static and "DLA" in ln
+                                                and not ln.startswith("&&&&") and "DLACore:" not in ln][:200]}
             with atomic_path(marker) as tmp:
-                tmp.write_text(json.dumps(argv))
+                tmp.write_text(json.dumps(kept))
         else:
             self.commands.append(shlex.join(argv) + "  # built before, kept")
+        if static:
+            self.dla_lines[f"{entry.label}:{purpose}"] = kept.get("dla_lines", [])
         return eng
 
-    def logits(self, entry: Entry, engine: str, x: np.ndarray, batch: int) -> np.ndarray:
-        """Every image's logits, one trtexec run per batch; batches done before (here) are not run again."""
+    def logits(self, entry: Entry, engine: str, x: np.ndarray, batch: int, static: bool = False) -> np.ndarray:
+        """Every image's logits, one trtexec run per batch; batches done before (here) are not run again. A static
+        engine's short last batch is padded to ``batch`` with zeros, and their rows dropped.
+        """
         shape = tuple(entry.info.preprocessing.input_shape)
         folder = self.cache / entry.label
         folder.mkdir(exist_ok=True)
@@ -125,10 +140,13 @@ class TrtexecBench:
         out, n = [], (len(x) + batch - 1) // batch
         for k, i in enumerate(range(0, len(x), batch)):
             xb = np.ascontiguousarray(x[i:i + batch], dtype=np.float32)
+            real = len(xb)
+            if static and real < batch:
+                xb = np.concatenate([xb, np.zeros((batch - real, *xb.shape[1:]), np.float32)])
             digest = hashlib.sha256(xb.tobytes()).hexdigest()
             kept = folder / f"{digest}.npy"
             if kept.is_file():
-                out.append(np.load(kept))
+                out.append(np.load(kept)[:real])
                 continue
             name = f"{digest}.bin"
             self._send_batch(xb, name, digest, name in there, k)
@@ -146,7 +164,7 @@ class TrtexecBench:
             with atomic_path(kept) as tmp:
                 with open(tmp, "wb") as f:
                     np.save(f, y)
-            out.append(y)
+            out.append(y[:real])
         return np.concatenate(out)
 
     def _send_batch(self, xb: np.ndarray, name: str, digest: str, there: bool, k: int) -> None:
@@ -243,7 +261,8 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
     target.check_tensorrt(version, what=f"trtexec on {device.destination}: TensorRT")
     state = device_state(device) if target.kind == "jetson" else None  # before any work: the GPU's load is others'
     idle, no_energy = idle_power(device, cfg)  # before any build: --energy on is refused here, not after the work
-    entries = plan_rows(models, target)
+    target.check_dla(cfg.dla_core, version)
+    entries = plan_rows(models, target, cfg.dla_core)
     for e in entries:
         require_parsable(e.path, load_onnx(e.path), target, version)
     ds, x = evaluation_data(entries, target, cfg)
@@ -259,8 +278,10 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
         lat_engine = tb.engine(e, names[e.label], "latency", cfg.batch, max(DEFAULT_MAX_BATCH, cfg.batch))
         thr_engine = tb.engine(e, names[e.label], "throughput", cfg.throughput_batch, cfg.throughput_batch)
         engines[e.label] = {"latency": lat_engine, "throughput": thr_engine}
-        log(f"{e.label}: accuracy on {len(x)} images, {DEFAULT_MAX_BATCH} per trtexec run …")
-        logits = tb.logits(e, lat_engine, x, max(batch, DEFAULT_MAX_BATCH))
+        dla = e.dla_core is not None  # static engines: accuracy on the throughput one, its last batch padded
+        per = cfg.throughput_batch if dla else max(batch, DEFAULT_MAX_BATCH)
+        log(f"{e.label}: accuracy on {len(x)} images, {per} per trtexec run …")
+        logits = tb.logits(e, thr_engine if dla else lat_engine, x, per, static=dla)
         ref = logits if ref is None else ref
         rows.append(BenchRow(e.label, str(e.path), sha256_file(e.path), e.precision, "tensorrt (trtexec)",
                              accuracy(logits, ds.labels, None if ref is logits else ref).to_dict(), "native", e.recipe,
@@ -290,7 +311,8 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
         "timing": {"clock": "trtexec --exportTimes", "what": "latencyMs of each query: H2D + GPU compute + D2H",
                    "copies_timed": "per result: latency.copies_timed"},
         "runner": {"name": "trtexec", "tensorrt": str(version), "trtexec": exe, "banner": banner,
-                   "device": device.destination, "dir": tb.wdir, "commands": tb.commands},
+                   "device": device.destination, "dir": tb.wdir, "commands": tb.commands,
+                   "dla_lines": tb.dla_lines or None},
         "results": [r.to_dict() for r in rows],
     }
     write_reports(report, Path(out_dir))

@@ -279,3 +279,29 @@ def test_a_build_on_the_device_ends_when_edgeres_does(device, desktop_models, tm
     while alive(build) and time.time() - t < 20:
         time.sleep(0.1)
     assert not alive(build), f"the build (pid {build}) still runs {time.time() - t:.0f} s after edgeres ended"
+
+
+def test_dla_rows_are_static_engines_on_the_core_asked(desktop_models, onnxruntime_report, tmp_path, cache):
+    """--dla-core 1 on an AGX Orin (JetPack 5.1's trtexec, 8.5.2): fp16 and int8 again, each engine built for the DLA
+    with its batch fixed; accuracy runs on the throughput engine, 40 images as 16 + 16 + 8 padded to 16 (every run
+    of a DLA engine has its own batch), and trtexec's lines about the DLA are kept."""
+    exe = install(tmp_path / "bin", "8502")
+    cfg = BenchConfig(target="jetson-agx-orin", limit=LIMIT, throughput_batch=16, latency=FAST, dla_core=1)
+    report = bench_trtexec(desktop_models, tmp_path / "r", cfg, LocalDevice(), str(exe))
+    rows = {r["label"]: r["accuracy"] for r in report["results"]}
+    assert list(rows) == ["fp32", "fp16", "int8-tensorrt", "fp16-dla1", "int8-tensorrt-dla1"]
+    assert {k: rows["fp16-dla1"][k] for k in EXACT} == {k: rows["fp16"][k] for k in EXACT}  # the stand-in: no DLA
+    assert {k: rows["int8-tensorrt-dla1"][k] for k in EXACT} == {k: rows["int8-tensorrt"][k] for k in EXACT}
+    cmds = report["runner"]["commands"]
+    builds = [c for c in cmds if "--useDLACore=1" in c]
+    assert len(builds) == 4 and all("--allowGPUFallback" in c for c in builds)
+    assert any("--minShapes=input:1x" in c and "--maxShapes=input:1x" in c for c in builds)
+    assert any("--minShapes=input:16x" in c and "--maxShapes=input:16x" in c for c in builds)
+    runs = [c for c in cmds if "--exportOutput=" in c and "dla1.throughput.engine" in c]
+    assert len(runs) == 2 * 3 and all("--shapes=input:16x" in c for c in runs)
+    said = report["runner"]["dla_lines"]
+    assert said["fp16-dla1:throughput"] == ["[W] [TRT] stand-in: DLA core 1 asked, and no layer runs on a DLA here"]
+    assert "on the DLA: trtexec's builds wrote 1 lines for fp16-dla1" in (tmp_path / "r" / "report.md").read_text()
+    with pytest.raises(ConfigError, match="target jetson-orin-nano has no DLA"):
+        bench_trtexec(desktop_models, tmp_path / "n", BenchConfig(target="jetson-orin-nano", dla_core=0), LocalDevice(),
+                      str(exe))
