@@ -82,6 +82,8 @@ NUMBERS = [
     (["bench", "{onnx}", "--host", "-oProxyCommand=touch x", "--out", "{tmp}/r"], "--host"),
     (["bench", "{onnx}", "--host", "user@host;reboot", "--out", "{tmp}/r"], "--host"),
     (["bench", "{onnx}", "--energy", "maybe", "--out", "{tmp}/r"], "--energy"),
+    (["bench", "{onnx}", "--dla-core", "0", "--out", "{tmp}/r"], "target cpu has no DLA; drop --dla-core"),
+    (["bench", "{onnx}", "--dla-core", "-1", "--out", "{tmp}/r"], "--dla-core must be 0 or more"),
     (["bench", "{onnx}", "--runner", "magic", "--out", "{tmp}/r"], "--runner"),
     (["calib", "make", "--split", "test/", "--out", "{tmp}/c"], "test split"),
     (["calib", "make", "--split", " test", "--out", "{tmp}/c"], "test split"),
