@@ -18,8 +18,12 @@ from edgeres.remote import SshHost
 
 
 def config_json(cfg: BenchConfig) -> str:
-    """The config the device runs with, as JSON (less ``max_drop``, which is applied here): no flags rebuilt."""
-    return json.dumps(asdict(replace(cfg, max_drop=None)), separators=(",", ":"))
+    """The config the device runs with, as JSON (less ``max_drop``, which is applied here): no flags rebuilt. Fields
+    at their defaults are left out, so a device's edgeres of an earlier release reads a config that uses nothing new.
+    """
+    default = asdict(BenchConfig())
+    return json.dumps({k: v for k, v in asdict(replace(cfg, max_drop=None)).items() if v != default[k]},
+                      separators=(",", ":"))
 
 
 def _names(paths: list[Path]) -> dict[str, Path]:

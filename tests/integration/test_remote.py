@@ -147,6 +147,9 @@ def test_the_device_gets_the_config_as_json():
                       latency=LatencyConfig(0.5, 20, 2.5, 50, 4), max_drop=1.0)
     sent = config_json(cfg)
     assert from_dict(BenchConfig, json.loads(sent)) == replace(cfg, max_drop=None)  # max_drop is applied here
+    # defaults stay out, so an earlier release's edgeres on the device reads what uses nothing new (dla_core, energy)
+    assert set(json.loads(sent)) == {"target", "data", "limit", "batch", "throughput_batch", "threads", "latency"}
+    assert json.loads(config_json(BenchConfig(dla_core=1))) == {"dla_core": 1}
 
 
 def test_bad_config_json_is_one_line(small_run):
