@@ -143,6 +143,13 @@ class RaplMeter(Meter):
     def _energy(self) -> list[int]:
         return [int((z / "energy_uj").read_text()) for z in self.zones]
 
+    def measure(self, run: Any) -> tuple[Any, PowerReading]:
+        """A window's power from its own reads only: without this, its first sample spanned the time since the last
+        window, and the energy of whatever ran between (another model's work) counted as this one's.
+        """
+        self._last = None
+        return super().measure(run)
+
     def read(self) -> dict[str, float]:
         now, e = time.perf_counter(), self._energy()
         out: dict[str, float] = {}

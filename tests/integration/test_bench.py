@@ -122,9 +122,11 @@ def test_energy_per_image_from_a_meter_of_known_power(small_run, tmp_path, monke
     report = bench([Path(cfg.out) / "model.onnx"], tmp_path / "r",
                    BenchConfig(limit=32, throughput_batch=8, energy="on", latency=FAST_LATENCY))
     e = report["energy"]
-    assert e["measured"] and e["meter"] == "rapl" and e["idle"]["mean_w"] == pytest.approx(5.0, rel=1e-3)
+    # to 1%: a sample's counter and clock are read a few µs apart, and the first sample of a window can be short
+    assert e["measured"] and e["meter"] == "rapl" and e["idle"]["mean_w"] == pytest.approx(5.0, rel=0.01)
     (row,) = report["results"]
-    assert row["energy"]["power"]["mean_w"] == pytest.approx(5.0, rel=1e-3)
-    per_call_s = row["energy"]["mj_per_image"] / 1000 * 8 / 5.0  # mJ per image = 5 W × seconds per call / batch
-    assert 0 < per_call_s < 1 and row["energy"]["mj_per_image_above_idle"] == pytest.approx(0.0, abs=1e-3)
+    assert row["energy"]["power"]["mean_w"] == pytest.approx(5.0, rel=0.01)
+    mj = row["energy"]["mj_per_image"]
+    assert 0 < mj / 1000 * 8 / 5.0 < 1  # mJ per image = 5 W × seconds per call / batch: a call under a second
+    assert row["energy"]["mj_per_image_above_idle"] == pytest.approx(0.0, abs=0.01 * mj)
     assert "idle power measured before any work" in e["how"]

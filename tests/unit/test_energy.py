@@ -120,3 +120,17 @@ def test_nvml_meter_speaks_nvidia_ml_py(monkeypatch):
     fake.nvmlInit = no_driver
     meter, why = find_meter("desktop")
     assert meter is None and "nvidia-ml-py" in why and "Not Found" in why
+
+
+def test_rapl_windows_do_not_count_the_energy_spent_between_them(tmp_path, monkeypatch):
+    """Counters that advance at 5 W, and 1 kJ spent between two windows (another model's work): each window reads
+    5 W. Before, the second window's first sample spanned the gap and took that kilojoule as its own."""
+    import time
+
+    spent = {"uj": 0}
+    monkeypatch.setattr(RaplMeter, "_energy", lambda self: [int(5e6 * time.perf_counter()) + spent["uj"]])
+    meter = RaplMeter([tmp_path])
+    _, first = meter.measure(lambda: time.sleep(0.35))
+    spent["uj"] = 10 ** 9
+    _, second = meter.measure(lambda: time.sleep(0.35))
+    assert first.mean_w == pytest.approx(5.0, rel=0.01) and second.mean_w == pytest.approx(5.0, rel=0.01)
