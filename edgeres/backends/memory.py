@@ -33,7 +33,7 @@ _TRT_LINE = re.compile(r"TensorRT-managed allocation in (engine deserialization|
 class MemoryUse:
     """One row's memory at the throughput batch, in MiB; None where the runtime does not say (``how`` says why)."""
 
-    file_mb: float  # the file the runtime loads: the ONNX, or the engine
+    file_mb: float | None  # the file the runtime loads: the ONNX, or the engine (None: its size was not read)
     peak_mb: float | None = None  # measured: the most CPU memory a fresh process gains while it opens and runs it
     held_mb: float | None = None  # measured: what that process still holds after the runs (while it serves)
     weights_mb: float | None = None  # TensorRT's own allocation for the deserialized engine (trtexec's log)
@@ -45,7 +45,7 @@ class MemoryUse:
 
     def short(self) -> str:
         """``42.7 MiB file, +160 MiB resident at peak, +147 MiB held`` and the like, for a table's footnote."""
-        parts = [f"{self.file_mb:.1f} MiB file"]
+        parts = ["file size not read" if self.file_mb is None else f"{self.file_mb:.1f} MiB file"]
         if self.peak_mb is not None and self.held_mb is not None:
             parts.append(f"+{self.peak_mb:.0f} MiB resident at peak, +{self.held_mb:.0f} MiB held")
         if self.weights_mb is not None:
@@ -108,7 +108,7 @@ def trtexec_memory(log: str, engine_bytes: int | None) -> MemoryUse:
     weights, acts = seen.get("engine deserialization"), seen.get("IExecutionContext creation")
     how = ("trtexec's log: TensorRT-managed GPU allocations for the engine and its execution context (whole MiB)"
            if seen else "trtexec printed no [MemUsageChange] lines")
-    return MemoryUse(0.0 if engine_bytes is None else engine_bytes / MIB,
+    return MemoryUse(None if engine_bytes is None else engine_bytes / MIB,
                      weights_mb=None if weights is None else float(weights),
                      activations_mb=None if acts is None else float(acts), how=how)
 

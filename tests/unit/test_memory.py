@@ -30,7 +30,8 @@ def test_trtexecs_memory_lines_give_weights_and_activations():
 
 def test_a_log_without_memory_lines_says_so():
     got = trtexec_memory("[I] Engine loaded in 0.1 sec.\n", None)
-    assert (got.weights_mb, got.activations_mb) == (None, None)
+    assert (got.file_mb, got.weights_mb, got.activations_mb) == (None, None, None)  # no size made up either
+    assert got.short() == "file size not read"
     assert got.how == "trtexec printed no [MemUsageChange] lines"
 
 
