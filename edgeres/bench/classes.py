@@ -1,16 +1,25 @@
-"""Per-class figures of a bench report: every precision's top-1 per class, the classes a reduced precision hurts
-most, the float reference's confusion matrix (plot), and each image's predicted class (``predictions.csv``).
+"""The classes of a bench: the labelled test images every row is scored on, checked against each model (the same
+preprocessing, the same classes in the same order, labels on every image); and the per-class figures of its report,
+every precision's top-1 per class, the classes a reduced precision hurts most, the float reference's confusion matrix
+(plot), and each image's predicted class (``predictions.csv``).
 """
 from __future__ import annotations
 
 import csv
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeres.artifacts import atomic_path
+from edgeres.config import BenchConfig
+from edgeres.data.datasets import ImageSet, load_dataset
+from edgeres.errors import ConfigError, DataError
+from edgeres.targets import TargetProfile
+
+if TYPE_CHECKING:
+    from edgeres.bench.run import Entry
 
 MAX_CONFUSION = 100  # classes; above, the matrix is left out of the report (it would be n² numbers)
 HURT_SHOWN = 3
@@ -92,3 +101,42 @@ def predictions_csv(images: list[str], labels: np.ndarray, classes: list[str], p
     for i, img in enumerate(images):
         w.writerow([img, name(int(labels[i])), *(name(int(p[i])) for p in predicted.values())])
     return buf.getvalue()
+
+
+def evaluation_data(entries: list[Entry], target: TargetProfile, cfg: BenchConfig) -> tuple[ImageSet, np.ndarray]:
+    """The labelled test images every row is scored on, preprocessed as the models were made (checked alike)."""
+    ref = entries[0]
+    for e in entries[1:]:
+        target.check_precision(e.precision)
+        if e.info.preprocessing != ref.info.preprocessing:
+            raise ConfigError(f"{e.path} was made with other preprocessing than {ref.path}; quantize the same float model")
+    pre = ref.info.preprocessing
+    data = cfg.data or ref.info.dataset
+    if data is None:
+        raise ConfigError(f"{ref.path} does not name its data set; pass --data")
+    ds = load_dataset(data, "test")
+    for e in entries:
+        check_classes(e.info.classes, ds.classes, str(e.path), data)
+    if cfg.limit:
+        ds = ds.subset(np.arange(min(cfg.limit, len(ds))))
+    if (ds.labels < 0).any():
+        raise DataError(f"evaluation set {ds.name} has images without labels; use an ImageFolder tree with class folders")
+    want = list(pre.input_shape)
+    got = [d if isinstance(d, int) else None for d in ref.info.input_shape[1:]]
+    if any(g is not None and g != w for g, w in zip(got, want)):
+        raise ConfigError(f"{ref.path} takes input {got} but its preprocessing makes {want}; re-export the model")
+    return ds, ds.tensors(pre, f"preprocess {ds.name}")
+
+
+def check_classes(model: list[str], data: list[str], what: str, where: str) -> None:
+    """A model is scored only on the classes it was trained on, in its order; otherwise the figures are noise."""
+    if model and model != data:
+        diff = sorted(set(model) ^ set(data))[:3]
+        how = f"they differ in {', '.join(diff)}" if diff else "in another order"
+        raise DataError(f"{what} classifies {len(model)} classes and {where}'s test split has {len(data)}: {how}; "
+                        f"pass the --data the model was trained on")
+
+
+def image_names(ds: ImageSet) -> list[str]:
+    """How predictions.csv names each image: its file, or its index in an array-backed split."""
+    return [str(p) for p in ds.paths] if ds.paths is not None else [f"{ds.name}#{i}" for i in range(len(ds))]

@@ -16,13 +16,13 @@ from edgeres.artifacts import check_out, sha256_file, versions
 from edgeres.backends import Session, get_backend, infer_all, require
 from edgeres.backends.latency import compare_latency
 from edgeres.bench.accuracy import accuracy, confusion
-from edgeres.bench.classes import MAX_CONFUSION, predictions_csv
+from edgeres.bench.classes import MAX_CONFUSION, check_classes, evaluation_data, image_names, predictions_csv
 from edgeres.build import engine_from_onnx
 from edgeres.config import DEFAULT_MAX_BATCH, BenchConfig, BuildConfig
-from edgeres.data.datasets import ImageSet, load_dataset
+from edgeres.data.datasets import ImageSet
 from edgeres.data.preprocess import Preprocessing
 from edgeres.energy import Meter, PowerReading
-from edgeres.errors import AccuracyBudgetExceeded, ConfigError, DataError
+from edgeres.errors import AccuracyBudgetExceeded, ConfigError
 from edgeres.hw import cpu_features
 from edgeres.onnx_model import RECIPE_KEY, OnnxInfo, load_onnx, metadata, onnx_info
 from edgeres.progress import log
@@ -264,45 +264,6 @@ def _torch_rows(checkpoint: Path, target: TargetProfile, x: np.ndarray, ds: Imag
                              note="plain PyTorch eager, the baseline a deployment should beat"))
         openers.append(opener)
     return rows, openers
-
-
-def evaluation_data(entries: list[Entry], target: TargetProfile, cfg: BenchConfig) -> tuple[ImageSet, np.ndarray]:
-    """The labelled test images every row is scored on, preprocessed as the models were made (checked alike)."""
-    ref = entries[0]
-    for e in entries[1:]:
-        target.check_precision(e.precision)
-        if e.info.preprocessing != ref.info.preprocessing:
-            raise ConfigError(f"{e.path} was made with other preprocessing than {ref.path}; quantize the same float model")
-    pre = ref.info.preprocessing
-    data = cfg.data or ref.info.dataset
-    if data is None:
-        raise ConfigError(f"{ref.path} does not name its data set; pass --data")
-    ds = load_dataset(data, "test")
-    for e in entries:
-        check_classes(e.info.classes, ds.classes, str(e.path), data)
-    if cfg.limit:
-        ds = ds.subset(np.arange(min(cfg.limit, len(ds))))
-    if (ds.labels < 0).any():
-        raise DataError(f"evaluation set {ds.name} has images without labels; use an ImageFolder tree with class folders")
-    want = list(pre.input_shape)
-    got = [d if isinstance(d, int) else None for d in ref.info.input_shape[1:]]
-    if any(g is not None and g != w for g, w in zip(got, want)):
-        raise ConfigError(f"{ref.path} takes input {got} but its preprocessing makes {want}; re-export the model")
-    return ds, ds.tensors(pre, f"preprocess {ds.name}")
-
-
-def check_classes(model: list[str], data: list[str], what: str, where: str) -> None:
-    """A model is scored only on the classes it was trained on, in its order; otherwise the figures are noise."""
-    if model and model != data:
-        diff = sorted(set(model) ^ set(data))[:3]
-        how = f"they differ in {', '.join(diff)}" if diff else "in another order"
-        raise DataError(f"{what} classifies {len(model)} classes and {where}'s test split has {len(data)}: {how}; "
-                        f"pass the --data the model was trained on")
-
-
-def image_names(ds: ImageSet) -> list[str]:
-    """How predictions.csv names each image: its file, or its index in an array-backed split."""
-    return [str(p) for p in ds.paths] if ds.paths is not None else [f"{ds.name}#{i}" for i in range(len(ds))]
 
 
 def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),

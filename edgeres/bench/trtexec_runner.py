@@ -34,8 +34,9 @@ from edgeres.backends.trtexec import (
     version_from_banner,
 )
 from edgeres.bench.accuracy import accuracy
+from edgeres.bench.classes import evaluation_data
 from edgeres.bench.device_state import Device, device_state, output
-from edgeres.bench.run import SCHEMA, BenchRow, Entry, check_budget, evaluation_data, machine, plan_rows
+from edgeres.bench.run import SCHEMA, BenchRow, Entry, check_budget, machine, plan_rows
 from edgeres.config import DEFAULT_MAX_BATCH, BenchConfig
 from edgeres.energy import PowerReading
 from edgeres.errors import ConfigError, RemoteError
