@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -92,10 +93,11 @@ def measure_latency(session: Session, sample: np.ndarray, batch: int, cfg: Laten
     return stats_from_times([t], batch, list(x.shape), session.copies_timed, session.device)
 
 
-def compare_latency(sessions: dict[str, Session], sample: np.ndarray, batch: int,
-                    cfg: LatencyConfig) -> dict[str, LatencyStats]:
+def compare_latency(sessions: dict[str, Session], sample: np.ndarray, batch: int, cfg: LatencyConfig,
+                    after: Callable[[str], None] | None = None) -> dict[str, LatencyStats]:
     """Latency of several sessions, timed in ``cfg.rounds`` alternating windows (A B C, C B A, …) whose
     samples are pooled: each still gets ``duration_s`` in all, and host drift falls evenly on every one.
+    ``after(name)`` is called after each window, outside the timing (the thermal watch's reading).
     """
     x = _fill(sample, batch)
     per = replace(cfg, warmup_s=cfg.warmup_s / cfg.rounds, duration_s=cfg.duration_s / cfg.rounds,
@@ -105,5 +107,7 @@ def compare_latency(sessions: dict[str, Session], sample: np.ndarray, batch: int
     for r in range(cfg.rounds):
         for k in (names if r % 2 == 0 else names[::-1]):
             times[k].append(timed_runs(sessions[k], x, per))
+            if after is not None:
+                after(k)
     return {k: stats_from_times(times[k], batch, list(x.shape), sessions[k].copies_timed,
                                 sessions[k].device) for k in names}

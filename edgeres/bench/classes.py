@@ -8,18 +8,16 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from edgeres.artifacts import atomic_path
+from edgeres.bench.rows import Entry
 from edgeres.config import BenchConfig
 from edgeres.data.datasets import ImageSet, load_dataset
 from edgeres.errors import ConfigError, DataError
 from edgeres.targets import TargetProfile
-
-if TYPE_CHECKING:
-    from edgeres.bench.run import Entry
 
 MAX_CONFUSION = 100  # classes; above, the matrix is left out of the report (it would be n² numbers)
 HURT_SHOWN = 3

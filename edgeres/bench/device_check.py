@@ -15,6 +15,8 @@ from packaging.version import Version
 from edgeres import __version__
 from edgeres.bench.device_state import Device, device_state, output
 from edgeres.bench.runners import DevicePython, device_python
+from edgeres.bench.thermal import ThermalWatch
+from edgeres.bench.thermal import now as thermal_now
 from edgeres.bench.trtexec_runner import device_target, find_trtexec, idle_power
 from edgeres.config import WORKSPACE_MIB, BenchConfig
 from edgeres.errors import ConfigError, EdgeresError
@@ -47,6 +49,7 @@ class DeviceCheck:
     runner: str | None = None  # what bench --runner auto would use
     energy: str = ""  # the idle board power, or why energy cannot be measured
     free_gb: float | None = None
+    thermal: str = ""  # the hottest zone now, its throttle point, the GPU's clock
     memory_gb: float | None = None  # MemAvailable: what a build and a bench can have without swapping
     swap_gb: float | None = None
     state: dict[str, Any] | None = None
@@ -78,7 +81,8 @@ class DeviceCheck:
             clocks = "unknown" if locked is None else "locked" if locked else "not locked"
             rows += [("power mode", f"{mode}; clocks {clocks}"),
                      ("GPU", "load unknown" if busy is None else f"{busy:.0f}% busy before any work")]
-        rows += [("energy", self.energy), ("disk", "-" if self.free_gb is None else f"{self.free_gb:.1f} GB free"),
+        rows += [("energy", self.energy), ("thermal", self.thermal or "-"),
+                 ("disk", "-" if self.free_gb is None else f"{self.free_gb:.1f} GB free"),
                  ("memory", "-" if self.memory_gb is None else f"{self.memory_gb:.1f} GB available, "
                   f"{self.swap_gb or 0:.1f} GB swap")]
         rows += [(m.path, f"{m.precision or '?'}, opset {m.opset or '?'}: " + (
@@ -143,6 +147,9 @@ def check_device(device: Device, target: str = "jetson", models: tuple[Path, ...
         c.state = device_state(device)
         c.warnings += c.state.pop("warnings")
     c.energy = _energy(device, profile, c.runner)
+    watch = ThermalWatch(device)
+    c.thermal = thermal_now(watch)
+    c.warnings += watch.warnings((c.state or {}).get("clocks_locked"))
     c.free_gb = _free_gb(device)
     if c.free_gb is not None and c.free_gb < FREE_GB_WARN:
         c.warnings.append(f"{c.free_gb:.1f} GB free in the home folder on {device.destination}: engines and models "

@@ -7,6 +7,7 @@ from pathlib import Path
 from edgeres.artifacts import atomic_path, staged_dir, write_json_atomic, write_text_atomic
 from edgeres.backends.memory import MemoryUse
 from edgeres.bench.classes import markdown_lines, plot_confusion
+from edgeres.bench.thermal import short as thermal_short
 from edgeres.errors import ArtifactError
 
 COLUMNS = ["precision", "top-1 %", "Δtop-1 pt", "agree %", "p50 ms", "p90 ms", "p99 ms", "img/s @B", "vs fp32 p50"]
@@ -84,6 +85,13 @@ def footnotes(report: dict) -> list[str]:
     mem = [(r["label"] + ("" if r["latency_representative"] else "*"), r.get("memory")) for r in res]
     if any(m for _, m in mem):
         notes.append(f"memory at batch {tb}: " + "; ".join(f"{label} {MemoryUse(**m).short()}" for label, m in mem if m))
+    thermal = report.get("thermal") or {}
+    if thermal.get("measured"):
+        notes.append("thermal, after each timing window: " + "; ".join(
+            f"{r['label']} {thermal_short(r['thermal'])}" for r in res if r.get("thermal")))
+        notes += thermal.get("warnings") or []
+    elif thermal:
+        notes.append(f"thermal not read: {thermal.get('why')}")
     state = report.get("device_state") or {}
     notes += state.get("warnings") or ([state["warning"]] if state.get("warning") else [])  # older reports: one "warning"
     if any(r["accuracy_mode"].startswith("simulated") for r in res):

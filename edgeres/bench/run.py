@@ -1,11 +1,10 @@
 """ONNX models (+ optional checkpoint) → report: accuracy against fp32 and latency, for every precision."""
 from __future__ import annotations
 
-import json
 import os
 import platform
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,106 +16,21 @@ from edgeres.backends import Session, get_backend, infer_all, require
 from edgeres.backends.latency import compare_latency
 from edgeres.bench.accuracy import accuracy, confusion
 from edgeres.bench.classes import MAX_CONFUSION, check_classes, evaluation_data, image_names, predictions_csv
+from edgeres.bench.rows import BenchRow, Entry, engine_configs, plan_rows
+from edgeres.bench.thermal import ThermalWatch
 from edgeres.build import engine_from_onnx
-from edgeres.config import DEFAULT_MAX_BATCH, BenchConfig, BuildConfig
+from edgeres.config import BenchConfig
 from edgeres.data.datasets import ImageSet
 from edgeres.data.preprocess import Preprocessing
 from edgeres.energy import Meter, PowerReading
 from edgeres.errors import AccuracyBudgetExceeded, ConfigError
 from edgeres.hw import cpu_features
-from edgeres.onnx_model import RECIPE_KEY, OnnxInfo, load_onnx, metadata, onnx_info
 from edgeres.progress import log
-from edgeres.quantize.check import require_valid_qdq
 from edgeres.quantize.recipes import recipe_for
+from edgeres.remote import LocalDevice
 from edgeres.targets import TargetProfile, load_target
 
 SCHEMA = "edgeres.bench/1"
-
-
-@dataclass
-class Entry:
-    label: str
-    path: Path
-    info: OnnxInfo
-    recipe: dict | None
-    precision: str = ""  # the row's precision: the model's own, or fp16 for a TensorRT engine of the float model
-    dla_core: int | None = None  # the row's engines run on this DLA core (layers it cannot take fall back to the GPU)
-
-    def __post_init__(self) -> None:
-        self.precision = self.precision or self.info.precision
-
-
-@dataclass
-class BenchRow:
-    """One measured model: a row of the report (``results[i]`` of schema ``edgeres.bench/1``)."""
-
-    label: str
-    model: str
-    sha256: str
-    precision: str
-    runtime: str
-    accuracy: dict[str, Any]
-    accuracy_mode: str
-    recipe: dict[str, Any] | None = None
-    latency_representative: bool = True
-    note: str = ""
-    threads: int | None = None
-    latency: dict[str, Any] = field(default_factory=dict)
-    throughput: dict[str, Any] = field(default_factory=dict)
-    roofline: dict[str, Any] | None = None
-    energy: dict[str, Any] | None = None  # board power in a window of its own, and mJ per image
-    memory: dict[str, Any] | None = None  # MemoryUse at the throughput batch; None for PyTorch on CUDA
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def plan_rows(models: list[Path], target: TargetProfile, dla_core: int | None = None) -> list[Entry]:
-    """The rows a bench on ``target`` reports: every model, plus fp16 of the float model where TensorRT runs it.
-
-    On a TensorRT target, every precision users deploy gets a row: fp32 (TF32 off), fp16 (the only reduced precision
-    on Nano and TX2), and int8 for each Q/DQ model. With ``dla_core``, each fp16 and int8 row is repeated on that DLA
-    core (``fp16-dla0``): the DLA runs those two precisions only.
-    """
-    target.check_dla(dla_core)
-    entries = _entries(models)
-    if target.runtime == "tensorrt" and "fp16" in target.precisions:
-        ref = entries[0]
-        entries.insert(1, Entry("fp16", ref.path, ref.info, None, "fp16"))
-    if dla_core is not None:
-        entries += [replace(e, label=f"{e.label}-dla{dla_core}", dla_core=dla_core) for e in entries
-                    if e.precision in ("fp16", "int8")]
-    return entries
-
-
-def engine_configs(entry: Entry, target: TargetProfile, cfg: BenchConfig) -> dict[str, BuildConfig]:
-    """The engines a TensorRT row needs: one optimized for the latency batch (also used for accuracy, up to
-    ``DEFAULT_MAX_BATCH``), and one for the throughput batch.
-    """
-    most = cfg.batch if entry.dla_core is not None else max(DEFAULT_MAX_BATCH, cfg.batch)  # a DLA engine is static
-    lat = BuildConfig(target.name, entry.precision, entry.dla_core, cfg.batch, most)
-    thr = BuildConfig(target.name, entry.precision, entry.dla_core, cfg.throughput_batch, cfg.throughput_batch)
-    return {"latency": lat, "throughput": thr} if thr != lat else {"latency": lat}
-
-
-def _entries(models: list[Path]) -> list[Entry]:
-    out, seen = [], set()
-    for p in models:
-        model = load_onnx(Path(p))
-        info = onnx_info(Path(p), model)
-        rec = json.loads(metadata(model)[RECIPE_KEY]) if RECIPE_KEY in metadata(model) else None
-        label = info.precision if rec is None else f"{info.precision}-{rec['recipe']}"
-        if rec is not None:
-            require_valid_qdq(model, recipe_for(rec["recipe"]).tensorrt_rules, str(p))
-        if label in seen:
-            label = f"{label}:{Path(p).stem}"
-        seen.add(label)
-        out.append(Entry(label, Path(p), info, rec))
-    refs = [e for e in out if e.info.precision == "fp32"]
-    if len(refs) != 1:
-        raise ConfigError(f"bench needs exactly one fp32 model as the reference, got {len(refs)}; "
-                          f"pass the float ONNX from `edgeres export` once")
-    return sorted(out, key=lambda e: e.info.precision != "fp32")
 
 
 def machine() -> dict:
@@ -162,7 +76,7 @@ def _accuracy(label: str, open_session: Opener, x: np.ndarray, labels: np.ndarra
 
 
 def _latency(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: BenchConfig,
-             per_batch_sessions: bool) -> None:
+             per_batch_sessions: bool, watch: ThermalWatch) -> None:
     """Latency at ``cfg.batch`` and ``cfg.throughput_batch`` for every row, timed in alternating windows.
 
     With ``per_batch_sessions`` (TensorRT), each batch is timed on the engine built for it; other runtimes take any
@@ -179,7 +93,7 @@ def _latency(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: Be
                 sessions = {}
                 for r, open_session in zip(rows, openers):
                     sessions[r.label] = open_session(False, key)
-            got = compare_latency(sessions, x[:batch], batch, cfg.latency)
+            got = compare_latency(sessions, x[:batch], batch, cfg.latency, after=watch.sample)
             for r in rows:
                 setattr(r, key, got[r.label].to_dict())
                 r.threads = sessions[r.label].threads if r.threads is None else r.threads
@@ -189,7 +103,7 @@ def _latency(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: Be
 
 
 def _energy(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: BenchConfig, meter: Meter | None,
-            idle: PowerReading | None, why: str) -> dict[str, Any]:
+            idle: PowerReading | None, why: str, watch: ThermalWatch) -> dict[str, Any]:
     """Board power of each model in a window of its own at the throughput batch, and energy per image; or why not."""
     from edgeres.backends.latency import fill_batch, timed_runs
     from edgeres.energy import energy_per_image_mj
@@ -204,6 +118,7 @@ def _energy(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: Ben
             times, power = meter.measure(lambda s=sess: timed_runs(s, xb, cfg.latency))
         finally:
             sess.close()
+        watch.sample(r.label)
         r.energy = {"power": power.to_dict(),
                     **energy_per_image_mj(power, idle, float(np.mean(times)), cfg.throughput_batch)}
     return {"measured": True, "meter": meter.name, "source": idle.source, "idle": idle.to_dict(),
@@ -284,8 +199,8 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
     state = None
     if target.kind == "jetson":  # before any work: the GPU's load now is another process's
         from edgeres.bench.device_state import device_state
-        from edgeres.remote import LocalDevice
         state = device_state(LocalDevice())
+    watch = ThermalWatch(LocalDevice())  # the first reading before any work
     entries = plan_rows(models, target, cfg.dla_core)
     static = min((e.info.input_shape[0] for e in entries if isinstance(e.info.input_shape[0], int)), default=None)
     if static is not None and max(cfg.batch, cfg.throughput_batch) > static:
@@ -316,9 +231,11 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
         rows, more = _torch_rows(Path(checkpoint), target, x, ds, ref_logits, pre)
         results += rows
         openers += more
-    _latency(results, openers, x, cfg, per_batch_sessions=target.runtime == "tensorrt")
+    _latency(results, openers, x, cfg, per_batch_sessions=target.runtime == "tensorrt", watch=watch)
     _memory(results, entries, openers, cfg, target, engines)
-    energy = _energy(results, openers, x, cfg, meter, idle, no_energy)
+    energy = _energy(results, openers, x, cfg, meter, idle, no_energy, watch)
+    for r in results:
+        r.thermal = watch.row(r.label)
     peaks, floor_target = None, target
     if target.kind == "cpu" and target.peak_fp32_tflops is None:
         peaks = measure_cpu_peaks(cfg.threads)  # recorded under measured_peaks; the target file has no datasheet
@@ -334,6 +251,7 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
                       if len(ds.classes) <= MAX_CONFUSION else None),
         "preprocessing": pre.to_dict(), "reference": ref.label, "model_cost": cost.to_dict(),
         "measured_peaks": peaks, "engines": engines or None, "energy": energy, "device_state": state,
+        "thermal": watch.report((state or {}).get("clocks_locked")),
         "timing": {"clock": "time.perf_counter around Session.infer", "what": "host wall time of one call",
                    "copies_timed": "per result: latency.copies_timed"},
         "results": [r.to_dict() for r in results],

@@ -36,7 +36,9 @@ from edgeres.backends.trtexec import (
 from edgeres.bench.accuracy import accuracy
 from edgeres.bench.classes import evaluation_data
 from edgeres.bench.device_state import Device, device_state, output
-from edgeres.bench.run import SCHEMA, BenchRow, Entry, check_budget, machine, plan_rows
+from edgeres.bench.rows import BenchRow, Entry, plan_rows
+from edgeres.bench.run import SCHEMA, check_budget, machine
+from edgeres.bench.thermal import ThermalWatch
 from edgeres.config import DEFAULT_MAX_BATCH, BenchConfig
 from edgeres.energy import PowerReading
 from edgeres.errors import ConfigError, RemoteError
@@ -225,7 +227,7 @@ def idle_power(device: Device, cfg: BenchConfig) -> tuple[PowerReading | None, s
 
 
 def _energy(tb: TrtexecBench, entries: list[Entry], rows: list[BenchRow], engines: dict[str, dict[str, str]],
-            cfg: BenchConfig, idle: PowerReading | None, why: str) -> dict:
+            cfg: BenchConfig, idle: PowerReading | None, why: str, watch: ThermalWatch) -> dict:
     """Board power from tegrastats on the device: each model in a trtexec window of its own, against idle."""
     from edgeres.energy import energy_per_image_mj, summarize
 
@@ -240,6 +242,7 @@ def _energy(tb: TrtexecBench, entries: list[Entry], rows: list[BenchRow], engine
                            max(1.0, cfg.latency.duration_s), cfg.latency.min_iters, times)
         tb.commands.append(shlex.join(argv) + "  # energy window, under tegrastats --interval 100")
         tb.run(["sh", "-c", WITH_TEGRASTATS, "sh", "100", log_path, *argv])
+        watch.sample(r.label)
         power = summarize(tb.device.read(log_path).decode(errors="replace").splitlines(), cfg.latency.duration_s)
         t = parse_times(tb.device.read(times).decode(errors="replace"), cfg.latency.warmup_s * 1000)
         r.energy = {"power": power.to_dict(), **energy_per_image_mj(power, idle, float(t.latency_ms.mean()) / 1e3, b)}
@@ -262,6 +265,7 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
     target.check_tensorrt(version, what=f"trtexec on {device.destination}: TensorRT")
     state = device_state(device) if target.kind == "jetson" else None  # before any work: the GPU's load is others'
     idle, no_energy = idle_power(device, cfg)  # before any build: --energy on is refused here, not after the work
+    watch = ThermalWatch(device)
     target.check_dla(cfg.dla_core, version)
     entries = plan_rows(models, target, cfg.dla_core)
     for e in entries:
@@ -294,6 +298,7 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
             order = list(zip(entries, rows))[:: 1 if w % 2 == 0 else -1]
             for e, r in order:
                 windows[r.label].append(tb.times(e, engines[e.label][key_], b, cfg, w, seconds))
+                watch.sample(r.label)
         for e, r in zip(entries, rows):
             shape, where = [b, *e.info.preprocessing.input_shape], f"trtexec on {device.destination}"
             stats = stats_from_times([t.latency_ms / 1e3 for t in windows[r.label]], b, shape, tb.copies_timed, where)
@@ -302,13 +307,15 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
                 k: getattr(compute, k) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips")}})
     for e, r in zip(entries, rows):
         r.memory = tb.memory(engines[e.label]["throughput"]).to_dict()
-    energy = _energy(tb, entries, rows, engines, cfg, idle, no_energy)
+    energy = _energy(tb, entries, rows, engines, cfg, idle, no_energy, watch)
+    for r in rows:
+        r.thermal = watch.row(r.label)
     report = {
         "schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "target": asdict(target), "machine": machine(), "versions": versions(), "config": asdict(cfg),
         "dataset": {"name": ds.name, "images": len(ds)}, "preprocessing": entries[0].info.preprocessing.to_dict(),
         "reference": entries[0].label, "model_cost": None, "measured_peaks": None, "engines": None,
-        "energy": energy, "device_state": state,
+        "energy": energy, "device_state": state, "thermal": watch.report((state or {}).get("clocks_locked")),
         "timing": {"clock": "trtexec --exportTimes", "what": "latencyMs of each query: H2D + GPU compute + D2H",
                    "copies_timed": "per result: latency.copies_timed"},
         "runner": {"name": "trtexec", "tensorrt": str(version), "trtexec": exe, "banner": banner,

@@ -110,7 +110,7 @@ def start_sshd(folder: Path, extra_config: tuple[str, ...] = (), account: str | 
     return Sshd(port, user, folder / "client_key", folder / "known_hosts", " ".join(host_pub), proc, folder / "sshd.log")
 
 
-DEVICE_TOOLS = ("sh", "mkdir", "ls", "cat", "sha256sum", "tar", "rm", "test", "wc")
+DEVICE_TOOLS = ("sh", "mkdir", "ls", "cat", "sha256sum", "tar", "rm", "test", "wc", "grep")
 
 
 def start_device(folder: Path, path: Path, env: tuple[str, ...] = ()) -> Sshd | str:

@@ -130,3 +130,37 @@ def test_energy_per_image_from_a_meter_of_known_power(small_run, tmp_path, monke
     assert 0 < mj / 1000 * 8 / 5.0 < 1  # mJ per image = 5 W × seconds per call / batch: a call under a second
     assert row["energy"]["mj_per_image_above_idle"] == pytest.approx(0.0, abs=0.01 * mj)
     assert "idle power measured before any work" in e["how"]
+
+
+def test_each_rows_temperature_and_gpu_clock_are_in_the_report(small_run, tmp_path, monkeypatch):
+    """A made-up Nano sysfs tree (this VM has no thermal zone): each row is read through grep after each of its timing
+    windows, and the report gives its hottest zone and GPU clock, without the PMIC zone's constant 100 °C."""
+    from edgeres.bench import thermal
+    from tests.helpers.sysfs import thermal_tree
+
+    cfg, _ = small_run
+    thermal_tree(tmp_path / "sys", {"CPU-therm": (44.0, 97.0), "GPU-therm": (43.5, 97.0), "PMIC-Die": (100.0, None)},
+                 gpu_mhz=921.6)
+    monkeypatch.setattr(thermal, "THERMAL_DIR", str(tmp_path / "sys" / "thermal"))
+    monkeypatch.setattr(thermal, "DEVFREQ_DIR", str(tmp_path / "sys" / "devfreq"))
+    models = [Path(cfg.out) / "model.onnx", Path(cfg.out) / "model.int8-tensorrt.onnx"]
+    report = bench(models, tmp_path / "r", BenchConfig(limit=32, throughput_batch=8, energy="off", latency=FAST_LATENCY))
+    t = report["thermal"]
+    assert t["measured"] and t["warnings"] == [] and t["trips_c"] == {"CPU-therm": 97.0, "GPU-therm": 97.0}
+    assert t["before"]["temps_c"] == {"CPU-therm": 44.0, "GPU-therm": 43.5}
+    for r in report["results"]:
+        assert r["thermal"]["samples"] == 2 * FAST_LATENCY.rounds  # each latency and throughput window
+        assert (r["thermal"]["hottest_zone"], r["thermal"]["gpu_mhz"]) == ("CPU-therm", [921.6, 921.6])
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "thermal, after each timing window: fp32 CPU-therm 44.0 °C, GPU 922 MHz; int8-tensorrt CPU-therm" in md
+
+
+def test_a_machine_without_thermal_zones_says_so(small_run, tmp_path, monkeypatch):
+    from edgeres.bench import thermal
+
+    cfg, _ = small_run
+    monkeypatch.setattr(thermal, "THERMAL_DIR", str(tmp_path / "none"))
+    report = bench([Path(cfg.out) / "model.onnx"], tmp_path / "r",
+                   BenchConfig(limit=16, throughput_batch=4, energy="off", latency=FAST_LATENCY))
+    assert report["thermal"]["measured"] is False and report["results"][0]["thermal"] is None
+    assert "thermal not read: this machine shows no thermal zone" in (tmp_path / "r" / "report.md").read_text()

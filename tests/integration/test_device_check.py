@@ -171,3 +171,28 @@ def test_l4t_release_reads_the_first_line_of_nv_tegra_release():
     line = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC"
     assert l4t_release(line) == "R36.4.3" and l4t_release("# R32 (release), REVISION: 7.1, GCID: 29818004") == "R32.7.1"
     assert l4t_release(None) is None and l4t_release("garbage") is None
+
+
+def test_a_board_near_its_throttle_point_is_a_warning(device, tmp_path, monkeypatch):
+    """A made-up Orin Nano sysfs, read through the loopback device's grep (this VM has no thermal zone): device check
+    shows the hottest zone and the GPU clock, and warns when a zone is within 5 °C of its throttle point already."""
+    from edgeres.bench import thermal
+    from tests.helpers.sysfs import set_temp, thermal_tree
+
+    thermal_tree(tmp_path / "sys", {"cpu-thermal": (51.0, 99.0), "gpu-thermal": (50.5, 99.0), "PMIC-Die": (100, None)},
+                 gpu_mhz=624.75)
+    monkeypatch.setattr(thermal, "THERMAL_DIR", str(tmp_path / "sys" / "thermal"))
+    monkeypatch.setattr(thermal, "DEVFREQ_DIR", str(tmp_path / "sys" / "devfreq"))
+    host = SshHost(device.destination, device.options(), device.key, accept_new_host_key=True)
+    with host.connected() as one:
+        cool = check_device(one, "jetson-orin-nano")
+        set_temp(tmp_path / "sys", 1, 95.0)
+        hot = check_device(one, "jetson-orin-nano")
+    assert cool.thermal == "hottest cpu-thermal 51.0 °C (throttles at 99 °C); GPU 625 MHz"
+    assert not [w for w in cool.warnings if "throttle" in w]
+    assert hot.thermal == "hottest gpu-thermal 95.0 °C (throttles at 99 °C); GPU 625 MHz"
+    assert [w for w in hot.warnings if "throttle" in w] == [
+        "thermal zones came within 5 °C of their throttle point: gpu-thermal 95.0 °C (throttles at 99 °C); latency "
+        "and energy from then on may be throttled: cool the board (its fan at full speed: sudo jetson_clocks --fan) "
+        "and re-run"]
+    assert ["thermal", "hottest", "gpu-thermal", "95.0", "°C"] in [ln.split()[:5] for ln in hot.text().splitlines()]

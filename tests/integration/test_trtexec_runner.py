@@ -113,17 +113,26 @@ def test_a_jetson_bench_records_the_state_it_measured_in(desktop_models, tmp_pat
     """The stand-in tegrastats replays a real Orin Nano line, whose GPU is 76% busy (GR3D_FREQ): before any build the
     bench sees a GPU someone else is using, and the report says so. Without root there is no jetson_clocks here: the
     clocks' state is unknown, and said to be. (Protocol only: no board was measured.)"""
+    from edgeres.bench import thermal
+    from tests.helpers.sysfs import thermal_tree
     from tests.helpers.tegrastats_standin import install as install_tegrastats
 
     install_tegrastats(tmp_path / "bin")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{__import__('os').environ['PATH']}")
+    # made-up Orin zones, one 2 °C under its throttle point (this VM has no thermal zone)
+    thermal_tree(tmp_path / "sys", {"cpu-thermal": (52.0, 99.0), "gpu-thermal": (97.0, 99.0)}, gpu_mhz=624.75)
+    monkeypatch.setattr(thermal, "THERMAL_DIR", str(tmp_path / "sys" / "thermal"))
+    monkeypatch.setattr(thermal, "DEVFREQ_DIR", str(tmp_path / "sys" / "devfreq"))
     exe = install(tmp_path / "bin", "100300")  # TensorRT 10.3: JetPack 6.1's, the Orin Nano's
     cfg = BenchConfig(target="jetson-orin-nano", limit=32, throughput_batch=4, latency=FAST, energy="off")
     report = bench_trtexec(desktop_models[:1], tmp_path / "r", cfg, LocalDevice(), str(exe))
     state = report["device_state"]
     assert state["gpu_busy_pct"] == pytest.approx(76) and state["clocks_locked"] is None
+    assert [r["thermal"]["samples"] for r in report["results"]] == [2, 2]  # fp32, fp16: one window per batch
     md = (tmp_path / "r" / "report.md").read_text()
     assert "the GPU was 76% busy before the bench began" in md and "whether clocks are locked is unknown" in md
+    assert "fp16 gpu-thermal 97.0 °C, GPU 625 MHz" in md
+    assert "gpu-thermal 97.0 °C (throttles at 99 °C)" in md and "cpu-thermal 52" not in md.split("throttle point")[1]
 
 
 def test_tegrastats_without_root_is_named(desktop_models, tmp_path, cache, monkeypatch):
@@ -222,10 +231,16 @@ def device_flags(device) -> list[str]:
             *sum((["--ssh-option", o] for o in device.options()), [])]
 
 
-def test_remote_trtexec_runner_needs_no_python_on_the_device(device, desktop_models, onnxruntime_report, tmp_path):
+def test_remote_trtexec_runner_needs_no_python_on_the_device(device, desktop_models, onnxruntime_report, tmp_path,
+                                                             monkeypatch):
+    from tests.helpers.sysfs import thermal_tree
+
     host = SshHost(device.destination, device.options(), device.key, accept_new_host_key=True)
     assert host.run(["sh", "-c", "command -v python3 || command -v python || echo none"]).stdout.strip() == b"none"
     assert host.run(["sh", "-c", "command -v trtexec"]).returncode == 0
+    thermal_tree(tmp_path / "sys", {"GPU-therm": (48.5, 97.0)}, gpu_mhz=921.6)  # read there, by the device's grep
+    monkeypatch.setenv("EDGERES_THERMAL_DIR", str(tmp_path / "sys" / "thermal"))
+    monkeypatch.setenv("EDGERES_DEVFREQ_DIR", str(tmp_path / "sys" / "devfreq"))
     before = device.logins()
     r = edgeres("bench", *map(str, desktop_models), "--target", "desktop", "--runner", "trtexec", *device_flags(device),
                 "--limit", str(LIMIT), "--duration", "1",
@@ -235,6 +250,8 @@ def test_remote_trtexec_runner_needs_no_python_on_the_device(device, desktop_mod
     same_accuracy(report, onnxruntime_report)
     assert report["runner"]["device"] == device.destination
     assert all(c.split()[0] == "trtexec" for c in report["runner"]["commands"])
+    assert report["thermal"]["trips_c"] == {"GPU-therm": 97.0}
+    assert [(r["thermal"]["hottest_c"], r["thermal"]["gpu_mhz"]) for r in report["results"]] == [(48.5, [921.6] * 2)] * 3
     # one login for the whole bench: its dozens of commands (four per batch) ride one connection, where each made its
     # own (benchmarks/ssh_connections.py: the handshakes then cost more than the stand-in's work)
     assert device.logins() - before == 1

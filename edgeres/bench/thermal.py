@@ -1,0 +1,217 @@
+"""Temperatures and the GPU's clock while a bench runs: whether a row was measured on a chip that throttled.
+
+A Jetson without a fan, or in a warm case, lowers its clocks when a thermal zone reaches its throttle point, and a
+power mode's budget can do the same. The rows timed after that run slower than the model would, and a comparison of
+precisions then says more about the order of the rows than about the models. So both runners read, after every
+timing window and on the machine that runs it, each thermal zone (``/sys/class/thermal/thermal_zone*/temp``) and the
+GPU's clock where the kernel gives it (a Jetson's devfreq node, ``/sys/class/devfreq/<gpu>/cur_freq``), in one
+``grep`` call, an argument list, over SSH or here. The report gives each row's hottest zone and clock range, and warns
+when a row's GPU clock fell below 90% of the bench's highest, or a zone came within 5 °C of its throttle point (its
+lowest ``passive`` or ``hot`` trip point).
+
+Zones that do not read a temperature are left out:
+- the PMIC-Die zone of Nano, TX2 and Xavier always reads 100 °C (NVIDIA says so on its forum; tegrastats prints it
+  as ``PMIC@100C``);
+- a sensor that is off reads -256 °C (an AGX Orin's GPU zone below 45 °C on JetPack 5.0.2: jetson_stats issue 350);
+- the CV zones of an Orin Nano, which has no DLA or PVA, fail to read with EAGAIN, and readers that retried hung
+  (prometheus/procfs issue 698): grep reports the error, which ``-s`` silences, and goes on to the next file.
+
+A sample is taken after a window, not inside it, and temperatures lag the work: these are a check on the figures,
+not a thermal study.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from edgeres.bench.device_state import Device
+
+THERMAL_DIR = os.environ.get("EDGERES_THERMAL_DIR", "/sys/class/thermal")
+DEVFREQ_DIR = os.environ.get("EDGERES_DEVFREQ_DIR", "/sys/class/devfreq")
+ZONES = 32  # thermal_zone0 … 31 are asked for by name: an argument list has no glob
+TRIPS = 8
+# the GPU's devfreq node by generation: Nano/TX1, TX2, Xavier, Orin on JetPack 5, Orin on JetPack 6
+GPU_DEVFREQ = ("57000000.gpu", "17000000.gp10b", "17000000.gv11b", "17000000.ga10b", "17000000.gpu")
+FAKE_ZONES = ("PMIC",)  # a zone whose type holds this reads a constant
+THROTTLE_TRIPS = ("passive", "hot")  # the kernel's trip types that lower clocks; "active" is a fan, "critical" a halt
+NEAR_TRIP_C = 5.0
+CLOCK_FALL = 0.9  # a row whose GPU clock fell under this share of the bench's highest is flagged
+SANE_C = (-40.0, 150.0)  # outside: a sensor that is off
+
+
+@dataclass
+class Snapshot:
+    """One reading: each zone's °C by name, and the GPU's clock (MHz) where the kernel gives it."""
+
+    temps_c: dict[str, float]
+    gpu_mhz: float | None
+
+    @property
+    def empty(self) -> bool:
+        return not self.temps_c and self.gpu_mhz is None
+
+
+def _grep(device: Device, paths: list[str]) -> dict[str, str]:
+    """``path: first line`` of every readable file among ``paths``, in one call (``grep -s -H .``: missing files are
+    left out, and grep's exit status, 2 where one is missing, says nothing here).
+    """
+    p = device.run(["grep", "-s", "-H", "-m", "1", ".", *paths], check=False)
+    out: dict[str, str] = {}
+    for line in p.stdout.decode(errors="replace").splitlines():
+        path, sep, value = line.partition(":")
+        if sep:
+            out.setdefault(path, value.strip())
+    return out
+
+
+def _zone(i: int) -> str:
+    return f"{THERMAL_DIR}/thermal_zone{i}"
+
+
+def parse_snapshot(values: dict[str, str]) -> Snapshot:
+    """A snapshot from ``path: value`` pairs of zone ``type``/``temp`` files (m°C) and devfreq ``cur_freq`` files (Hz)."""
+    temps: dict[str, float] = {}
+    for i in range(ZONES):
+        kind, raw = values.get(f"{_zone(i)}/type"), values.get(f"{_zone(i)}/temp")
+        if kind is None or raw is None or any(f in kind for f in FAKE_ZONES):
+            continue
+        try:
+            c = int(raw) / 1000.0
+        except ValueError:
+            continue
+        if SANE_C[0] <= c <= SANE_C[1]:
+            temps[kind if kind not in temps else f"{kind}#{i}"] = c
+    mhz = None
+    for name in GPU_DEVFREQ:
+        raw = values.get(f"{DEVFREQ_DIR}/{name}/cur_freq")
+        if raw is not None and raw.isdigit():
+            mhz = int(raw) / 1e6
+            break
+    return Snapshot(temps, mhz)
+
+
+def snapshot(device: Device) -> Snapshot:
+    """Every zone's temperature and the GPU's clock on ``device`` now."""
+    paths = [f"{_zone(i)}/{f}" for i in range(ZONES) for f in ("type", "temp")]
+    return parse_snapshot(_grep(device, paths + [f"{DEVFREQ_DIR}/{n}/cur_freq" for n in GPU_DEVFREQ]))
+
+
+def parse_trips(values: dict[str, str]) -> dict[str, float]:
+    """Each zone's throttle point (°C): its lowest ``passive`` or ``hot`` trip point."""
+    out: dict[str, float] = {}
+    for i in range(ZONES):
+        kind = values.get(f"{_zone(i)}/type")
+        if kind is None or any(f in kind for f in FAKE_ZONES):
+            continue
+        points = []
+        for t in range(TRIPS):
+            ttype, temp = values.get(f"{_zone(i)}/trip_point_{t}_type"), values.get(f"{_zone(i)}/trip_point_{t}_temp")
+            if ttype in THROTTLE_TRIPS and temp is not None and temp.lstrip("-").isdigit():
+                c = int(temp) / 1000.0
+                if SANE_C[0] < c < SANE_C[1]:
+                    points.append(c)
+        if points:
+            out[kind if kind not in out else f"{kind}#{i}"] = min(points)
+    return out
+
+
+def trips(device: Device) -> dict[str, float]:
+    paths = [f"{_zone(i)}/{f}" for i in range(ZONES) for f in
+             ["type", *(f"trip_point_{t}_{k}" for t in range(TRIPS) for k in ("type", "temp"))]]
+    return parse_trips(_grep(device, paths))
+
+
+@dataclass
+class ThermalWatch:
+    """Snapshots of one device taken after each timing window, by row; the first, ``before``, before any of them."""
+
+    device: Device
+    before: Snapshot = field(init=False)
+    trips_c: dict[str, float] = field(init=False)
+    samples: dict[str, list[Snapshot]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.before = snapshot(self.device)
+        self.trips_c = trips(self.device) if self.before.temps_c else {}
+
+    @property
+    def active(self) -> bool:
+        return not self.before.empty
+
+    def sample(self, label: str) -> None:
+        if self.active:
+            self.samples.setdefault(label, []).append(snapshot(self.device))
+
+    def row(self, label: str) -> dict[str, Any] | None:
+        """A row's hottest reading per zone, its hottest zone and its GPU clock's range, over its windows."""
+        got = self.samples.get(label)
+        if not got:
+            return None
+        zones = {z: max(s.temps_c[z] for s in got if z in s.temps_c) for z in {z for s in got for z in s.temps_c}}
+        hot = max(zones.items(), key=lambda kv: kv[1]) if zones else None
+        clocks = [s.gpu_mhz for s in got if s.gpu_mhz is not None]
+        return {"samples": len(got), "max_c": dict(sorted(zones.items())),
+                "hottest_zone": hot[0] if hot else None, "hottest_c": hot[1] if hot else None,
+                "gpu_mhz": [min(clocks), max(clocks)] if clocks else None}
+
+    def warnings(self, clocks_locked: bool | None = None) -> list[str]:
+        """The rows whose GPU clock fell, and the zones that came near their throttle point."""
+        out = []
+        rows = {k: self.row(k) for k in self.samples}
+        top = max((r["gpu_mhz"][1] for r in rows.values() if r and r["gpu_mhz"]), default=None)
+        # clocks known to float (DVFS): a reading after a window may catch the governor lowering an idle clock, and the
+        # device state's warning already says that latency depends on it
+        fell = {} if clocks_locked is False else {k: r["gpu_mhz"][0] for k, r in rows.items()
+                                                  if r and r["gpu_mhz"] and top and r["gpu_mhz"][0] < CLOCK_FALL * top}
+        if fell:
+            why = ("with clocks locked, that is throttling: cool the board (its fan at full speed: sudo jetson_clocks "
+                   "--fan) and re-run" if clocks_locked else
+                   "throttling, or DVFS if clocks are not locked: lock them (sudo jetson_clocks), cool the board and "
+                   "re-run")
+            out.append("the GPU clock fell during " + ", ".join(f"{k} (to {v:.0f} MHz)" for k, v in fell.items())
+                       + f", below 90% of the bench's highest {top:.0f} MHz; their latency is not the model's alone: "
+                       + why)
+        near: dict[str, float] = {}
+        for temps in [self.before.temps_c, *((r or {}).get("max_c") or {} for r in rows.values())]:
+            for z, c in temps.items():
+                if z in self.trips_c and c >= self.trips_c[z] - NEAR_TRIP_C:
+                    near[z] = max(c, near.get(z, c))
+        if near:
+            out.append("thermal zones came within 5 °C of their throttle point: " + ", ".join(
+                f"{z} {c:.1f} °C (throttles at {self.trips_c[z]:.0f} °C)" for z, c in near.items())
+                + "; latency and energy from then on may be throttled: cool the board (its fan at full speed: "
+                  "sudo jetson_clocks --fan) and re-run")
+        return out
+
+    def report(self, clocks_locked: bool | None = None) -> dict[str, Any]:
+        """The report's ``thermal``: how it was read, the throttle points, the reading before any work, warnings."""
+        if not self.active:
+            return {"measured": False, "why": f"{self.device.destination} shows no thermal zone in {THERMAL_DIR} and "
+                                              f"no GPU clock in {DEVFREQ_DIR}"}
+        return {"measured": True, "how": f"{THERMAL_DIR}/thermal_zone*/temp and the GPU's devfreq cur_freq, read after "
+                                         f"each timing window (PMIC zones left out: they read a constant)",
+                "trips_c": self.trips_c, "before": asdict(self.before), "warnings": self.warnings(clocks_locked)}
+
+
+def now(watch: ThermalWatch) -> str:
+    """The reading before any work, as ``device check`` shows it: the hottest zone, its throttle point, the clock."""
+    if not watch.active:
+        return f"nothing read (no thermal zone in {THERMAL_DIR}, no GPU clock in {DEVFREQ_DIR})"
+    temps = watch.before.temps_c
+    hot = max(temps, key=lambda z: temps[z]) if temps else None
+    trip = f" (throttles at {watch.trips_c[hot]:.0f} °C)" if hot in watch.trips_c else ""
+    return (f"hottest {hot} {temps[hot]:.1f} °C{trip}" if hot else "no zone") + (
+        f"; GPU {watch.before.gpu_mhz:.0f} MHz" if watch.before.gpu_mhz is not None else "")
+
+
+def short(row: dict[str, Any]) -> str:
+    """``GPU-therm 61.5 °C, GPU 921 MHz`` (a clock range where it moved)."""
+    parts = []
+    if row.get("hottest_zone"):
+        parts.append(f"{row['hottest_zone']} {row['hottest_c']:.1f} °C")
+    if row.get("gpu_mhz"):
+        lo, hi = row["gpu_mhz"]
+        parts.append(f"GPU {lo:.0f} MHz" if lo == hi else f"GPU {lo:.0f}–{hi:.0f} MHz")
+    return ", ".join(parts) or "nothing read"
+

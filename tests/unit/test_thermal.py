@@ -1,0 +1,89 @@
+"""The thermal watch reads a sysfs tree through a real ``grep`` (as it does on a device), and says which rows ran on a
+throttled chip. The trees are made up: this VM has no thermal zone."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeres.bench import thermal
+from edgeres.bench.thermal import ThermalWatch, short, snapshot, trips
+from edgeres.remote import LocalDevice
+from tests.helpers.sysfs import set_gpu_mhz, set_temp, thermal_tree
+
+NANO = {"AO-therm": (41.5, None), "CPU-therm": (44.0, 97.0), "GPU-therm": (43.5, 97.0), "PLL-therm": (40.0, None),
+        "PMIC-Die": (100.0, None), "thermal-fan-est": (42.0, None)}
+
+
+@pytest.fixture
+def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(thermal, "THERMAL_DIR", str(tmp_path / "thermal"))
+    monkeypatch.setattr(thermal, "DEVFREQ_DIR", str(tmp_path / "devfreq"))
+    return tmp_path
+
+
+def test_a_reading_of_every_zone_but_the_constant_pmic(tree: Path) -> None:
+    thermal_tree(tree, NANO, gpu_mhz=921.6)
+    s = snapshot(LocalDevice())
+    assert s.temps_c == {"AO-therm": 41.5, "CPU-therm": 44.0, "GPU-therm": 43.5, "PLL-therm": 40.0,
+                         "thermal-fan-est": 42.0}
+    assert s.gpu_mhz == pytest.approx(921.6)
+    assert trips(LocalDevice()) == {"CPU-therm": 97.0, "GPU-therm": 97.0}  # passive, not the active (fan) trip
+
+
+def test_a_sensor_that_is_off_and_a_twice_named_zone(tree: Path) -> None:
+    thermal_tree(tree, {"acpitz": (30.0, None), "cv0-thermal": (-256.0, None)})
+    d = tree / "thermal" / "thermal_zone2"  # a second zone of the same type
+    d.mkdir()
+    (d / "type").write_text("acpitz\n")
+    (d / "temp").write_text("35000\n")
+    cv = tree / "thermal" / "thermal_zone3"  # a zone whose temp cannot be read (an Orin Nano's CV zones: EAGAIN)
+    (cv / "temp").mkdir(parents=True)
+    (cv / "type").write_text("cv1-thermal\n")
+    assert snapshot(LocalDevice()).temps_c == {"acpitz": 30.0, "acpitz#2": 35.0}
+
+
+def test_rows_whose_gpu_clock_fell_and_zones_near_their_throttle_point(tree: Path) -> None:
+    thermal_tree(tree, NANO, gpu_mhz=921.6)
+    watch = ThermalWatch(LocalDevice())
+    assert watch.active and watch.before.temps_c["GPU-therm"] == 43.5
+    for _ in range(2):
+        watch.sample("fp32")
+    set_temp(tree, 2, 93.5)  # GPU-therm, 3.5 °C under its 97 °C
+    set_gpu_mhz(tree, 614.4)
+    watch.sample("fp16")
+    set_gpu_mhz(tree, 921.6)
+    watch.sample("fp16")
+    fp32, fp16 = watch.row("fp32"), watch.row("fp16")
+    assert fp32 is not None and fp16 is not None
+    assert fp32["gpu_mhz"] == [pytest.approx(921.6)] * 2 and fp32["samples"] == 2
+    assert fp16["gpu_mhz"] == [pytest.approx(614.4), pytest.approx(921.6)]
+    assert (fp16["hottest_zone"], fp16["hottest_c"]) == ("GPU-therm", 93.5)
+    assert short(fp16) == "GPU-therm 93.5 °C, GPU 614–922 MHz"
+    warned = watch.warnings(clocks_locked=True)
+    assert len(warned) == 2
+    assert "fp16 (to 614 MHz)" in warned[0] and "fp32" not in warned[0] and "that is throttling" in warned[0]
+    assert "GPU-therm 93.5 °C (throttles at 97 °C)" in warned[1] and "CPU-therm" not in warned[1]
+    report = watch.report(clocks_locked=None)
+    assert report["measured"] and report["trips_c"]["GPU-therm"] == 97.0
+    assert "DVFS" in report["warnings"][0]  # clocks not known to be locked: the fall may be DVFS
+    # clocks known not to be locked: a fall is DVFS, which the device state's own warning names; zones still warn
+    assert [w[:20] for w in watch.warnings(clocks_locked=False)] == ["thermal zones came w"]
+
+
+def test_a_steady_cool_bench_gets_no_warning(tree: Path) -> None:
+    thermal_tree(tree, NANO, gpu_mhz=921.6)
+    watch = ThermalWatch(LocalDevice())
+    for label in ("fp32", "fp16", "int8"):
+        watch.sample(label)
+    assert watch.warnings() == []
+    assert watch.row("nothing") is None
+
+
+def test_a_machine_without_zones_says_so(tree: Path) -> None:
+    (tree / "thermal").mkdir()
+    watch = ThermalWatch(LocalDevice())
+    watch.sample("fp32")
+    assert not watch.active and watch.row("fp32") is None
+    report = watch.report()
+    assert report["measured"] is False and "no thermal zone" in report["why"]
