@@ -38,6 +38,10 @@ THROTTLE_TRIPS = ("passive", "hot")  # the kernel's trip types that lower clocks
 NEAR_TRIP_C = 5.0
 CLOCK_FALL = 0.9  # a row whose GPU clock fell under this share of the bench's highest is flagged
 SANE_C = (-40.0, 150.0)  # outside: a sensor that is off
+TRIP_C = (40.0, 150.0)  # outside: a trip point that is unset
+# zones whose trip points only notify user space (the kernel's x86_pkg_temp_thermal doc: 0 until written, any value
+# up to TjMax): they throttle nothing, so they are no throttle point
+NOTIFY_ONLY = ("x86_pkg_temp",)
 
 
 @dataclass
@@ -102,14 +106,14 @@ def parse_trips(values: dict[str, str]) -> dict[str, float]:
     out: dict[str, float] = {}
     for i in range(ZONES):
         kind = values.get(f"{_zone(i)}/type")
-        if kind is None or any(f in kind for f in FAKE_ZONES):
+        if kind is None or any(f in kind for f in FAKE_ZONES + NOTIFY_ONLY):
             continue
         points = []
         for t in range(TRIPS):
             ttype, temp = values.get(f"{_zone(i)}/trip_point_{t}_type"), values.get(f"{_zone(i)}/trip_point_{t}_temp")
             if ttype in THROTTLE_TRIPS and temp is not None and temp.lstrip("-").isdigit():
                 c = int(temp) / 1000.0
-                if SANE_C[0] < c < SANE_C[1]:
+                if TRIP_C[0] <= c < TRIP_C[1]:
                     points.append(c)
         if points:
             out[kind if kind not in out else f"{kind}#{i}"] = min(points)

@@ -41,6 +41,13 @@ def test_a_sensor_that_is_off_and_a_twice_named_zone(tree: Path) -> None:
     (cv / "temp").mkdir(parents=True)
     (cv / "type").write_text("cv1-thermal\n")
     assert snapshot(LocalDevice()).temps_c == {"acpitz": 30.0, "acpitz#2": 35.0}
+    for i, (kind, trip) in enumerate((("x86_pkg_temp", "0"), ("x86_pkg_temp", "60000"), ("soc-thermal", "0")), 4):
+        z = tree / "thermal" / f"thermal_zone{i}"  # trip points that notify only (x86), or that are unset (0)
+        z.mkdir()
+        for name, value in (("type", kind), ("temp", "52000"), ("trip_point_0_type", "passive"),
+                            ("trip_point_0_temp", trip)):
+            (z / name).write_text(value + "\n")
+    assert trips(LocalDevice()) == {}
 
 
 def test_rows_whose_gpu_clock_fell_and_zones_near_their_throttle_point(tree: Path) -> None:
