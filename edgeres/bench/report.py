@@ -45,6 +45,21 @@ def max_noise(report: dict) -> tuple[float, str] | None:
     return max(got) if got else None
 
 
+def round_ratios(report: dict) -> list[tuple[str, float, float]]:
+    """Each row's p50 over the reference's, round by round at the latency batch (windows of one round ran back to
+    back): (label, lowest, highest). Rows timed in a single window, or whose latency says nothing of the device, have
+    none.
+    """
+    ref = report["results"][0]["latency"].get("window_p50_ms") or []
+    out = []
+    for r in report["results"][1:]:
+        mine = r["latency"].get("window_p50_ms") or []
+        if len(mine) == len(ref) > 1 and r.get("latency_representative", True):
+            ratios = [m / f for m, f in zip(mine, ref)]
+            out.append((r["label"], min(ratios), max(ratios)))
+    return out
+
+
 def footnotes(report: dict) -> list[str]:
     notes = []
     res = report["results"]
@@ -58,6 +73,13 @@ def footnotes(report: dict) -> list[str]:
                 f"(try --threads 1 or a quieter machine)" if noise[0] > NOISY_PCT else "")
         notes.append(f"host noise: the p50s of one model's timing windows spread up to {noise[0]:.1f}% "
                      f"({noise[1]}){warn}")
+    spans = round_ratios(report)
+    if spans:
+        level = [label for label, lo, hi in spans if lo <= 1.0 <= hi]
+        notes.append(f"vs {res[0]['label']} p50, round by round ({len(res[0]['latency']['window_p50_ms'])} rounds): "
+                     + ", ".join(f"{label} {lo:.2f}–{hi:.2f}×" for label, lo, hi in spans)
+                     + (f"; {', '.join(level)} faster in some rounds and slower in others: this run cannot tell "
+                        f"{'it' if len(level) == 1 else 'them'} from {res[0]['label']}" if level else ""))
     energy = report.get("energy") or {}
     if energy.get("measured"):
         idle = energy.get("idle") or {}

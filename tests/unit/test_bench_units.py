@@ -164,3 +164,24 @@ def test_noise_ignores_rows_that_say_nothing_about_the_device():
     rows = [{"label": "fp32", "latency": {"noise_pct": 3.0}, "latency_representative": True},
             {"label": "int8-tensorrt", "latency": {"noise_pct": 160.0}, "latency_representative": False}]
     assert max_noise({"results": rows}) == (3.0, "fp32")
+
+
+def test_each_rounds_ratio_says_whether_a_speed_up_holds_in_every_round():
+    """fp16 is faster than fp32 in every round; int8 is faster in two rounds and slower in one (the host drifted
+    under fp32's middle window): its range crosses 1.00×, and the note says this run cannot tell it from fp32."""
+    from edgeres.bench.report import footnotes, round_ratios
+
+    def row(label, windows, representative=True):
+        return {"label": label, "latency": {"window_p50_ms": windows, "batch": 1, "p50_ms": windows[0],
+                                            "noise_pct": None},
+                "throughput": {"batch": 8}, "latency_representative": representative, "threads": 2,
+                "accuracy_mode": "native"}
+
+    report = {"results": [row("fp32", [2.0, 2.0, 2.0]), row("fp16", [1.0, 1.1, 0.9]), row("int8", [1.8, 2.2, 1.9]),
+                          row("int8-cpu", [9.0, 9.0, 9.0], representative=False), row("one", [1.0])],
+              "dataset": {"images": 8, "name": "x"}}
+    assert round_ratios(report) == [("fp16", pytest.approx(0.45), pytest.approx(0.55)),
+                                    ("int8", pytest.approx(0.9), pytest.approx(1.1))]
+    (note,) = [n for n in footnotes(report) if "round by round" in n]
+    assert note == ("vs fp32 p50, round by round (3 rounds): fp16 0.45–0.55×, int8 0.90–1.10×; int8 faster in some "
+                    "rounds and slower in others: this run cannot tell it from fp32")
