@@ -30,6 +30,8 @@ MAX_OPSET = 25
 ENERGY_MODES = ("auto", "on", "off")
 DEFAULT_MAX_BATCH = 32  # the engines' largest batch: accuracy is scored in batches of this size
 WORKSPACE_MIB = 1024  # TensorRT's builder workspace, for the Python builder and trtexec alike
+PROFILE_RUNS = 50  # bench --profile: runs averaged per layer, at the latency batch
+PROFILE_TOP = 10  # layers a report lists by name; the rest are summed
 
 
 def _finite(name: str, value: float | None) -> None:
@@ -239,6 +241,7 @@ class BenchConfig:
     max_drop: float | None = None  # top-1 points against fp32
     energy: str = "auto"  # auto: measure where a meter is; on: refuse to bench without one; off: do not measure
     dla_core: int | None = None  # also bench the fp16 and int8 rows on this DLA core (static engines, GPU fallback)
+    profile: bool = False  # also each layer's time, in a run of its own (PROFILE_RUNS runs at the latency batch)
 
     def validate(self) -> None:
         self.latency.validate()

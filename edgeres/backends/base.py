@@ -1,8 +1,8 @@
 """Runtimes behind one small interface, so accuracy and latency code is the same for all of them.
 
 ``build`` calls ``Backend.compile`` and ``bench`` calls ``Backend.load``, for every runtime. A ``Session`` declares
-what bench reads of it (``max_batch``, ``threads``, ``device``, ``copies_timed``, ``activation_bytes``) and closes
-as a context manager.
+what bench reads of it (``max_batch``, ``threads``, ``device``, ``copies_timed``, ``activation_bytes``, ``profile``)
+and closes as a context manager.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import numpy as np
 from edgeres.errors import ConfigError
 
 if TYPE_CHECKING:
+    from edgeres.backends.profile import LayerProfile
     from edgeres.targets import TargetProfile
 
 
@@ -30,6 +31,12 @@ class Session(Protocol):
     activation_bytes: int | None  # device memory for activations where the runtime reports it (TensorRT); else None
 
     def infer(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def profile(self, batch: np.ndarray, runs: int, workdir: Path) -> LayerProfile | None:
+        """Each layer's mean time over ``runs`` calls on ``batch``, from the runtime's own profiler; None where it
+        has none that edgeres reads (PyTorch eager).
+        """
+        ...
 
     def close(self) -> None: ...
 

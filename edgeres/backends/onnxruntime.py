@@ -11,6 +11,7 @@ from edgeres.errors import ArtifactError
 from edgeres.hw import usable_cores
 
 if TYPE_CHECKING:
+    from edgeres.backends.profile import LayerProfile
     from edgeres.targets import TargetProfile
 
 
@@ -48,11 +49,18 @@ class OrtSession(ClosingSession):
         self.output_name: str = self._sess.get_outputs()[0].name
         self.threads = so.intra_op_num_threads
         self.simulate = simulate
+        self.path = Path(path)
         self._run = self._sess.run
         self._outputs = [self.output_name]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self._run(self._outputs, {self.input_name: batch})[0]
+
+    def profile(self, batch: np.ndarray, runs: int, workdir: Path) -> LayerProfile | None:
+        """ONNX Runtime's profiler on a session of its own; None for a Q/DQ simulation, whose time is no device's."""
+        from edgeres.backends.profile import onnxruntime_profile
+
+        return None if self.simulate else onnxruntime_profile(self.path, self.threads, batch, runs, workdir)
 
     def infer_all(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         return infer_all(self, x, batch_size)

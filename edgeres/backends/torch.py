@@ -49,6 +49,9 @@ class TorchSession(ClosingSession):
         y = self.model(x).float()
         return y.cpu().numpy()
 
+    def profile(self, batch: np.ndarray, runs: int, workdir: Path) -> None:
+        return None  # PyTorch eager is the baseline; its layers are not the deployment's
+
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]
         if self.device.startswith("cuda"):

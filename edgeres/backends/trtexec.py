@@ -7,6 +7,8 @@ NVIDIA's ``samples/common/sampleReporting.cpp``:
   "startD2hMs", "endD2hMs", "h2dMs", "computeMs", "d2hMs", "latencyMs", "endToEndMs"}, …]`` with the warm-up queries
   included (older releases: ``startInMs``/``inMs``/``outMs``);
 - ``--exportOutput``: ``[{"name": …, "dimensions": "32x10", "values": [ … ]}]``.
+- ``--exportProfile``: ``[{"count": runs}, {"name", "timeMs", "averageMs", "percentage"}, …]`` (read by
+  ``edgeres.backends.profile``).
 """
 from __future__ import annotations
 
@@ -87,6 +89,13 @@ def timing_argv(trtexec: str, engine: str, input_name: str, batch: int, chw: tup
     return [trtexec, f"--loadEngine={engine}", f"--shapes={shape(input_name, batch, chw)}",
             f"--warmUp={max(0, round(warmup_s * 1000))}", f"--duration={max(1, round(duration_s))}",
             f"--iterations={min_iters}", "--avgRuns=1", f"--exportTimes={times}"]
+
+
+def profile_argv(trtexec: str, engine: str, input_name: str, batch: int, chw: tuple[int, ...], runs: int,
+                 profile: str) -> list[str]:
+    """A run of its own with trtexec's per-layer profiler (``--dumpProfile``, printed; ``--exportProfile``, kept)."""
+    return [trtexec, f"--loadEngine={engine}", f"--shapes={shape(input_name, batch, chw)}", "--warmUp=0",
+            "--duration=0", f"--iterations={runs}", "--avgRuns=1", "--dumpProfile", f"--exportProfile={profile}"]
 
 
 def inference_argv(trtexec: str, engine: str, input_name: str, batch: int, chw: tuple[int, ...], inputs: str,

@@ -114,6 +114,11 @@ def footnotes(report: dict) -> list[str]:
         notes += thermal.get("warnings") or []
     elif thermal:
         notes.append(f"thermal not read: {thermal.get('why')}")
+    prof = [(r["label"] + ("" if r["latency_representative"] else "*"), r["profile"]) for r in res if r.get("profile")]
+    if prof:
+        notes.append(f"layers at batch {prof[0][1]['batch']} ({prof[0][1]['runs']} runs under the runtime's profiler, "
+                     f"apart from the timing; report.md lists the slowest): "
+                     + "; ".join(f"{label} {profile_short(p)}" for label, p in prof))
     state = report.get("device_state") or {}
     notes += state.get("warnings") or ([state["warning"]] if state.get("warning") else [])  # older reports: one "warning"
     if any(r["accuracy_mode"].startswith("simulated") for r in res):
@@ -156,7 +161,42 @@ def markdown(report: dict) -> str:
                    f"{lat['iterations']} | {_f(a['cosine'], '.5f')} | {_f(a['max_abs_diff'], '.4f')} | {a['top5']:.2f} |")
     out += roofline_lines(report)
     out += markdown_lines(report)
+    out += profile_lines(report)
     return "\n".join(out) + "\n"
+
+
+def profile_short(p: dict) -> str:
+    """``38 layers, QLinearConv 87%, QLinearAdd 5%``; an engine's: its slowest layer's share, and reformatting's."""
+    total = p["total_ms"] or 1.0
+    parts = [f"{p['layer_count']} layers"]
+    if p.get("by_op"):
+        parts += [f"{op} {100 * ms / total:.0f}%" for op, ms in list(p["by_op"].items())[:2]]
+    elif p["layers"]:
+        top = p["layers"][0]
+        name = top["name"] if len(top["name"]) <= 40 else top["name"][:39] + "…"
+        parts.append(f"slowest {name} {100 * top['ms'] / total:.0f}%")
+    if p.get("reformat_ms"):
+        parts.append(f"reformatting {100 * p['reformat_ms'] / total:.0f}%")
+    return ", ".join(parts)
+
+
+def profile_lines(report: dict) -> list[str]:
+    """report.md's per-layer tables of ``bench --profile``: each row's slowest layers, and the rest summed."""
+    out = []
+    for r in report["results"]:
+        p = r.get("profile")
+        if not p:
+            continue
+        total = p["total_ms"] or 1.0
+        out += ["", f"### {r['label']}: where the time goes at batch {p['batch']} ({p['layer_count']} layers, "
+                    f"{p['total_ms']:.3f} ms per run under the profiler)", "", p["how"], "",
+                "| layer | op | ms per run | share |", "|---|---|---|---|"]
+        out += [f"| `{t['name']}` | {t['op'] or '—'} | {t['ms']:.4f} | {100 * t['ms'] / total:.1f}% |"
+                for t in p["layers"]]
+        rest = p["layer_count"] - len(p["layers"])
+        if rest:
+            out.append(f"| {rest} more | | {p['other_ms']:.4f} | {100 * p['other_ms'] / total:.1f}% |")
+    return (["", "## Layers (bench --profile)"] + out) if out else []
 
 
 def roofline_lines(report: dict) -> list[str]:

@@ -51,6 +51,7 @@ class BenchRow:
     energy: dict[str, Any] | None = None  # board power in a window of its own, and mJ per image
     memory: dict[str, Any] | None = None  # MemoryUse at the throughput batch; None for PyTorch on CUDA
     thermal: dict[str, Any] | None = None  # hottest zone and GPU clock over the row's timing windows (ThermalWatch.row)
+    profile: dict[str, Any] | None = None  # bench --profile: the slowest layers at the latency batch (LayerProfile)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

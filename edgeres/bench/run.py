@@ -150,6 +150,22 @@ def _memory(rows: list[BenchRow], entries: list[Entry], openers: list[Opener], c
             r.memory = torch_memory(Path(r.model), cfg.throughput_batch, chw).to_dict()
 
 
+def _profile(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: BenchConfig) -> None:
+    """Each row's layers at the latency batch, from its runtime's profiler, in a run apart from the timed ones."""
+    import tempfile
+
+    from edgeres.backends.latency import fill_batch
+    from edgeres.config import PROFILE_RUNS
+
+    log(f"profile: each model's layers over {PROFILE_RUNS} runs at batch {cfg.batch} …")
+    xb = fill_batch(x[:cfg.batch], cfg.batch)
+    with tempfile.TemporaryDirectory(prefix="edgeres-profile-") as work:
+        for r, open_session in zip(rows, openers):
+            with open_session(False, "latency") as sess:
+                got = sess.profile(xb, PROFILE_RUNS, Path(work))
+            r.profile = None if got is None else got.to_dict()
+
+
 def _torch_rows(checkpoint: Path, target: TargetProfile, x: np.ndarray, ds: ImageSet, ref: np.ndarray | None,
                 pre: Preprocessing) -> tuple[list[BenchRow], list[Opener]]:
     """Plain PyTorch eager: on the CPU, and on CUDA in fp32 and fp16 where a GPU exists."""
@@ -233,6 +249,8 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
         openers += more
     _latency(results, openers, x, cfg, per_batch_sessions=target.runtime == "tensorrt", watch=watch)
     _memory(results, entries, openers, cfg, target, engines)
+    if cfg.profile:
+        _profile(results, openers, x, cfg)
     energy = _energy(results, openers, x, cfg, meter, idle, no_energy, watch)
     for r in results:
         r.thermal = watch.row(r.label)

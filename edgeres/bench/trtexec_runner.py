@@ -23,6 +23,7 @@ from packaging.version import Version
 from edgeres.artifacts import atomic_path, sha256_file, versions
 from edgeres.backends.latency import stats_from_times
 from edgeres.backends.memory import MemoryUse, trtexec_memory
+from edgeres.backends.profile import LayerProfile
 from edgeres.backends.trtexec import (
     JETPACK_TRTEXEC,
     QueryTimes,
@@ -191,6 +192,17 @@ class TrtexecBench:
         size = self.run(["wc", "-c", engine]).split()
         return trtexec_memory(self.logs.get(engine, ""), int(size[0]) if size and size[0].isdigit() else None)
 
+    def profile(self, entry: Entry, engine: str, batch: int) -> LayerProfile:
+        """Each layer's mean time from trtexec's profiler, in a run of its own at ``batch``."""
+        from edgeres.backends.profile import parse_trtexec_profile
+        from edgeres.backends.trtexec import profile_argv
+        from edgeres.config import PROFILE_RUNS
+
+        path = f"{self.wdir}/out/{entry.label}.b{batch}.profile.json"
+        self.run(profile_argv(self.exe, engine, entry.info.input_name, batch, tuple(entry.info.preprocessing.input_shape),
+                              PROFILE_RUNS, path))
+        return parse_trtexec_profile(self.device.read(path).decode(errors="replace"), batch)
+
     def times(self, entry: Entry, engine: str, batch: int, cfg: BenchConfig, window: int,
               seconds: float) -> QueryTimes:
         """One timing window of trtexec's own timed run: per-query latency and GPU compute (ms), warm-up dropped."""
@@ -307,6 +319,8 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
                 k: getattr(compute, k) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips")}})
     for e, r in zip(entries, rows):
         r.memory = tb.memory(engines[e.label]["throughput"]).to_dict()
+        if cfg.profile:
+            r.profile = tb.profile(e, engines[e.label]["latency"], cfg.batch).to_dict()
     energy = _energy(tb, entries, rows, engines, cfg, idle, no_energy, watch)
     for r in rows:
         r.thermal = watch.row(r.label)

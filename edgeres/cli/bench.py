@@ -8,7 +8,7 @@ import click
 from edgeres.cli import default, emit, handle_errors, json_option
 from edgeres.cli.commands import train_options
 from edgeres.cli.device import ssh_options
-from edgeres.config import ENERGY_MODES, METHODS, BenchConfig, LatencyConfig, PipelineConfig, QuantConfig
+from edgeres.config import ENERGY_MODES, METHODS, PROFILE_RUNS, BenchConfig, LatencyConfig, PipelineConfig, QuantConfig
 
 
 def latency_options(fn):
@@ -36,9 +36,10 @@ def latency_options(fn):
 
 
 def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_iters, rounds, batch,
-                 throughput_batch, threads, max_drop, energy="auto", dla_core=None):
+                 throughput_batch, threads, max_drop, energy="auto", dla_core=None, profile=False):
     return BenchConfig(target, data, limit, batch, throughput_batch, threads,
-                       LatencyConfig(warmup_s, warmup_iters, duration_s, min_iters, rounds), max_drop, energy, dla_core)
+                       LatencyConfig(warmup_s, warmup_iters, duration_s, min_iters, rounds), max_drop, energy, dla_core,
+                       profile)
 
 
 @click.command("bench")
@@ -69,12 +70,16 @@ def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_it
 @click.option("--dla-core", type=int, default=None, metavar="N",
               help="Also bench every fp16 and int8 row on this DLA core (Xavier, Orin NX, AGX Orin): static engines, "
                    "layers the DLA cannot take fall back to the GPU, and the report says how many.")
+@click.option("--profile", is_flag=True,
+              help=f"Also time each layer at the latency batch ({PROFILE_RUNS} runs under the runtime's own profiler, "
+                   f"apart from the timing: ONNX Runtime's, TensorRT's IProfiler, trtexec --dumpProfile); report.md "
+                   f"lists the slowest layers of each model.")
 @latency_options
 @json_option
 @handle_errors
 def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_options, identity, accept_new_host_key,
-              remote_edgeres, clean_remote, runner, trtexec_path, config_json, dla_core, warmup_s, warmup_iters,
-              duration_s, min_iters, rounds, batch, throughput_batch, threads, max_drop, energy, as_json):
+              remote_edgeres, clean_remote, runner, trtexec_path, config_json, dla_core, profile, warmup_s,
+              warmup_iters, duration_s, min_iters, rounds, batch, throughput_batch, threads, max_drop, energy, as_json):
     """Measure accuracy, latency, memory and (where a meter is) energy of every precision against fp32.
 
     \b
@@ -82,6 +87,7 @@ def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_o
       edgeres bench runs/demo/model.onnx runs/demo/model.int8-cpu.onnx --target cpu --out runs/demo/report
       edgeres bench runs/demo/model*.onnx --target jetson --host nvidia@orin.local --out runs/orin
       edgeres bench runs/demo/model*.onnx --target jetson-agx-orin --dla-core 0 --host nvidia@orin.local
+      edgeres bench runs/demo/model.onnx runs/demo/model.int8-cpu.onnx --profile   # which layers take the time
     """
     from edgeres.errors import ConfigError
 
@@ -95,7 +101,7 @@ def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_o
     from edgeres.bench.report import table
 
     cfg = bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_iters, rounds, batch,
-                       throughput_batch, threads, max_drop, energy, dla_core)
+                       throughput_batch, threads, max_drop, energy, dla_core, profile)
     if config_json is not None:
         import json
 

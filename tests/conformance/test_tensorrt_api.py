@@ -382,6 +382,49 @@ def test_bench_reports_each_engines_memory_by_the_releases_own_member(standin, m
     assert "memory at batch 4: fp32 " in (tmp_path / "r" / "report.md").read_text()
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_sessions_profile_is_an_iprofiler_on_each_release(standin, models, tmp_path, version):
+    """A subclass of the release's own ``IProfiler`` on the context hears every layer of each run (execute_async_v2
+    on 8.2, v3 after). The stand-in reports each ONNX node at a 1.0 ms marker: that proves the calls and the
+    arithmetic (runs averaged, the first left out), never a layer's time."""
+    from tests.helpers.trt_standin_runtime import STANDIN_LAYER_MS
+
+    target = targets_for(version)[0]
+    rec = standin.use(version)
+    path = model_for(models, target, "fp32")
+    built = engine_from_onnx(path, BuildConfig(target, force_device=True), tmp_path / "e.engine")
+    with TensorRTBackend().load(built.artifact, load_target(target)) as sess:
+        p = sess.profile(np.zeros((1, 1, 32, 32), np.float32), 7, tmp_path)
+        runs = len(rec.called("IExecutionContext", "execute_async_v2" if Version(version) < Version("8.5")
+                              else "execute_async_v3"))
+    assert runs == 8 and (p.runs, p.batch) == (7, 1) and "IProfiler" in p.how
+    assert sorted(t.name for t in p.layers) == sorted(n.name for n in onnx.load(str(path)).graph.node)
+    assert {t.ms for t in p.layers} == {STANDIN_LAYER_MS}  # seven reports of each, averaged: the first run unheard
+    assert len(rec.called("IExecutionContext", "set profiler")) == 1 and rec.violations == []
+
+
+@pytest.mark.parametrize("version", ["8.6", "11.1"])
+def test_bench_profile_gives_each_tensorrt_row_its_layers(standin, models, tmp_path, version):
+    """bench --profile on a TensorRT target: every row's layers, each on a session of its own."""
+    from edgeres.config import PROFILE_RUNS
+    from tests.helpers.trt_standin_runtime import STANDIN_LAYER_MS
+
+    rec = standin.use(version)
+    cfg = BenchConfig(target="desktop", limit=8, batch=2, throughput_batch=4, energy="off", latency=FAST_LATENCY,
+                      profile=True)
+    report = bench([models[17]["fp32"], models[17]["int8"]], tmp_path / "r", cfg)
+    nodes = len(onnx.load(str(models[17]["fp32"])).graph.node)
+    for r in report["results"]:
+        p = r["profile"]
+        assert (p["runs"], p["batch"]) == (PROFILE_RUNS, 2) and "IProfiler" in p["how"]
+        assert all(t["ms"] == STANDIN_LAYER_MS for t in p["layers"]), r["label"]  # each run's report, averaged
+        if r["label"] == "fp32" or (r["label"] == "fp16" and version != "11.1"):  # 11: fp16 from an FP16 graph, casts
+            assert p["layer_count"] == nodes                                           # at its input and output
+    assert len(rec.called("IExecutionContext", "set profiler")) == 3  # one per row, on a session of its own
+    assert rec.violations == []
+    assert "## Layers (bench --profile)" in (tmp_path / "r" / "report.md").read_text()
+
+
 def test_bench_adds_each_fp16_and_int8_row_on_the_dla(standin, models, tmp_path, monkeypatch):
     """--dla-core on an AGX Orin (this machine says it is one): fp16 and int8 again on DLA core 1, each engine static
     (the latency batch, 3, scores 8 images as 3 + 3 + 2, the last padded), and the report says how many layers the

@@ -164,3 +164,26 @@ def test_a_machine_without_thermal_zones_says_so(small_run, tmp_path, monkeypatc
                    BenchConfig(limit=16, throughput_batch=4, energy="off", latency=FAST_LATENCY))
     assert report["thermal"]["measured"] is False and report["results"][0]["thermal"] is None
     assert "thermal not read: this machine shows no thermal zone" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_profile_gives_each_rows_layers_from_onnx_runtimes_profiler(small_run, tmp_path):
+    """bench --profile through the CLI: each row's layers from ONNX Runtime's profiler on a session of its own, its
+    convolutions among them (the fp32 graph's Conv, the int8 graph's QLinearConv or its Q/DQ), and report.md's table."""
+    from edgeres.config import PROFILE_RUNS
+    from tests.helpers.cli import QUICK_TIMING
+
+    cfg, _ = small_run
+    out = tmp_path / "r"
+    r = edgeres("bench", str(Path(cfg.out) / "model.onnx"), str(Path(cfg.out) / "model.int8-tensorrt.onnx"),
+                "--limit", "16", "--threads", "1", "--profile", *QUICK_TIMING, "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {row["label"]: row["profile"] for row in json.loads((out / "report.json").read_text())["results"]}
+    for p in rows.values():
+        assert (p["runs"], p["batch"]) == (PROFILE_RUNS, 1) and "ONNX Runtime's profiler" in p["how"]
+        assert sum(t["ms"] for t in p["layers"]) + p["other_ms"] == pytest.approx(p["total_ms"])
+        assert p["total_ms"] == pytest.approx(sum(p["by_op"].values()))
+        assert [t["ms"] for t in p["layers"]] == sorted((t["ms"] for t in p["layers"]), reverse=True)
+    assert "Conv" in rows["fp32"]["by_op"]
+    assert {"QLinearConv", "DequantizeLinear", "QuantizeLinear"} & set(rows["int8-tensorrt"]["by_op"])
+    md = (out / "report.md").read_text()
+    assert "## Layers (bench --profile)" in md and "### int8-tensorrt: where the time goes at batch 1" in md

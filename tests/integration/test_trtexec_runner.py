@@ -64,7 +64,7 @@ def same_accuracy(report: dict, reference: dict) -> None:
 
 def test_local_trtexec_runner_scores_like_onnxruntime(desktop_models, onnxruntime_report, tmp_path, cache):
     exe = install(tmp_path / "bin", "100300")
-    cfg = BenchConfig(target="desktop", limit=LIMIT, throughput_batch=4, latency=FAST)
+    cfg = BenchConfig(target="desktop", limit=LIMIT, throughput_batch=4, latency=FAST, profile=True)
     report = bench_trtexec(desktop_models, tmp_path / "r", cfg, LocalDevice(), str(exe))
     assert [r["label"] for r in report["results"]] == ["fp32", "fp16", "int8-tensorrt"]
     same_accuracy(report, onnxruntime_report)
@@ -87,6 +87,19 @@ def test_local_trtexec_runner_scores_like_onnxruntime(desktop_models, onnxruntim
         size = engine.stat().st_size
         assert r["memory"]["file_mb"] == size / (1 << 20)
         assert (r["memory"]["weights_mb"], r["memory"]["activations_mb"]) == (float(size >> 20), 1.0)
+    # --profile: a trtexec run of its own per row with --dumpProfile and --exportProfile, read back; the stand-in's
+    # layers are the ONNX's nodes at a 1.0 ms marker, so this proves the protocol, not a time
+    import onnx
+
+    from edgeres.config import PROFILE_RUNS
+
+    profiled = [c for c in report["runner"]["commands"] if "--exportProfile=" in c]
+    assert len(profiled) == 3 and all("--dumpProfile" in c and f"--iterations={PROFILE_RUNS}" in c for c in profiled)
+    nodes = sorted(n.name for n in onnx.load(str(desktop_models[0])).graph.node)
+    fp32 = report["results"][0]["profile"]
+    assert (fp32["runs"], fp32["batch"], fp32["layer_count"]) == (PROFILE_RUNS, 1, len(nodes))
+    assert fp32["layers"][0]["name"] in nodes and fp32["layers"][0]["ms"] == 1.0 and "--exportProfile" in fp32["how"]
+    assert f"layers at batch 1 ({PROFILE_RUNS} runs under the runtime's profiler" in md
 
 
 def test_energy_is_sampled_around_each_models_own_window(desktop_models, tmp_path, cache, monkeypatch):
