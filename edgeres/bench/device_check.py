@@ -147,7 +147,7 @@ def check_device(device: Device, target: str = "jetson", models: tuple[Path, ...
         c.state = device_state(device)
         c.warnings += c.state.pop("warnings")
     c.energy = _energy(device, profile, c.runner)
-    watch = ThermalWatch(device)
+    watch = ThermalWatch(device, gpu=profile is not None)
     c.thermal = thermal_now(watch)
     c.warnings += watch.warnings((c.state or {}).get("clocks_locked"))
     c.free_gb = _free_gb(device)

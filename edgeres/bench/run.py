@@ -216,7 +216,7 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
     if target.kind == "jetson":  # before any work: the GPU's load now is another process's
         from edgeres.bench.device_state import device_state
         state = device_state(LocalDevice())
-    watch = ThermalWatch(LocalDevice())  # the first reading before any work
+    watch = ThermalWatch(LocalDevice(), gpu=target.kind != "cpu")  # the first reading before any work
     entries = plan_rows(models, target, cfg.dla_core)
     static = min((e.info.input_shape[0] for e in entries if isinstance(e.info.input_shape[0], int)), default=None)
     if static is not None and max(cfg.batch, cfg.throughput_batch) > static:

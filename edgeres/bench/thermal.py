@@ -44,12 +44,27 @@ TRIP_C = (40.0, 150.0)  # outside: a trip point that is unset
 NOTIFY_ONLY = ("x86_pkg_temp",)
 
 
+# nvidia-smi on a desktop GPU (and any board whose driver has it): the GPU's temperature, SM clock and the reasons
+# its clocks are held down, as NVML's bit mask (nvmlClocksThrottleReason*, NVML's API reference)
+NVIDIA_SMI = ["nvidia-smi", "--query-gpu=temperature.gpu,clocks.sm,clocks_throttle_reasons.active",
+              "--format=csv,noheader,nounits"]
+NVIDIA_SMI_ZONE = "GPU (nvidia-smi)"
+SLOWDOWNS = {0x4: "power cap", 0x8: "hardware slowdown", 0x20: "thermal slowdown", 0x40: "hardware thermal slowdown",
+             0x80: "power brake"}  # GPU idle (0x1), application clocks, sync boost and display clocks slow no work
+WARN_SLOWDOWNS = ("hardware slowdown", "thermal slowdown", "hardware thermal slowdown", "power brake")  # a busy GPU
+# at its power cap is how boost works; it is kept in the row, not warned of
+
+
 @dataclass
 class Snapshot:
-    """One reading: each zone's °C by name, and the GPU's clock (MHz) where the kernel gives it."""
+    """One reading: each zone's °C by name, the GPU's clock (MHz) where the kernel or nvidia-smi gives it, and the
+    slowdowns nvidia-smi reports.
+    """
 
     temps_c: dict[str, float]
     gpu_mhz: float | None
+    slowdowns: list[str] = field(default_factory=list)
+    clock: str | None = None  # where gpu_mhz came from: "devfreq" (a Jetson) or "nvidia-smi"
 
     @property
     def empty(self) -> bool:
@@ -92,13 +107,45 @@ def parse_snapshot(values: dict[str, str]) -> Snapshot:
         if raw is not None and raw.isdigit():
             mhz = int(raw) / 1e6
             break
-    return Snapshot(temps, mhz)
+    return Snapshot(temps, mhz, clock=None if mhz is None else "devfreq")
 
 
-def snapshot(device: Device) -> Snapshot:
-    """Every zone's temperature and the GPU's clock on ``device`` now."""
+def parse_nvidia_smi(text: str) -> tuple[float | None, float | None, list[str]]:
+    """(hottest GPU °C, highest SM MHz, slowdowns of any GPU) from ``NVIDIA_SMI``'s lines, one per GPU: an idle GPU
+    beside the busy one reads cool and slow, so the hottest, the fastest and every slowdown are kept.
+    """
+    temps: list[float] = []
+    clocks: list[float] = []
+    reasons: set[str] = set()
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 3:
+            continue
+        for value, into in ((parts[0], temps), (parts[1], clocks)):
+            try:
+                into.append(float(value))
+            except ValueError:
+                pass  # "[N/A]", "[Not Supported]"
+        try:
+            mask = int(parts[2], 16)
+        except ValueError:
+            continue
+        reasons |= {name for bit, name in SLOWDOWNS.items() if mask & bit}
+    return max(temps, default=None), max(clocks, default=None), sorted(reasons)
+
+
+def snapshot(device: Device, nvidia_smi: bool = False) -> Snapshot:
+    """Every zone's temperature and the GPU's clock on ``device`` now; with ``nvidia_smi``, its reading too."""
     paths = [f"{_zone(i)}/{f}" for i in range(ZONES) for f in ("type", "temp")]
-    return parse_snapshot(_grep(device, paths + [f"{DEVFREQ_DIR}/{n}/cur_freq" for n in GPU_DEVFREQ]))
+    s = parse_snapshot(_grep(device, paths + [f"{DEVFREQ_DIR}/{n}/cur_freq" for n in GPU_DEVFREQ]))
+    if nvidia_smi:
+        p = device.run(NVIDIA_SMI, check=False)
+        c, mhz, s.slowdowns = parse_nvidia_smi(p.stdout.decode(errors="replace") if p.returncode == 0 else "")
+        if c is not None:
+            s.temps_c[NVIDIA_SMI_ZONE] = c
+        if s.gpu_mhz is None and mhz is not None:
+            s.gpu_mhz, s.clock = mhz, "nvidia-smi"
+    return s
 
 
 def parse_trips(values: dict[str, str]) -> dict[str, float]:
@@ -131,12 +178,15 @@ class ThermalWatch:
     """Snapshots of one device taken after each timing window, by row; the first, ``before``, before any of them."""
 
     device: Device
+    gpu: bool = False  # the models run on an NVIDIA GPU: ask nvidia-smi too, where it answers
     before: Snapshot = field(init=False)
     trips_c: dict[str, float] = field(init=False)
     samples: dict[str, list[Snapshot]] = field(default_factory=dict)
+    nvidia_smi: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        self.before = snapshot(self.device)
+        self.before = snapshot(self.device, self.gpu)
+        self.nvidia_smi = NVIDIA_SMI_ZONE in self.before.temps_c  # asked once: a board without it is not asked again
         self.trips_c = trips(self.device) if self.before.temps_c else {}
 
     @property
@@ -145,7 +195,7 @@ class ThermalWatch:
 
     def sample(self, label: str) -> None:
         if self.active:
-            self.samples.setdefault(label, []).append(snapshot(self.device))
+            self.samples.setdefault(label, []).append(snapshot(self.device, self.nvidia_smi))
 
     def row(self, label: str) -> dict[str, Any] | None:
         """A row's hottest reading per zone, its hottest zone and its GPU clock's range, over its windows."""
@@ -157,7 +207,8 @@ class ThermalWatch:
         clocks = [s.gpu_mhz for s in got if s.gpu_mhz is not None]
         return {"samples": len(got), "max_c": dict(sorted(zones.items())),
                 "hottest_zone": hot[0] if hot else None, "hottest_c": hot[1] if hot else None,
-                "gpu_mhz": [min(clocks), max(clocks)] if clocks else None}
+                "gpu_mhz": [min(clocks), max(clocks)] if clocks else None,
+                "slowdowns": sorted({r for s in got for r in s.slowdowns})}
 
     def warnings(self, clocks_locked: bool | None = None) -> list[str]:
         """The rows whose GPU clock fell, and the zones that came near their throttle point."""
@@ -168,14 +219,21 @@ class ThermalWatch:
         # device state's warning already says that latency depends on it
         fell = {} if clocks_locked is False else {k: r["gpu_mhz"][0] for k, r in rows.items()
                                                   if r and r["gpu_mhz"] and top and r["gpu_mhz"][0] < CLOCK_FALL * top}
+        jetson = self.before.clock == "devfreq"
+        cool = ("cool the board (its fan at full speed: sudo jetson_clocks --fan)" if jetson else
+                "cool the GPU (its fans, the case's airflow)")
         if fell:
-            why = ("with clocks locked, that is throttling: cool the board (its fan at full speed: sudo jetson_clocks "
-                   "--fan) and re-run" if clocks_locked else
-                   "throttling, or DVFS if clocks are not locked: lock them (sudo jetson_clocks), cool the board and "
-                   "re-run")
+            lock = "sudo jetson_clocks" if jetson else "sudo nvidia-smi --lock-gpu-clocks=MHZ,MHZ"
+            why = (f"with clocks locked, that is throttling: {cool} and re-run" if clocks_locked else
+                   f"throttling, or DVFS if clocks are not locked: lock them ({lock}), {cool} and re-run")
             out.append("the GPU clock fell during " + ", ".join(f"{k} (to {v:.0f} MHz)" for k, v in fell.items())
                        + f", below 90% of the bench's highest {top:.0f} MHz; their latency is not the model's alone: "
                        + why)
+        slow = {k: [w for w in r["slowdowns"] if w in WARN_SLOWDOWNS] for k, r in rows.items() if r}
+        if any(slow.values()):
+            out.append("nvidia-smi reported the GPU's clocks held down during " + ", ".join(
+                f"{k} ({', '.join(v)})" for k, v in slow.items() if v) + f": their latency is not the model's alone; "
+                f"{cool} and re-run")
         near: dict[str, float] = {}
         for temps in [self.before.temps_c, *((r or {}).get("max_c") or {} for r in rows.values())]:
             for z, c in temps.items():
@@ -184,17 +242,18 @@ class ThermalWatch:
         if near:
             out.append("thermal zones came within 5 °C of their throttle point: " + ", ".join(
                 f"{z} {c:.1f} °C (throttles at {self.trips_c[z]:.0f} °C)" for z, c in near.items())
-                + "; latency and energy from then on may be throttled: cool the board (its fan at full speed: "
-                  "sudo jetson_clocks --fan) and re-run")
+                + f"; latency and energy from then on may be throttled: {cool} and re-run")
         return out
 
     def report(self, clocks_locked: bool | None = None) -> dict[str, Any]:
         """The report's ``thermal``: how it was read, the throttle points, the reading before any work, warnings."""
         if not self.active:
             return {"measured": False, "why": f"{self.device.destination} shows no thermal zone in {THERMAL_DIR} and "
-                                              f"no GPU clock in {DEVFREQ_DIR}"}
-        return {"measured": True, "how": f"{THERMAL_DIR}/thermal_zone*/temp and the GPU's devfreq cur_freq, read after "
-                                         f"each timing window (PMIC zones left out: they read a constant)",
+                                              f"no GPU clock in {DEVFREQ_DIR}" + (", and no nvidia-smi answers there"
+                                                                                  if self.gpu else "")}
+        smi = "; nvidia-smi's temperature.gpu, clocks.sm and clocks_throttle_reasons.active" if self.nvidia_smi else ""
+        return {"measured": True, "how": f"{THERMAL_DIR}/thermal_zone*/temp and the GPU's devfreq cur_freq{smi}, read "
+                                         f"after each timing window (PMIC zones left out: they read a constant)",
                 "trips_c": self.trips_c, "before": asdict(self.before), "warnings": self.warnings(clocks_locked)}
 
 
@@ -217,5 +276,7 @@ def short(row: dict[str, Any]) -> str:
     if row.get("gpu_mhz"):
         lo, hi = row["gpu_mhz"]
         parts.append(f"GPU {lo:.0f} MHz" if lo == hi else f"GPU {lo:.0f}–{hi:.0f} MHz")
+    if row.get("slowdowns"):
+        parts.append("held down: " + ", ".join(row["slowdowns"]))
     return ", ".join(parts) or "nothing read"
 

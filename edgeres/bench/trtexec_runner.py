@@ -277,7 +277,7 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
     target.check_tensorrt(version, what=f"trtexec on {device.destination}: TensorRT")
     state = device_state(device) if target.kind == "jetson" else None  # before any work: the GPU's load is others'
     idle, no_energy = idle_power(device, cfg)  # before any build: --energy on is refused here, not after the work
-    watch = ThermalWatch(device)
+    watch = ThermalWatch(device, gpu=True)
     target.check_dla(cfg.dla_core, version)
     entries = plan_rows(models, target, cfg.dla_core)
     for e in entries:

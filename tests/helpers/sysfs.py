@@ -32,3 +32,16 @@ def set_gpu_mhz(root: Path, mhz: float) -> None:
 
 def set_temp(root: Path, zone: int, c: float) -> None:
     (root / "thermal" / f"thermal_zone{zone}" / "temp").write_text(f"{int(round(c * 1000))}\n")
+
+
+def install_nvidia_smi(bin_dir: Path, reading: Path) -> Path:
+    """A STAND-IN ``nvidia-smi`` that prints ``reading`` (a test writes the lines it wants, one per GPU, as
+    ``--query-gpu=temperature.gpu,clocks.sm,clocks_throttle_reasons.active --format=csv,noheader,nounits`` prints
+    them) and refuses any other query: the protocol, never a GPU's figures."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    exe = bin_dir / "nvidia-smi"
+    exe.write_text('#!/bin/sh\n[ "$1" = "--query-gpu=temperature.gpu,clocks.sm,clocks_throttle_reasons.active" ] && '
+                   f'[ "$2" = "--format=csv,noheader,nounits" ] && exec cat "{reading}"\n'
+                   'echo "stand-in nvidia-smi: unexpected arguments $*" >&2; exit 2\n')
+    exe.chmod(0o755)
+    return exe

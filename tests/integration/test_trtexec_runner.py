@@ -62,8 +62,14 @@ def same_accuracy(report: dict, reference: dict) -> None:
         assert got["cosine"] == pytest.approx(want["cosine"], abs=1e-6)
 
 
-def test_local_trtexec_runner_scores_like_onnxruntime(desktop_models, onnxruntime_report, tmp_path, cache):
+def test_local_trtexec_runner_scores_like_onnxruntime(desktop_models, onnxruntime_report, tmp_path, cache, monkeypatch):
+    from tests.helpers.sysfs import install_nvidia_smi
+
     exe = install(tmp_path / "bin", "100300")
+    reading = tmp_path / "smi.txt"  # a stand-in nvidia-smi: a desktop GPU's reading, made up
+    reading.write_text("64, 1755, 0x0000000000000000\n")
+    install_nvidia_smi(tmp_path / "bin", reading)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     cfg = BenchConfig(target="desktop", limit=LIMIT, throughput_batch=4, latency=FAST, profile=True)
     report = bench_trtexec(desktop_models, tmp_path / "r", cfg, LocalDevice(), str(exe))
     assert [r["label"] for r in report["results"]] == ["fp32", "fp16", "int8-tensorrt"]
@@ -93,6 +99,9 @@ def test_local_trtexec_runner_scores_like_onnxruntime(desktop_models, onnxruntim
 
     from edgeres.config import PROFILE_RUNS
 
+    assert "nvidia-smi" in report["thermal"]["how"] and report["thermal"]["warnings"] == []
+    assert all(r["thermal"]["gpu_mhz"] == [1755.0, 1755.0] and r["thermal"]["hottest_c"] == 64.0
+               for r in report["results"])
     profiled = [c for c in report["runner"]["commands"] if "--exportProfile=" in c]
     assert len(profiled) == 3 and all("--dumpProfile" in c and f"--iterations={PROFILE_RUNS}" in c for c in profiled)
     nodes = sorted(n.name for n in onnx.load(str(desktop_models[0])).graph.node)

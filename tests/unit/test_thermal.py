@@ -94,3 +94,45 @@ def test_a_machine_without_zones_says_so(tree: Path) -> None:
     assert not watch.active and watch.row("fp32") is None
     report = watch.report()
     assert report["measured"] is False and "no thermal zone" in report["why"]
+
+
+def test_nvidia_smi_lines_of_each_gpu():
+    from edgeres.bench.thermal import parse_nvidia_smi
+
+    # two GPUs: the busy one hot, fast and at its power cap and thermal limit; the idle one cool, slow and idle
+    two = "83, 1830, 0x0000000000000024\n41, 210, 0x0000000000000001\n"
+    assert parse_nvidia_smi(two) == (83.0, 1830.0, ["power cap", "thermal slowdown"])
+    assert parse_nvidia_smi("[N/A], [N/A], [N/A]\n") == (None, None, [])
+    assert parse_nvidia_smi("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n") == (
+        None, None, [])
+
+
+def test_a_desktop_gpus_slowdowns_from_nvidia_smi(tree, tmp_path, monkeypatch):
+    """A stand-in nvidia-smi on PATH (no thermal zone in the tree): its GPU's reading is a zone of its own, its clock
+    the GPU's, and a thermal slowdown during a row is a warning where the power cap (how boost works) is not."""
+    import os
+
+    from tests.helpers.sysfs import install_nvidia_smi
+
+    (tree / "thermal").mkdir()
+    reading = tmp_path / "smi.txt"
+    reading.write_text("45, 1830, 0x0000000000000001\n")  # idle before the bench
+    install_nvidia_smi(tmp_path / "bin", reading)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    assert not ThermalWatch(LocalDevice()).active  # not a GPU target: nvidia-smi is not asked
+    watch = ThermalWatch(LocalDevice(), gpu=True)
+    assert watch.nvidia_smi and watch.before.temps_c == {"GPU (nvidia-smi)": 45.0} and watch.before.gpu_mhz == 1830
+    reading.write_text("78, 1800, 0x0000000000000004\n")
+    watch.sample("fp32")
+    reading.write_text("91, 1410, 0x0000000000000020\n")
+    watch.sample("fp16")
+    assert watch.row("fp32")["slowdowns"] == ["power cap"] and watch.row("fp16")["gpu_mhz"] == [1410.0, 1410.0]
+    warned = watch.warnings()
+    assert warned[0] == ("the GPU clock fell during fp16 (to 1410 MHz), below 90% of the bench's highest 1800 MHz; "
+                         "their latency is not the model's alone: throttling, or DVFS if clocks are not locked: lock "
+                         "them (sudo nvidia-smi --lock-gpu-clocks=MHZ,MHZ), cool the GPU (its fans, the case's "
+                         "airflow) and re-run")
+    assert warned[1].startswith("nvidia-smi reported the GPU's clocks held down during fp16 (thermal slowdown): ")
+    assert "fp32" not in warned[1]
+    assert short(watch.row("fp16")) == "GPU (nvidia-smi) 91.0 °C, GPU 1410 MHz, held down: thermal slowdown"
+    assert "nvidia-smi's temperature.gpu" in watch.report()["how"]
