@@ -45,7 +45,9 @@ NOTIFY_ONLY = ("x86_pkg_temp",)
 
 
 # nvidia-smi on a desktop GPU (and any board whose driver has it): the GPU's temperature, SM clock and the reasons
-# its clocks are held down, as NVML's bit mask (nvmlClocksThrottleReason*, NVML's API reference)
+# its clocks are held down, as NVML's bit mask (nvmlClocksThrottleReason*, NVML's API reference). Drivers from 535 call
+# them clocks_event_reasons and still take the old name (only the CSV header changed: utkuozdemir/nvidia_gpu_exporter
+# issue 123); drivers before 535 know only the old one.
 NVIDIA_SMI = ["nvidia-smi", "--query-gpu=temperature.gpu,clocks.sm,clocks_throttle_reasons.active",
               "--format=csv,noheader,nounits"]
 NVIDIA_SMI_ZONE = "GPU (nvidia-smi)"
