@@ -48,8 +48,8 @@ NOTIFY_ONLY = ("x86_pkg_temp",)
 # its clocks are held down, as NVML's bit mask (nvmlClocksThrottleReason*, NVML's API reference). Drivers from 535 call
 # them clocks_event_reasons and still take the old name (only the CSV header changed: utkuozdemir/nvidia_gpu_exporter
 # issue 123); drivers before 535 know only the old one.
-NVIDIA_SMI = ["nvidia-smi", "--query-gpu=temperature.gpu,clocks.sm,clocks_throttle_reasons.active",
-              "--format=csv,noheader,nounits"]
+NVIDIA_SMI = ["timeout", "10", "nvidia-smi", "--query-gpu=temperature.gpu,clocks.sm,clocks_throttle_reasons.active",
+              "--format=csv,noheader,nounits"]  # under timeout: nvidia-smi can hang where the driver is stuck
 NVIDIA_SMI_ZONE = "GPU (nvidia-smi)"
 SLOWDOWNS = {0x4: "power cap", 0x8: "hardware slowdown", 0x20: "thermal slowdown", 0x40: "hardware thermal slowdown",
              0x80: "power brake"}  # GPU idle (0x1), application clocks, sync boost and display clocks slow no work
