@@ -177,19 +177,15 @@ def test_a_board_near_its_throttle_point_is_a_warning(device, tmp_path, monkeypa
     """A made-up Orin Nano sysfs, read through the loopback device's grep (this VM has no thermal zone): device check
     shows the hottest zone and the GPU clock, and warns when a zone is within 5 °C of its throttle point already."""
     from edgeres.bench import thermal
-    from tests.helpers.sysfs import set_temp, thermal_tree
+    from tests.helpers.sysfs import thermal_tree
 
-    thermal_tree(tmp_path / "sys", {"cpu-thermal": (51.0, 99.0), "gpu-thermal": (50.5, 99.0), "PMIC-Die": (100, None)},
-                 gpu_mhz=624.75)
+    thermal_tree(tmp_path / "sys", {"cpu-thermal": (51.0, 99.0), "gpu-thermal": (95.0, 99.0), "PMIC-Die": (100, None)},
+                 gpu_mhz=624.75)  # (a cool board gets no warning: tests/unit/test_thermal.py)
     monkeypatch.setattr(thermal, "THERMAL_DIR", str(tmp_path / "sys" / "thermal"))
     monkeypatch.setattr(thermal, "DEVFREQ_DIR", str(tmp_path / "sys" / "devfreq"))
     host = SshHost(device.destination, device.options(), device.key, accept_new_host_key=True)
     with host.connected() as one:
-        cool = check_device(one, "jetson-orin-nano")
-        set_temp(tmp_path / "sys", 1, 95.0)
         hot = check_device(one, "jetson-orin-nano")
-    assert cool.thermal == "hottest cpu-thermal 51.0 °C (throttles at 99 °C); GPU 625 MHz"
-    assert not [w for w in cool.warnings if "throttle" in w]
     assert hot.thermal == "hottest gpu-thermal 95.0 °C (throttles at 99 °C); GPU 625 MHz"
     assert [w for w in hot.warnings if "throttle" in w] == [
         "thermal zones came within 5 °C of their throttle point: gpu-thermal 95.0 °C (throttles at 99 °C); latency "
