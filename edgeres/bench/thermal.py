@@ -90,19 +90,29 @@ def _zone(i: int) -> str:
     return f"{THERMAL_DIR}/thermal_zone{i}"
 
 
+def zone_names(values: dict[str, str]) -> dict[int, str]:
+    """Each zone's name by its number: its type, and ``type#N`` for a later zone of a type already named. Taken from
+    the types alone, so a reading and a throttle point of one zone always carry the same name; PMIC zones are left
+    out (they read a constant).
+    """
+    names: dict[int, str] = {}
+    for i in range(ZONES):
+        kind = values.get(f"{_zone(i)}/type")
+        if kind is not None and not any(f in kind for f in FAKE_ZONES):
+            names[i] = kind if kind not in names.values() else f"{kind}#{i}"
+    return names
+
+
 def parse_snapshot(values: dict[str, str]) -> Snapshot:
     """A snapshot from ``path: value`` pairs of zone ``type``/``temp`` files (m°C) and devfreq ``cur_freq`` files (Hz)."""
     temps: dict[str, float] = {}
-    for i in range(ZONES):
-        kind, raw = values.get(f"{_zone(i)}/type"), values.get(f"{_zone(i)}/temp")
-        if kind is None or raw is None or any(f in kind for f in FAKE_ZONES):
-            continue
+    for i, name in zone_names(values).items():
         try:
-            c = int(raw) / 1000.0
+            c = int(values.get(f"{_zone(i)}/temp", "")) / 1000.0
         except ValueError:
-            continue
+            continue  # unreadable, empty
         if SANE_C[0] <= c <= SANE_C[1]:
-            temps[kind if kind not in temps else f"{kind}#{i}"] = c
+            temps[name] = c
     mhz = None
     for name in GPU_DEVFREQ:
         raw = values.get(f"{DEVFREQ_DIR}/{name}/cur_freq")
@@ -153,9 +163,8 @@ def snapshot(device: Device, nvidia_smi: bool = False) -> Snapshot:
 def parse_trips(values: dict[str, str]) -> dict[str, float]:
     """Each zone's throttle point (°C): its lowest ``passive`` or ``hot`` trip point."""
     out: dict[str, float] = {}
-    for i in range(ZONES):
-        kind = values.get(f"{_zone(i)}/type")
-        if kind is None or any(f in kind for f in FAKE_ZONES + NOTIFY_ONLY):
+    for i, name in zone_names(values).items():
+        if any(f in values[f"{_zone(i)}/type"] for f in NOTIFY_ONLY):
             continue
         points = []
         for t in range(TRIPS):
@@ -165,7 +174,7 @@ def parse_trips(values: dict[str, str]) -> dict[str, float]:
                 if TRIP_C[0] <= c < TRIP_C[1]:
                     points.append(c)
         if points:
-            out[kind if kind not in out else f"{kind}#{i}"] = min(points)
+            out[name] = min(points)
     return out
 
 

@@ -136,3 +136,19 @@ def test_a_desktop_gpus_slowdowns_from_nvidia_smi(tree, tmp_path, monkeypatch):
     assert "fp32" not in warned[1]
     assert short(watch.row("fp16")) == "GPU (nvidia-smi) 91.0 °C, GPU 1410 MHz, held down: thermal slowdown"
     assert "nvidia-smi's temperature.gpu" in watch.report()["how"]
+
+
+def test_two_zones_of_one_type_keep_their_own_throttle_points(tree):
+    """acpitz twice: the first without a throttle trip, the second throttling at 90 °C. Each reading is compared
+    with its own zone's point, whichever of the two the temperature or the trip files leave out."""
+    thermal_tree(tree, {"acpitz": (30.0, None)})
+    d = tree / "thermal" / "thermal_zone1"
+    d.mkdir()
+    for name, value in (("type", "acpitz"), ("temp", "88000"), ("trip_point_0_type", "passive"),
+                        ("trip_point_0_temp", "90000")):
+        (d / name).write_text(value + "\n")
+    watch = ThermalWatch(LocalDevice())
+    assert watch.before.temps_c == {"acpitz": 30.0, "acpitz#1": 88.0}
+    assert watch.trips_c == {"acpitz#1": 90.0}
+    (tree / "thermal" / "thermal_zone0" / "temp").unlink()  # the first zone now unreadable: names stay put
+    assert snapshot(LocalDevice()).temps_c == {"acpitz#1": 88.0}
