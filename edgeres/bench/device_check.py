@@ -17,7 +17,7 @@ from edgeres.bench.device_state import Device, device_state, output
 from edgeres.bench.runners import DevicePython, device_python
 from edgeres.bench.thermal import ThermalWatch
 from edgeres.bench.thermal import now as thermal_now
-from edgeres.bench.trtexec_runner import device_target, find_trtexec, idle_power
+from edgeres.bench.trtexec_device import device_target, find_trtexec, idle_power
 from edgeres.config import WORKSPACE_MIB, BenchConfig
 from edgeres.errors import ConfigError, EdgeresError
 from edgeres.progress import log

@@ -63,7 +63,7 @@ def choose_runner(runner: str, host: SshHost | None, target: str, remote_edgeres
         return "python"
     if host is not None and py.edgeres is None:
         return "trtexec"  # its own error says when the device has no trtexec either
-    from edgeres.bench.trtexec_runner import find_trtexec
+    from edgeres.bench.trtexec_device import find_trtexec
 
     try:
         find_trtexec(host if host is not None else LocalDevice(), None)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shlex
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -20,26 +19,16 @@ from pathlib import Path
 import numpy as np
 from packaging.version import Version
 
-from edgeres.artifacts import atomic_path, sha256_file, versions
+from edgeres.artifacts import sha256_file, versions
 from edgeres.backends.latency import stats_from_times
-from edgeres.backends.memory import MemoryUse, trtexec_memory
-from edgeres.backends.profile import LayerProfile
-from edgeres.backends.trtexec import (
-    JETPACK_TRTEXEC,
-    QueryTimes,
-    TrtexecBuild,
-    inference_argv,
-    parse_output,
-    parse_times,
-    timing_argv,
-    version_from_banner,
-)
+from edgeres.backends.trtexec import QueryTimes, parse_times, timing_argv
 from edgeres.bench.accuracy import accuracy
 from edgeres.bench.classes import evaluation_data
-from edgeres.bench.device_state import Device, device_state, output
+from edgeres.bench.device_state import Device, device_state
 from edgeres.bench.rows import BenchRow, Entry, plan_rows
 from edgeres.bench.run import SCHEMA, check_budget, machine
 from edgeres.bench.thermal import ThermalWatch
+from edgeres.bench.trtexec_device import WITH_TEGRASTATS, TrtexecBench, cache_root, device_target, find_trtexec, idle_power
 from edgeres.config import DEFAULT_MAX_BATCH, BenchConfig
 from edgeres.energy import PowerReading
 from edgeres.errors import ConfigError, RemoteError
@@ -47,195 +36,6 @@ from edgeres.onnx_limits import require_parsable
 from edgeres.onnx_model import load_onnx
 from edgeres.progress import log
 from edgeres.remote import LocalDevice
-from edgeres.targets import TargetProfile, all_targets, load_target
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgeres" / "trtexec"
-
-
-def find_trtexec(device: Device, given: str | None) -> tuple[str, Version, str]:
-    """The trtexec to use on ``device`` (given, on PATH, or JetPack's), its TensorRT version and banner line."""
-    for exe in ([given] if given else ["trtexec", JETPACK_TRTEXEC]):
-        p = device.run([exe, "--help"], check=False)
-        text = p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
-        if p.returncode in (126, 127) or "TensorRT.trtexec" not in text:
-            continue
-        banner = next(ln for ln in text.splitlines() if "TensorRT.trtexec" in ln)
-        return exe, version_from_banner(banner), banner.strip()
-    where = (f": `{given}` does not run there as trtexec" if given
-             else f" has no trtexec on its PATH nor at {JETPACK_TRTEXEC}")
-    raise ConfigError(f"{device.destination}{where}; JetPack installs it at {JETPACK_TRTEXEC} (package "
-                      f"tensorrt / libnvinfer-bin): pass --trtexec PATH")
-
-
-def device_target(name: str, device: Device) -> TargetProfile:
-    """The profile ``name``; for ``jetson``, the one whose ``model_match`` names the device's device-tree model."""
-    if name != "jetson":
-        return load_target(name)
-    model = output(device, ["cat", "/proc/device-tree/model"])
-    for t in all_targets():
-        if t.kind == "jetson" and model and any(m.lower() in model.lower() for m in t.model_match):
-            return t
-    raise ConfigError(f"--target jetson: {device.destination} is {model or 'no Jetson'!r}; name its target")
-
-
-class TrtexecBench:
-    """One trtexec bench: the device, its trtexec, the working folder there and the cache here."""
-
-    def __init__(self, device: Device, exe: str, version: Version, key: str, remote_base: str) -> None:
-        self.device, self.exe, self.version = device, exe, version
-        self.wdir = f"{remote_base}/{key}"
-        self.cache = cache_root() / key
-        self.commands: list[str] = []
-        self.copies_timed = True
-        self.logs: dict[str, str] = {}  # engine → the log of its first timed run (trtexec's memory lines)
-        self.dla_lines: dict[str, list[str]] = {}  # "label:purpose" → what trtexec's build said of the DLA
-        self.cache.mkdir(parents=True, exist_ok=True)
-        self.run(["mkdir", "-p", f"{self.wdir}/in", f"{self.wdir}/out"])
-
-    def run(self, argv: list[str], what: str = "") -> str:
-        if argv[0] == self.exe:
-            self.commands.append(shlex.join(argv))
-        p = self.device.run(argv, check=False)
-        if p.returncode != 0:
-            err = p.stderr.decode(errors="replace") + p.stdout.decode(errors="replace")[-2000:]
-            raise RemoteError(self.device.failure(argv, p.returncode, err) + (f"; {what}" if what else ""))
-        return p.stdout.decode(errors="replace")
-
-    def engine(self, entry: Entry, model: str, purpose: str, batch: int, max_batch: int) -> str:
-        """Build (or keep) the engine of one row for one purpose; the same command is not run twice. A DLA engine is
-        static at ``batch``, and trtexec's lines about the DLA (which layers fall back to the GPU) are kept with it.
-        """
-        shape = tuple(entry.info.preprocessing.input_shape)
-        eng = f"{self.wdir}/{entry.label}.{purpose}.engine"
-        static = entry.dla_core is not None
-        b = TrtexecBuild(model, eng, entry.info.input_name, shape, entry.precision,
-                         1 if purpose == "latency" and not static else batch, batch, batch if static else max_batch,
-                         entry.dla_core, timing_cache=f"{self.wdir}/timing.cache")
-        argv = b.argv(self.exe, self.version)
-        marker = self.cache / f"{entry.label}.{purpose}.built"
-        try:
-            kept = json.loads(marker.read_text()) if marker.is_file() else {}
-        except ValueError:
-            kept = {}
-        if not (isinstance(kept, dict) and kept.get("argv") == argv
-                and self.device.run(["test", "-f", eng], check=False).returncode == 0):
-            log(f"{entry.label}: trtexec builds the {purpose} engine on {self.device.destination} (minutes on a Jetson)")
-            out = self.run(argv, "the build failed; see trtexec's log above")
-            kept = {"argv": argv, "dla_lines": [ln.strip() for ln in out.splitlines() if static and "DLA" in ln
-                                                and not ln.startswith("&&&&") and "DLACore:" not in ln][:200]}
-            with atomic_path(marker) as tmp:
-                tmp.write_text(json.dumps(kept))
-        else:
-            self.commands.append(shlex.join(argv) + "  # built before, kept")
-        if static:
-            self.dla_lines[f"{entry.label}:{purpose}"] = kept.get("dla_lines", [])
-        return eng
-
-    def logits(self, entry: Entry, engine: str, x: np.ndarray, batch: int, static: bool = False) -> np.ndarray:
-        """Every image's logits, one trtexec run per batch; batches done before (here) are not run again. A static
-        engine's short last batch is padded to ``batch`` with zeros, and their rows dropped.
-        """
-        shape = tuple(entry.info.preprocessing.input_shape)
-        folder = self.cache / entry.label
-        folder.mkdir(exist_ok=True)
-        there = set(self.run(["ls", f"{self.wdir}/in"]).split())
-        out, n = [], (len(x) + batch - 1) // batch
-        for k, i in enumerate(range(0, len(x), batch)):
-            xb = np.ascontiguousarray(x[i:i + batch], dtype=np.float32)
-            real = len(xb)
-            if static and real < batch:
-                xb = np.concatenate([xb, np.zeros((batch - real, *xb.shape[1:]), np.float32)])
-            digest = hashlib.sha256(xb.tobytes()).hexdigest()
-            kept = folder / f"{digest}.npy"
-            if kept.is_file():
-                out.append(np.load(kept)[:real])
-                continue
-            name = f"{digest}.bin"
-            self._send_batch(xb, name, digest, name in there, k)
-            y_path = f"{self.wdir}/out/{entry.label}.{digest}.json"
-            try:
-                self.run(inference_argv(self.exe, engine, entry.info.input_name, len(xb), shape,
-                                        f"{self.wdir}/in/{name}", y_path))
-                y = parse_output(self.device.read(y_path).decode(errors="replace"))
-            except RemoteError as e:
-                raise RemoteError(f"{e}; {k} of {n} batches of {entry.label} are kept: run the same command again "
-                                  f"to resume") from None
-            if y.shape[0] != len(xb):
-                raise RemoteError(f"trtexec's output for batch {k + 1} has {y.shape[0]} rows, not the {len(xb)} "
-                                  f"images sent; rerun")
-            with atomic_path(kept) as tmp:
-                with open(tmp, "wb") as f:
-                    np.save(f, y)
-            out.append(y[:real])
-        return np.concatenate(out)
-
-    def _send_batch(self, xb: np.ndarray, name: str, digest: str, there: bool, k: int) -> None:
-        """Put one batch in the device's folder unless it is there. What is there is hashed first: a file of the right
-        name that is not the batch (a copy cut short) is sent again, once.
-        """
-        for attempt in range(2):
-            if attempt or not there:
-                local = self.cache / "in" / name
-                local.parent.mkdir(exist_ok=True)
-                xb.tofile(local)
-                self.device.put({name: local}, f"{self.wdir}/in")
-            got = self.run(["sha256sum", f"{self.wdir}/in/{name}"]).split()[0]
-            if got == digest:
-                return
-        raise RemoteError(f"batch {k + 1} on {self.device.destination} hashes to {got[:12]}…, not the {digest[:12]}… "
-                          f"sent; check the device's disk (df -h) and rerun")
-
-    def memory(self, engine: str) -> MemoryUse:
-        """The engine's size there and the GPU memory trtexec's log says it took (weights, activations)."""
-        size = self.run(["wc", "-c", engine]).split()
-        return trtexec_memory(self.logs.get(engine, ""), int(size[0]) if size and size[0].isdigit() else None)
-
-    def profile(self, entry: Entry, engine: str, batch: int) -> LayerProfile:
-        """Each layer's mean time from trtexec's profiler, in a run of its own at ``batch``."""
-        from edgeres.backends.profile import parse_trtexec_profile
-        from edgeres.backends.trtexec import profile_argv
-        from edgeres.config import PROFILE_RUNS
-
-        path = f"{self.wdir}/out/{entry.label}.b{batch}.profile.json"
-        self.run(profile_argv(self.exe, engine, entry.info.input_name, batch, tuple(entry.info.preprocessing.input_shape),
-                              PROFILE_RUNS, path))
-        return parse_trtexec_profile(self.device.read(path).decode(errors="replace"), batch)
-
-    def times(self, entry: Entry, engine: str, batch: int, cfg: BenchConfig, window: int,
-              seconds: float) -> QueryTimes:
-        """One timing window of trtexec's own timed run: per-query latency and GPU compute (ms), warm-up dropped."""
-        path = f"{self.wdir}/out/{entry.label}.b{batch}.w{window}.times.json"
-        lat = cfg.latency
-        out = self.run(timing_argv(self.exe, engine, entry.info.input_name, batch,
-                                   tuple(entry.info.preprocessing.input_shape), lat.warmup_s, seconds, lat.min_iters, path))
-        self.logs.setdefault(engine, out)
-        t = parse_times(self.device.read(path).decode(errors="replace"), lat.warmup_s * 1000)
-        self.copies_timed = t.copies_timed
-        return t
-
-
-# tegrastats sampling around one command, as an argument list: the script is fixed text, the values are arguments.
-WITH_TEGRASTATS = ('i=$1; f=$2; shift 2; tegrastats --interval "$i" --logfile "$f" & t=$!; "$@"; rc=$?; '
-                   'kill "$t" 2>/dev/null; wait "$t" 2>/dev/null; exit $rc')
-
-def idle_power(device: Device, cfg: BenchConfig) -> tuple[PowerReading | None, str]:
-    """The device's idle board power from 2 s of tegrastats, or why it cannot be had (``--energy on``: refused)."""
-    from edgeres.energy import NO_RAILS, summarize
-
-    if cfg.energy == "off":
-        return None, "--energy off"
-    run = device.run(["timeout", "2", "tegrastats", "--interval", "100"], check=False)
-    why = ""
-    if run.returncode in (126, 127):
-        why = f"no tegrastats on {device.destination} (it ships with JetPack in /usr/bin): not a Jetson?"
-    idle = summarize(run.stdout.decode(errors="replace").splitlines(), 2.0)
-    if not why and idle.mean_w is None:
-        why = NO_RAILS
-    if why and cfg.energy == "on":
-        raise ConfigError(f"--energy on, but energy cannot be measured: {why}")
-    return (None, why) if why else (idle, "")
 
 
 def _energy(tb: TrtexecBench, entries: list[Entry], rows: list[BenchRow], engines: dict[str, dict[str, str]],
