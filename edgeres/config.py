@@ -32,6 +32,9 @@ DEFAULT_MAX_BATCH = 32  # the engines' largest batch: accuracy is scored in batc
 WORKSPACE_MIB = 1024  # TensorRT's builder workspace, for the Python builder and trtexec alike
 PROFILE_RUNS = 50  # bench --profile: runs averaged per layer, at the latency batch
 PROFILE_TOP = 10  # layers a report lists by name; the rest are summed
+MAX_SWEEP = 12  # bench --sweep: batch sizes at most (each is timed like the latency batch, for every row)
+MAX_BATCH = 4096  # the exported models' limit on the batch, for engines and bench's batches alike
+SWEEP_KNEE = 0.95  # bench --sweep names the smallest batch within this share of a row's best images per second
 
 
 def _finite(name: str, value: float | None) -> None:
@@ -242,6 +245,7 @@ class BenchConfig:
     energy: str = "auto"  # auto: measure where a meter is; on: refuse to bench without one; off: do not measure
     dla_core: int | None = None  # also bench the fp16 and int8 rows on this DLA core (static engines, GPU fallback)
     profile: bool = False  # also each layer's time, in a run of its own (PROFILE_RUNS runs at the latency batch)
+    sweep: tuple[int, ...] = ()  # also latency and images/s at each of these batches (bench --sweep 1,2,4,8)
 
     def validate(self) -> None:
         self.latency.validate()
@@ -256,6 +260,12 @@ class BenchConfig:
             raise ConfigError(f"--threads must be at least 1, got {self.threads}")
         if self.batch < 1 or self.throughput_batch < 1:
             raise ConfigError("--batch and --throughput-batch must be at least 1")
+        if max(self.batch, self.throughput_batch) > MAX_BATCH:
+            raise ConfigError(f"--batch and --throughput-batch must be at most {MAX_BATCH} (the exported models' limit)")
+        if self.sweep and (list(self.sweep) != sorted(set(self.sweep)) or not 1 <= self.sweep[0] <= self.sweep[-1]
+                           <= MAX_BATCH or len(self.sweep) > MAX_SWEEP):
+            raise ConfigError(f"--sweep takes 1 to {MAX_SWEEP} batch sizes, rising, from 1 to {MAX_BATCH}, for example "
+                              f"1,2,4,8,16,32; got {','.join(map(str, self.sweep))}")
         if self.max_drop is not None and self.max_drop < 0:
             raise ConfigError(f"--max-drop must not be negative, got {self.max_drop}")
 
@@ -274,8 +284,8 @@ class BuildConfig:
     def validate(self) -> None:
         if not 1 <= self.batch <= self.max_batch:
             raise ConfigError(f"--batch must be between 1 and --max-batch ({self.max_batch}), got {self.batch}")
-        if self.max_batch > 4096:
-            raise ConfigError(f"--max-batch {self.max_batch} is over 4096 (the exported models' limit)")
+        if self.max_batch > MAX_BATCH:
+            raise ConfigError(f"--max-batch {self.max_batch} is over {MAX_BATCH} (the exported models' limit)")
 
 @dataclass(frozen=True)
 class PipelineConfig:
@@ -306,7 +316,7 @@ def from_dict(cls: type, d: dict[str, Any]) -> Any:
     return cls(**kw)
 
 
-__all__ = ["AMP_MODES", "AUGMENTS", "DEFAULT_DATASET", "DEFAULT_MAX_BATCH", "DEFAULT_OPSET", "MAX_OPSET", "METHODS",
-           "MIN_OPSET", "PLACEMENTS", "PRECISIONS", "RECIPES", "SCHEDULES", "BenchConfig", "BuildConfig", "ExportConfig",
-           "LatencyConfig", "Method", "PipelineConfig", "Precision", "QuantConfig", "RecipeName", "TrainConfig",
-           "asdict", "from_dict"]
+__all__ = ["AMP_MODES", "AUGMENTS", "DEFAULT_DATASET", "DEFAULT_MAX_BATCH", "DEFAULT_OPSET", "MAX_BATCH", "MAX_OPSET",
+           "MAX_SWEEP", "METHODS", "MIN_OPSET", "PLACEMENTS", "PRECISIONS", "RECIPES", "SCHEDULES", "SWEEP_KNEE",
+           "BenchConfig", "BuildConfig", "ExportConfig", "LatencyConfig", "Method", "PipelineConfig", "Precision",
+           "QuantConfig", "RecipeName", "TrainConfig", "asdict", "from_dict"]

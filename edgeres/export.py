@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from edgeres.artifacts import atomic_path, check_against_manifest, refuse_overwriting_inputs, write_manifest
-from edgeres.config import DEFAULT_OPSET, ExportConfig
+from edgeres.config import DEFAULT_OPSET, MAX_BATCH, ExportConfig
 from edgeres.data.datasets import load_dataset
 from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import ArtifactError, ConfigError
@@ -67,7 +67,7 @@ def resolve_opset(cfg: ExportConfig) -> tuple[int, TargetProfile | None]:
 
 def _export(model: torch.nn.Module, shape: tuple[int, ...], dest: Path, opset: int) -> None:
     x = torch.zeros(2, *shape)
-    batch = torch.export.Dim("batch", min=1, max=4096)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     sink = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
         warnings.simplefilter("ignore")

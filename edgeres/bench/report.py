@@ -7,6 +7,7 @@ from pathlib import Path
 from edgeres.artifacts import atomic_path, staged_dir, write_json_atomic, write_text_atomic
 from edgeres.backends.memory import MemoryUse
 from edgeres.bench.classes import markdown_lines, plot_confusion
+from edgeres.bench.sweep import plot_sweep, sweep_lines, sweep_note
 from edgeres.bench.thermal import short as thermal_short
 from edgeres.errors import ArtifactError
 
@@ -119,6 +120,7 @@ def footnotes(report: dict) -> list[str]:
         notes.append(f"layers at batch {prof[0][1]['batch']} ({prof[0][1]['runs']} runs under the runtime's profiler, "
                      f"apart from the timing; report.md lists the slowest): "
                      + "; ".join(f"{label} {profile_short(p)}" for label, p in prof))
+    notes += sweep_note(report)
     state = report.get("device_state") or {}
     notes += state.get("warnings") or ([state["warning"]] if state.get("warning") else [])  # older reports: one "warning"
     if any(r["accuracy_mode"].startswith("simulated") for r in res):
@@ -162,6 +164,7 @@ def markdown(report: dict) -> str:
     out += roofline_lines(report)
     out += markdown_lines(report)
     out += profile_lines(report)
+    out += sweep_lines(report)
     return "\n".join(out) + "\n"
 
 
@@ -224,7 +227,9 @@ def plot(report: dict, dest: Path) -> None:
 
     res = report["results"]
     with_energy = [r for r in res if (r.get("energy") or {}).get("mj_per_image") is not None]
-    fig, axes = plt.subplots(1, 3 if with_energy else 2, figsize=(16 if with_energy else 11, 4))
+    swept = [r for r in res if r.get("sweep")]
+    panels = 2 + bool(with_energy) + bool(swept)
+    fig, axes = plt.subplots(1, panels, figsize=(5.4 * panels, 4))
     a, b = axes[0], axes[1]
     # the latency distribution: 5th–95th percentile box, 50th line, min–max whiskers, from the stored quantiles
     stats = [{"label": r["label"], "whislo": r["latency"]["quantiles_ms"][0], "q1": r["latency"]["quantiles_ms"][1],
@@ -253,6 +258,8 @@ def plot(report: dict, dest: Path) -> None:
             c.annotate(r["label"], (mj, r["accuracy"]["top1"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
         c.set_xlabel(f"energy per image (mJ, {report['energy']['meter']})")
         c.set_ylabel("top-1 (%)")
+    if swept:
+        plot_sweep(axes[-1], swept)
     fig.suptitle(f"edgeres bench — {report['target']['name']} — {report['dataset']['name']}")
     fig.tight_layout()
     with atomic_path(dest) as tmp:

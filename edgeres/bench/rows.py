@@ -52,6 +52,7 @@ class BenchRow:
     memory: dict[str, Any] | None = None  # MemoryUse at the throughput batch; None for PyTorch on CUDA
     thermal: dict[str, Any] | None = None  # hottest zone and GPU clock over the row's timing windows (ThermalWatch.row)
     profile: dict[str, Any] | None = None  # bench --profile: the slowest layers at the latency batch (LayerProfile)
+    sweep: list[dict[str, Any]] | None = None  # bench --sweep: a SweepPoint per batch
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,12 +78,20 @@ def plan_rows(models: list[Path], target: TargetProfile, dla_core: int | None = 
 
 def engine_configs(entry: Entry, target: TargetProfile, cfg: BenchConfig) -> dict[str, BuildConfig]:
     """The engines a TensorRT row needs: one optimized for the latency batch (also used for accuracy, up to
-    ``DEFAULT_MAX_BATCH``), and one for the throughput batch.
+    ``DEFAULT_MAX_BATCH``), one for the throughput batch, and with ``cfg.sweep`` the engine of each batch of the
+    sweep (``bench/sweep.py``: one for all of them, or a DLA row's static one per batch). Equal ones are one engine.
     """
-    most = cfg.batch if entry.dla_core is not None else max(DEFAULT_MAX_BATCH, cfg.batch)  # a DLA engine is static
+    from edgeres.bench.sweep import purpose
+
+    dla = entry.dla_core is not None
+    most = cfg.batch if dla else max(DEFAULT_MAX_BATCH, cfg.batch)  # a DLA engine is static
     lat = BuildConfig(target.name, entry.precision, entry.dla_core, cfg.batch, most)
     thr = BuildConfig(target.name, entry.precision, entry.dla_core, cfg.throughput_batch, cfg.throughput_batch)
-    return {"latency": lat, "throughput": thr} if thr != lat else {"latency": lat}
+    out = {"latency": lat, "throughput": thr} if thr != lat else {"latency": lat}
+    for b in cfg.sweep:
+        top = b if dla else max(cfg.sweep)
+        out[purpose(b)] = BuildConfig(target.name, entry.precision, entry.dla_core, top, top)
+    return out
 
 
 def _entries(models: list[Path]) -> list[Entry]:

@@ -13,10 +13,11 @@ import numpy as np
 
 from edgeres.artifacts import check_out, sha256_file, versions
 from edgeres.backends import Session, get_backend, infer_all, require
-from edgeres.backends.latency import compare_latency
+from edgeres.backends.latency import LatencyStats, compare_latency
 from edgeres.bench.accuracy import accuracy, confusion
 from edgeres.bench.classes import MAX_CONFUSION, check_classes, evaluation_data, image_names, predictions_csv
 from edgeres.bench.rows import BenchRow, Entry, engine_configs, plan_rows
+from edgeres.bench.sweep import how
 from edgeres.bench.thermal import ThermalWatch
 from edgeres.build import engine_from_onnx
 from edgeres.config import BenchConfig
@@ -77,29 +78,50 @@ def _accuracy(label: str, open_session: Opener, x: np.ndarray, labels: np.ndarra
 
 def _latency(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: BenchConfig,
              per_batch_sessions: bool, watch: ThermalWatch) -> None:
-    """Latency at ``cfg.batch`` and ``cfg.throughput_batch`` for every row, timed in alternating windows.
+    """Latency at ``cfg.batch`` and ``cfg.throughput_batch`` for every row, timed in alternating windows; then, with
+    ``cfg.sweep``, at each batch of the sweep.
 
     With ``per_batch_sessions`` (TensorRT), each batch is timed on the engine built for it; other runtimes take any
     batch on one session, opened once.
     """
+    from edgeres.bench.sweep import SweepPoint, purpose
+
     log(f"latency of {len(rows)} models at batch {cfg.batch} and {cfg.throughput_batch}, "
         f"{cfg.latency.rounds} alternating rounds …")
+    got = _timed(rows, openers, x, cfg, [("latency", cfg.batch), ("throughput", cfg.throughput_batch)],
+                 per_batch_sessions, watch)
+    for key, by_label in got.items():
+        for r in rows:
+            setattr(r, key, by_label[r.label].to_dict())
+    if not cfg.sweep:
+        return
+    log(f"batch sweep of {len(rows)} models at batch {', '.join(map(str, cfg.sweep))} …")
+    plan = [(purpose(b), b) for b in cfg.sweep]
+    swept = _timed(rows, openers, x, cfg, plan, per_batch_sessions, watch)
+    for r in rows:
+        r.sweep = [SweepPoint.of(swept[key][r.label].to_dict()).to_dict() for key, _ in plan]
+
+
+def _timed(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: BenchConfig, plan: list[tuple[str, int]],
+           per_batch_sessions: bool, watch: ThermalWatch) -> dict[str, dict[str, LatencyStats]]:
+    """Each row's latency at each (purpose, batch) of ``plan``, every row in turn in alternating windows."""
     sessions: dict[str, Session] = {}
+    out: dict[str, dict[str, LatencyStats]] = {}
     try:
-        for key, batch in (("latency", cfg.batch), ("throughput", cfg.throughput_batch)):
+        for key, batch in plan:
             if per_batch_sessions or not sessions:
                 for sess in sessions.values():
                     sess.close()
                 sessions = {}
                 for r, open_session in zip(rows, openers):
                     sessions[r.label] = open_session(False, key)
-            got = compare_latency(sessions, x[:batch], batch, cfg.latency, after=watch.sample)
+            out[key] = compare_latency(sessions, x[:batch], batch, cfg.latency, after=watch.sample)
             for r in rows:
-                setattr(r, key, got[r.label].to_dict())
                 r.threads = sessions[r.label].threads if r.threads is None else r.threads
     finally:
         for sess in sessions.values():
             sess.close()
+    return out
 
 
 def _energy(rows: list[BenchRow], openers: list[Opener], x: np.ndarray, cfg: BenchConfig, meter: Meter | None,
@@ -219,9 +241,8 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
     watch = ThermalWatch(LocalDevice(), gpu=target.kind != "cpu")  # the first reading before any work
     entries = plan_rows(models, target, cfg.dla_core)
     static = min((e.info.input_shape[0] for e in entries if isinstance(e.info.input_shape[0], int)), default=None)
-    if static is not None and max(cfg.batch, cfg.throughput_batch) > static:
-        log(f"a model fixes its batch at {static}: latency and throughput are measured at batch {static}")
-        cfg = replace(cfg, batch=min(cfg.batch, static), throughput_batch=min(cfg.throughput_batch, static))
+    if static is not None:
+        cfg = fit_static_batch(cfg, static)
     ref = entries[0]
     ds, x = evaluation_data(entries, target, cfg)
     pre = ref.info.preprocessing
@@ -270,6 +291,7 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
         "preprocessing": pre.to_dict(), "reference": ref.label, "model_cost": cost.to_dict(),
         "measured_peaks": peaks, "engines": engines or None, "energy": energy, "device_state": state,
         "thermal": watch.report((state or {}).get("clocks_locked")),
+        "sweep": {"batches": list(cfg.sweep), "how": how(target.runtime)} if cfg.sweep else None,
         "timing": {"clock": "time.perf_counter around Session.infer", "what": "host wall time of one call",
                    "copies_timed": "per result: latency.copies_timed"},
         "results": [r.to_dict() for r in results],
@@ -278,6 +300,16 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
                                                                             predicted)})
     check_budget(report, cfg.max_drop, Path(out_dir))
     return report
+
+
+def fit_static_batch(cfg: BenchConfig, static: int) -> BenchConfig:
+    """``cfg`` for a model whose batch is fixed at ``static``: no batch above it, said once."""
+    if max(cfg.batch, cfg.throughput_batch, *cfg.sweep) <= static:
+        return cfg
+    sweep = tuple(b for b in cfg.sweep if b <= static)
+    log(f"a model fixes its batch at {static}: latency and throughput are measured at batch {static} at most"
+        + (f", the sweep at {', '.join(map(str, sweep)) or 'no batch'}" if cfg.sweep else ""))
+    return replace(cfg, batch=min(cfg.batch, static), throughput_batch=min(cfg.throughput_batch, static), sweep=sweep)
 
 
 def check_budget(report: dict, max_drop: float | None, out_dir: Path) -> None:

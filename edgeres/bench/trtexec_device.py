@@ -96,7 +96,7 @@ class TrtexecBench:
         eng = f"{self.wdir}/{entry.label}.{purpose}.engine"
         static = entry.dla_core is not None
         b = TrtexecBuild(model, eng, entry.info.input_name, shape, entry.precision,
-                         1 if purpose == "latency" and not static else batch, batch, batch if static else max_batch,
+                         1 if purpose in ("latency", "sweep") and not static else batch, batch, batch if static else max_batch,
                          entry.dla_core, timing_cache=f"{self.wdir}/timing.cache")
         argv = b.argv(self.exe, self.version)
         marker = self.cache / f"{entry.label}.{purpose}.built"

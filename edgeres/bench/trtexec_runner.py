@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +28,7 @@ from edgeres.bench.classes import evaluation_data
 from edgeres.bench.device_state import Device, device_state
 from edgeres.bench.rows import BenchRow, Entry, plan_rows
 from edgeres.bench.run import SCHEMA, check_budget, machine
+from edgeres.bench.sweep import how
 from edgeres.bench.thermal import ThermalWatch
 from edgeres.bench.trtexec_device import WITH_TEGRASTATS, TrtexecBench, cache_root, device_target, find_trtexec, idle_power
 from edgeres.config import DEFAULT_MAX_BATCH, BenchConfig
@@ -103,20 +105,15 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
         rows.append(BenchRow(e.label, str(e.path), sha256_file(e.path), e.precision, "tensorrt (trtexec)",
                              accuracy(logits, ds.labels, None if ref is logits else ref).to_dict(), "native", e.recipe,
                              note="timed by trtexec --exportTimes: H2D + GPU compute + D2H per query"))
-    seconds = max(1.0, cfg.latency.duration_s / cfg.latency.rounds)
     for key_, b in (("latency", cfg.batch), ("throughput", cfg.throughput_batch)):
-        windows: dict[str, list[QueryTimes]] = {r.label: [] for r in rows}
-        for w in range(cfg.latency.rounds):
-            order = list(zip(entries, rows))[:: 1 if w % 2 == 0 else -1]
-            for e, r in order:
-                windows[r.label].append(tb.times(e, engines[e.label][key_], b, cfg, w, seconds))
-                watch.sample(r.label)
-        for e, r in zip(entries, rows):
-            shape, where = [b, *e.info.preprocessing.input_shape], f"trtexec on {device.destination}"
-            stats = stats_from_times([t.latency_ms / 1e3 for t in windows[r.label]], b, shape, tb.copies_timed, where)
-            compute = stats_from_times([t.compute_ms / 1e3 for t in windows[r.label]], b, shape, False, where)
-            setattr(r, key_, {**stats.to_dict(), "measured_by": "trtexec", "gpu_compute": {
-                k: getattr(compute, k) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips")}})
+        def built(e: Entry, k: str = key_) -> str:
+            return engines[e.label][k]
+
+        got = _windows(tb, entries, rows, built, b, cfg, watch)
+        for r in rows:
+            setattr(r, key_, got[r.label])
+    if cfg.sweep:
+        _sweep(tb, entries, rows, names, engines, cfg, watch)
     for e, r in zip(entries, rows):
         r.memory = tb.memory(engines[e.label]["throughput"]).to_dict()
         if cfg.profile:
@@ -132,6 +129,7 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
         "energy": energy, "device_state": state, "thermal": watch.report((state or {}).get("clocks_locked")),
         "timing": {"clock": "trtexec --exportTimes", "what": "latencyMs of each query: H2D + GPU compute + D2H",
                    "copies_timed": "per result: latency.copies_timed"},
+        "sweep": {"batches": list(cfg.sweep), "how": how("tensorrt")} if cfg.sweep else None,
         "runner": {"name": "trtexec", "tensorrt": str(version), "trtexec": exe, "banner": banner,
                    "device": device.destination, "dir": tb.wdir, "commands": tb.commands,
                    "dla_lines": tb.dla_lines or None},
@@ -140,6 +138,51 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
     write_reports(report, Path(out_dir))
     check_budget(report, cfg.max_drop, Path(out_dir))
     return report
+
+
+def _windows(tb: TrtexecBench, entries: list[Entry], rows: list[BenchRow], engine: Callable[[Entry], str], b: int,
+             cfg: BenchConfig, watch: ThermalWatch) -> dict[str, dict]:
+    """Each row's latency at batch ``b`` (and trtexec's GPU compute), from trtexec's timed runs in ``cfg.latency.rounds``
+    windows that alternate the rows, as ``compare_latency`` does for a session.
+    """
+    seconds = max(1.0, cfg.latency.duration_s / cfg.latency.rounds)
+    windows: dict[str, list[QueryTimes]] = {r.label: [] for r in rows}
+    for w in range(cfg.latency.rounds):
+        for e, r in list(zip(entries, rows))[:: 1 if w % 2 == 0 else -1]:
+            windows[r.label].append(tb.times(e, engine(e), b, cfg, w, seconds))
+            watch.sample(r.label)
+    out = {}
+    for e, r in zip(entries, rows):
+        shape, where = [b, *e.info.preprocessing.input_shape], f"trtexec on {tb.device.destination}"
+        stats = stats_from_times([t.latency_ms / 1e3 for t in windows[r.label]], b, shape, tb.copies_timed, where)
+        compute = stats_from_times([t.compute_ms / 1e3 for t in windows[r.label]], b, shape, False, where)
+        out[r.label] = {**stats.to_dict(), "measured_by": "trtexec", "gpu_compute": {
+            k: getattr(compute, k) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips")}}
+    return out
+
+
+def _sweep(tb: TrtexecBench, entries: list[Entry], rows: list[BenchRow], names: dict[str, str],
+           engines: dict[str, dict[str, str]], cfg: BenchConfig, watch: ThermalWatch) -> None:
+    """Each row at every batch of ``cfg.sweep`` (``bench/sweep.py``): one engine per row with a profile from 1 to the
+    largest batch, or a DLA row's static engine per batch (its latency or throughput engine where the batch is theirs).
+    """
+    from edgeres.bench.sweep import SweepPoint
+
+    top = max(cfg.sweep)
+    log(f"batch sweep of {len(rows)} models at batch {', '.join(map(str, cfg.sweep))} …")
+    points: dict[str, list[dict]] = {r.label: [] for r in rows}
+    for b in cfg.sweep:
+        def engine(e: Entry, b: int = b) -> str:
+            if e.dla_core is not None:
+                same = {cfg.batch: "latency", cfg.throughput_batch: "throughput"}.get(b)
+                return engines[e.label][same] if same else tb.engine(e, names[e.label], f"sweep{b}", b, b)
+            return tb.engine(e, names[e.label], "sweep", top, top)
+
+        got = _windows(tb, entries, rows, engine, b, cfg, watch)
+        for r in rows:
+            points[r.label].append(SweepPoint.of(got[r.label]).to_dict())
+    for r in rows:
+        r.sweep = points[r.label]
 
 
 def _send_models(tb: TrtexecBench, entries: list[Entry], digests: list[str], version: Version) -> dict[str, str]:

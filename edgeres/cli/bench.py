@@ -36,10 +36,10 @@ def latency_options(fn):
 
 
 def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_iters, rounds, batch,
-                 throughput_batch, threads, max_drop, energy="auto", dla_core=None, profile=False):
+                 throughput_batch, threads, max_drop, energy="auto", dla_core=None, profile=False, sweep=()):
     return BenchConfig(target, data, limit, batch, throughput_batch, threads,
                        LatencyConfig(warmup_s, warmup_iters, duration_s, min_iters, rounds), max_drop, energy, dla_core,
-                       profile)
+                       profile, sweep)
 
 
 @click.command("bench")
@@ -74,11 +74,15 @@ def bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_it
               help=f"Also time each layer at the latency batch ({PROFILE_RUNS} runs under the runtime's own profiler, "
                    f"apart from the timing: ONNX Runtime's, TensorRT's IProfiler, trtexec --dumpProfile); report.md "
                    f"lists the slowest layers of each model.")
+@click.option("--sweep", default=None, metavar="B1,B2,…",
+              help="Also time every row at each of these batches (each like the latency batch: warm-up, duration, "
+                   "rounds), and name the smallest batch within 5% of the most images per second. TensorRT: one "
+                   "engine per row, profile 1 to the largest batch; a DLA row: an engine per batch.")
 @latency_options
 @json_option
 @handle_errors
 def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_options, identity, accept_new_host_key,
-              remote_edgeres, clean_remote, runner, trtexec_path, config_json, dla_core, profile, warmup_s,
+              remote_edgeres, clean_remote, runner, trtexec_path, config_json, dla_core, profile, sweep, warmup_s,
               warmup_iters, duration_s, min_iters, rounds, batch, throughput_batch, threads, max_drop, energy, as_json):
     """Measure accuracy, latency, memory and (where a meter is) energy of every precision against fp32.
 
@@ -88,6 +92,7 @@ def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_o
       edgeres bench runs/demo/model*.onnx --target jetson --host nvidia@orin.local --out runs/orin
       edgeres bench runs/demo/model*.onnx --target jetson-agx-orin --dla-core 0 --host nvidia@orin.local
       edgeres bench runs/demo/model.onnx runs/demo/model.int8-cpu.onnx --profile   # which layers take the time
+      edgeres bench runs/demo/model*.onnx --target jetson --host nvidia@orin.local --sweep 1,2,4,8,16,32,64
     """
     from edgeres.errors import ConfigError
 
@@ -99,9 +104,11 @@ def bench_cmd(models, target, data, limit, checkpoint, out, compare, host, ssh_o
     if not models:
         raise ConfigError("no models given; pass the float ONNX and any int8 ONNX files, e.g. runs/demo/model*.onnx")
     from edgeres.bench.report import table
+    from edgeres.bench.sweep import parse_sweep
 
     cfg = bench_config(target, data, limit, warmup_s, warmup_iters, duration_s, min_iters, rounds, batch,
-                       throughput_batch, threads, max_drop, energy, dla_core, profile)
+                       throughput_batch, threads, max_drop, energy, dla_core, profile,
+                       () if sweep is None else parse_sweep(sweep))
     if config_json is not None:
         import json
 

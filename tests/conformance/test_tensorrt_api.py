@@ -447,3 +447,26 @@ def test_bench_adds_each_fp16_and_int8_row_on_the_dla(standin, models, tmp_path,
     assert rec.violations == []
     with pytest.raises(ConfigError, match="target jetson-orin-nano has no DLA"):
         plan_rows([models[17]["fp32"]], load_target("jetson-orin-nano"), 0)
+
+
+def test_bench_sweep_runs_each_row_on_its_sweep_engine(standin, models, tmp_path, monkeypatch):
+    """bench --sweep on an AGX Orin with --dla-core: a GPU row's batches on one engine whose profile spans the sweep
+    (1 to 4, optimized for 4), a DLA row's on a static engine per batch; each on the API of 10.3."""
+    board = tmp_path / "model"
+    board.write_bytes(b"NVIDIA Jetson AGX Orin Developer Kit\x00")
+    monkeypatch.setattr("edgeres.targets.DEVICE_TREE_MODEL", board)
+    rec = standin.use("10.3", dla_cores=2)
+    cfg = BenchConfig(target="jetson-agx-orin", limit=8, batch=1, throughput_batch=2, energy="off",
+                      latency=FAST_LATENCY, dla_core=1, sweep=(1, 2, 4))
+    bench([models[17]["fp32"], models[17]["int8"]], tmp_path / "r", cfg)
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    engines = report["engines"]
+    for r in report["results"]:
+        assert [p["batch"] for p in r["sweep"]] == [1, 2, 4] and all(p["throughput_ips"] > 0 for p in r["sweep"])
+        got = [engines[f"{r['label']}:sweep:{b}"] for b in (1, 2, 4)]
+        if r["label"].endswith("-dla1"):
+            assert [(e["profile"], e["dla_core"]) for e in got] == [([1, 1, 1], 1), ([2, 2, 2], 1), ([4, 4, 4], 1)]
+        else:
+            assert [e["profile"] for e in got] == [[1, 4, 4]] * 3 and len({e["engine"] for e in got}) == 1
+    assert "dynamic batching" in report["sweep"]["how"] and "static engine per batch" in report["sweep"]["how"]
+    assert rec.violations == []

@@ -187,3 +187,33 @@ def test_profile_gives_each_rows_layers_from_onnx_runtimes_profiler(small_run, t
     assert {"QLinearConv", "DequantizeLinear", "QuantizeLinear"} & set(rows["int8-tensorrt"]["by_op"])
     md = (out / "report.md").read_text()
     assert "## Layers (bench --profile)" in md and "### int8-tensorrt: where the time goes at batch 1" in md
+
+
+def test_sweep_times_every_row_at_each_batch_on_its_one_session(small_run, tmp_path):
+    """bench --sweep through the CLI: each row at batches 1, 4 and 16 on ONNX Runtime, images per second from its
+    own windows (batch / mean latency), the knee in the notes, a column per batch in report.md; bad batches are one
+    line each."""
+    from tests.helpers.cli import QUICK_TIMING, assert_one_line_error
+
+    cfg, _ = small_run
+    models = [str(Path(cfg.out) / "model.onnx"), str(Path(cfg.out) / "model.int8-cpu.onnx")]
+    out = tmp_path / "r"
+    r = edgeres("bench", *models, "--limit", "16", "--threads", "1", "--sweep", "16,1,4", *QUICK_TIMING,
+                "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["sweep"] == [1, 4, 16] and report["sweep"]["batches"] == [1, 4, 16]
+    assert "one session" in report["sweep"]["how"]
+    for row in report["results"]:
+        assert [p["batch"] for p in row["sweep"]] == [1, 4, 16], row["label"]
+        for p in row["sweep"]:
+            assert p["throughput_ips"] > 0 and p["p99_ms"] >= p["p50_ms"] > 0 and p["gpu_compute_p50_ms"] is None
+    md = (out / "report.md").read_text()
+    assert "## Batch sweep (bench --sweep)" in md and "| model | batch 1 | batch 4 | batch 16 |" in md
+    assert "Images per second against fp32's at the same batch" in md
+    assert "batch sweep 1…16 (3 batches; report.md has each)" in md
+    assert (out / "report.png").stat().st_size > 0
+    for bad, says in (("0,4", "--sweep takes 1 to 12 batch sizes, rising, from 1 to 4096"),
+                      ("1,x", "--sweep takes batch sizes separated by commas")):
+        assert_one_line_error(edgeres("bench", *models, "--sweep", bad, "--out", str(tmp_path / "bad")), says)
+    assert not (tmp_path / "bad").exists()

@@ -325,15 +325,15 @@ def test_dla_rows_are_static_engines_on_the_core_asked(desktop_models, onnxrunti
     with its batch fixed; accuracy runs on the throughput engine, 40 images as 16 + 16 + 8 padded to 16 (every run
     of a DLA engine has its own batch), and trtexec's lines about the DLA are kept."""
     exe = install(tmp_path / "bin", "8502")
-    cfg = BenchConfig(target="jetson-agx-orin", limit=LIMIT, throughput_batch=16, latency=FAST, dla_core=1)
+    cfg = BenchConfig(target="jetson-agx-orin", limit=LIMIT, throughput_batch=16, latency=FAST, dla_core=1, sweep=(4, 16))
     report = bench_trtexec(desktop_models, tmp_path / "r", cfg, LocalDevice(), str(exe))
     rows = {r["label"]: r["accuracy"] for r in report["results"]}
     assert list(rows) == ["fp32", "fp16", "int8-tensorrt", "fp16-dla1", "int8-tensorrt-dla1"]
     assert {k: rows["fp16-dla1"][k] for k in EXACT} == {k: rows["fp16"][k] for k in EXACT}  # the stand-in: no DLA
     assert {k: rows["int8-tensorrt-dla1"][k] for k in EXACT} == {k: rows["int8-tensorrt"][k] for k in EXACT}
     cmds = report["runner"]["commands"]
-    builds = [c for c in cmds if "--useDLACore=1" in c]
-    assert len(builds) == 4 and all("--allowGPUFallback" in c for c in builds)
+    builds = [c for c in cmds if "--useDLACore=1" in c and "built before" not in c]
+    assert len(builds) == 6 and all("--allowGPUFallback" in c for c in builds)  # latency, throughput, sweep at 4
     assert any("--minShapes=input:1x" in c and "--maxShapes=input:1x" in c for c in builds)
     assert any("--minShapes=input:16x" in c and "--maxShapes=input:16x" in c for c in builds)
     runs = [c for c in cmds if "--exportOutput=" in c and "dla1.throughput.engine" in c]
@@ -341,6 +341,16 @@ def test_dla_rows_are_static_engines_on_the_core_asked(desktop_models, onnxrunti
     said = report["runner"]["dla_lines"]
     assert said["fp16-dla1:throughput"] == ["[W] [TRT] stand-in: DLA core 1 asked, and no layer runs on a DLA here"]
     assert "on the DLA: trtexec's builds wrote 1 lines for fp16-dla1" in (tmp_path / "r" / "report.md").read_text()
+    # --sweep 4,16: a GPU row's batches on one engine of profile 1..16, a DLA row's on static engines (16: the
+    # throughput engine itself); every row timed at both batches
+    sweeps = [c for c in cmds if ".sweep" in c and "--saveEngine=" in c and "built before" not in c]
+    assert len(sweeps) == 5 and sum("--minShapes=input:1x" in c and "--maxShapes=input:16x" in c for c in sweeps) == 3
+    assert sum("sweep4.engine" in c and "--minShapes=input:4x" in c and "--maxShapes=input:4x" in c for c in sweeps) == 2
+    timed = [c for c in cmds if "--exportTimes=" in c and ".sweep" in c]
+    assert sum("--shapes=input:4x" in c for c in timed) == 5 and sum("--shapes=input:16x" in c for c in timed) == 3
+    for r in report["results"]:
+        assert [p["batch"] for p in r["sweep"]] == [4, 16] and all(p["gpu_compute_p50_ms"] > 0 for p in r["sweep"])
+    assert "## Batch sweep (bench --sweep)" in (tmp_path / "r" / "report.md").read_text()
     with pytest.raises(ConfigError, match="target jetson-orin-nano has no DLA"):
         bench_trtexec(desktop_models, tmp_path / "n", BenchConfig(target="jetson-orin-nano", dla_core=0), LocalDevice(),
                       str(exe))
