@@ -42,5 +42,23 @@ def _compare(ra: dict, rb: dict, a: Path, b: Path) -> tuple[str, dict]:
     if limit is not None:
         lines.append("host noise (largest spread of window p50s within one run): "
                      + ", ".join(f"{k} {n[0]:.1f}%" if n else f"{k} unknown" for k, n in zip("AB", noise)))
-    return "\n".join(lines), {"a": str(a), "b": str(b), "rows": rows,
+    swept = _sweeps(ra, by_b)
+    if swept:
+        lines.append("bench --sweep, images/s B/A at each batch both swept: " + "; ".join(
+            f"{label} " + ", ".join(f"{x['batch']} {x['ratio']:.2f}×" for x in swept if x["label"] == label)
+            for label in dict.fromkeys(x["label"] for x in swept)))
+    return "\n".join(lines), {"a": str(a), "b": str(b), "rows": rows, "sweep": swept,
                               "noise_pct": [n[0] if n else None for n in noise]}
+
+
+def _sweeps(ra: dict, by_b: dict[str, dict]) -> list[dict]:
+    """Each row's images per second in both reports at every batch both swept, and B over A."""
+    out = []
+    for r in ra["results"]:
+        theirs = {p["batch"]: p for p in (by_b.get(r["label"]) or {}).get("sweep") or []}
+        for p in r.get("sweep") or []:
+            q = theirs.get(p["batch"])
+            if q is not None:
+                out.append({"label": r["label"], "batch": p["batch"], "ips": [p["throughput_ips"], q["throughput_ips"]],
+                            "ratio": q["throughput_ips"] / p["throughput_ips"]})
+    return out

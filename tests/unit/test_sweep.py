@@ -96,3 +96,25 @@ def test_report_md_has_a_column_per_batch_and_the_ratio_to_the_reference():
     assert "| int8 | 2.00× | 4.00× |" in md
     assert "| fp32 | — | 7.000 |" in md and "| int8 | — | 1.500 |" in md  # trtexec's compute where it has it
     assert sweep_lines({"results": [{"label": "fp32"}]}) == []
+
+
+def test_compare_sets_two_sweeps_side_by_side_at_the_batches_both_have(tmp_path):
+    """Before and after (jetson_clocks, a new JetPack): images/s B over A per row, at each batch both swept."""
+    import json
+
+    from edgeres.bench import SCHEMA
+    from edgeres.bench.compare import compare_reports
+
+    def write(name: str, sweep: list[dict]) -> Path:
+        row = {"label": "fp32", "accuracy": {"top1": 90.0}, "latency": {"p50_ms": 1.0, "noise_pct": 2.0},
+               "sweep": sweep}
+        path = tmp_path / name
+        path.write_text(json.dumps({"schema": SCHEMA, "target": {"name": "cpu"}, "results": [row]}))
+        return path
+
+    a = write("a.json", [point(1, 500), point(8, 1000), point(32, 1100)])
+    b = write("b.json", [point(1, 600), point(8, 1500)])
+    text, doc = compare_reports(a, b)
+    assert [(x["batch"], x["ratio"]) for x in doc["sweep"]] == [(1, 1.2), (8, 1.5)]
+    assert "bench --sweep, images/s B/A at each batch both swept: fp32 1 1.20×, 8 1.50×" in text
+    assert compare_reports(a, write("c.json", []))[1]["sweep"] == []
