@@ -10,6 +10,12 @@ A profile runs apart from the timed windows, as trtexec's ``--separateProfileRun
 watches, so its total is not the row's latency, and its shares are what to read. On TensorRT, layers named
 "Reformatting CopyNode …" (or "… reformatter") only convert between layouts or precisions; their share is reported on
 its own, since an INT8 engine that spends its time there gains little from INT8.
+
+On a DLA engine, TensorRT's profiler times the GPU's stream, and the DLA's part shows as the layers around its
+subgraph: the copies into the DLA's memory ("images to nvm"), the submission ("{ForeignNode[…]}"), the wait for the
+DLA and the copy back ("head_3 from nvm": 98% of the run in a TensorRT 8.5 profile of an Orin, NVIDIA/TensorRT issue
+3143) and "… copy finish". Their sum is the row's ``dla_ms``: the DLA's compute with its copies, which the profile
+cannot part.
 """
 from __future__ import annotations
 
@@ -49,6 +55,12 @@ class LayerProfile:
     def reformat_ms(self) -> float:
         return float(sum(t.ms for t in self.layers if is_reformat(t.name)))
 
+    def dla_ms(self) -> float | None:
+        """The DLA's subgraphs with their copies and waits; None where no layer is a DLA's (no DLA, or not an engine)."""
+        if not any(DLA_COPY.search(t.name) for t in self.layers):
+            return None
+        return float(sum(t.ms for t in self.layers if DLA_COPY.search(t.name) or t.name.startswith("{ForeignNode[")))
+
     def by_op(self) -> dict[str, float]:
         """Mean ms per run of each operator, slowest first (layers without an operator are left out)."""
         out: dict[str, float] = {}
@@ -61,10 +73,11 @@ class LayerProfile:
         return {"runs": self.runs, "batch": self.batch, "how": self.how, "total_ms": self.total_ms,
                 "layer_count": len(self.layers), "layers": [asdict(t) for t in self.layers[:top]],
                 "other_ms": float(sum(t.ms for t in self.layers[top:])), "by_op": self.by_op() or None,
-                "reformat_ms": self.reformat_ms()}
+                "reformat_ms": self.reformat_ms(), "dla_ms": self.dla_ms()}
 
 
 REFORMAT = re.compile(r"^Reformatting CopyNode|reformatter", re.IGNORECASE)
+DLA_COPY = re.compile(r" (to|from) nvm$| copy finish$")  # a DLA subgraph's copies and the wait for it
 
 
 def is_reformat(name: str) -> bool:

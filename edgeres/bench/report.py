@@ -180,6 +180,8 @@ def profile_short(p: dict) -> str:
         parts.append(f"slowest {name} {100 * top['ms'] / total:.0f}%")
     if p.get("reformat_ms"):
         parts.append(f"reformatting {100 * p['reformat_ms'] / total:.0f}%")
+    if p.get("dla_ms") is not None:
+        parts.append(f"DLA with its copies {100 * p['dla_ms'] / total:.0f}%")
     return ", ".join(parts)
 
 

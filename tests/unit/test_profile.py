@@ -1,6 +1,8 @@
 """Per-layer profiles: trtexec's --exportProfile in the layout its sources write, and ONNX Runtime's trace events."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from edgeres.backends.profile import LayerProfile, LayerTime, is_reformat, ort_layers, parse_trtexec_profile
@@ -65,3 +67,26 @@ def test_onnxruntime_trace_leaves_the_first_run_out_and_averages_the_rest():
 def test_layers_sort_slowest_first():
     p = LayerProfile(1, 1, [LayerTime("a", 0.1), LayerTime("b", 0.3)], "test")
     assert [t.name for t in p.layers] == ["b", "a"]
+
+
+def test_a_dla_engines_copies_and_wait_are_the_dlas_share():
+    """The layers of a DLA engine's profile as trtexec printed them on an Orin (TensorRT 8.5, NVIDIA/TensorRT issue
+    3143): the wait for the DLA shows in "head_3 from nvm"; the submission, the copies and the wait are its share."""
+    rows = [("images to nvm", 0.0852), ("{ForeignNode[Conv_0...Concat_198]}", 0.0085), ("head_3 from nvm", 7.6931),
+            ("images copy finish", 0.0017), ("head_3 copy finish", 0.0029), ("head_2 from nvm", 0.0072),
+            ("Conv_200 + Sigmoid_201", 0.05)]  # the last: a layer that fell back to the GPU (made up)
+    text = json.dumps([{"count": 399}] + [{"name": n, "timeMs": ms * 399, "averageMs": ms, "percentage": 0}
+                                          for n, ms in rows])
+    p = parse_trtexec_profile(text, 1)
+    assert p.dla_ms() == pytest.approx(sum(ms for _, ms in rows[:-1])) and p.reformat_ms() == 0.0
+    assert p.to_dict()["dla_ms"] == p.dla_ms()
+    gpu = LayerProfile(1, 1, [LayerTime("{ForeignNode[/MatMul...Softmax]}", 1.0), LayerTime("Conv_0", 0.5)], "how")
+    assert gpu.dla_ms() is None  # a GPU engine's ForeignNode is Myelin's, not a DLA's
+
+
+def test_the_table_note_gives_the_dlas_share():
+    from edgeres.bench.report import profile_short
+
+    p = LayerProfile(1, 1, [LayerTime("images to nvm", 0.1), LayerTime("out from nvm", 3.8),
+                            LayerTime("Conv_9", 0.1)], "how").to_dict()
+    assert profile_short(p) == "3 layers, slowest out from nvm 95%, DLA with its copies 98%"
