@@ -98,10 +98,9 @@ class ICudaEngine(Strict):
         object.__setattr__(self, "_io", io)
 
     def _shape(self, i: int) -> tuple[int, ...]:
-        name, shape, _, is_in = self._io[i]
-        lo, opt, hi = self._doc["profile"]
-        static = lo == hi
-        return tuple(hi) if (is_in and static) else tuple(shape)
+        """The network's own shape, -1 where it is dynamic, whatever the profile (as ICudaEngine's getTensorShape: a
+        DLA engine's single-batch profile does not make its input static there)."""
+        return tuple(self._io[i][1])
 
     def _dtype(self, i: int) -> EnumValue:
         return getattr(self._world.module.DataType, self._io[i][2])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -60,8 +60,7 @@ class TrtSession(ClosingSession):
             ins = [n for n in names if e.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
             outs = [n for n in names if e.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
             first = int(e.get_tensor_shape(ins[0])[0])
-            self.static = first > 0
-            self.max_batch = first if first > 0 else int(e.get_tensor_profile_shape(ins[0], 0)[2][0])
+            lo, hi = (first, first) if first > 0 else _batches(e.get_tensor_profile_shape(ins[0], 0))
             self.in_dtype = numpy_dtype(trt, e.get_tensor_dtype(ins[0]))
             self.out_dtype = numpy_dtype(trt, e.get_tensor_dtype(outs[0]))
         else:  # 8.2: bindings, indexed
@@ -70,10 +69,12 @@ class TrtSession(ClosingSession):
             outs = [n for i, n in enumerate(names) if not e.binding_is_input(i)]
             self._index = {n: i for i, n in enumerate(names)}
             first = int(e.get_binding_shape(self._index[ins[0]])[0])
-            self.static = first > 0
-            self.max_batch = first if first > 0 else int(e.get_profile_shape(0, self._index[ins[0]])[2][0])
+            lo, hi = (first, first) if first > 0 else _batches(e.get_profile_shape(0, self._index[ins[0]]))
             self.in_dtype = numpy_dtype(trt, e.get_binding_dtype(self._index[ins[0]]))
             self.out_dtype = numpy_dtype(trt, e.get_binding_dtype(self._index[outs[0]]))
+        # static: the graph fixes the batch, or the profile allows one (a DLA engine): the engine's own tensor shape
+        # keeps -1 for a dynamic input whatever its profile, so the profile says it
+        self.static, self.max_batch = lo == hi, hi
         if len(ins) != 1 or len(outs) != 1:
             raise ArtifactError(f"the engine has {len(ins)} inputs and {len(outs)} outputs; edgeres runs "
                                 f"classifiers with one of each")
@@ -157,3 +158,8 @@ class TrtSession(ClosingSession):
         self._buffers.clear()
         self.context = None
         self.engine = None
+
+
+def _batches(profile: Any) -> tuple[int, int]:
+    """The smallest and largest batch of an optimization profile's (min, opt, max) shapes."""
+    return int(profile[0][0]), int(profile[2][0])
