@@ -124,9 +124,15 @@ def engine_from_onnx(onnx: Path, cfg: BuildConfig, out: Path | None = None, reus
     source, fp16_onnx = Path(onnx), False
     if precision == "fp16" and version >= Version("11"):
         source, fp16_onnx = _fp16_source(Path(onnx)), True
-    static = cfg.dla_core is not None
-    spec = EngineSpec(precision, tuple(info.preprocessing.input_shape), cfg.batch if static else 1, cfg.batch,
-                      cfg.batch if static else cfg.max_batch, cfg.dla_core, cfg.allow_tf32, fp16_onnx)
+    batch, static = cfg.batch, cfg.dla_core is not None
+    fixed = info.input_shape[0] if isinstance(info.input_shape[0], int) else None
+    if fixed is not None:  # TensorRT takes no profile but min = opt = max = the graph's batch for a static input
+        if batch not in (1, fixed):
+            raise ConfigError(f"{onnx} fixes its batch at {fixed} in its graph, so its engine takes batch {fixed} only; "
+                              f"drop --batch, or export the model with a dynamic batch")
+        batch, static = fixed, True
+    spec = EngineSpec(precision, tuple(info.preprocessing.input_shape), batch if static else 1, batch,
+                      batch if static else cfg.max_batch, cfg.dla_core, cfg.allow_tf32, fp16_onnx)
     out = out or Path(onnx).with_name(engine_name(Path(onnx), spec.label, spec.opt_batch, spec.max_batch,
                                                   cfg.dla_core, str(version), gpu))
     config = {**asdict(cfg), "spec": asdict(spec)}

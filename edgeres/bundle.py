@@ -130,18 +130,22 @@ def deepstream_config(pre: Preprocessing, n_classes: int, model_line: str, preci
 
 
 def triton_config(name: str, platform: str, input_name: str, output_name: str, pre: Preprocessing, n_classes: int,
-                  max_batch: int, gpu: bool, trt_precision: str | None) -> str:
-    """``config.pbtxt``: batch dimension implicit (``max_batch_size``), labels attached to the output. With
+                  max_batch: int, gpu: bool, trt_precision: str | None, fixed_batch: int | None = None) -> str:
+    """``config.pbtxt``: batch dimension implicit (``max_batch_size``), labels attached to the output; for a model
+    whose graph fixes a batch above 1, ``max_batch_size: 0`` and that batch in the dims, as Triton wants. With
     ``trt_precision`` (FP32, INT8) ONNX Runtime runs the model through its TensorRT accelerator in that mode: a Q/DQ
     model needs INT8, without which TensorRT will not build it (the backend's default is FP32).
     """
-    dims = f"[ {pre.channels}, {pre.size}, {pre.size} ]"
+    dims = f"{pre.channels}, {pre.size}, {pre.size}"
+    batch = ""
+    if fixed_batch is not None and fixed_batch > 1:  # Triton would send any batch up to it: the full shape instead
+        batch, max_batch = f"{fixed_batch}, ", 0
     lines = [
         f'name: "{name}"',
         f'platform: "{platform}"',
         f"max_batch_size: {max_batch}",
-        f'input [ {{ name: "{input_name}" data_type: TYPE_FP32 format: FORMAT_NCHW dims: {dims} }} ]',
-        f'output [ {{ name: "{output_name}" data_type: TYPE_FP32 dims: [ {n_classes} ] '
+        f'input [ {{ name: "{input_name}" data_type: TYPE_FP32 format: FORMAT_NCHW dims: [ {batch}{dims} ] }} ]',
+        f'output [ {{ name: "{output_name}" data_type: TYPE_FP32 dims: [ {batch}{n_classes} ] '
         f'label_filename: "labels.txt" }} ]',
         f"instance_group [ {{ kind: {'KIND_GPU' if gpu else 'KIND_CPU'} count: 1 }} ]",
     ]
@@ -179,6 +183,7 @@ class _Source:
     max_batch: int = 32
     fake_quant: bool = False
     built_for: str | None = None  # an engine's target, from its manifest
+    fixed_batch: int | None = None  # the one batch it takes: a graph of fixed batch, or a static engine (DLA)
 
 
 def _source(model: Path) -> _Source:
@@ -193,16 +198,17 @@ def _source(model: Path) -> _Source:
                        str(spec.get("precision") or man.get("config", {}).get("precision") or "fp32"),
                        load_onnx(onnx_in) if onnx_in.is_file() else None,
                        "tensorrt" if man.get("kind") == "engine-tensorrt" else "onnxruntime",
-                       int(spec.get("max_batch") or 1), built_for=_built_for(man))
+                       int(spec.get("max_batch") or 1), built_for=_built_for(man),
+                       fixed_batch=spec.get("max_batch") if spec.get("min_batch") == spec.get("max_batch") else None)
     proto = load_onnx(model)
     info = onnx_info(model, proto)
     if not info.classes:
         raise ArtifactError(f"{model} records no class labels; re-export it, or `edgeres import` it with --labels")
     meta = metadata(proto)
     rec = json.loads(meta[RECIPE_KEY]) if RECIPE_KEY in meta else None
-    batch = info.input_shape[0] if info.input_shape and isinstance(info.input_shape[0], int) else 32
-    return _Source(model, info.preprocessing, info.classes, info.precision, proto, None, batch,
-                   bool(rec and recipe_for(rec["recipe"]).accuracy_mode == "simulate"))
+    fixed = info.input_shape[0] if info.input_shape and isinstance(info.input_shape[0], int) else None
+    return _Source(model, info.preprocessing, info.classes, info.precision, proto, None, fixed or 32,
+                   bool(rec and recipe_for(rec["recipe"]).accuracy_mode == "simulate"), fixed_batch=fixed)
 
 
 def _built_for(man: dict) -> str | None:
@@ -347,7 +353,7 @@ def _triton(d: Path, src: _Source, t: TargetProfile, name: str, runtime: str, in
     gpu = t.runtime == "tensorrt"
     trt = ("INT8" if src.precision == "int8" else "FP32") if gpu and not plan else None
     text = triton_config(TRITON_NAME, "tensorrt_plan" if plan else "onnxruntime_onnx", input_name, output, src.pre,
-                         len(src.classes), src.max_batch, gpu, trt)
+                         len(src.classes), src.max_batch, gpu, trt, src.fixed_batch)
     (repo / "config.pbtxt").write_text(text, encoding="utf-8")
     return [f"triton/{TRITON_NAME}/config.pbtxt", f"triton/{TRITON_NAME}/labels.txt",
             f"triton/{TRITON_NAME}/1/{'model.plan' if plan else 'model.onnx'}"]

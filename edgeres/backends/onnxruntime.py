@@ -54,6 +54,10 @@ class OrtSession(ClosingSession):
         self._outputs = [self.output_name]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        n = len(batch)
+        if self.max_batch is not None and n < self.max_batch:  # a graph of fixed batch takes its own only: pad, cut
+            pad = np.zeros((self.max_batch - n, *batch.shape[1:]), batch.dtype)
+            return self._run(self._outputs, {self.input_name: np.concatenate([batch, pad])})[0][:n]
         return self._run(self._outputs, {self.input_name: batch})[0]
 
     def profile(self, batch: np.ndarray, runs: int, workdir: Path) -> LayerProfile | None:

@@ -46,6 +46,11 @@ def shape(name: str, batch: int, chw: tuple[int, ...]) -> str:
     return f"{name}:{'x'.join(str(d) for d in (batch, *chw))}"
 
 
+def shapes(name: str, batch: int, chw: tuple[int, ...], fixed: bool) -> list[str]:
+    """``--shapes`` of a run; none for an engine whose graph fixes its batch (its shape is the graph's)."""
+    return [] if fixed else [f"--shapes={shape(name, batch, chw)}"]
+
+
 @dataclass(frozen=True)
 class TrtexecBuild:
     """One engine for trtexec to build: what ``EngineSpec`` is for the Python runner."""
@@ -61,13 +66,14 @@ class TrtexecBuild:
     dla_core: int | None = None
     timing_cache: str | None = None
     layer_info: str | None = None
+    fixed: bool = False  # the graph fixes its batch: trtexec refuses shapes for it ("Static model does not take …")
 
     def argv(self, trtexec: str, version: Version) -> list[str]:
         """The build command for this release (no inference: timing is a separate run)."""
-        a = [trtexec, f"--onnx={self.onnx}", f"--saveEngine={self.engine}",
-             f"--minShapes={shape(self.input_name, self.min_batch, self.input_shape)}",
-             f"--optShapes={shape(self.input_name, self.opt_batch, self.input_shape)}",
-             f"--maxShapes={shape(self.input_name, self.max_batch, self.input_shape)}",
+        profile = [] if self.fixed else [
+            f"--{k}Shapes={shape(self.input_name, b, self.input_shape)}"
+            for k, b in (("min", self.min_batch), ("opt", self.opt_batch), ("max", self.max_batch))]
+        a = [trtexec, f"--onnx={self.onnx}", f"--saveEngine={self.engine}", *profile,
              f"--memPoolSize=workspace:{WORKSPACE_MIB}" if version >= MEMPOOL_SINCE else f"--workspace={WORKSPACE_MIB}",
              "--skipInference" if version >= SKIP_INFERENCE_SINCE else "--buildOnly"]
         if self.precision == "fp32":
@@ -84,24 +90,24 @@ class TrtexecBuild:
 
 
 def timing_argv(trtexec: str, engine: str, input_name: str, batch: int, chw: tuple[int, ...], warmup_s: float,
-                duration_s: float, min_iters: int, times: str) -> list[str]:
+                duration_s: float, min_iters: int, times: str, fixed: bool = False) -> list[str]:
     """trtexec's own timed run of an engine: warm-up, duration and iterations pinned, per-query times exported."""
-    return [trtexec, f"--loadEngine={engine}", f"--shapes={shape(input_name, batch, chw)}",
+    return [trtexec, f"--loadEngine={engine}", *shapes(input_name, batch, chw, fixed),
             f"--warmUp={max(0, round(warmup_s * 1000))}", f"--duration={max(1, round(duration_s))}",
             f"--iterations={min_iters}", "--avgRuns=1", f"--exportTimes={times}"]
 
 
 def profile_argv(trtexec: str, engine: str, input_name: str, batch: int, chw: tuple[int, ...], runs: int,
-                 profile: str) -> list[str]:
+                 profile: str, fixed: bool = False) -> list[str]:
     """A run of its own with trtexec's per-layer profiler (``--dumpProfile``, printed; ``--exportProfile``, kept)."""
-    return [trtexec, f"--loadEngine={engine}", f"--shapes={shape(input_name, batch, chw)}", "--warmUp=0",
+    return [trtexec, f"--loadEngine={engine}", *shapes(input_name, batch, chw, fixed), "--warmUp=0",
             "--duration=0", f"--iterations={runs}", "--avgRuns=1", "--dumpProfile", f"--exportProfile={profile}"]
 
 
 def inference_argv(trtexec: str, engine: str, input_name: str, batch: int, chw: tuple[int, ...], inputs: str,
-                   output: str) -> list[str]:
+                   output: str, fixed: bool = False) -> list[str]:
     """One inference of a batch read from a raw float32 file, its outputs written as JSON (accuracy)."""
-    return [trtexec, f"--loadEngine={engine}", f"--shapes={shape(input_name, batch, chw)}",
+    return [trtexec, f"--loadEngine={engine}", *shapes(input_name, batch, chw, fixed),
             f"--loadInputs={input_name}:{inputs}", f"--exportOutput={output}", "--warmUp=0", "--duration=0",
             "--iterations=1", "--avgRuns=1"]
 

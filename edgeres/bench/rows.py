@@ -29,6 +29,12 @@ class Entry:
     def __post_init__(self) -> None:
         self.precision = self.precision or self.info.precision
 
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch the graph fixes (an imported model whose Reshape bakes it in); None for a dynamic batch."""
+        first = self.info.input_shape[0]
+        return first if isinstance(first, int) else None
+
 
 @dataclass
 class BenchRow:
@@ -76,6 +82,15 @@ def plan_rows(models: list[Path], target: TargetProfile, dla_core: int | None = 
     return entries
 
 
+def fixed_batch(entries: list[Entry]) -> int | None:
+    """The batch the models' graphs fix (an imported model whose Reshape bakes it in), or None when none does."""
+    fixed = sorted({e.fixed_batch for e in entries if e.fixed_batch is not None})
+    if len(fixed) > 1:
+        raise ConfigError(f"the models fix different batches ({', '.join(map(str, fixed))}), and a bench times every "
+                          f"row at the same batch; bench them apart")
+    return fixed[0] if fixed else None
+
+
 def engine_configs(entry: Entry, target: TargetProfile, cfg: BenchConfig) -> dict[str, BuildConfig]:
     """The engines a TensorRT row needs: one optimized for the latency batch (also used for accuracy, up to
     ``DEFAULT_MAX_BATCH``), one for the throughput batch, and with ``cfg.sweep`` the engine of each batch of the
@@ -84,6 +99,9 @@ def engine_configs(entry: Entry, target: TargetProfile, cfg: BenchConfig) -> dic
     from edgeres.bench.sweep import purpose
 
     dla = entry.dla_core is not None
+    fixed = entry.fixed_batch
+    if fixed is not None:  # the graph fixes its batch: one static engine serves every purpose
+        return {"latency": BuildConfig(target.name, entry.precision, entry.dla_core, fixed, fixed)}
     most = cfg.batch if dla else max(DEFAULT_MAX_BATCH, cfg.batch)  # a DLA engine is static
     lat = BuildConfig(target.name, entry.precision, entry.dla_core, cfg.batch, most)
     thr = BuildConfig(target.name, entry.precision, entry.dla_core, cfg.throughput_batch, cfg.throughput_batch)

@@ -16,7 +16,7 @@ from edgeres.backends import Session, get_backend, infer_all, require
 from edgeres.backends.latency import LatencyStats, compare_latency
 from edgeres.bench.accuracy import accuracy, confusion
 from edgeres.bench.classes import MAX_CONFUSION, check_classes, evaluation_data, image_names, predictions_csv
-from edgeres.bench.rows import BenchRow, Entry, engine_configs, plan_rows
+from edgeres.bench.rows import BenchRow, Entry, engine_configs, fixed_batch, plan_rows
 from edgeres.bench.sweep import how
 from edgeres.bench.thermal import ThermalWatch
 from edgeres.build import engine_from_onnx
@@ -240,7 +240,7 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
         state = device_state(LocalDevice())
     watch = ThermalWatch(LocalDevice(), gpu=target.kind != "cpu")  # the first reading before any work
     entries = plan_rows(models, target, cfg.dla_core)
-    static = min((e.info.input_shape[0] for e in entries if isinstance(e.info.input_shape[0], int)), default=None)
+    static = fixed_batch(entries)
     if static is not None:
         cfg = fit_static_batch(cfg, static)
     ref = entries[0]
@@ -303,13 +303,14 @@ def bench(models: list[Path], out_dir: Path, cfg: BenchConfig = BenchConfig(),
 
 
 def fit_static_batch(cfg: BenchConfig, static: int) -> BenchConfig:
-    """``cfg`` for a model whose batch is fixed at ``static``: no batch above it, said once."""
-    if max(cfg.batch, cfg.throughput_batch, *cfg.sweep) <= static:
+    """``cfg`` for a model whose graph fixes its batch at ``static``: every batch is that one (a smaller one would
+    be padded to it, and timed as it), and no sweep; said once.
+    """
+    if cfg.batch == cfg.throughput_batch == static and not cfg.sweep:
         return cfg
-    sweep = tuple(b for b in cfg.sweep if b <= static)
-    log(f"a model fixes its batch at {static}: latency and throughput are measured at batch {static} at most"
-        + (f", the sweep at {', '.join(map(str, sweep)) or 'no batch'}" if cfg.sweep else ""))
-    return replace(cfg, batch=min(cfg.batch, static), throughput_batch=min(cfg.throughput_batch, static), sweep=sweep)
+    log(f"a model fixes its batch at {static}: latency and throughput are measured at batch {static}"
+        + (", and there is no batch to sweep" if cfg.sweep else ""))
+    return replace(cfg, batch=static, throughput_batch=static, sweep=())
 
 
 def check_budget(report: dict, max_drop: float | None, out_dir: Path) -> None:

@@ -85,6 +85,8 @@ class TrtexecBench:
         p = self.device.run(argv, check=False)
         if p.returncode != 0:
             err = p.stderr.decode(errors="replace") + p.stdout.decode(errors="replace")[-2000:]
+            said = [ln for ln in err.splitlines() if "[E]" in ln]  # trtexec's first error says why, not "&&&& FAILED"
+            err = said[0] if said and argv[0] == self.exe else err
             raise RemoteError(self.device.failure(argv, p.returncode, err) + (f"; {what}" if what else ""))
         return p.stdout.decode(errors="replace")
 
@@ -94,10 +96,12 @@ class TrtexecBench:
         """
         shape = tuple(entry.info.preprocessing.input_shape)
         eng = f"{self.wdir}/{entry.label}.{purpose}.engine"
-        static = entry.dla_core is not None
+        static, fixed = entry.dla_core is not None, entry.fixed_batch
+        batch = batch if fixed is None else fixed  # a graph of fixed batch: trtexec takes no shapes for it
         b = TrtexecBuild(model, eng, entry.info.input_name, shape, entry.precision,
-                         1 if purpose in ("latency", "sweep") and not static else batch, batch, batch if static else max_batch,
-                         entry.dla_core, timing_cache=f"{self.wdir}/timing.cache")
+                         1 if purpose in ("latency", "sweep") and not static and not fixed else batch, batch,
+                         batch if static or fixed else max_batch, entry.dla_core,
+                         timing_cache=f"{self.wdir}/timing.cache", fixed=fixed is not None)
         argv = b.argv(self.exe, self.version)
         marker = self.cache / f"{entry.label}.{purpose}.built"
         try:
@@ -142,7 +146,7 @@ class TrtexecBench:
             y_path = f"{self.wdir}/out/{entry.label}.{digest}.json"
             try:
                 self.run(inference_argv(self.exe, engine, entry.info.input_name, len(xb), shape,
-                                        f"{self.wdir}/in/{name}", y_path))
+                                        f"{self.wdir}/in/{name}", y_path, entry.fixed_batch is not None))
                 y = parse_output(self.device.read(y_path).decode(errors="replace"))
             except RemoteError as e:
                 raise RemoteError(f"{e}; {k} of {n} batches of {entry.label} are kept: run the same command again "
@@ -185,7 +189,7 @@ class TrtexecBench:
 
         path = f"{self.wdir}/out/{entry.label}.b{batch}.profile.json"
         self.run(profile_argv(self.exe, engine, entry.info.input_name, batch, tuple(entry.info.preprocessing.input_shape),
-                              PROFILE_RUNS, path))
+                              PROFILE_RUNS, path, entry.fixed_batch is not None))
         return parse_trtexec_profile(self.device.read(path).decode(errors="replace"), batch)
 
     def times(self, entry: Entry, engine: str, batch: int, cfg: BenchConfig, window: int,
@@ -194,7 +198,8 @@ class TrtexecBench:
         path = f"{self.wdir}/out/{entry.label}.b{batch}.w{window}.times.json"
         lat = cfg.latency
         out = self.run(timing_argv(self.exe, engine, entry.info.input_name, batch,
-                                   tuple(entry.info.preprocessing.input_shape), lat.warmup_s, seconds, lat.min_iters, path))
+                                   tuple(entry.info.preprocessing.input_shape), lat.warmup_s, seconds, lat.min_iters, path,
+                                   entry.fixed_batch is not None))
         self.logs.setdefault(engine, out)
         t = parse_times(self.device.read(path).decode(errors="replace"), lat.warmup_s * 1000)
         self.copies_timed = t.copies_timed

@@ -26,8 +26,8 @@ from edgeres.backends.trtexec import QueryTimes, parse_times, timing_argv
 from edgeres.bench.accuracy import accuracy
 from edgeres.bench.classes import evaluation_data
 from edgeres.bench.device_state import Device, device_state
-from edgeres.bench.rows import BenchRow, Entry, plan_rows
-from edgeres.bench.run import SCHEMA, check_budget, machine
+from edgeres.bench.rows import BenchRow, Entry, fixed_batch, plan_rows
+from edgeres.bench.run import SCHEMA, check_budget, fit_static_batch, machine
 from edgeres.bench.sweep import how
 from edgeres.bench.thermal import ThermalWatch
 from edgeres.bench.trtexec_device import WITH_TEGRASTATS, TrtexecBench, cache_root, device_target, find_trtexec, idle_power
@@ -53,7 +53,7 @@ def _energy(tb: TrtexecBench, entries: list[Entry], rows: list[BenchRow], engine
         times = f"{tb.wdir}/out/{e.label}.energy.times.json"
         argv = timing_argv(tb.exe, engines[e.label]["throughput"], e.info.input_name, b,
                            tuple(e.info.preprocessing.input_shape), cfg.latency.warmup_s,
-                           max(1.0, cfg.latency.duration_s), cfg.latency.min_iters, times)
+                           max(1.0, cfg.latency.duration_s), cfg.latency.min_iters, times, e.fixed_batch is not None)
         tb.commands.append(shlex.join(argv) + "  # energy window, under tegrastats --interval 100")
         tb.run(["sh", "-c", WITH_TEGRASTATS, "sh", "100", log_path, *argv])
         watch.sample(r.label)
@@ -84,6 +84,9 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
     entries = plan_rows(models, target, cfg.dla_core)
     for e in entries:
         require_parsable(e.path, load_onnx(e.path), target, version)
+    fixed = fixed_batch(entries)
+    if fixed is not None:
+        cfg = fit_static_batch(cfg, fixed)
     ds, x = evaluation_data(entries, target, cfg)
     digests = [sha256_file(e.path) for e in entries]
     key = hashlib.sha256(json.dumps([digests, str(version), target.name, ds.name, len(ds)]).encode()).hexdigest()[:16]
@@ -95,12 +98,13 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
     batch = min(DEFAULT_MAX_BATCH, max(cfg.batch, 1))
     for e in entries:
         lat_engine = tb.engine(e, names[e.label], "latency", cfg.batch, max(DEFAULT_MAX_BATCH, cfg.batch))
-        thr_engine = tb.engine(e, names[e.label], "throughput", cfg.throughput_batch, cfg.throughput_batch)
+        thr_engine = lat_engine if fixed else tb.engine(e, names[e.label], "throughput", cfg.throughput_batch,
+                                                         cfg.throughput_batch)
         engines[e.label] = {"latency": lat_engine, "throughput": thr_engine}
-        dla = e.dla_core is not None  # static engines: accuracy on the throughput one, its last batch padded
-        per = cfg.throughput_batch if dla else max(batch, DEFAULT_MAX_BATCH)
+        static = e.dla_core is not None or fixed is not None  # accuracy on the throughput engine, last batch padded
+        per = cfg.throughput_batch if static else max(batch, DEFAULT_MAX_BATCH)
         log(f"{e.label}: accuracy on {len(x)} images, {per} per trtexec run …")
-        logits = tb.logits(e, thr_engine if dla else lat_engine, x, per, static=dla)
+        logits = tb.logits(e, thr_engine if static else lat_engine, x, per, static=static)
         ref = logits if ref is None else ref
         rows.append(BenchRow(e.label, str(e.path), sha256_file(e.path), e.precision, "tensorrt (trtexec)",
                              accuracy(logits, ds.labels, None if ref is logits else ref).to_dict(), "native", e.recipe,

@@ -44,10 +44,14 @@ class OnnxRunner:
         self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.name = self.sess.get_inputs()[0].name
         batch = self.sess.get_inputs()[0].shape[0]
-        self.max_batch = batch if isinstance(batch, int) else 64
+        self.static = batch if isinstance(batch, int) else None  # a graph of fixed batch takes that batch only
+        self.max_batch = self.static or 64
 
     def __call__(self, x):
-        return self.sess.run(None, {self.name: x})[0]
+        n = len(x)
+        if self.static and n < self.static:  # pad, then cut
+            x = np.concatenate([x, np.zeros((self.static - n,) + x.shape[1:], x.dtype)])
+        return self.sess.run(None, {self.name: x})[0][:n]
 
 
 def load_runner(root, settings):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -362,6 +363,17 @@ def test_the_bundles_engine_runner_follows_each_release(standin, models, tmp_pat
         assert rec.called("IExecutionContext", "execute_async_v3") == [(0,)]
     assert [c[0] for c in cudart.calls] == ["malloc", "malloc", "memcpy", "memcpy", "free", "free"]
     assert cudart.calls[2] == ("memcpy", 3 * 32 * 32 * 4, 1) and cudart.calls[3] == ("memcpy", 3 * 10 * 4, 2)
+    # a graph of fixed batch 4: its engine takes 4 only, so 3 images are padded to 4 and 3 rows come back
+    from tests.helpers.fixtures import fixed_batch_copy
+
+    fixed = fixed_batch_copy(model_for(models, target, "fp32"), 4, tmp_path / "b4.onnx")
+    static = engine_from_onnx(fixed, BuildConfig(target, force_device=True), tmp_path / "b4.engine")
+    rec.calls.clear()
+    runner = module.Runner(static.artifact, {"max_batch": 4})
+    assert runner.static == 4 and runner(np.zeros((3, 1, 32, 32), np.float32)).shape == (3, 10)
+    shapes = rec.called("IExecutionContext", "set_binding_shape" if Version(version) < Version("8.5") else
+                        "set_input_shape")
+    assert [c[-1] for c in shapes] == [(4, 1, 32, 32)] and rec.violations == []
 
 
 @pytest.mark.parametrize("version", ["8.6", "11.1"])
@@ -470,3 +482,30 @@ def test_bench_sweep_runs_each_row_on_its_sweep_engine(standin, models, tmp_path
             assert [e["profile"] for e in got] == [[1, 4, 4]] * 3 and len({e["engine"] for e in got}) == 1
     assert "dynamic batching" in report["sweep"]["how"] and "static engine per batch" in report["sweep"]["how"]
     assert rec.violations == []
+
+
+def test_a_model_of_fixed_batch_gets_static_engines_of_that_batch(standin, models, tmp_path):
+    """A graph that fixes its batch at 4: TensorRT refuses any profile but 4/4/4 for it (network.cpp's "does not
+    match network definition"), so every engine is static at 4, latency and throughput are timed at 4, there is no
+    sweep, and 10 images score as 4 + 4 + 2 padded. The accuracy is the dynamic models' own."""
+    from tests.helpers.fixtures import fixed_batch_copy
+
+    rec = standin.use("8.6")  # the binding API, where a static engine's batch is read from its binding shape
+    cfg = BenchConfig(target="desktop", limit=10, batch=1, throughput_batch=8, energy="off", latency=FAST_LATENCY,
+                      sweep=(1, 2))
+    fixed = [fixed_batch_copy(models[17][k], 4, tmp_path / f"{k}.b4.onnx") for k in ("fp32", "int8")]
+    bench(fixed, tmp_path / "r", cfg)
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert rec.violations == []
+    engines = report["engines"]
+    assert {e["profile"] == [4, 4, 4] for e in engines.values()} == {True}
+    for label in ("fp32", "fp16", "int8-tensorrt"):  # one engine serves accuracy, latency and throughput
+        assert engines[f"{label}:latency"]["engine"] == engines[f"{label}:throughput"]["engine"]
+    assert (report["config"]["batch"], report["config"]["throughput_batch"], report["sweep"]) == (4, 4, None)
+    dynamic = bench([models[17]["fp32"], models[17]["int8"]], tmp_path / "d", replace(cfg, sweep=()))
+    for got, want in zip(report["results"], dynamic["results"]):
+        assert got["latency"]["batch"] == got["throughput"]["batch"] == 4 and got["sweep"] is None
+        assert {k: got["accuracy"][k] for k in ("images", "top1", "agreement")} == {
+            k: want["accuracy"][k] for k in ("images", "top1", "agreement")}, got["label"]
+    with pytest.raises(ConfigError, match="fixes its batch at 4 in its graph"):
+        engine_from_onnx(fixed[0], BuildConfig("desktop", batch=8, max_batch=8))

@@ -121,3 +121,17 @@ def bare_cache(folder: Path) -> dict[str, str]:
     from edgeres.data import fashion_mnist
 
     return {"XDG_CACHE_HOME": str(folder), "EDGERES_FASHION_MNIST_DIR": str(fashion_mnist.locate())}
+
+
+def fixed_batch_copy(src: Path, batch: int, dest: Path) -> Path:
+    """``src`` with its input's and output's batch fixed at ``batch`` in the graph: what an ONNX exported without a
+    dynamic batch (or imported with one baked in) looks like. Everything else, metadata included, is the same."""
+    import onnx
+
+    m = onnx.load(str(src))
+    for v in list(m.graph.input) + list(m.graph.output):
+        d = v.type.tensor_type.shape.dim[0]
+        d.Clear()
+        d.dim_value = batch
+    onnx.save(m, str(dest))
+    return dest

@@ -184,6 +184,12 @@ class Builder(Strict):
         dla = getattr(config.__dict__.get("default_device_type"), "name", "GPU") == "DLA"
         if dla and not lo == opt == hi:
             rec.violations.append(f"DLA engine with a dynamic profile {lo}/{opt}/{hi}: every layer would fall back")
+        for t in network._inputs:  # TensorRT's network.cpp::validate: a static input's profile must be its own shape
+            for k, d in enumerate(t.shape):
+                if d >= 0 and t.name == name and not lo[k] == opt[k] == hi[k] == d:
+                    rec.violations.append(f"{t.name}: for dimension number {k} in profile 0 does not match network "
+                                          f"definition (got min={lo[k]}, opt={opt[k]}, max={hi[k]}), expected "
+                                          f"min=opt=max={d})")
         monitor = config.__dict__.get("progress_monitor")
         if monitor is not None:
             monitor.phase_start("Building engine", None, 2)

@@ -64,6 +64,14 @@ def _session(engine: Path):  # noqa: ANN202
     return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
+def _static_input(model: bytes) -> tuple[int, ...] | None:
+    """The ONNX input's shape where every dimension is fixed (a graph of fixed batch), else None."""
+    import onnx
+
+    dims = onnx.load_from_string(model).graph.input[0].type.tensor_type.shape.dim
+    return tuple(d.dim_value for d in dims) if all(d.HasField("dim_value") for d in dims) else None
+
+
 def _shape(spec: str) -> tuple[str, tuple[int, ...]]:
     name, _, dims = spec.rpartition(":")
     return name, tuple(int(d) for d in dims.split("x"))
@@ -87,13 +95,29 @@ def main(argv: list[str]) -> int:
         if os.environ.get("EDGERES_STANDIN_BUILD_S"):
             Path(os.environ["EDGERES_STANDIN_BUSY"]).write_text(str(os.getpid()))
             time.sleep(float(os.environ["EDGERES_STANDIN_BUILD_S"]))
+        if _static_input(Path(o["onnx"]).read_bytes()) and any(f"{k}Shapes" in o for k in ("min", "opt", "max")):
+            print("[E] Static model does not take explicit shapes since the shape of inference tensors will be "
+                  f"determined by the model itself\n[E] Network And Config setup failed\n"
+                  f"&&&& FAILED TensorRT.trtexec [TensorRT v{code}]")  # sampleEngines.cpp, as trtexec does
+            return 1
         Path(o["saveEngine"]).write_bytes(HEADER + Path(o["onnx"]).read_bytes())
         if "useDLACore" in o:  # a line about the DLA, as TensorRT's builds write them; nothing runs on a DLA here
             print(f"[W] [TRT] stand-in: DLA core {o['useDLACore']} asked, and no layer runs on a DLA here")
         print(f"[I] Engine built in 0.0 sec. (stand-in: nothing was built)\n&&&& PASSED TensorRT.trtexec [TensorRT v{code}]")
         return 0
     sess = _session(Path(o["loadEngine"]))
-    name, dims = _shape(o["shapes"])
+    static = _static_input(Path(o["loadEngine"]).read_bytes()[len(HEADER):])
+    if "shapes" not in o:  # a static engine runs its own shape; a dynamic one needs --shapes (the stand-in insists)
+        if static is None:
+            print("[E] stand-in: a dynamic engine run without --shapes", file=sys.stderr)
+            return 1
+        dims = static
+    else:
+        _, dims = _shape(o["shapes"])
+        if static is not None and dims != static:
+            print("[E] Error[3]: [executionContext.cpp::setInputShape] Static dimension mismatch while setting input "
+                  "shape.", file=sys.stderr)
+            return 1
     # trtexec's memory lines, in TensorRT's format; the figures are the engine file's MiB and 1, nothing measured
     mib = Path(o["loadEngine"]).stat().st_size >> 20
     print(f"[I] [TRT] Loaded engine size: {mib} MiB\n"

@@ -193,7 +193,7 @@ def test_sweep_times_every_row_at_each_batch_on_its_one_session(small_run, tmp_p
     """bench --sweep through the CLI: each row at batches 1, 4 and 16 on ONNX Runtime, images per second from its
     own windows (batch / mean latency), the knee in the notes, a column per batch in report.md; bad batches are one
     line each."""
-    from tests.helpers.cli import QUICK_TIMING, assert_one_line_error
+    from tests.helpers.cli import QUICK_TIMING
 
     cfg, _ = small_run
     models = [str(Path(cfg.out) / "model.onnx"), str(Path(cfg.out) / "model.int8-cpu.onnx")]
@@ -217,3 +217,29 @@ def test_sweep_times_every_row_at_each_batch_on_its_one_session(small_run, tmp_p
                       ("1,x", "--sweep takes batch sizes separated by commas")):
         assert_one_line_error(edgeres("bench", *models, "--sweep", bad, "--out", str(tmp_path / "bad")), says)
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_model_of_fixed_batch_is_scored_and_timed_at_its_batch(small_run, tmp_path):
+    """ONNX Runtime refuses any other batch for a graph that fixes its batch at 4 ("Got invalid dimensions"), which
+    bench raised as a traceback for the last, short batch of images. Now 10 images score as 4 + 4 + 2 padded, with
+    the dynamic models' accuracy, and every timing is at batch 4."""
+    from tests.helpers.cli import QUICK_TIMING
+    from tests.helpers.fixtures import fixed_batch_copy
+
+    cfg, _ = small_run
+    dynamic = [Path(cfg.out) / "model.onnx", Path(cfg.out) / "model.int8-cpu.onnx"]
+    fixed = [fixed_batch_copy(p, 4, tmp_path / f"{p.stem}.b4.onnx") for p in dynamic]
+    runs = {}
+    for name, models in (("fixed", fixed), ("dynamic", dynamic)):
+        r = edgeres("bench", *map(str, models), "--limit", "10", "--threads", "1", "--sweep", "1,8", *QUICK_TIMING,
+                    "--out", str(tmp_path / name))
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        runs[name] = json.loads((tmp_path / name / "report.json").read_text())
+    assert runs["fixed"]["config"]["sweep"] == [] and runs["fixed"]["sweep"] is None
+    for got, want in zip(runs["fixed"]["results"], runs["dynamic"]["results"]):
+        assert got["accuracy"]["images"] == 10 and got["accuracy"]["top1"] == want["accuracy"]["top1"]
+        assert got["accuracy"]["agreement"] == want["accuracy"]["agreement"]
+        assert got["latency"]["batch"] == got["throughput"]["batch"] == 4 and got["sweep"] is None
+    mixed = edgeres("bench", str(fixed[0]), str(fixed_batch_copy(dynamic[1], 8, tmp_path / "b8.onnx")),
+                    "--out", str(tmp_path / "mixed"))
+    assert_one_line_error(mixed, "the models fix different batches (4, 8)")

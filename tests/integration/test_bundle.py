@@ -86,6 +86,29 @@ def test_infer_py_agrees_with_predict_without_edgeres(model, softmax, small_run,
         assert got.returncode != 0 and "a.webp is a .webp image, and this model reads PNG and JPEG" in got.stderr
 
 
+def test_a_model_of_fixed_batch_is_bundled_for_that_batch(small_run, images, no_edgeres_python, tmp_path):
+    """A graph that fixes its batch at 7 takes 7 images a call and no other number: infer.py pads the last call
+    (200 images: 28 × 7 and 4), predict does the same, and Triton gets the full shape with max_batch_size 0 instead of
+    a batch it would fill with fewer images."""
+    from tests.helpers.fixtures import fixed_batch_copy
+
+    cfg, _ = small_run
+    fixed = fixed_batch_copy(Path(cfg.out) / "model.onnx", 7, tmp_path / "b7.onnx")
+    out = tmp_path / "bundle"
+    assert edgeres("bundle", str(fixed), "--target", "cpu", "--out", str(out)).returncode == 0
+    want = json.loads(edgeres("predict", f"{cfg.out}/model.onnx", str(images), "--top-k", "1", "--json").stdout)
+    same = json.loads(edgeres("predict", str(fixed), str(images), "--top-k", "1", "--json").stdout)
+    got = subprocess.run([str(no_edgeres_python), str(out / "infer.py"), str(images), "--top-k", "1", "--json"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert got.returncode == 0, got.stderr
+    labels = [p["label"] for p in want["predictions"]]
+    assert len(labels) == 200 and [p["label"] for p in json.loads(got.stdout)["predictions"]] == labels
+    assert [p["label"] for p in same["predictions"]] == labels
+    triton = (out / "triton/classifier/config.pbtxt").read_text()
+    assert "max_batch_size: 0" in triton and "dims: [ 7, 1, 32, 32 ]" in triton and "dims: [ 7, 10 ]" in triton
+    assert "dynamic_batching" not in triton
+
+
 def test_triton_config_parses_as_model_config(small_run, exports, tmp_path):
     pb = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient is in the [test] extra")
     from google.protobuf import text_format

@@ -14,8 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
+from edgeres.backends.trtexec import TrtexecBuild
 from edgeres.bench import BenchConfig, bench
+from edgeres.bench.trtexec_device import TrtexecBench
 from edgeres.bench.trtexec_runner import bench_trtexec
 from edgeres.config import LatencyConfig
 from edgeres.errors import ConfigError, RemoteError
@@ -354,3 +357,28 @@ def test_dla_rows_are_static_engines_on_the_core_asked(desktop_models, onnxrunti
     with pytest.raises(ConfigError, match="target jetson-orin-nano has no DLA"):
         bench_trtexec(desktop_models, tmp_path / "n", BenchConfig(target="jetson-orin-nano", dla_core=0), LocalDevice(),
                       str(exe))
+
+
+def test_a_model_of_fixed_batch_is_built_and_run_without_shapes(desktop_models, onnxruntime_report, tmp_path, cache):
+    """A graph that fixes its batch at 4: trtexec refuses --minShapes/--optShapes/--maxShapes for it ("Static model
+    does not take explicit shapes", which the stand-in prints as sampleEngines.cpp does), so its one engine per row
+    is built and run without shapes; 40 images score as ten runs of 4, with the dynamic models' accuracy."""
+    from tests.helpers.fixtures import fixed_batch_copy
+
+    exe = install(tmp_path / "bin", "100300")
+    fixed = [fixed_batch_copy(p, 4, tmp_path / f"{p.stem}.b4.onnx") for p in desktop_models]
+    cfg = BenchConfig(target="desktop", limit=LIMIT, throughput_batch=16, latency=FAST, sweep=(1, 8))
+    report = bench_trtexec(fixed, tmp_path / "r", cfg, LocalDevice(), str(exe))
+    same_accuracy(report, onnxruntime_report)
+    cmds = report["runner"]["commands"]
+    builds = [c for c in cmds if "--onnx=" in c]
+    assert len(builds) == 3 and not [c for c in cmds if "Shapes=" in c or "--shapes=" in c]
+    assert sum("--exportOutput=" in c for c in cmds) == 3 * 10
+    for r in report["results"]:
+        assert r["latency"]["batch"] == r["throughput"]["batch"] == 4 and r["sweep"] is None
+    one = fixed_batch_copy(desktop_models[0], 4, tmp_path / "m.onnx")  # trtexec's own reason, when a build fails
+    argv = TrtexecBuild(str(one), str(tmp_path / "m.engine"), "input", (1, 40, 40), "fp32", 1, 1, 8).argv(str(exe),
+                                                                                                     Version("10.3"))
+    tb = TrtexecBench(LocalDevice(), str(exe), Version("10.3"), "k", str(tmp_path / "w"))
+    with pytest.raises(RemoteError, match=r"exited 1: \[E\] Static model does not take explicit shapes since"):
+        tb.run(argv, "the build failed")

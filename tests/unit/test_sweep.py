@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -32,22 +33,27 @@ def test_a_tensorrt_row_gets_one_engine_for_the_sweep_and_a_dla_row_one_per_batc
     """A GPU row: every batch of the sweep on the same engine (profile 1 to the largest, optimized for it), which is
     the throughput engine when that is the largest batch. A DLA row: static engines, one per batch."""
     target = load_target("jetson-agx-orin")
-    entry = Entry("fp16", Path("m.onnx"), None, None, "fp16")  # type: ignore[arg-type]
+    info = SimpleNamespace(input_shape=["batch", 1, 32, 32], precision="fp32")  # what engine_configs reads of OnnxInfo
+    entry = Entry("fp16", Path("m.onnx"), info, None, "fp16")  # type: ignore[arg-type]
     cfg = BenchConfig(target=target.name, batch=1, throughput_batch=32, sweep=(1, 8, 32))
     confs = engine_configs(entry, target, cfg)
     sweep = {confs[f"sweep:{b}"] for b in cfg.sweep}
     assert sweep == {BuildConfig(target.name, "fp16", None, 32, 32)} == {confs["throughput"]}
-    dla = engine_configs(Entry("fp16-dla0", Path("m.onnx"), None, None, "fp16", 0), target, cfg)  # type: ignore[arg-type]
+    dla = engine_configs(Entry("fp16-dla0", Path("m.onnx"), info, None, "fp16", 0), target, cfg)  # type: ignore[arg-type]
     assert [(dla[f"sweep:{b}"].batch, dla[f"sweep:{b}"].max_batch, dla[f"sweep:{b}"].dla_core) for b in cfg.sweep] == [
         (1, 1, 0), (8, 8, 0), (32, 32, 0)]
     assert "sweep:1" not in engine_configs(entry, target, BenchConfig(target=target.name))
+    fixed = Entry("fp16", Path("m.onnx"), SimpleNamespace(input_shape=[4, 1, 32, 32], precision="fp32"), None,  # type: ignore[arg-type]
+                  "fp16")
+    assert engine_configs(fixed, target, cfg) == {"latency": BuildConfig(target.name, "fp16", None, 4, 4)}
 
 
-def test_a_model_of_fixed_batch_keeps_the_batches_it_takes():
+def test_a_model_of_fixed_batch_is_timed_at_that_batch_alone():
+    """A graph that fixes its batch at 16 takes no other: a smaller batch would be padded to 16 and timed as 16."""
     cfg = fit_static_batch(BenchConfig(batch=1, throughput_batch=32, sweep=(1, 4, 16, 64)), 16)
-    assert (cfg.batch, cfg.throughput_batch, cfg.sweep) == (1, 16, (1, 4, 16))
-    same = BenchConfig(sweep=(1, 2))
-    assert fit_static_batch(same, 32) is same
+    assert (cfg.batch, cfg.throughput_batch, cfg.sweep) == (16, 16, ())
+    same = BenchConfig(batch=4, throughput_batch=4)
+    assert fit_static_batch(same, 4) is same
 
 
 def point(batch: int, ips: float, ms: float = 1.0, noise: float | None = 2.0, gpu: float | None = None) -> dict:

@@ -55,6 +55,21 @@ class Runner:
         self.context = self.engine.create_execution_context()
         self.max_batch = settings.get("max_batch", 1)
         self.names = hasattr(self.engine, "num_io_tensors")
+        self.static = self._static_batch()
+
+    def _static_batch(self):
+        """The one batch the engine takes (a graph of fixed batch, or a DLA engine's profile), else None."""
+        e = self.engine
+        if self.names:
+            name = next(e.get_tensor_name(i) for i in range(e.num_io_tensors)
+                        if e.get_tensor_mode(e.get_tensor_name(i)) == self.trt.TensorIOMode.INPUT)
+            first, profile = e.get_tensor_shape(name)[0], e.get_tensor_profile_shape(name, 0)
+        else:  # TensorRT 8.2: bindings
+            i = next(i for i in range(e.num_bindings) if e.binding_is_input(i))
+            first, profile = e.get_binding_shape(i)[0], e.get_profile_shape(0, i)
+        if first > 0:
+            return int(first)
+        return int(profile[0][0]) if profile[0][0] == profile[2][0] else None
 
     def _malloc(self, nbytes):
         ptr = ctypes.c_void_p()
@@ -69,6 +84,9 @@ class Runner:
     def __call__(self, x):
         trt = self.trt
         x = np.ascontiguousarray(x, dtype=np.float32)
+        n = len(x)
+        if self.static and n < self.static:  # a static engine takes its own batch only: pad, then cut
+            return self(np.concatenate([x, np.zeros((self.static - n,) + x.shape[1:], np.float32)]))[:n]
         if self.names:
             names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
             inp = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
