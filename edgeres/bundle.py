@@ -90,7 +90,7 @@ def with_softmax(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def deepstream_config(pre: Preprocessing, n_classes: int, model_line: str, precision: str, output: str,
-                      batch: int, folded: bool, calib: str | None = None) -> str:
+                      batch: int, folded: bool, calib: str | None = None, dla_core: int | None = None) -> str:
     """nvinfer's ``[property]`` group. ``calib``: an ``int8-calib-file``, which an int8 (Q/DQ) ONNX needs: nvinfer
     sets TensorRT's INT8 flag only when that file exists, and otherwise builds in FP16 ("INT8 calibration file not
     specified. Trying FP16 mode."), where TensorRT refuses a network with Q/DQ layers. TensorRT then takes the scales
@@ -113,6 +113,7 @@ def deepstream_config(pre: Preprocessing, n_classes: int, model_line: str, preci
         f"model-color-format={0 if pre.channels == 3 else 2}",
         model_line,
         *([f"int8-calib-file={calib}"] if calib else []),
+        *(["enable-dla=1", f"use-dla-core={dla_core}"] if dla_core is not None else []),
         "labelfile-path=labels.txt",
         f"batch-size={batch}",
         f"network-mode={mode}",
@@ -130,13 +131,15 @@ def deepstream_config(pre: Preprocessing, n_classes: int, model_line: str, preci
 
 
 def triton_config(name: str, platform: str, input_name: str, output_name: str, pre: Preprocessing, n_classes: int,
-                  max_batch: int, gpu: bool, trt_precision: str | None, fixed_batch: int | None = None) -> str:
+                  max_batch: int, gpu: bool, trt_precision: str | None, fixed_batch: int | None = None,
+                  dla_core: int | None = None) -> str:
     """``config.pbtxt``: batch dimension implicit (``max_batch_size``), labels attached to the output; for a model
     whose graph fixes a batch above 1, ``max_batch_size: 0`` and that batch in the dims, as Triton wants. With
     ``trt_precision`` (FP32, INT8) ONNX Runtime runs the model through its TensorRT accelerator in that mode: a Q/DQ
     model needs INT8, without which TensorRT will not build it (the backend's default is FP32).
     """
     dims = f"{pre.channels}, {pre.size}, {pre.size}"
+    dla = "" if dla_core is None else f" secondary_devices [ {{ kind: KIND_NVDLA device_id: {dla_core} }} ]"
     batch = ""
     if fixed_batch is not None and fixed_batch > 1:  # Triton would send any batch up to it: the full shape instead
         batch, max_batch = f"{fixed_batch}, ", 0
@@ -147,7 +150,7 @@ def triton_config(name: str, platform: str, input_name: str, output_name: str, p
         f'input [ {{ name: "{input_name}" data_type: TYPE_FP32 format: FORMAT_NCHW dims: [ {batch}{dims} ] }} ]',
         f'output [ {{ name: "{output_name}" data_type: TYPE_FP32 dims: [ {batch}{n_classes} ] '
         f'label_filename: "labels.txt" }} ]',
-        f"instance_group [ {{ kind: {'KIND_GPU' if gpu else 'KIND_CPU'} count: 1 }} ]",
+        f"instance_group [ {{ kind: {'KIND_GPU' if gpu else 'KIND_CPU'} count: 1{dla} }} ]",
     ]
     if max_batch > 1:
         lines.append("dynamic_batching { }")
@@ -184,6 +187,7 @@ class _Source:
     fake_quant: bool = False
     built_for: str | None = None  # an engine's target, from its manifest
     fixed_batch: int | None = None  # the one batch it takes: a graph of fixed batch, or a static engine (DLA)
+    dla_core: int | None = None  # an engine built for this DLA core: its runtime must be set to it (else core 0)
 
 
 def _source(model: Path) -> _Source:
@@ -199,7 +203,8 @@ def _source(model: Path) -> _Source:
                        load_onnx(onnx_in) if onnx_in.is_file() else None,
                        "tensorrt" if man.get("kind") == "engine-tensorrt" else "onnxruntime",
                        int(spec.get("max_batch") or 1), built_for=_built_for(man),
-                       fixed_batch=spec.get("max_batch") if spec.get("min_batch") == spec.get("max_batch") else None)
+                       fixed_batch=spec.get("max_batch") if spec.get("min_batch") == spec.get("max_batch") else None,
+                       dla_core=man.get("config", {}).get("dla_core"))
     proto = load_onnx(model)
     info = onnx_info(model, proto)
     if not info.classes:
@@ -280,7 +285,8 @@ def _write(d: Path, src: _Source, t: TargetProfile, softmax: bool, final: Path) 
     settings = {"format": FORMAT, "model": name, "runtime": runtime, "preprocessing": src.pre.to_dict(),
                 "outputs": "probabilities" if softmax else "logits", "fake_quant": src.fake_quant,
                 "runner": RUNNER if runtime == "tensorrt" else None,
-                "max_batch": src.max_batch, "classes": len(src.classes), "target": t.name, "precision": src.precision,
+                "max_batch": src.max_batch, "dla_core": src.dla_core, "classes": len(src.classes), "target": t.name,
+                "precision": src.precision,
                 "source": {"path": str(src.path), "sha256": sha256_file(src.path)}, "versions": versions()}
     write_json_atomic(d / "bundle.json", settings)
     shutil.copyfile(RESOURCES / "infer.py", d / "infer.py")
@@ -338,7 +344,8 @@ def _deepstream(d: Path, src: _Source, proto: onnx.ModelProto | None, name: str,
 
         write_calibration_cache(ds / "calib.table", activation_amax(proto), str(oldest), "minmax")
         calib, files = "calib.table", files + ["deepstream/calib.table"]
-    text = deepstream_config(src.pre, len(src.classes), line, src.precision, output, 1, fold is not None, calib)
+    text = deepstream_config(src.pre, len(src.classes), line, src.precision, output, src.fixed_batch or 1,
+                             fold is not None, calib, src.dla_core if line.startswith("model-engine-file") else None)
     (ds / "config_infer_primary.txt").write_text(text, encoding="utf-8")
     return files
 
@@ -353,7 +360,7 @@ def _triton(d: Path, src: _Source, t: TargetProfile, name: str, runtime: str, in
     gpu = t.runtime == "tensorrt"
     trt = ("INT8" if src.precision == "int8" else "FP32") if gpu and not plan else None
     text = triton_config(TRITON_NAME, "tensorrt_plan" if plan else "onnxruntime_onnx", input_name, output, src.pre,
-                         len(src.classes), src.max_batch, gpu, trt, src.fixed_batch)
+                         len(src.classes), src.max_batch, gpu, trt, src.fixed_batch, src.dla_core if plan else None)
     (repo / "config.pbtxt").write_text(text, encoding="utf-8")
     return [f"triton/{TRITON_NAME}/config.pbtxt", f"triton/{TRITON_NAME}/labels.txt",
             f"triton/{TRITON_NAME}/1/{'model.plan' if plan else 'model.onnx'}"]

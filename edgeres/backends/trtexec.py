@@ -89,27 +89,39 @@ class TrtexecBuild:
         return a
 
 
-def timing_argv(trtexec: str, engine: str, input_name: str, batch: int, chw: tuple[int, ...], warmup_s: float,
-                duration_s: float, min_iters: int, times: str, fixed: bool = False) -> list[str]:
+@dataclass(frozen=True)
+class EngineRun:
+    """How trtexec loads one engine for a run: its file and input, and what it was built for."""
+
+    engine: str
+    input_name: str
+    chw: tuple[int, ...]
+    fixed: bool = False  # the graph fixes its batch: trtexec takes no --shapes for it
+    dla_core: int | None = None  # a DLA engine's core: trtexec's runtime is set to it, else the engine runs on core 0
+
+    def args(self, trtexec: str, batch: int) -> list[str]:
+        dla = [] if self.dla_core is None else [f"--useDLACore={self.dla_core}"]  # sampleEngines: runtime->setDLACore
+        return [trtexec, f"--loadEngine={self.engine}", *shapes(self.input_name, batch, self.chw, self.fixed), *dla]
+
+
+def timing_argv(trtexec: str, run: EngineRun, batch: int, warmup_s: float, duration_s: float, min_iters: int,
+                times: str) -> list[str]:
     """trtexec's own timed run of an engine: warm-up, duration and iterations pinned, per-query times exported."""
-    return [trtexec, f"--loadEngine={engine}", *shapes(input_name, batch, chw, fixed),
-            f"--warmUp={max(0, round(warmup_s * 1000))}", f"--duration={max(1, round(duration_s))}",
-            f"--iterations={min_iters}", "--avgRuns=1", f"--exportTimes={times}"]
+    return [*run.args(trtexec, batch), f"--warmUp={max(0, round(warmup_s * 1000))}",
+            f"--duration={max(1, round(duration_s))}", f"--iterations={min_iters}", "--avgRuns=1",
+            f"--exportTimes={times}"]
 
 
-def profile_argv(trtexec: str, engine: str, input_name: str, batch: int, chw: tuple[int, ...], runs: int,
-                 profile: str, fixed: bool = False) -> list[str]:
+def profile_argv(trtexec: str, run: EngineRun, batch: int, runs: int, profile: str) -> list[str]:
     """A run of its own with trtexec's per-layer profiler (``--dumpProfile``, printed; ``--exportProfile``, kept)."""
-    return [trtexec, f"--loadEngine={engine}", *shapes(input_name, batch, chw, fixed), "--warmUp=0",
-            "--duration=0", f"--iterations={runs}", "--avgRuns=1", "--dumpProfile", f"--exportProfile={profile}"]
+    return [*run.args(trtexec, batch), "--warmUp=0", "--duration=0", f"--iterations={runs}", "--avgRuns=1",
+            "--dumpProfile", f"--exportProfile={profile}"]
 
 
-def inference_argv(trtexec: str, engine: str, input_name: str, batch: int, chw: tuple[int, ...], inputs: str,
-                   output: str, fixed: bool = False) -> list[str]:
+def inference_argv(trtexec: str, run: EngineRun, batch: int, inputs: str, output: str) -> list[str]:
     """One inference of a batch read from a raw float32 file, its outputs written as JSON (accuracy)."""
-    return [trtexec, f"--loadEngine={engine}", *shapes(input_name, batch, chw, fixed),
-            f"--loadInputs={input_name}:{inputs}", f"--exportOutput={output}", "--warmUp=0", "--duration=0",
-            "--iterations=1", "--avgRuns=1"]
+    return [*run.args(trtexec, batch), f"--loadInputs={run.input_name}:{inputs}", f"--exportOutput={output}",
+            "--warmUp=0", "--duration=0", "--iterations=1", "--avgRuns=1"]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from edgeres.backends.memory import MemoryUse, trtexec_memory
 from edgeres.backends.profile import LayerProfile
 from edgeres.backends.trtexec import (
     JETPACK_TRTEXEC,
+    EngineRun,
     QueryTimes,
     TrtexecBuild,
     inference_argv,
@@ -122,11 +123,16 @@ class TrtexecBench:
             self.dla_lines[f"{entry.label}:{purpose}"] = kept.get("dla_lines", [])
         return eng
 
+    @staticmethod
+    def loads(entry: Entry, engine: str) -> EngineRun:
+        """How trtexec loads ``engine`` of ``entry``'s row: without shapes for a fixed batch, on the row's DLA core."""
+        return EngineRun(engine, entry.info.input_name, tuple(entry.info.preprocessing.input_shape),
+                         entry.fixed_batch is not None, entry.dla_core)
+
     def logits(self, entry: Entry, engine: str, x: np.ndarray, batch: int, static: bool = False) -> np.ndarray:
         """Every image's logits, one trtexec run per batch; batches done before (here) are not run again. A static
         engine's short last batch is padded to ``batch`` with zeros, and their rows dropped.
         """
-        shape = tuple(entry.info.preprocessing.input_shape)
         folder = self.cache / entry.label
         folder.mkdir(exist_ok=True)
         there = set(self.run(["ls", f"{self.wdir}/in"]).split())
@@ -145,8 +151,8 @@ class TrtexecBench:
             self._send_batch(xb, name, digest, name in there, k)
             y_path = f"{self.wdir}/out/{entry.label}.{digest}.json"
             try:
-                self.run(inference_argv(self.exe, engine, entry.info.input_name, len(xb), shape,
-                                        f"{self.wdir}/in/{name}", y_path, entry.fixed_batch is not None))
+                self.run(inference_argv(self.exe, self.loads(entry, engine), len(xb), f"{self.wdir}/in/{name}",
+                                        y_path))
                 y = parse_output(self.device.read(y_path).decode(errors="replace"))
             except RemoteError as e:
                 raise RemoteError(f"{e}; {k} of {n} batches of {entry.label} are kept: run the same command again "
@@ -188,8 +194,7 @@ class TrtexecBench:
         from edgeres.config import PROFILE_RUNS
 
         path = f"{self.wdir}/out/{entry.label}.b{batch}.profile.json"
-        self.run(profile_argv(self.exe, engine, entry.info.input_name, batch, tuple(entry.info.preprocessing.input_shape),
-                              PROFILE_RUNS, path, entry.fixed_batch is not None))
+        self.run(profile_argv(self.exe, self.loads(entry, engine), batch, PROFILE_RUNS, path))
         return parse_trtexec_profile(self.device.read(path).decode(errors="replace"), batch)
 
     def times(self, entry: Entry, engine: str, batch: int, cfg: BenchConfig, window: int,
@@ -197,9 +202,8 @@ class TrtexecBench:
         """One timing window of trtexec's own timed run: per-query latency and GPU compute (ms), warm-up dropped."""
         path = f"{self.wdir}/out/{entry.label}.b{batch}.w{window}.times.json"
         lat = cfg.latency
-        out = self.run(timing_argv(self.exe, engine, entry.info.input_name, batch,
-                                   tuple(entry.info.preprocessing.input_shape), lat.warmup_s, seconds, lat.min_iters, path,
-                                   entry.fixed_batch is not None))
+        out = self.run(timing_argv(self.exe, self.loads(entry, engine), batch, lat.warmup_s, seconds, lat.min_iters,
+                                   path))
         self.logs.setdefault(engine, out)
         t = parse_times(self.device.read(path).decode(errors="replace"), lat.warmup_s * 1000)
         self.copies_timed = t.copies_timed

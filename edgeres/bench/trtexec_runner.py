@@ -51,9 +51,8 @@ def _energy(tb: TrtexecBench, entries: list[Entry], rows: list[BenchRow], engine
     for e, r in zip(entries, rows):
         log_path = f"{tb.wdir}/out/{e.label}.tegrastats.log"
         times = f"{tb.wdir}/out/{e.label}.energy.times.json"
-        argv = timing_argv(tb.exe, engines[e.label]["throughput"], e.info.input_name, b,
-                           tuple(e.info.preprocessing.input_shape), cfg.latency.warmup_s,
-                           max(1.0, cfg.latency.duration_s), cfg.latency.min_iters, times, e.fixed_batch is not None)
+        argv = timing_argv(tb.exe, tb.loads(e, engines[e.label]["throughput"]), b, cfg.latency.warmup_s,
+                           max(1.0, cfg.latency.duration_s), cfg.latency.min_iters, times)
         tb.commands.append(shlex.join(argv) + "  # energy window, under tegrastats --interval 100")
         tb.run(["sh", "-c", WITH_TEGRASTATS, "sh", "100", log_path, *argv])
         watch.sample(r.label)

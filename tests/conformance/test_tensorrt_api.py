@@ -376,6 +376,33 @@ def test_the_bundles_engine_runner_follows_each_release(standin, models, tmp_pat
     assert [c[-1] for c in shapes] == [(4, 1, 32, 32)] and rec.violations == []
 
 
+def test_a_dla_engine_runs_on_the_core_it_was_built_for(standin, models, tmp_path, monkeypatch):
+    """TensorRT deserializes a DLA engine onto the runtime's DLA core, and a runtime left unset puts it on core 0
+    whatever the build asked (onnxruntime PR 28364 saw it with jtop on an Orin NX; tensorrt_demos issue 463 on a
+    Xavier NX): no error, the wrong core. The stand-in records that as a violation. bench's session and the bundle's
+    runner set the core from the engine's manifest or bundle.json."""
+    import ctypes.util
+    import importlib.util
+
+    rec = standin.use("8.5", dla_cores=2)
+    built = engine_from_onnx(models[17]["fp32"], BuildConfig("jetson-agx-orin", "fp16", dla_core=1, batch=4,
+                                                             force_device=True), tmp_path / "d.engine")
+    assert rec.violations == [] and rec.called("Runtime", "set DLA_core") == [(1,)]  # the build's own inspection
+    session = TensorRTBackend().load(built.artifact, load_target("jetson-agx-orin"))
+    assert rec.violations == [] and rec.called("Runtime", "set DLA_core")[-1] == (1,)
+    session.close()
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: "libcudart.so.12" if name == "cudart" else None)
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: _StandInCudart())
+    path = Path(__file__).resolve().parents[2] / "edgeres/backends/tensorrt/standalone.py"
+    spec = importlib.util.spec_from_file_location("tensorrt_runner", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.Runner(built.artifact, {"max_batch": 4, "dla_core": 1})
+    assert rec.violations == []
+    module.Runner(built.artifact, {"max_batch": 4})  # what the runner did before bundle.json said the core
+    assert rec.violations == ["an engine built for DLA core 1 deserialized onto core 0: set Runtime.DLA_core"]
+
+
 @pytest.mark.parametrize("version", ["8.6", "11.1"])
 def test_bench_reports_each_engines_memory_by_the_releases_own_member(standin, models, tmp_path, version):
     """A bench's memory line: the throughput engine's file and the activation memory the release reports

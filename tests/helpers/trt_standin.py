@@ -201,7 +201,8 @@ class Builder(Strict):
         doc = {"version": rec.version, "gpu": w.gpu, "flags": sorted(config._flags), "profile": [lo, opt, hi],
                "inputs": [(t.name, t.shape, t._dtype) for t in network._inputs],
                "outputs": [(t.name, t.shape, t._dtype) for t in network._outputs],
-               "layers": [(la.name, la._op) for la in network._layers], "half_graph": half, "qdq": qdq, "dla": dla}
+               "layers": [(la.name, la._op) for la in network._layers], "half_graph": half, "qdq": qdq, "dla": dla,
+               "dla_core": config.__dict__.get("DLA_core") if dla else None}
         return PLAN_MAGIC + json.dumps(doc).encode()
 
 

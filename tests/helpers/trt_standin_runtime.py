@@ -163,6 +163,10 @@ class Runtime(Strict):
         doc = json.loads(bytes(blob)[len(PLAN_MAGIC):])
         if doc["version"] != self._rec.version or doc["gpu"] != self._world.gpu:
             return None  # as TensorRT does for a plan of another version or GPU
+        built, runs = doc.get("dla_core"), self.__dict__.get("DLA_core", -1)
+        if built is not None and max(runs, 0) != built:  # a runtime left unset runs it on core 0 (onnxruntime PR
+            self._rec.violations.append(  # 28364, tensorrt_demos issue 463): no error, the wrong core
+                f"an engine built for DLA core {built} deserialized onto core {max(runs, 0)}: set Runtime.DLA_core")
         return self._world.make("ICudaEngine", doc)
 
 

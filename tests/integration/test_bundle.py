@@ -242,6 +242,38 @@ def test_an_engine_bundle_ships_the_tensorrt_runner(small_run, tmp_path):
     assert not (tmp_path / "d").exists()
 
 
+def test_a_dla_engine_bundle_names_its_core_and_its_batch(small_run, tmp_path):
+    """An engine built for DLA core 1 at batch 4 (static, as every DLA engine): the runner loads it onto core 1
+    (bundle.json), nvinfer gets enable-dla, use-dla-core and batch-size 4, and Triton a KIND_NVDLA secondary device
+    and the full shape. A placeholder file with an edgeres manifest: nothing is built or run here."""
+    cfg, _ = small_run
+    from edgeres.artifacts import write_manifest
+    from edgeres.onnx_model import onnx_info
+
+    info = onnx_info(Path(cfg.out) / "model.onnx")
+    plan = tmp_path / "model.fp16-dla1.plan"
+    plan.write_bytes(b"placeholder, not an engine")
+    write_manifest(plan, "engine-tensorrt", {"onnx": Path(cfg.out) / "model.onnx"},
+                   {"target": "jetson-agx-orin", "dla_core": 1,
+                    "spec": {"precision": "fp16", "min_batch": 4, "opt_batch": 4, "max_batch": 4, "dla_core": 1}},
+                   info.preprocessing.to_dict(), {"classes": info.classes})
+    out = tmp_path / "b"
+    r = edgeres("bundle", str(plan), "--target", "jetson-agx-orin", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "bundle.json").read_text())["dla_core"] == 1
+    ds = (out / "deepstream/config_infer_primary.txt").read_text()
+    assert {"enable-dla=1", "use-dla-core=1", "batch-size=4", "model-engine-file=../model.plan"} <= set(ds.split("\n"))
+    triton = (out / "triton/classifier/config.pbtxt").read_text()
+    assert "secondary_devices [ { kind: KIND_NVDLA device_id: 1 } ]" in triton and "max_batch_size: 0" in triton
+    assert "dims: [ 4, 1, 32, 32 ]" in triton
+    pb = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient is in the [test] extra")
+    from google.protobuf import text_format
+
+    mc = text_format.Parse(triton, pb.ModelConfig())
+    assert [(d.kind, d.device_id) for d in mc.instance_group[0].secondary_devices] == [
+        (pb.ModelInstanceGroup.SecondaryDevice.KIND_NVDLA, 1)]
+
+
 # A Jetson runs the bundle with its own Python and its Ubuntu's numpy and Pillow: JetPack 4.6 (Nano, TX2) has Python
 # 3.6 on Ubuntu 18.04, JetPack 5 Python 3.8 on Ubuntu 20.04 (../shared/jetpack.md; python3-numpy and python3-pil).
 JETPACK_STACKS = {"jetpack-4.6": ("3.6", "numpy==1.13.3", "Pillow==5.1.0"),

@@ -335,8 +335,11 @@ def test_dla_rows_are_static_engines_on_the_core_asked(desktop_models, onnxrunti
     assert {k: rows["fp16-dla1"][k] for k in EXACT} == {k: rows["fp16"][k] for k in EXACT}  # the stand-in: no DLA
     assert {k: rows["int8-tensorrt-dla1"][k] for k in EXACT} == {k: rows["int8-tensorrt"][k] for k in EXACT}
     cmds = report["runner"]["commands"]
-    builds = [c for c in cmds if "--useDLACore=1" in c and "built before" not in c]
+    builds = [c for c in cmds if "--useDLACore=1" in c and "--onnx=" in c and "built before" not in c]
     assert len(builds) == 6 and all("--allowGPUFallback" in c for c in builds)  # latency, throughput, sweep at 4
+    # every run of a DLA engine sets trtexec's runtime to its core: without --useDLACore, TensorRT runs it on core 0
+    loads = [c for c in cmds if "--loadEngine=" in c]
+    assert {("-dla1." in c, "--useDLACore=1" in c) for c in loads} == {(True, True), (False, False)}
     assert any("--minShapes=input:1x" in c and "--maxShapes=input:1x" in c for c in builds)
     assert any("--minShapes=input:16x" in c and "--maxShapes=input:16x" in c for c in builds)
     runs = [c for c in cmds if "--exportOutput=" in c and "dla1.throughput.engine" in c]

@@ -8,6 +8,7 @@ import pytest
 from packaging.version import Version
 
 from edgeres.backends.trtexec import (
+    EngineRun,
     TrtexecBuild,
     inference_argv,
     parse_output,
@@ -73,11 +74,15 @@ def test_build_flags_per_release(version, precision, flags, absent):
 def test_dla_timing_and_inference_commands():
     b = TrtexecBuild("m.onnx", "m.engine", "input", (1, 40, 40), "fp16", 4, 4, 4, dla_core=1)
     assert {"--useDLACore=1", "--allowGPUFallback", "--optShapes=input:4x1x40x40"} <= set(b.argv("t", Version("8.5.2")))
-    t = timing_argv("t", "m.engine", "input", 1, (1, 40, 40), 0.2, 3.0, 10, "times.json")
+    t = timing_argv("t", EngineRun("m.engine", "input", (1, 40, 40)), 1, 0.2, 3.0, 10, "times.json")
     assert t[1:] == ["--loadEngine=m.engine", "--shapes=input:1x1x40x40", "--warmUp=200", "--duration=3",
                      "--iterations=10", "--avgRuns=1", "--exportTimes=times.json"]
-    i = inference_argv("t", "m.engine", "input", 32, (1, 40, 40), "x.bin", "y.json")
+    i = inference_argv("t", EngineRun("m.engine", "input", (1, 40, 40)), 32, "x.bin", "y.json")
     assert "--loadInputs=input:x.bin" in i and "--exportOutput=y.json" in i and "--iterations=1" in i
+    # a DLA engine is loaded onto its own core (trtexec sets the runtime's DLA core from --useDLACore; without it,
+    # TensorRT runs the engine on core 0); a graph of fixed batch gets no --shapes
+    dla = timing_argv("t", EngineRun("m.engine", "input", (1, 40, 40), fixed=True, dla_core=1), 4, 0.2, 3.0, 10, "t.json")
+    assert dla[1:3] == ["--loadEngine=m.engine", "--useDLACore=1"] and not [a for a in dla if "shapes" in a.lower()]
 
 
 def test_auto_runner_choice(tmp_path, monkeypatch):

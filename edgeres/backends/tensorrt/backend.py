@@ -39,8 +39,8 @@ class TensorRTBackend:
         """Open an engine built here; one from another TensorRT or GPU is refused before deserializing."""
         from edgeres.backends.tensorrt.session import TrtSession
         gpu, _ = self.device()
-        check_engine_fits(Path(artifact), str(tensorrt_version()), gpu)
-        return TrtSession(Path(artifact))
+        man = check_engine_fits(Path(artifact), str(tensorrt_version()), gpu)
+        return TrtSession(Path(artifact), dla_core=(man.get("config") or {}).get("dla_core"))
 
     def device(self) -> tuple[str, str]:
         """(GPU name, compute capability) of device 0, for engine names and manifests."""
@@ -48,8 +48,10 @@ class TensorRTBackend:
         return cuda.device_name(), cuda.compute_capability()
 
 
-def check_engine_fits(engine: Path, tensorrt: str, gpu: str) -> None:
-    """Refuse, before deserializing, an engine built by another TensorRT or on another GPU (its manifest says)."""
+def check_engine_fits(engine: Path, tensorrt: str, gpu: str) -> dict:
+    """Refuse, before deserializing, an engine built by another TensorRT or on another GPU (its manifest says); the
+    manifest otherwise.
+    """
     man = read_manifest(engine)
     if man is None:
         raise ArtifactError(f"{engine} has no manifest ({engine}.json), so where it was built is unknown; rebuild it "
@@ -59,3 +61,4 @@ def check_engine_fits(engine: Path, tensorrt: str, gpu: str) -> None:
         raise ArtifactError(f"{engine} was built by TensorRT {res.get('tensorrt')} on {res.get('gpu')} (its manifest);"
                             f" this machine has TensorRT {tensorrt} on {gpu}, and engines do not move between them; "
                             f"rebuild it here with `edgeres build`")
+    return man

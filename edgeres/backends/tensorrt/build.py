@@ -181,7 +181,7 @@ def build_engine(onnx: Path, out: Path, spec: EngineSpec, timing_cache: Path | N
     if plan is None:
         raise ArtifactError(f"TensorRT {version} could not build {onnx} as {spec.label}; see the TensorRT log above")
     blob = bytes(plan)
-    layers_info = _inspect(trt, logger, blob)
+    layers_info = _inspect(trt, logger, blob, spec.dla_core)
     with atomic_path(out) as tmp:
         tmp.write_bytes(blob)
     if cache is not None and timing_cache is not None:
@@ -193,9 +193,12 @@ def build_engine(onnx: Path, out: Path, spec: EngineSpec, timing_cache: Path | N
                        round(time.monotonic() - t0, 2), layers_info)
 
 
-def _inspect(trt: ModuleType, logger: Any, plan: bytes) -> list[LayerInfo]:
-    """The per-layer report of a plan (deserialized once here, on the device that built it)."""
-    engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
+def _inspect(trt: ModuleType, logger: Any, plan: bytes, dla_core: int | None) -> list[LayerInfo]:
+    """The per-layer report of a plan (deserialized once here, on the device that built it, and on its DLA core)."""
+    runtime = trt.Runtime(logger)
+    if dla_core is not None:
+        runtime.DLA_core = dla_core
+    engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
         raise ArtifactError("TensorRT built an engine it cannot load back; see the TensorRT log above")
     info = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)

@@ -34,13 +34,16 @@ class TrtSession(ClosingSession):
     activation_bytes: int | None
     static: bool  # the engine's batch is fixed (a DLA engine): smaller batches are padded to it
 
-    def __init__(self, engine_path: Path, trt: ModuleType | None = None, cuda: Cuda | None = None) -> None:
+    def __init__(self, engine_path: Path, trt: ModuleType | None = None, cuda: Cuda | None = None,
+                 dla_core: int | None = None) -> None:
         self.trt = trt or tensorrt_module()
         self.version = version_of(self.trt)
         self.cuda = cuda or cuda_mod.cuda_runtime()
         self.names_io = self.version >= NAME_IO_SINCE
         self._logger = self.trt.Logger()
         self.runtime = self.trt.Runtime(self._logger)
+        if dla_core is not None:  # a runtime left unset deserializes a DLA engine onto core 0, whatever it was built for
+            self.runtime.DLA_core = dla_core
         self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if self.engine is None:
             raise ArtifactError(f"{engine_path} is not an engine for this GPU and TensorRT {self.version}; rebuild "

@@ -49,6 +49,8 @@ class Runner:
         if self.cuda is None:
             sys.exit("error: " + CUDART_MISSING)
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        if settings.get("dla_core") is not None:  # else TensorRT runs a DLA engine on core 0, whatever it was built for
+            self.runtime.DLA_core = settings["dla_core"]
         self.engine = self.runtime.deserialize_cuda_engine(Path(path).read_bytes())
         if self.engine is None:
             sys.exit(f"error: {path} is not an engine for this TensorRT and GPU; rebuild it with `edgeres build`")
