@@ -39,6 +39,7 @@ from edgeres.paths import RESOURCES
 from edgeres.predict import ENGINE_SUFFIXES
 from edgeres.quantize.recipes import recipe_for
 from edgeres.targets import TargetProfile, load_target, target_names
+from edgeres.triton_config import preferred_batch, triton_config
 
 FORMAT = "edgeres.bundle/1"
 RUNNER = "tensorrt_runner"  # the module an engine bundle ships beside infer.py (edgeres/backends/tensorrt/standalone.py)
@@ -130,36 +131,6 @@ def deepstream_config(pre: Preprocessing, n_classes: int, model_line: str, preci
     return "\n".join(lines)
 
 
-def triton_config(name: str, platform: str, input_name: str, output_name: str, pre: Preprocessing, n_classes: int,
-                  max_batch: int, gpu: bool, trt_precision: str | None, fixed_batch: int | None = None,
-                  dla_core: int | None = None) -> str:
-    """``config.pbtxt``: batch dimension implicit (``max_batch_size``), labels attached to the output; for a model
-    whose graph fixes a batch above 1, ``max_batch_size: 0`` and that batch in the dims, as Triton wants. With
-    ``trt_precision`` (FP32, INT8) ONNX Runtime runs the model through its TensorRT accelerator in that mode: a Q/DQ
-    model needs INT8, without which TensorRT will not build it (the backend's default is FP32).
-    """
-    dims = f"{pre.channels}, {pre.size}, {pre.size}"
-    dla = "" if dla_core is None else f" secondary_devices [ {{ kind: KIND_NVDLA device_id: {dla_core} }} ]"
-    batch = ""
-    if fixed_batch is not None and fixed_batch > 1:  # Triton would send any batch up to it: the full shape instead
-        batch, max_batch = f"{fixed_batch}, ", 0
-    lines = [
-        f'name: "{name}"',
-        f'platform: "{platform}"',
-        f"max_batch_size: {max_batch}",
-        f'input [ {{ name: "{input_name}" data_type: TYPE_FP32 format: FORMAT_NCHW dims: [ {batch}{dims} ] }} ]',
-        f'output [ {{ name: "{output_name}" data_type: TYPE_FP32 dims: [ {batch}{n_classes} ] '
-        f'label_filename: "labels.txt" }} ]',
-        f"instance_group [ {{ kind: {'KIND_GPU' if gpu else 'KIND_CPU'} count: 1{dla} }} ]",
-    ]
-    if max_batch > 1:
-        lines.append("dynamic_batching { }")
-    if trt_precision:
-        lines.append('optimization { execution_accelerators { gpu_execution_accelerator : [ { name : "tensorrt" '
-                     f'parameters {{ key: "precision_mode" value: "{trt_precision}" }} }} ] }} }}')
-    return "\n".join(lines) + "\n"
-
-
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder for the bundle")
@@ -188,6 +159,7 @@ class _Source:
     built_for: str | None = None  # an engine's target, from its manifest
     fixed_batch: int | None = None  # the one batch it takes: a graph of fixed batch, or a static engine (DLA)
     dla_core: int | None = None  # an engine built for this DLA core: its runtime must be set to it (else core 0)
+    measured_sha256: str = ""  # the file a bench measured for it: the ONNX itself, or an engine's source ONNX
 
 
 def _source(model: Path) -> _Source:
@@ -204,7 +176,8 @@ def _source(model: Path) -> _Source:
                        "tensorrt" if man.get("kind") == "engine-tensorrt" else "onnxruntime",
                        int(spec.get("max_batch") or 1), built_for=_built_for(man),
                        fixed_batch=spec.get("max_batch") if spec.get("min_batch") == spec.get("max_batch") else None,
-                       dla_core=man.get("config", {}).get("dla_core"))
+                       dla_core=man.get("config", {}).get("dla_core"),
+                       measured_sha256=str(man.get("inputs", {}).get("onnx", {}).get("sha256", "")))
     proto = load_onnx(model)
     info = onnx_info(model, proto)
     if not info.classes:
@@ -213,7 +186,8 @@ def _source(model: Path) -> _Source:
     rec = json.loads(meta[RECIPE_KEY]) if RECIPE_KEY in meta else None
     fixed = info.input_shape[0] if info.input_shape and isinstance(info.input_shape[0], int) else None
     return _Source(model, info.preprocessing, info.classes, info.precision, proto, None, fixed or 32,
-                   bool(rec and recipe_for(rec["recipe"]).accuracy_mode == "simulate"), fixed_batch=fixed)
+                   bool(rec and recipe_for(rec["recipe"]).accuracy_mode == "simulate"), fixed_batch=fixed,
+                   measured_sha256=sha256_file(model))
 
 
 def _built_for(man: dict) -> str | None:
@@ -224,8 +198,10 @@ def _built_for(man: dict) -> str | None:
     return named if named in target_names() else None
 
 
-def bundle(model: Path, target: str, out: Path, softmax: bool = False) -> BundleResult:
-    """Write the deployment bundle of ``model`` (an edgeres or imported ONNX, or an engine) for ``target`` to ``out``."""
+def bundle(model: Path, target: str, out: Path, softmax: bool = False, report: Path | None = None) -> BundleResult:
+    """Write the deployment bundle of ``model`` (an edgeres or imported ONNX, or an engine) for ``target`` to ``out``;
+    with ``report`` (a bench's report.json with ``--sweep``), Triton's dynamic batcher prefers the batch it found.
+    """
     model, out = Path(model), Path(out)
     t = load_target(target)
     check_out(out, folder=True)
@@ -244,11 +220,17 @@ def bundle(model: Path, target: str, out: Path, softmax: bool = False) -> Bundle
     if any(";" in c for c in src.classes) and t.runtime == "tensorrt":
         raise ConfigError("a class label contains ';', which DeepStream's classifier label file uses as separator; "
                           "rename the class")
+    preferred = None
+    if report is not None:
+        if src.fixed_batch is not None:
+            raise ConfigError(f"{model} takes batch {src.fixed_batch} only, so Triton batches nothing; drop --report")
+        preferred = preferred_batch(Path(report), src.measured_sha256, src.precision, src.dla_core, t.name,
+                                    src.max_batch)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out.parent, f".{out.name}.")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
     try:
-        res = _write(tmp, src, t, softmax, out)
+        res = _write(tmp, src, t, softmax, out, preferred)
         if out.exists():
             shutil.rmtree(out)  # empty, or a bundle edgeres made (checked above)
         tmp.rename(out)
@@ -258,8 +240,9 @@ def bundle(model: Path, target: str, out: Path, softmax: bool = False) -> Bundle
     return res
 
 
-def _write(d: Path, src: _Source, t: TargetProfile, softmax: bool, final: Path) -> BundleResult:
-    notes: list[str] = []
+def _write(d: Path, src: _Source, t: TargetProfile, softmax: bool, final: Path,
+           preferred: tuple[int, str] | None = None) -> BundleResult:
+    notes: list[str] = [] if preferred is None else [preferred[1]]
     (d / "labels.txt").write_text("\n".join(src.classes) + "\n", encoding="utf-8")
     proto = with_softmax(src.proto) if (softmax and src.proto is not None) else src.proto
     output = "probabilities" if softmax else (proto.graph.output[0].name if proto is not None else "logits")
@@ -281,7 +264,7 @@ def _write(d: Path, src: _Source, t: TargetProfile, softmax: bool, final: Path) 
         files += _deepstream(d, src, proto, name, output, t, notes)
     else:
         notes.append(f"no DeepStream config: {t.name} runs ONNX Runtime, and DeepStream runs TensorRT")
-    files += _triton(d, src, t, name, runtime, input_name, output)
+    files += _triton(d, src, t, name, runtime, input_name, output, None if preferred is None else preferred[0])
     settings = {"format": FORMAT, "model": name, "runtime": runtime, "preprocessing": src.pre.to_dict(),
                 "outputs": "probabilities" if softmax else "logits", "fake_quant": src.fake_quant,
                 "runner": RUNNER if runtime == "tensorrt" else None,
@@ -351,7 +334,7 @@ def _deepstream(d: Path, src: _Source, proto: onnx.ModelProto | None, name: str,
 
 
 def _triton(d: Path, src: _Source, t: TargetProfile, name: str, runtime: str, input_name: str,
-            output: str) -> list[str]:
+            output: str, preferred: int | None) -> list[str]:
     repo = d / "triton" / TRITON_NAME
     (repo / "1").mkdir(parents=True)
     plan = runtime == "tensorrt"
@@ -360,7 +343,8 @@ def _triton(d: Path, src: _Source, t: TargetProfile, name: str, runtime: str, in
     gpu = t.runtime == "tensorrt"
     trt = ("INT8" if src.precision == "int8" else "FP32") if gpu and not plan else None
     text = triton_config(TRITON_NAME, "tensorrt_plan" if plan else "onnxruntime_onnx", input_name, output, src.pre,
-                         len(src.classes), src.max_batch, gpu, trt, src.fixed_batch, src.dla_core if plan else None)
+                         len(src.classes), src.max_batch, gpu, trt, src.fixed_batch, src.dla_core if plan else None,
+                         preferred)
     (repo / "config.pbtxt").write_text(text, encoding="utf-8")
     return [f"triton/{TRITON_NAME}/config.pbtxt", f"triton/{TRITON_NAME}/labels.txt",
             f"triton/{TRITON_NAME}/1/{'model.plan' if plan else 'model.onnx'}"]

@@ -293,8 +293,8 @@ def load_report(path: Path) -> dict:
     except OSError as e:
         raise ArtifactError(f"{path} is not a readable report ({e}); re-run `edgeres bench`") from None
     except ValueError as e:  # not JSON, or not text at all (a model, an image)
-        raise ArtifactError(f"{path} is not a bench report ({type(e).__name__}); --compare takes two report.json "
-                            f"files that `edgeres bench` wrote") from None
+        raise ArtifactError(f"{path} is not a bench report ({type(e).__name__}); give a report.json that `edgeres "
+                            f"bench` wrote") from None
     if not isinstance(doc, dict):
         raise ArtifactError(f"{path} is not a bench report (JSON, but not an object); re-run `edgeres bench`")
     if doc.get("schema") != SCHEMA:

@@ -242,6 +242,42 @@ def test_an_engine_bundle_ships_the_tensorrt_runner(small_run, tmp_path):
     assert not (tmp_path / "d").exists()
 
 
+def test_a_sweep_report_sets_tritons_preferred_batch(small_run, tmp_path):
+    """bench --sweep, then bundle --report: Triton's dynamic batcher prefers the batch the sweep found for this very
+    model (the row of its sha256 and precision) on this target; a report of another target, of other models, or
+    without a sweep is one line each."""
+    from edgeres.bench.sweep import knee
+    from tests.helpers.cli import QUICK_TIMING
+
+    cfg, _ = small_run
+    fp32, int8 = f"{cfg.out}/model.onnx", f"{cfg.out}/model.int8-cpu.onnx"
+    r = edgeres("bench", fp32, int8, "--limit", "16", "--threads", "1", "--sweep", "1,2,4,8", *QUICK_TIMING,
+                "--out", str(tmp_path / "sweep"))
+    assert r.returncode == 0, r.stderr
+    report = tmp_path / "sweep" / "report.json"
+    row = next(x for x in json.loads(report.read_text())["results"] if x["label"] == "int8-cpu")
+    want = knee(row["sweep"])[1]["batch"]  # type: ignore[index]
+    out = tmp_path / "b"
+    r = edgeres("bundle", int8, "--target", "cpu", "--report", str(report), "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    triton = (out / "triton/classifier/config.pbtxt").read_text()
+    assert f"dynamic_batching {{ preferred_batch_size: [ {want} ] }}" in triton
+    assert json.loads(r.stdout)["notes"][0].startswith(f"Triton's preferred batch {want}: the smallest within 5%")
+    doc = json.loads(report.read_text())
+    doc["target"]["name"] = "jetson-orin-nano"
+    (tmp_path / "orin.json").write_text(json.dumps(doc))
+    plain = tmp_path / "plain"
+    assert edgeres("bench", fp32, "--limit", "8", *QUICK_TIMING, "--out", str(plain)).returncode == 0
+    for rep, says in ((tmp_path / "orin.json", "measured target jetson-orin-nano, and this bundle is for cpu"),
+                      (plain / "report.json", "has no int8 row of this model"),
+                      (fp32 + ".json", "has schema None, this edgeres reads edgeres.bench/1")):
+        assert_one_line_error(edgeres("bundle", int8, "--target", "cpu", "--report", str(rep), "--out",
+                                      str(tmp_path / "no")), says)
+    assert_one_line_error(edgeres("bundle", fp32, "--target", "cpu", "--report", str(plain / "report.json"), "--out",
+                                  str(tmp_path / "no")), "row fp32 has no sweep")
+    assert not (tmp_path / "no").exists()
+
+
 def test_a_dla_engine_bundle_names_its_core_and_its_batch(small_run, tmp_path):
     """An engine built for DLA core 1 at batch 4 (static, as every DLA engine): the runner loads it onto core 1
     (bundle.json), nvinfer gets enable-dla, use-dla-core and batch-size 4, and Triton a KIND_NVDLA secondary device

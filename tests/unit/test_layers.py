@@ -16,7 +16,7 @@ LAYERS = [
     ["onnx_model", "onnx_opset", "models"],
     ["onnx_fp16", "backends", "energy"],  # runtimes and meters: Session, latency, ONNX Runtime, torch, TensorRT
     ["train", "export", "import_onnx", "quantize", "build", "device_setup"],  # one stage per arrow of the data path
-    ["bench", "predict", "bundle"],  # what a model does with images, and what ships it
+    ["bench", "predict", "bundle", "triton_config"],  # what a model does with images, and what ships it
     ["pipeline"],
     ["cli", "__main__"],
 ]
