@@ -46,6 +46,7 @@ class OrtSession(ClosingSession):
         self.input_shape = inp.shape
         if isinstance(inp.shape[0], int):  # a graph with its batch fixed (an imported model that needs it)
             self.max_batch = inp.shape[0]
+            self.infer = self._padded  # type: ignore[method-assign]  # the check stays out of a dynamic model's calls
         self.output_name: str = self._sess.get_outputs()[0].name
         self.threads = so.intra_op_num_threads
         self.simulate = simulate
@@ -54,11 +55,14 @@ class OrtSession(ClosingSession):
         self._outputs = [self.output_name]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        n = len(batch)
-        if self.max_batch is not None and n < self.max_batch:  # a graph of fixed batch takes its own only: pad, cut
-            pad = np.zeros((self.max_batch - n, *batch.shape[1:]), batch.dtype)
-            return self._run(self._outputs, {self.input_name: np.concatenate([batch, pad])})[0][:n]
         return self._run(self._outputs, {self.input_name: batch})[0]
+
+    def _padded(self, batch: np.ndarray) -> np.ndarray:
+        """``infer`` of a graph of fixed batch, which takes its own batch only: a short one is padded, then cut."""
+        n, full = len(batch), self.max_batch or len(batch)
+        if n < full:
+            batch = np.concatenate([batch, np.zeros((full - n, *batch.shape[1:]), batch.dtype)])
+        return self._run(self._outputs, {self.input_name: batch})[0][:n]
 
     def profile(self, batch: np.ndarray, runs: int, workdir: Path) -> LayerProfile | None:
         """ONNX Runtime's profiler on a session of its own; None for a Q/DQ simulation, whose time is no device's."""
