@@ -99,6 +99,7 @@ def deepstream_config(pre: Preprocessing, n_classes: int, model_line: str, preci
     """
     scale, offsets, _ = deepstream_scaling(pre)
     mode = {"fp32": 0, "int8": 1, "fp16": 2}.get(precision, 0)
+    mode = 2 if dla_core is not None and mode == 0 else mode  # a DLA takes no fp32: every layer would leave it
     s = pre.size
     crop = (f"edgeres resizes the shorter side to {pre.short_side} and crops the centre {s}x{s}; nvinfer scales the "
             f"whole frame or object to {s}x{s}.\n# Give it square ROIs (or an nvdspreprocess crop) to feed the same pixels.")
@@ -198,9 +199,11 @@ def _built_for(man: dict) -> str | None:
     return named if named in target_names() else None
 
 
-def bundle(model: Path, target: str, out: Path, softmax: bool = False, report: Path | None = None) -> BundleResult:
+def bundle(model: Path, target: str, out: Path, softmax: bool = False, report: Path | None = None,
+           dla_core: int | None = None) -> BundleResult:
     """Write the deployment bundle of ``model`` (an edgeres or imported ONNX, or an engine) for ``target`` to ``out``;
-    with ``report`` (a bench's report.json with ``--sweep``), Triton's dynamic batcher prefers the batch it found.
+    with ``report`` (a bench's report.json with ``--sweep``), Triton's dynamic batcher prefers the batch it found; with
+    ``dla_core``, nvinfer builds the ONNX for that DLA core.
     """
     model, out = Path(model), Path(out)
     t = load_target(target)
@@ -220,6 +223,15 @@ def bundle(model: Path, target: str, out: Path, softmax: bool = False, report: P
     if any(";" in c for c in src.classes) and t.runtime == "tensorrt":
         raise ConfigError("a class label contains ';', which DeepStream's classifier label file uses as separator; "
                           "rename the class")
+    if dla_core is not None:
+        if t.runtime != "tensorrt":
+            raise ConfigError(f"--dla-core places nvinfer's engine on a Jetson's DLA, and {t.name} runs ONNX Runtime; "
+                              f"drop --dla-core")
+        t.check_dla(dla_core)
+        if src.engine_runtime and src.dla_core != dla_core:
+            where = "the GPU" if src.dla_core is None else f"DLA core {src.dla_core}"
+            raise ConfigError(f"{model} is an engine built for {where}, and an engine's placement is fixed when it is "
+                              f"built; drop --dla-core, or bundle its ONNX with --dla-core {dla_core}")
     preferred = None
     if report is not None:
         if src.fixed_batch is not None:
@@ -230,7 +242,7 @@ def bundle(model: Path, target: str, out: Path, softmax: bool = False, report: P
     remove_stale_temporaries(out.parent, f".{out.name}.")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
     try:
-        res = _write(tmp, src, t, softmax, out, preferred)
+        res = _write(tmp, src, t, softmax, out, preferred, dla_core)
         if out.exists():
             shutil.rmtree(out)  # empty, or a bundle edgeres made (checked above)
         tmp.rename(out)
@@ -241,7 +253,7 @@ def bundle(model: Path, target: str, out: Path, softmax: bool = False, report: P
 
 
 def _write(d: Path, src: _Source, t: TargetProfile, softmax: bool, final: Path,
-           preferred: tuple[int, str] | None = None) -> BundleResult:
+           preferred: tuple[int, str] | None = None, dla_core: int | None = None) -> BundleResult:
     notes: list[str] = [] if preferred is None else [preferred[1]]
     (d / "labels.txt").write_text("\n".join(src.classes) + "\n", encoding="utf-8")
     proto = with_softmax(src.proto) if (softmax and src.proto is not None) else src.proto
@@ -261,7 +273,7 @@ def _write(d: Path, src: _Source, t: TargetProfile, softmax: bool, final: Path,
     files = ["labels.txt", name, f"{name}.json", "bundle.json", "infer.py", "pixels.py", "README.md"]
     _manifest(d / name, final / name, src, t, softmax)
     if t.runtime == "tensorrt":
-        files += _deepstream(d, src, proto, name, output, t, notes)
+        files += _deepstream(d, src, proto, name, output, t, notes, dla_core)
     else:
         notes.append(f"no DeepStream config: {t.name} runs ONNX Runtime, and DeepStream runs TensorRT")
     files += _triton(d, src, t, name, runtime, input_name, output, None if preferred is None else preferred[0])
@@ -291,7 +303,7 @@ def _manifest(artifact: Path, final: Path, src: _Source, t: TargetProfile, softm
 
 
 def _deepstream(d: Path, src: _Source, proto: onnx.ModelProto | None, name: str, output: str,
-                t: TargetProfile, notes: list[str]) -> list[str]:
+                t: TargetProfile, notes: list[str], dla_core: int | None = None) -> list[str]:
     """nvinfer's config and, where nvinfer needs another graph than the bundle's, its own model.onnx. nvinfer's
     default classifier parser (``parseAttributesFromSoftmaxLayers``, DeepStream's nvdsinfer) reads probabilities: it
     starts its best score at 0, so on logits an object whose logits are all negative gets no label, and the
@@ -327,8 +339,12 @@ def _deepstream(d: Path, src: _Source, proto: onnx.ModelProto | None, name: str,
 
         write_calibration_cache(ds / "calib.table", activation_amax(proto), str(oldest), "minmax")
         calib, files = "calib.table", files + ["deepstream/calib.table"]
+    dla = src.dla_core if line.startswith("model-engine-file") else dla_core
+    if dla is not None and src.precision == "fp32" and builds:
+        notes.append(f"DeepStream: the DLA runs fp16 or int8, so nvinfer builds this fp32 model in fp16 for DLA core "
+                     f"{dla} (network-mode=2); layers the DLA cannot take run on the GPU")
     text = deepstream_config(src.pre, len(src.classes), line, src.precision, output, src.fixed_batch or 1,
-                             fold is not None, calib, src.dla_core if line.startswith("model-engine-file") else None)
+                             fold is not None, calib, dla)
     (ds / "config_infer_primary.txt").write_text(text, encoding="utf-8")
     return files
 

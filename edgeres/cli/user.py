@@ -79,9 +79,12 @@ def import_cmd(onnx_path, labels, size, resize, mean, std, data, out, as_json):
 @click.option("--report", type=click.Path(path_type=Path), default=None, metavar="REPORT_JSON",
               help="A `bench --sweep` report of this model on this target: Triton's dynamic batcher prefers the "
                    "smallest batch within 5% of its most images per second.")
+@click.option("--dla-core", type=int, default=None, metavar="N",
+              help="DeepStream: nvinfer builds the ONNX for this DLA core (enable-dla, use-dla-core; fp16 for an "
+                   "fp32 model). An engine keeps the core it was built for.")
 @json_option
 @handle_errors
-def bundle_cmd(model, target, out, softmax, report, as_json):
+def bundle_cmd(model, target, out, softmax, report, dla_core, as_json):
     """Write what production needs: labels, the model and its manifest, a DeepStream nvinfer config, a Triton
     model repository and infer.py (numpy, Pillow and onnxruntime or tensorrt; no edgeres).
 
@@ -92,9 +95,10 @@ def bundle_cmd(model, target, out, softmax, report, as_json):
       edgeres bundle runs/demo/model.int8-tensorrt.onnx --target jetson-orin-nano --out deploy/orin
       edgeres bundle runs/demo/model.onnx --target cpu --out deploy/cpu && python3 deploy/cpu/infer.py shoe.png
       edgeres bundle runs/demo/model.int8-cpu.onnx --target cpu --report runs/sweep/report.json --out deploy/cpu8
+      edgeres bundle runs/demo/model.int8-tensorrt.onnx --target jetson-agx-orin --dla-core 0 --out deploy/orin-dla0
     """
     from edgeres.bundle import bundle
 
-    r = bundle(model, target, out, softmax, report)
+    r = bundle(model, target, out, softmax, report, dla_core)
     text = f"{r.out}: " + ", ".join(r.files) + "".join(f"\nnote: {n}" for n in r.notes)
     emit(as_json, {"out": r.out, "files": r.files, "runtime": r.runtime, "notes": r.notes}, text)

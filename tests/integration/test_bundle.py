@@ -306,8 +306,28 @@ def test_a_dla_engine_bundle_names_its_core_and_its_batch(small_run, tmp_path):
     from google.protobuf import text_format
 
     mc = text_format.Parse(triton, pb.ModelConfig())
+    assert_one_line_error(edgeres("bundle", str(plan), "--target", "jetson-agx-orin", "--dla-core", "0", "--out",
+                                  str(tmp_path / "c")), "an engine built for DLA core 1", "--dla-core 0")
     assert [(d.kind, d.device_id) for d in mc.instance_group[0].secondary_devices] == [
         (pb.ModelInstanceGroup.SecondaryDevice.KIND_NVDLA, 1)]
+
+
+def test_an_onnx_bundled_for_a_dla_core_has_nvinfer_build_it_there(exports, tmp_path):
+    """--dla-core with an ONNX: nvinfer builds the engine for that core (enable-dla, use-dla-core). The DLA runs fp16
+    or int8 only, and a fp32 request would send every layer back to the GPU without a word: fp32 is built as fp16."""
+    fp32, int8 = str(exports(17)["fp32"]), str(exports(17)["int8"])
+    for model, mode in ((fp32, "network-mode=2"), (int8, "network-mode=1")):
+        out = tmp_path / Path(model).stem
+        r = edgeres("bundle", model, "--target", "jetson-agx-orin", "--dla-core", "1", "--out", str(out), "--json")
+        assert r.returncode == 0, r.stderr
+        ds = (out / "deepstream/config_infer_primary.txt").read_text().split("\n")
+        assert {"enable-dla=1", "use-dla-core=1", mode} <= set(ds)
+        said = [n for n in json.loads(r.stdout)["notes"] if "the DLA runs fp16 or int8" in n]
+        assert len(said) == (model == fp32)
+    for target, says in (("jetson-orin-nano", "target jetson-orin-nano has no DLA"),
+                         ("cpu", "cpu runs ONNX Runtime; drop --dla-core")):
+        assert_one_line_error(edgeres("bundle", fp32, "--target", target, "--dla-core", "0", "--out",
+                                      str(tmp_path / "no")), says)
 
 
 # A Jetson runs the bundle with its own Python and its Ubuntu's numpy and Pillow: JetPack 4.6 (Nano, TX2) has Python
