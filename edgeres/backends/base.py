@@ -113,3 +113,12 @@ def infer_all(session: Session, x: np.ndarray, batch_size: int = 256) -> np.ndar
     batch_size = min(batch_size, session.max_batch or batch_size)
     outs = [session.infer(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
     return np.concatenate(outs) if outs else np.empty((0, 0), np.float32)
+
+
+def pad_batch(x: np.ndarray, size: int) -> np.ndarray:
+    """``x`` with zero images added up to ``size`` rows: what a model of one fixed batch (a graph that fixes it, a
+    static engine) is given for a short batch; its outputs are cut back to ``len(x)`` rows by the caller.
+    """
+    if len(x) >= size:
+        return x
+    return np.concatenate([x, np.zeros((size - len(x), *x.shape[1:]), x.dtype)])

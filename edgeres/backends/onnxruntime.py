@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeres.backends.base import ClosingSession, Compiled, EngineSpec, infer_all
+from edgeres.backends.base import ClosingSession, Compiled, EngineSpec, infer_all, pad_batch
 from edgeres.errors import ArtifactError
 from edgeres.hw import usable_cores
 
@@ -59,10 +59,7 @@ class OrtSession(ClosingSession):
 
     def _padded(self, batch: np.ndarray) -> np.ndarray:
         """``infer`` of a graph of fixed batch, which takes its own batch only: a short one is padded, then cut."""
-        n, full = len(batch), self.max_batch or len(batch)
-        if n < full:
-            batch = np.concatenate([batch, np.zeros((full - n, *batch.shape[1:]), batch.dtype)])
-        return self._run(self._outputs, {self.input_name: batch})[0][:n]
+        return self._run(self._outputs, {self.input_name: pad_batch(batch, self.max_batch or 0)})[0][:len(batch)]
 
     def profile(self, batch: np.ndarray, runs: int, workdir: Path) -> LayerProfile | None:
         """ONNX Runtime's profiler on a session of its own; None for a Q/DQ simulation, whose time is no device's."""

@@ -109,29 +109,33 @@ def sweep_lines(report: dict[str, Any]) -> list[str]:
     if not swept:
         return []
     batches = [p["batch"] for p in swept[0]["sweep"]]
-    out = ["", "## Batch sweep (bench --sweep)", "", (report.get("sweep") or {}).get("how", ""), "",
-           "Each cell: images per second, and the p50 of one call in ms; **bold**: the row's most images per second.",
-           "", "| model | " + " | ".join(f"batch {b}" for b in batches) + " |", "|---|" + "---|" * len(batches)]
+    cells = []
     for r in swept:
         got = knee(r["sweep"])
         best = got[0]["batch"] if got else None
-        cells = [(f"**{p['throughput_ips']:,.0f}/s**" if p["batch"] == best else f"{p['throughput_ips']:,.0f}/s")
-                 + f" · {p['p50_ms']:.3f}" for p in r["sweep"]]
-        out.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+        cells.append((r["label"], [(f"**{p['throughput_ips']:,.0f}/s**" if p["batch"] == best
+                                    else f"{p['throughput_ips']:,.0f}/s") + f" · {p['p50_ms']:.3f}" for p in r["sweep"]]))
+    out = ["", "## Batch sweep (bench --sweep)", "", (report.get("sweep") or {}).get("how", ""), "",
+           "Each cell: images per second, and the p50 of one call in ms; **bold**: the row's most images per second."]
+    out += _table(batches, cells)
     ref = swept[0]
     if len(swept) > 1 and ref["label"] == report["reference"]:
-        out += ["", f"Images per second against {ref['label']}'s at the same batch:", "",
-                "| model | " + " | ".join(f"batch {b}" for b in batches) + " |", "|---|" + "---|" * len(batches)]
-        out += [f"| {r['label']} | " + " | ".join(f"{p['throughput_ips'] / q['throughput_ips']:.2f}×"
-                                                  for p, q in zip(r["sweep"], ref["sweep"])) + " |" for r in swept[1:]]
+        out += ["", f"Images per second against {ref['label']}'s at the same batch:"]
+        out += _table(batches, [(r["label"], [f"{p['throughput_ips'] / q['throughput_ips']:.2f}×"
+                                              for p, q in zip(r["sweep"], ref["sweep"])]) for r in swept[1:]])
     compute = [r for r in swept if any(p.get("gpu_compute_p50_ms") is not None for p in r["sweep"])]
     if compute:
-        out += ["", "GPU compute alone (trtexec's computeMs, no copies), p50 ms per call:", "",
-                "| model | " + " | ".join(f"batch {b}" for b in batches) + " |", "|---|" + "---|" * len(batches)]
-        out += [f"| {r['label']} | " + " | ".join("—" if p.get("gpu_compute_p50_ms") is None
-                                                  else f"{p['gpu_compute_p50_ms']:.3f}" for p in r["sweep"]) + " |"
-                for r in compute]
+        out += ["", "GPU compute alone (trtexec's computeMs, no copies), p50 ms per call:"]
+        out += _table(batches, [(r["label"], ["—" if p.get("gpu_compute_p50_ms") is None
+                                              else f"{p['gpu_compute_p50_ms']:.3f}" for p in r["sweep"]])
+                                for r in compute])
     return out
+
+
+def _table(batches: list[int], rows: list[tuple[str, list[str]]]) -> list[str]:
+    """A markdown table of a column per batch, and a row per model."""
+    return (["", "| model | " + " | ".join(f"batch {b}" for b in batches) + " |", "|---|" + "---|" * len(batches)]
+            + [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows])
 
 
 def plot_sweep(ax: Any, swept: list[dict[str, Any]]) -> None:

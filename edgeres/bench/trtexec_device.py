@@ -14,6 +14,7 @@ import numpy as np
 from packaging.version import Version
 
 from edgeres.artifacts import atomic_path
+from edgeres.backends.base import pad_batch
 from edgeres.backends.memory import MemoryUse, trtexec_memory
 from edgeres.backends.profile import LayerProfile
 from edgeres.backends.trtexec import (
@@ -140,8 +141,7 @@ class TrtexecBench:
         for k, i in enumerate(range(0, len(x), batch)):
             xb = np.ascontiguousarray(x[i:i + batch], dtype=np.float32)
             real = len(xb)
-            if static and real < batch:
-                xb = np.concatenate([xb, np.zeros((batch - real, *xb.shape[1:]), np.float32)])
+            xb = pad_batch(xb, batch) if static else xb
             digest = hashlib.sha256(xb.tobytes()).hexdigest()
             kept = folder / f"{digest}.npy"
             if kept.is_file():

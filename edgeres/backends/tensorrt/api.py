@@ -80,3 +80,13 @@ def network_flags(trt: ModuleType, version: Version) -> int:
     if version < IMPLICIT_BATCH_GONE:
         return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     return 0
+
+
+def runtime_for(trt: ModuleType, logger: Any, dla_core: int | None) -> Any:
+    """A ``Runtime`` that deserializes onto ``dla_core``: one left unset puts a DLA engine on core 0, whatever the
+    core it was built for, without an error (onnxruntime PR 28364, tensorrt_demos issue 463).
+    """
+    runtime = trt.Runtime(logger)
+    if dla_core is not None:
+        runtime.DLA_core = dla_core
+    return runtime

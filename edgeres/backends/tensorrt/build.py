@@ -23,6 +23,7 @@ from edgeres.backends.tensorrt.api import (
     PROGRESS_MONITOR_SINCE,
     STRONGLY_TYPED_ONLY,
     network_flags,
+    runtime_for,
     tensorrt_module,
     version_of,
 )
@@ -195,10 +196,7 @@ def build_engine(onnx: Path, out: Path, spec: EngineSpec, timing_cache: Path | N
 
 def _inspect(trt: ModuleType, logger: Any, plan: bytes, dla_core: int | None) -> list[LayerInfo]:
     """The per-layer report of a plan (deserialized once here, on the device that built it, and on its DLA core)."""
-    runtime = trt.Runtime(logger)
-    if dla_core is not None:
-        runtime.DLA_core = dla_core
-    engine = runtime.deserialize_cuda_engine(plan)
+    engine = runtime_for(trt, logger, dla_core).deserialize_cuda_engine(plan)
     if engine is None:
         raise ArtifactError("TensorRT built an engine it cannot load back; see the TensorRT log above")
     info = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)

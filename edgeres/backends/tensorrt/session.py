@@ -13,9 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeres.backends.base import ClosingSession
+from edgeres.backends.base import ClosingSession, pad_batch
 from edgeres.backends.tensorrt import cuda as cuda_mod
-from edgeres.backends.tensorrt.api import DEVICE_MEMORY_V2_ONLY, NAME_IO_SINCE, numpy_dtype, tensorrt_module, version_of
+from edgeres.backends.tensorrt.api import (
+    DEVICE_MEMORY_V2_ONLY,
+    NAME_IO_SINCE,
+    numpy_dtype,
+    runtime_for,
+    tensorrt_module,
+    version_of,
+)
 from edgeres.backends.tensorrt.cuda import Cuda
 from edgeres.errors import ArtifactError
 
@@ -41,9 +48,7 @@ class TrtSession(ClosingSession):
         self.cuda = cuda or cuda_mod.cuda_runtime()
         self.names_io = self.version >= NAME_IO_SINCE
         self._logger = self.trt.Logger()
-        self.runtime = self.trt.Runtime(self._logger)
-        if dla_core is not None:  # a runtime left unset deserializes a DLA engine onto core 0, whatever it was built for
-            self.runtime.DLA_core = dla_core
+        self.runtime = runtime_for(self.trt, self._logger, dla_core)
         self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if self.engine is None:
             raise ArtifactError(f"{engine_path} is not an engine for this GPU and TensorRT {self.version}; rebuild "
@@ -106,7 +111,7 @@ class TrtSession(ClosingSession):
             raise ArtifactError(f"batch {n} is over the engine's largest ({self.max_batch}); rebuild with "
                                 f"a larger --max-batch")
         if self.static and n < self.max_batch:  # a static engine (DLA) takes its own batch only: pad, then cut
-            return self.infer(np.concatenate([x, np.zeros((self.max_batch - n, *x.shape[1:]), x.dtype)]))[:n]
+            return self.infer(pad_batch(x, self.max_batch or n))[:n]
         c = self.context
         fits = (c.set_input_shape(self.input_name, tuple(x.shape)) if self.names_io else
                 c.set_binding_shape(self._index[self.input_name], tuple(x.shape)))
