@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from edgeres.artifacts import atomic_path, staged_dir, write_json_atomic, write_text_atomic
+from edgeres.backends.layer_info import LayerInfo, engine_note
 from edgeres.backends.memory import MemoryUse
 from edgeres.bench.classes import markdown_lines, plot_confusion
 from edgeres.bench.sweep import plot_sweep, sweep_lines, sweep_note
@@ -96,6 +97,15 @@ def footnotes(report: dict) -> list[str]:
         notes.append("on the DLA: " + "; ".join(
             f"{label} {e.get('dla_layers', '?')} layers on core {e['dla_core']}, {e.get('gpu_fallback_layers', '?')} "
             f"fall back to the GPU" for label, e in dla) + " (their GPU time is in the row's figures)")
+    engines, layer_notes = report.get("engines") or {}, []
+    for r in res:
+        e = engines.get(f"{r['label']}:throughput") or engines.get(f"{r['label']}:latency") or {}
+        why = str(e.get("why") or "")
+        layer_notes.append(f"{r['label']} not inspected ({why[why.find('exited'):] if 'exited' in why else why})"
+                           if why else e.get("layers") and
+                           engine_note(r["label"], r.get("precision", ""), [LayerInfo(**la) for la in e["layers"]]))
+    if any(layer_notes):
+        notes.append("in the throughput engines, by TensorRT's inspector: " + "; ".join(n for n in layer_notes if n))
     said = {k.rpartition(":")[0]: v for k, v in ((report.get("runner") or {}).get("dla_lines") or {}).items()
             if k.endswith(":throughput")}
     if said:

@@ -18,6 +18,7 @@ from packaging.version import Version
 
 from edgeres.backends.tensorrt import TensorRTBackend
 from edgeres.bench import BenchConfig, bench, engine_configs, plan_rows
+from edgeres.bench.report import footnotes
 from edgeres.build import engine_from_onnx, timing_cache_path
 from edgeres.config import BuildConfig
 from edgeres.errors import ArtifactError, ConfigError
@@ -125,6 +126,11 @@ def test_build_follows_each_release(standin, models, tmp_path, version, precisio
     assert man["forced_device"] is (load_target(target).kind == "jetson")
     assert out.precision == precision and man["timing_cache_status"] == "new" and man["target"] == target
     assert man["layers"], "the per-layer report comes from the inspector"
+    # a dynamic engine (profile 1..8) shows its formats only through a context whose input shape is set
+    assert {la["precision"] for la in man["layers"]} == {{"fp32": "fp32", "fp16": "fp16", "int8": "int8"}[precision]}
+    assert rec.called("IExecutionContext", "set_input_shape" if v >= Version("8.5") else "set_binding_shape")[0][1] \
+        == (1, 1, 32, 32)  # the profile's opt batch
+    assert man["int8_fallback_layers"] == []  # the last layer reads int8 and writes the float logits: no fallback
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -142,7 +148,7 @@ def test_session_follows_each_release(standin, models, tmp_path, version):
         assert rec.called("IExecutionContext", "set_binding_shape") and rec.called("IExecutionContext",
                                                                                    "execute_async_v2")
     else:
-        assert rec.called("IExecutionContext", "set_input_shape")[0][1] == (3, 1, 32, 32)
+        assert rec.called("IExecutionContext", "set_input_shape")[-1][1] == (3, 1, 32, 32)  # [0]: the inspection
         assert len(rec.called("IExecutionContext", "set_tensor_address")) == 2
         assert rec.called("IExecutionContext", "execute_async_v3")
     assert rec.called("tensorrt", "nptype") == []
@@ -358,7 +364,7 @@ def test_the_bundles_engine_runner_follows_each_release(standin, models, tmp_pat
         assert rec.called("IExecutionContext", "set_binding_shape") == [(0, (3, 1, 32, 32))]
         assert len(rec.called("IExecutionContext", "execute_v2")[0][0]) == 2
     else:
-        assert rec.called("IExecutionContext", "set_input_shape")[0][1] == (3, 1, 32, 32)
+        assert rec.called("IExecutionContext", "set_input_shape")[-1][1] == (3, 1, 32, 32)  # [0]: the inspection
         assert len(rec.called("IExecutionContext", "set_tensor_address")) == 2
         assert rec.called("IExecutionContext", "execute_async_v3") == [(0,)]
     assert [c[0] for c in cudart.calls] == ["malloc", "malloc", "memcpy", "memcpy", "free", "free"]
@@ -482,7 +488,13 @@ def test_bench_adds_each_fp16_and_int8_row_on_the_dla(standin, models, tmp_path,
         assert (lat["dla_core"], lat["profile"], thr["profile"]) == (1, [3, 3, 3], [4, 4, 4])
         assert lat["dla_layers"] > 0 and rows[label]["accuracy"]["images"] == 8
     assert report["engines"]["fp16:latency"]["dla_core"] is None
-    assert "on the DLA: fp16-dla1 " in (tmp_path / "r" / "report.md").read_text()
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "on the DLA: fp16-dla1 " in md
+    # what each engine runs, from the inspector (the stand-in's placement: Gemm and Flatten stay on the GPU)
+    said = [n for n in footnotes(report) if n.startswith("in the throughput engines, by TensorRT's inspector: ")]
+    assert len(said) == 1 and "int8-tensorrt " in said[0] and "fp32 " not in said[0]
+    assert "int8-tensorrt-dla1 " in said[0] and " DLA subgraphs, " in said[0] and "compute layers on the GPU: " in said[0]
+    assert " not: " not in said[0]  # every layer in its row's precision: the last reads int8 and writes float
     assert rec.violations == []
     with pytest.raises(ConfigError, match="target jetson-orin-nano has no DLA"):
         plan_rows([models[17]["fp32"]], load_target("jetson-orin-nano"), 0)

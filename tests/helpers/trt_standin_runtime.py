@@ -21,11 +21,21 @@ class EngineInspector(Strict):
         self._call("get_engine_information", fmt.name)
         d = self._doc
         prec = "Int8" if d["qdq"] else "Half" if (d["half_graph"] or "FP16" in d["flags"]) else "Float"
+        lo, _, hi = d["profile"]
+        context = self.__dict__.get("execution_context")
+        if lo[0] != hi[0] and (context is None or context._batch is None):
+            # NvInferRuntime.h, setExecutionContext: without a context whose input shapes are set, "values dependent
+            # on input shapes will be displayed as -1 and format information will not be shown"
+            prec = "N/A due to dynamic shapes"
+        fmt = prec if prec.startswith("N/A") else f"Row major linear {prec}"
         layers = []
-        for name, op in d["layers"]:
+        for i, (name, op) in enumerate(d["layers"]):
             on_dla = d["dla"] and op in DLA_OPS
+            # the last layer writes the network's float output: of a Q/DQ engine, it reads int8 and writes float
+            out = fmt if i < len(d["layers"]) - 1 or fmt.startswith("N/A") else "Row major linear FP32 format"
             layers.append({"Name": "{ForeignNode[" + name + "]}" if on_dla else name, "LayerType": op,
-                           "Outputs": [{"Name": f"{name}_out", "Format/Datatype": f"Row major linear {prec}"}]})
+                           "Inputs": [{"Name": f"{name}_in", "Format/Datatype": fmt}],
+                           "Outputs": [{"Name": f"{name}_out", "Format/Datatype": out}]})
         return json.dumps({"Layers": layers, "Bindings": [t[0] for t in d["inputs"] + d["outputs"]]})
 
 
@@ -129,6 +139,9 @@ class ICudaEngine(Strict):
 
     def get_tensor_profile_shape(self, name: str, profile: int) -> tuple:
         return tuple(tuple(s) for s in self._doc["profile"])
+
+    def get_binding_index(self, name: str) -> int:
+        return self._index(name)
 
     def get_binding_name(self, i: int) -> str:
         return self._io[i][0]

@@ -90,3 +90,12 @@ def runtime_for(trt: ModuleType, logger: Any, dla_core: int | None) -> Any:
     if dla_core is not None:
         runtime.DLA_core = dla_core
     return runtime
+
+
+def set_input_shape(context: Any, engine: Any, name: str, shape: tuple[int, ...], version: Version) -> bool:
+    """Set one input's shape on ``context``: by name from 8.5, by binding index on 8.2. False where the shape is outside
+    the engine's profile (TensorRT refuses it without raising).
+    """
+    if version >= NAME_IO_SINCE:
+        return context.set_input_shape(name, tuple(shape)) is not False
+    return context.set_binding_shape(engine.get_binding_index(name), tuple(shape)) is not False

@@ -18,16 +18,17 @@ from packaging.version import Version
 
 from edgeres.artifacts import atomic_path
 from edgeres.backends.base import EngineSpec
+from edgeres.backends.layer_info import LayerInfo, engine_layers, layers_dict
 from edgeres.backends.tensorrt.api import (
     MEMORY_POOLS_SINCE,
     PROGRESS_MONITOR_SINCE,
     STRONGLY_TYPED_ONLY,
     network_flags,
     runtime_for,
+    set_input_shape,
     tensorrt_module,
     version_of,
 )
-from edgeres.backends.tensorrt.inspect import LayerInfo, engine_layers, int8_fallbacks
 from edgeres.config import WORKSPACE_MIB
 from edgeres.errors import ArtifactError, ConfigError
 from edgeres.progress import log
@@ -57,9 +58,7 @@ class BuildResult:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["engine"] = str(self.engine)
-        d["layers"] = [la.to_dict() for la in self.layers]
-        d["int8_fallback_layers"] = [la.name for la in int8_fallbacks(self.layers)] if self.label == "int8" else []
-        return d
+        return {**d, **layers_dict(self.layers, self.label)}
 
 
 def builder_flags(version: Version, spec: EngineSpec) -> tuple[list[str], list[str]]:
@@ -182,7 +181,7 @@ def build_engine(onnx: Path, out: Path, spec: EngineSpec, timing_cache: Path | N
     if plan is None:
         raise ArtifactError(f"TensorRT {version} could not build {onnx} as {spec.label}; see the TensorRT log above")
     blob = bytes(plan)
-    layers_info = _inspect(trt, logger, blob, spec.dla_core)
+    layers_info = _inspect(trt, logger, blob, spec.dla_core, inp.name, (spec.opt_batch, *c_h_w))
     with atomic_path(out) as tmp:
         tmp.write_bytes(blob)
     if cache is not None and timing_cache is not None:
@@ -194,12 +193,22 @@ def build_engine(onnx: Path, out: Path, spec: EngineSpec, timing_cache: Path | N
                        round(time.monotonic() - t0, 2), layers_info)
 
 
-def _inspect(trt: ModuleType, logger: Any, plan: bytes, dla_core: int | None) -> list[LayerInfo]:
-    """The per-layer report of a plan (deserialized once here, on the device that built it, and on its DLA core)."""
+def _inspect(trt: ModuleType, logger: Any, plan: bytes, dla_core: int | None, input_name: str,
+             shape: tuple[int, ...]) -> list[LayerInfo]:
+    """The per-layer report of a plan (deserialized once here, on the device that built it, and on its DLA core).
+
+    The inspector reads a context whose input is set to ``shape`` (the profile's opt batch): of an engine with a
+    dynamic batch it otherwise shows no format, "N/A due to dynamic shapes", so no layer's precision (NvInferRuntime.h,
+    ``IEngineInspector::setExecutionContext``).
+    """
     engine = runtime_for(trt, logger, dla_core).deserialize_cuda_engine(plan)
     if engine is None:
         raise ArtifactError("TensorRT built an engine it cannot load back; see the TensorRT log above")
-    info = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
+    inspector = engine.create_engine_inspector()
+    context = engine.create_execution_context()
+    if set_input_shape(context, engine, input_name, shape, version_of(trt)):
+        inspector.execution_context = context
+    info = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
     try:
         return engine_layers(info)
     except (json.JSONDecodeError, TypeError, AttributeError):

@@ -20,6 +20,7 @@ from edgeres.backends.tensorrt.api import (
     NAME_IO_SINCE,
     numpy_dtype,
     runtime_for,
+    set_input_shape,
     tensorrt_module,
     version_of,
 )
@@ -113,9 +114,7 @@ class TrtSession(ClosingSession):
         if self.static and n < self.max_batch:  # a static engine (DLA) takes its own batch only: pad, then cut
             return self.infer(pad_batch(x, self.max_batch or n))[:n]
         c = self.context
-        fits = (c.set_input_shape(self.input_name, tuple(x.shape)) if self.names_io else
-                c.set_binding_shape(self._index[self.input_name], tuple(x.shape)))
-        if fits is False:
+        if not set_input_shape(c, self.engine, self.input_name, tuple(x.shape), self.version):
             raise ArtifactError(f"input {tuple(x.shape)} is outside the engine's profile; rebuild it for this batch")
         out = np.empty(self._out_shape(x.shape[0]), dtype=self.out_dtype)
         x_ptr = self._buffer(self.input_name, x.nbytes)
