@@ -9,6 +9,8 @@ NVIDIA's ``samples/common/sampleReporting.cpp``:
 - ``--exportOutput``: ``[{"name": …, "dimensions": "32x10", "values": [ … ]}]``.
 - ``--exportProfile``: ``[{"count": runs}, {"name", "timeMs", "averageMs", "percentage"}, …]`` (read by
   ``edgeres.backends.profile``).
+- ``--exportLayerInfo``: the engine inspector's JSON, as the Python runner gets it (read by
+  ``edgeres.backends.layer_info``).
 """
 from __future__ import annotations
 
@@ -65,7 +67,6 @@ class TrtexecBuild:
     max_batch: int = 1
     dla_core: int | None = None
     timing_cache: str | None = None
-    layer_info: str | None = None
     fixed: bool = False  # the graph fixes its batch: trtexec refuses shapes for it ("Static model does not take …")
 
     def argv(self, trtexec: str, version: Version) -> list[str]:
@@ -84,9 +85,7 @@ class TrtexecBuild:
             a += [f"--useDLACore={self.dla_core}", "--allowGPUFallback"]
         if self.timing_cache:
             a.append(f"--timingCacheFile={self.timing_cache}")
-        if self.layer_info:
-            a += ["--profilingVerbosity=detailed", f"--exportLayerInfo={self.layer_info}"]
-        return a
+        return a + ["--profilingVerbosity=detailed"]  # each layer's formats in the engine, for --exportLayerInfo
 
 
 @dataclass(frozen=True)
@@ -116,6 +115,15 @@ def profile_argv(trtexec: str, run: EngineRun, batch: int, runs: int, profile: s
     """A run of its own with trtexec's per-layer profiler (``--dumpProfile``, printed; ``--exportProfile``, kept)."""
     return [*run.args(trtexec, batch), "--warmUp=0", "--duration=0", f"--iterations={runs}", "--avgRuns=1",
             "--dumpProfile", f"--exportProfile={profile}"]
+
+
+def layer_info_argv(trtexec: str, run: EngineRun, batch: int, layers: str) -> list[str]:
+    """One inference that writes the engine inspector's JSON (``--exportLayerInfo``). trtexec inspects the context it
+    ran, its input shape set, so a dynamic engine shows its formats (``printLayerInfo`` in trtexec.cpp); at build time,
+    ``--skipInference`` inspects no context, and every format of a dynamic engine reads "N/A due to dynamic shapes".
+    """
+    return [*run.args(trtexec, batch), "--warmUp=0", "--duration=0", "--iterations=1", "--avgRuns=1",
+            f"--exportLayerInfo={layers}"]
 
 
 def inference_argv(trtexec: str, run: EngineRun, batch: int, inputs: str, output: str) -> list[str]:

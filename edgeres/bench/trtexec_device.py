@@ -9,12 +9,14 @@ import json
 import os
 import shlex
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from packaging.version import Version
 
 from edgeres.artifacts import atomic_path
 from edgeres.backends.base import pad_batch
+from edgeres.backends.layer_info import engine_layers, layers_dict
 from edgeres.backends.memory import MemoryUse, trtexec_memory
 from edgeres.backends.profile import LayerProfile
 from edgeres.backends.trtexec import (
@@ -23,6 +25,7 @@ from edgeres.backends.trtexec import (
     QueryTimes,
     TrtexecBuild,
     inference_argv,
+    layer_info_argv,
     parse_output,
     parse_times,
     timing_argv,
@@ -186,6 +189,21 @@ class TrtexecBench:
         """The engine's size there and the GPU memory trtexec's log says it took (weights, activations)."""
         size = self.run(["wc", "-c", engine]).split()
         return trtexec_memory(self.logs.get(engine, ""), int(size[0]) if size and size[0].isdigit() else None)
+
+    def inspect(self, entry: Entry, engine: str, batch: int) -> dict[str, Any]:
+        """What ``engine`` runs, from trtexec's ``--exportLayerInfo`` in a run of its own at ``batch``: each layer's
+        precision and GPU or DLA, as report.json's ``engines`` keeps the Python runner's. Where that run or its file
+        fails, the reason instead: the row's figures stand without it.
+        """
+        path = f"{self.wdir}/out/{entry.label}.b{batch}.layers.json"
+        try:
+            self.run(layer_info_argv(self.exe, self.loads(entry, engine), batch, path))
+            layers = engine_layers(self.device.read(path).decode(errors="replace"))
+        except (RemoteError, ValueError, TypeError, AttributeError) as e:
+            log(f"{entry.label}: no layer report from trtexec ({e})")
+            return {"engine": engine, "dla_core": entry.dla_core, "why": str(e)}
+        return {"engine": engine, "label": entry.precision, "dla_core": entry.dla_core, "batch": batch,
+                **layers_dict(layers, entry.precision)}
 
     def profile(self, entry: Entry, engine: str, batch: int) -> LayerProfile:
         """Each layer's mean time from trtexec's profiler, in a run of its own at ``batch``."""

@@ -117,8 +117,10 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
             setattr(r, key_, got[r.label])
     if cfg.sweep:
         _sweep(tb, entries, rows, names, engines, cfg, watch)
+    inspected = {}
     for e, r in zip(entries, rows):
         r.memory = tb.memory(engines[e.label]["throughput"]).to_dict()
+        inspected[f"{e.label}:throughput"] = tb.inspect(e, engines[e.label]["throughput"], cfg.throughput_batch)
         if cfg.profile:
             r.profile = tb.profile(e, engines[e.label]["latency"], cfg.batch).to_dict()
     energy = _energy(tb, entries, rows, engines, cfg, idle, no_energy, watch)
@@ -128,7 +130,7 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
         "schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "target": asdict(target), "machine": machine(), "versions": versions(), "config": asdict(cfg),
         "dataset": {"name": ds.name, "images": len(ds)}, "preprocessing": entries[0].info.preprocessing.to_dict(),
-        "reference": entries[0].label, "model_cost": None, "measured_peaks": None, "engines": None,
+        "reference": entries[0].label, "model_cost": None, "measured_peaks": None, "engines": inspected,
         "energy": energy, "device_state": state, "thermal": watch.report((state or {}).get("clocks_locked")),
         "timing": {"clock": "trtexec --exportTimes", "what": "latencyMs of each query: H2D + GPU compute + D2H",
                    "copies_timed": "per result: latency.copies_timed"},

@@ -1,8 +1,9 @@
 """A STAND-IN for NVIDIA's trtexec, computing with ONNX Runtime: it proves the trtexec runner's protocol, never TensorRT.
 
 It takes trtexec's options, prints its banner, refuses the precision flags TensorRT 11 removed, "builds" an engine
-file that is only the ONNX with a header, and writes ``--exportTimes``, ``--exportOutput`` and ``--exportProfile``
-(each ONNX node as a layer of 1.0 ms, a marker) in the layouts of NVIDIA's sampleReporting.cpp. Its logits are ONNX
+file that is only the ONNX with a header, and writes ``--exportTimes``, ``--exportOutput``, ``--exportProfile``
+(each ONNX node as a layer of 1.0 ms, a marker) in the layouts of NVIDIA's sampleReporting.cpp, and
+``--exportLayerInfo`` in the engine inspector's (each node a layer, in the precision the build asked). Its logits are ONNX
 Runtime's (Q/DQ models run unoptimized, as fake-quant), its times are ONNX Runtime's on this CPU: no figure from it
 describes TensorRT or a GPU.
 
@@ -13,6 +14,7 @@ and a stand-in's times say nothing anyway.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -22,10 +24,11 @@ HEADER = b"EDGERES TRTEXEC STAND-IN: not an engine\n"
 
 
 def install(bin_dir: Path, code: str = "100300", fail_after: int | None = None, log: Path | None = None,
-            build_s: float = 0.0, busy: Path | None = None, second: float = 0.1) -> Path:
+            build_s: float = 0.0, busy: Path | None = None, second: float = 0.1, refuse: str = "") -> Path:
     """Write ``bin_dir/trtexec``: a shell wrapper that runs this stand-in with this venv's Python. With ``build_s``, a
     build first writes its process id to ``busy`` and waits that long, as a real build on a Jetson takes minutes.
     ``second``: how long the stand-in's timed runs take per second asked for (1.0 where power is sampled over them).
+    ``refuse``: an option this trtexec does not know (comma-separated), as an older or trimmed build would refuse it.
     """
     bin_dir.mkdir(parents=True, exist_ok=True)
     env = [f"EDGERES_STANDIN_TRT_CODE={code}", f"EDGERES_STANDIN_SECOND={second}"]
@@ -33,6 +36,8 @@ def install(bin_dir: Path, code: str = "100300", fail_after: int | None = None, 
         env.append(f"EDGERES_STANDIN_FAIL_AFTER={fail_after}")
     if log is not None:
         env.append(f"EDGERES_STANDIN_LOG={log}")
+    if refuse:
+        env.append(f"EDGERES_STANDIN_REFUSE={refuse}")
     if build_s:
         env += [f"EDGERES_STANDIN_BUILD_S={build_s}", f"EDGERES_STANDIN_BUSY={busy}"]
     exe = bin_dir / "trtexec"
@@ -77,6 +82,31 @@ def _shape(spec: str) -> tuple[str, tuple[int, ...]]:
     return name, tuple(int(d) for d in dims.split("x"))
 
 
+DLA_OPS = {"Conv", "Relu", "MaxPool", "AveragePool", "BatchNormalization", "Add", "Concat"}  # the stand-in's rule
+
+
+def _layer_info(engine: Path) -> str:
+    """``--exportLayerInfo``'s JSON (the inspector's layout, tests/data/inspector/) from what the build was asked: each
+    ONNX node a layer in the precision its flags or Q/DQ name, the last writing the float output, DLA ops as
+    ForeignNodes on a DLA build. A marker of the request, not TensorRT's choice. Names only unless built with
+    ``--profilingVerbosity=detailed``, as trtexec's default (layer_names_only) gives."""
+    import onnx
+
+    built = json.loads(Path(f"{engine}.standin.json").read_text())
+    graph = onnx.load_from_string(engine.read_bytes()[len(HEADER):]).graph
+    nodes = [(n.name or n.op_type, n.op_type) for n in graph.node]
+    if built.get("profilingVerbosity") != "detailed":
+        return json.dumps({"Layers": [name for name, _ in nodes]})
+    half = "fp16" in built or any(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.initializer)
+    prec = "Int8" if any(op == "QuantizeLinear" for _, op in nodes) else "Half" if half else "Float"
+    fmt = f"Row major linear {prec} format"
+    return json.dumps({"Layers": [
+        {"Name": "{ForeignNode[" + name + "]}" if "useDLACore" in built and op in DLA_OPS else name, "LayerType": op,
+         "Inputs": [{"Format/Datatype": fmt}],
+         "Outputs": [{"Format/Datatype": fmt if i < len(nodes) - 1 else "Row major linear FP32 format"}]}
+        for i, (name, op) in enumerate(nodes)]})
+
+
 def main(argv: list[str]) -> int:
     import numpy as np
 
@@ -87,6 +117,10 @@ def main(argv: list[str]) -> int:
     for gone in ("fp16", "int8", "best"):
         if major >= 11 and gone in o:
             print(f"[E] Unknown option: --{gone}", file=sys.stderr)
+            return 1
+    for unknown in filter(None, os.environ.get("EDGERES_STANDIN_REFUSE", "").split(",")):
+        if unknown in o:
+            print(f"[E] Unknown option: --{unknown}\n&&&& FAILED TensorRT.trtexec [TensorRT v{code}]")
             return 1
     if "help" in o:
         print("=== Model Options ===\n  --onnx=<file>  ONNX model (stand-in)")
@@ -101,6 +135,7 @@ def main(argv: list[str]) -> int:
                   f"&&&& FAILED TensorRT.trtexec [TensorRT v{code}]")  # sampleEngines.cpp, as trtexec does
             return 1
         Path(o["saveEngine"]).write_bytes(HEADER + Path(o["onnx"]).read_bytes())
+        Path(f"{o['saveEngine']}.standin.json").write_text(json.dumps(o))  # what the build was asked, for its layers
         if "useDLACore" in o:  # a line about the DLA, as TensorRT's builds write them; nothing runs on a DLA here
             print(f"[W] [TRT] stand-in: DLA core {o['useDLACore']} asked, and no layer runs on a DLA here")
         print(f"[I] Engine built in 0.0 sec. (stand-in: nothing was built)\n&&&& PASSED TensorRT.trtexec [TensorRT v{code}]")
@@ -125,6 +160,9 @@ def main(argv: list[str]) -> int:
           f"now: CPU 0, GPU {mib} (MiB)\n"
           f"[I] [TRT] [MemUsageChange] TensorRT-managed allocation in IExecutionContext creation: CPU +0, GPU +1, "
           f"now: CPU 0, GPU {mib + 1} (MiB)")
+    if "exportLayerInfo" in o:
+        Path(o["exportLayerInfo"]).write_text(_layer_info(Path(o["loadEngine"])))
+        return 0
     if "exportOutput" in o:
         log = os.environ.get("EDGERES_STANDIN_LOG")
         if log:
@@ -144,8 +182,6 @@ def main(argv: list[str]) -> int:
         return 0
     x = np.zeros(dims, np.float32)
     if "exportProfile" in o:  # the layout of sampleReporting.cpp's exportJSONProfile; each node at a 1.0 ms MARKER
-        import json
-
         import onnx
 
         runs = int(o.get("iterations", 10))

@@ -112,6 +112,17 @@ def test_local_trtexec_runner_scores_like_onnxruntime(desktop_models, onnxruntim
     assert (fp32["runs"], fp32["batch"], fp32["layer_count"]) == (PROFILE_RUNS, 1, len(nodes))
     assert fp32["layers"][0]["name"] in nodes and fp32["layers"][0]["ms"] == 1.0 and "--exportProfile" in fp32["how"]
     assert f"layers at batch 1 ({PROFILE_RUNS} runs under the runtime's profiler" in md
+    # what each engine runs: built with --profilingVerbosity=detailed, read back from one run at the throughput batch
+    # with --exportLayerInfo (its context's shape set: a dynamic engine shows its formats only so)
+    assert all("--profilingVerbosity=detailed" in c for c in run["commands"] if "--onnx=" in c)
+    inspected = [c for c in run["commands"] if "--exportLayerInfo=" in c]
+    assert len(inspected) == 3 and all("--shapes=input:4x" in c and ".throughput.engine" in c for c in inspected)
+    eng = report["engines"]
+    assert {la["precision"] for la in eng["int8-tensorrt:throughput"]["layers"]} == {"int8"}
+    assert {la["precision"] for la in eng["fp16:throughput"]["layers"]} == {"fp16"}
+    assert eng["int8-tensorrt:throughput"]["int8_fallback_layers"] == []  # the last layer reads int8, writes float
+    assert len(eng["fp32:throughput"]["layers"]) == len(nodes) and eng["fp32:throughput"]["batch"] == 4
+    assert "in the throughput engines, by TensorRT's inspector: fp16 " in md and "int8-tensorrt " in md
 
 
 def test_energy_is_sampled_around_each_models_own_window(desktop_models, tmp_path, cache, monkeypatch):
@@ -148,14 +159,18 @@ def test_a_jetson_bench_records_the_state_it_measured_in(desktop_models, tmp_pat
     thermal_tree(tmp_path / "sys", {"cpu-thermal": (52.0, 99.0), "gpu-thermal": (97.0, 99.0)}, gpu_mhz=624.75)
     monkeypatch.setattr(thermal, "THERMAL_DIR", str(tmp_path / "sys" / "thermal"))
     monkeypatch.setattr(thermal, "DEVFREQ_DIR", str(tmp_path / "sys" / "devfreq"))
-    exe = install(tmp_path / "bin", "100300")  # TensorRT 10.3: JetPack 6.1's, the Orin Nano's
+    # TensorRT 10.3: JetPack 6.1's, the Orin Nano's; this one refuses --exportLayerInfo, and the bench stands without
+    exe = install(tmp_path / "bin", "100300", refuse="exportLayerInfo")
     cfg = BenchConfig(target="jetson-orin-nano", limit=32, throughput_batch=4, latency=FAST, energy="off")
     report = bench_trtexec(desktop_models[:1], tmp_path / "r", cfg, LocalDevice(), str(exe))
+    assert len(report["engines"]) == 2 and all(  # fp32, fp16
+        "[E] Unknown option: --exportLayerInfo" in e["why"] and "layers" not in e for e in report["engines"].values())
     state = report["device_state"]
     assert state["gpu_busy_pct"] == pytest.approx(76) and state["clocks_locked"] is None
     assert [r["thermal"]["samples"] for r in report["results"]] == [2, 2]  # fp32, fp16: one window per batch
     md = (tmp_path / "r" / "report.md").read_text()
     assert "the GPU was 76% busy before the bench began" in md and "whether clocks are locked is unknown" in md
+    assert "by TensorRT's inspector: fp32 not inspected (" in md and "Unknown option: --exportLayerInfo" in md
     assert "fp16 gpu-thermal 97.0 °C, GPU 625 MHz" in md
     assert "gpu-thermal 97.0 °C (throttles at 99 °C)" in md and "cpu-thermal 52" not in md.split("throttle point")[1]
 
@@ -357,6 +372,13 @@ def test_dla_rows_are_static_engines_on_the_core_asked(desktop_models, onnxrunti
     for r in report["results"]:
         assert [p["batch"] for p in r["sweep"]] == [4, 16] and all(p["gpu_compute_p50_ms"] > 0 for p in r["sweep"])
     assert "## Batch sweep (bench --sweep)" in (tmp_path / "r" / "report.md").read_text()
+    # the DLA engines' layers, from --exportLayerInfo on the DLA core: its subgraphs and what stays on the GPU
+    dla = report["engines"]["int8-tensorrt-dla1:throughput"]
+    assert dla["dla_core"] == 1 and any(la["device"] == "DLA" for la in dla["layers"])
+    assert [c for c in cmds if "--exportLayerInfo=" in c and "-dla1." in c and "--useDLACore=1" in c]
+    assert not any(la["device"] == "DLA" for la in report["engines"]["int8-tensorrt:throughput"]["layers"])
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "int8-tensorrt-dla1 " in md and " DLA subgraphs, " in md and "compute layers on the GPU: " in md
     with pytest.raises(ConfigError, match="target jetson-orin-nano has no DLA"):
         bench_trtexec(desktop_models, tmp_path / "n", BenchConfig(target="jetson-orin-nano", dla_core=0), LocalDevice(),
                       str(exe))

@@ -11,6 +11,7 @@ from edgeres.backends.trtexec import (
     EngineRun,
     TrtexecBuild,
     inference_argv,
+    layer_info_argv,
     parse_output,
     parse_times,
     timing_argv,
@@ -65,6 +66,7 @@ def test_build_flags_per_release(version, precision, flags, absent):
     assert argv[0] == "trtexec" and "--onnx=m.onnx" in argv and "--saveEngine=m.engine" in argv
     assert "--minShapes=input:1x1x40x40" in argv and "--maxShapes=input:32x1x40x40" in argv
     assert "--timingCacheFile=t.cache" in argv
+    assert "--profilingVerbosity=detailed" in argv  # each layer's formats kept in the engine, for --exportLayerInfo
     for f in flags:
         assert f in argv, (f, argv)
     for f in absent:
@@ -77,6 +79,9 @@ def test_dla_timing_and_inference_commands():
     t = timing_argv("t", EngineRun("m.engine", "input", (1, 40, 40)), 1, 0.2, 3.0, 10, "times.json")
     assert t[1:] == ["--loadEngine=m.engine", "--shapes=input:1x1x40x40", "--warmUp=200", "--duration=3",
                      "--iterations=10", "--avgRuns=1", "--exportTimes=times.json"]
+    li = layer_info_argv("t", EngineRun("m.engine", "input", (1, 40, 40), dla_core=0), 16, "l.json")
+    assert li[1:] == ["--loadEngine=m.engine", "--shapes=input:16x1x40x40", "--useDLACore=0", "--warmUp=0",
+                      "--duration=0", "--iterations=1", "--avgRuns=1", "--exportLayerInfo=l.json"]
     i = inference_argv("t", EngineRun("m.engine", "input", (1, 40, 40)), 32, "x.bin", "y.json")
     assert "--loadInputs=input:x.bin" in i and "--exportOutput=y.json" in i and "--iterations=1" in i
     # a DLA engine is loaded onto its own core (trtexec sets the runtime's DLA core from --useDLACore; without it,
