@@ -271,6 +271,7 @@ def build_cmd(onnx_path, target, precision, dla_core, batch, max_batch, allow_tf
       edgeres build runs/demo/model.jetson-agx-orin.onnx --target jetson-agx-orin --precision fp16 --dla-core 0
       edgeres build runs/demo/model.onnx --target cpu
     """
+    from edgeres.backends.layer_info import LayerInfo, engine_note
     from edgeres.build import engine_from_onnx
     from edgeres.config import BuildConfig
 
@@ -286,6 +287,6 @@ def build_cmd(onnx_path, target, precision, dla_core, batch, max_batch, allow_tf
         if d.get("dla_core") is not None:
             lines.append(f"DLA core {d['dla_core']}: {d['dla_layers']} layers on the DLA, "
                          f"{d['gpu_fallback_layers']} fall back to the GPU")
-        if d.get("int8_fallback_layers"):
-            lines.append(f"not int8 in the engine: {', '.join(d['int8_fallback_layers'][:10])}")
+        said = engine_note("engine:", d["label"], [LayerInfo(**la) for la in d.get("layers") or []])
+        lines += [said] if said else []
     emit(as_json, r.to_dict(), "\n".join(lines))

@@ -548,3 +548,27 @@ def test_a_model_of_fixed_batch_gets_static_engines_of_that_batch(standin, model
             k: want["accuracy"][k] for k in ("images", "top1", "agreement")}, got["label"]
     with pytest.raises(ConfigError, match="fixes its batch at 4 in its graph"):
         engine_from_onnx(fixed[0], BuildConfig("desktop", batch=8, max_batch=8))
+
+
+def test_build_says_what_the_engine_runs(standin, models, tmp_path, monkeypatch):
+    """`edgeres build` prints the inspector's account of the engine: an int8 engine's compute layers in int8 (the
+    last, which writes the float logits, included), and a DLA engine's subgraphs and the layers left on the GPU. The
+    stand-in's placement is its own rule: this proves the reading, not TensorRT's choices."""
+    from click.testing import CliRunner
+
+    from edgeres.cli.app import main
+
+    board = tmp_path / "model"
+    board.write_bytes(b"NVIDIA Jetson AGX Orin Developer Kit\x00")
+    monkeypatch.setattr("edgeres.targets.DEVICE_TREE_MODEL", board)
+    standin.use("10.3", dla_cores=2)
+    gpu = CliRunner().invoke(main, ["build", str(models[17]["int8"]), "--target", "jetson-agx-orin",
+                                    "--out", str(tmp_path / "g.engine")])
+    assert gpu.exit_code == 0, gpu.output
+    said = [ln for ln in gpu.output.splitlines() if ln.startswith("engine: ")]
+    assert len(said) == 1 and " compute layers in int8" in said[0] and " not: " not in said[0], gpu.output
+    dla = CliRunner().invoke(main, ["build", str(models[17]["fp32"]), "--target", "jetson-agx-orin", "--precision",
+                                    "fp16", "--dla-core", "1", "--batch", "4", "--out", str(tmp_path / "d.engine")])
+    assert dla.exit_code == 0, dla.output
+    said = [ln for ln in dla.output.splitlines() if ln.startswith("engine: ")]
+    assert len(said) == 1 and " DLA subgraphs, " in said[0] and "compute layers on the GPU: " in said[0], dla.output
