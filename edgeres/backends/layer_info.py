@@ -71,9 +71,14 @@ def engine_layers(info: str | dict[str, Any]) -> list[LayerInfo]:
     return out
 
 
+def compute_layers(layers: list[LayerInfo]) -> list[LayerInfo]:
+    """The layers that compute (not reformats, copies, constants or Q/DQ bookkeeping)."""
+    return [la for la in layers if la.kind not in _BOOKKEEPING]
+
+
 def int8_fallbacks(layers: list[LayerInfo]) -> list[LayerInfo]:
     """Compute layers of an int8 engine that do not run in int8 (TensorRT kept them in fp16/fp32)."""
-    return [la for la in layers if la.kind not in _BOOKKEEPING and la.precision in ("fp16", "fp32")]
+    return [la for la in compute_layers(layers) if la.precision in ("fp16", "fp32")]
 
 
 def layers_dict(layers: list[LayerInfo], precision: str) -> dict[str, Any]:
@@ -100,14 +105,15 @@ def _names(layers: list[LayerInfo], most: int = 4) -> str:
     return ", ".join(cut) + (f" and {len(layers) - most} more" if len(layers) > most else "")
 
 
-def engine_note(label: str, precision: str, layers: list[LayerInfo]) -> str | None:
+def engine_note(label: str, precision: str, layers: list[LayerInfo], dla_core: int | None = None) -> str | None:
     """What one row's engine runs, in a phrase: how many of its compute layers run in the row's precision (naming
-    those below it), and for a DLA engine its subgraphs and the compute layers left on the GPU. None for a fp32 GPU
-    engine, which has nothing to say, and for an engine without layers.
+    those below it), and for a DLA engine its subgraphs and the compute layers left on the GPU. An engine built for a
+    DLA core with no layer on it is said to measure the GPU: with GPU fallback TensorRT builds it without a word. None
+    for a fp32 GPU engine, which has nothing to say, and for an engine without layers.
     """
-    compute = [la for la in layers if la.kind not in _BOOKKEEPING]
+    compute = compute_layers(layers)
     dla = [la for la in compute if la.device == "DLA"]
-    if not compute or (precision not in _BELOW and not dla):
+    if not compute or (precision not in _BELOW and dla_core is None):
         return None
     parts = []
     if all(la.precision == "unknown" for la in compute):
@@ -117,6 +123,8 @@ def engine_note(label: str, precision: str, layers: list[LayerInfo]) -> str | No
         below = [la for la in compute if la.precision in _BELOW[precision]]
         parts.append(f"{len(compute) - len(below)} of {len(compute)} compute layers in {precision}"
                      + (f", {len(below)} not: {_names(below)}" if below else ""))
+    if dla_core is not None and not dla:  # layer names alone show a DLA's subgraphs ("{ForeignNode[…]}")
+        parts.append(f"no layer on DLA core {dla_core}: every one fell back to the GPU, and the row measures the GPU")
     if dla:
         gpu = [la for la in compute if la.device == "GPU"]
         parts.append(f"{len(dla)} DLA subgraph{'s' * (len(dla) != 1)}, {len(gpu)} compute layers on the GPU"

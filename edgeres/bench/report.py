@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from edgeres.artifacts import atomic_path, staged_dir, write_json_atomic, write_text_atomic
-from edgeres.backends.layer_info import LayerInfo, engine_note
+from edgeres.backends.layer_info import LayerInfo, compute_layers, engine_note
 from edgeres.backends.memory import MemoryUse
 from edgeres.bench.classes import markdown_lines, plot_confusion
 from edgeres.bench.sweep import plot_sweep, sweep_lines, sweep_note
@@ -103,9 +103,11 @@ def footnotes(report: dict) -> list[str]:
         why = str(e.get("why") or "")
         layer_notes.append(f"{r['label']} not inspected ({why[why.find('exited'):] if 'exited' in why else why})"
                            if why else e.get("layers") and
-                           engine_note(r["label"], r.get("precision", ""), [LayerInfo(**la) for la in e["layers"]]))
+                           engine_note(r["label"], r.get("precision", ""), [LayerInfo(**la) for la in e["layers"]],
+                                                      e.get("dla_core")))
     if any(layer_notes):
         notes.append("in the throughput engines, by TensorRT's inspector: " + "; ".join(n for n in layer_notes if n))
+    notes += _dla_scales_hint(res, engines)
     said = {k.rpartition(":")[0]: v for k, v in ((report.get("runner") or {}).get("dla_lines") or {}).items()
             if k.endswith(":throughput")}
     if said:
@@ -138,6 +140,26 @@ def footnotes(report: dict) -> list[str]:
     if any(not r["latency_representative"] for r in res):
         notes.append("* CPU latency of a TensorRT recipe: not representative of the device")
     return notes
+
+
+def _dla_scales_hint(res: list[dict], engines: dict) -> list[str]:
+    """A weighted-placement int8 row on a DLA whose engine left compute layers on the GPU: the DLA runs a layer in int8
+    only with a scale at its input and output, and Q/DQ at Conv/Gemm inputs alone leave activations, adds and pools
+    without one ("cannot run in INT8 mode due to missing scale and zero point. This node will not run on DLA",
+    Deci-AI/super-gradients issue 1760, a Q/DQ model on a Jetson's DLA).
+    """
+    rows = []
+    for r in res:
+        e = engines.get(f"{r['label']}:throughput") or {}
+        layers = compute_layers([LayerInfo(**la) for la in e.get("layers") or []])
+        if ((r.get("recipe") or {}).get("placement") == "weighted" and e.get("dla_core") is not None
+                and any(la.device == "GPU" for la in layers)):
+            rows.append(r["label"])
+    if not rows:
+        return []
+    return [f"{', '.join(rows)}: layers left on the GPU may lack an int8 scale. The DLA runs a layer in int8 only with "
+            f"scales at its input and output, and this model has Q/DQ at Conv/Gemm inputs only (the weighted "
+            f"placement); `edgeres quantize --placement ort` puts Q/DQ at every tensor: bench both on the DLA"]
 
 
 def table(report: dict) -> str:

@@ -287,6 +287,6 @@ def build_cmd(onnx_path, target, precision, dla_core, batch, max_batch, allow_tf
         if d.get("dla_core") is not None:
             lines.append(f"DLA core {d['dla_core']}: {d['dla_layers']} layers on the DLA, "
                          f"{d['gpu_fallback_layers']} fall back to the GPU")
-        said = engine_note("engine:", d["label"], [LayerInfo(**la) for la in d.get("layers") or []])
+        said = engine_note("engine:", d["label"], [LayerInfo(**la) for la in d.get("layers") or []], d.get("dla_core"))
         lines += [said] if said else []
     emit(as_json, r.to_dict(), "\n".join(lines))

@@ -495,6 +495,9 @@ def test_bench_adds_each_fp16_and_int8_row_on_the_dla(standin, models, tmp_path,
     assert len(said) == 1 and "int8-tensorrt " in said[0] and "fp32 " not in said[0]
     assert "int8-tensorrt-dla1 " in said[0] and " DLA subgraphs, " in said[0] and "compute layers on the GPU: " in said[0]
     assert " not: " not in said[0]  # every layer in its row's precision: the last reads int8 and writes float
+    # the weighted-placement int8 row left layers on the GPU: the note says the DLA needs scales at every layer
+    hint = [n for n in footnotes(report) if "may lack an int8 scale" in n]
+    assert len(hint) == 1 and hint[0].startswith("int8-tensorrt-dla1: ") and "--placement ort" in hint[0]
     assert rec.violations == []
     with pytest.raises(ConfigError, match="target jetson-orin-nano has no DLA"):
         plan_rows([models[17]["fp32"]], load_target("jetson-orin-nano"), 0)

@@ -379,6 +379,7 @@ def test_dla_rows_are_static_engines_on_the_core_asked(desktop_models, onnxrunti
     assert not any(la["device"] == "DLA" for la in report["engines"]["int8-tensorrt:throughput"]["layers"])
     md = (tmp_path / "r" / "report.md").read_text()
     assert "int8-tensorrt-dla1 " in md and " DLA subgraphs, " in md and "compute layers on the GPU: " in md
+    assert "int8-tensorrt-dla1: layers left on the GPU may lack an int8 scale" in md
     with pytest.raises(ConfigError, match="target jetson-orin-nano has no DLA"):
         bench_trtexec(desktop_models, tmp_path / "n", BenchConfig(target="jetson-orin-nano", dla_core=0), LocalDevice(),
                       str(exe))

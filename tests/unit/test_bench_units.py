@@ -185,3 +185,23 @@ def test_each_rounds_ratio_says_whether_a_speed_up_holds_in_every_round():
     (note,) = [n for n in footnotes(report) if "round by round" in n]
     assert note == ("vs fp32 p50, round by round (3 rounds): fp16 0.45–0.55×, int8 0.90–1.10×; int8 faster in some "
                     "rounds and slower in others: this run cannot tell it from fp32")
+
+
+def test_a_weighted_int8_row_on_the_dla_with_gpu_layers_gets_the_scales_hint():
+    from edgeres.bench.report import _dla_scales_hint
+
+    conv = {"name": "{ForeignNode[conv1...relu3]}", "kind": "ForeignNode", "precision": "int8", "device": "DLA"}
+    relu = {"name": "relu4", "kind": "Activation", "precision": "fp16", "device": "GPU"}
+    fmt = {"name": "Reformatting CopyNode for Input Tensor 0 to relu4", "kind": "Reformat", "precision": "fp16",
+           "device": "GPU"}
+    res = [{"label": "int8-tensorrt-dla0", "recipe": {"placement": "weighted"}},
+           {"label": "int8-ort-dla0", "recipe": {"placement": "ort"}},
+           {"label": "int8-tensorrt-dla1", "recipe": {"placement": "weighted"}},
+           {"label": "int8-tensorrt", "recipe": {"placement": "weighted"}}]
+    engines = {"int8-tensorrt-dla0:throughput": {"dla_core": 0, "layers": [conv, relu]},
+               "int8-ort-dla0:throughput": {"dla_core": 0, "layers": [conv, relu]},  # another placement: not this
+               "int8-tensorrt-dla1:throughput": {"dla_core": 1, "layers": [conv, fmt]},  # a reformat computes nothing
+               "int8-tensorrt:throughput": {"dla_core": None, "layers": [relu]}}  # the GPU's own row
+    hint = _dla_scales_hint(res, engines)
+    assert len(hint) == 1 and hint[0].startswith("int8-tensorrt-dla0: layers left on the GPU may lack an int8 scale")
+    assert _dla_scales_hint(res[1:], engines) == []
