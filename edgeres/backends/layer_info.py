@@ -106,27 +106,31 @@ def _names(layers: list[LayerInfo], most: int = 4) -> str:
 
 
 def engine_note(label: str, precision: str, layers: list[LayerInfo], dla_core: int | None = None) -> str | None:
-    """What one row's engine runs, in a phrase: how many of its compute layers run in the row's precision (naming
-    those below it), and for a DLA engine its subgraphs and the compute layers left on the GPU. An engine built for a
-    DLA core with no layer on it is said to measure the GPU: with GPU fallback TensorRT builds it without a word. None
-    for a fp32 GPU engine, which has nothing to say, and for an engine without layers.
+    """What one row's engine runs, in a phrase: how many of its GPU compute layers run in the row's precision (naming
+    those below it), and for a DLA engine its subgraphs and the compute layers left on the GPU. A DLA subgraph's
+    precision is not counted: its formats are those at the DLA's edge, not what the DLA computes inside. An engine
+    built for a DLA core with no layer on it is said to measure the GPU: with GPU fallback TensorRT builds it without
+    a word. None for a fp32 GPU engine, which has nothing to say, and for an engine without layers.
     """
     compute = compute_layers(layers)
     dla = [la for la in compute if la.device == "DLA"]
+    gpu = [la for la in compute if la.device == "GPU"]
     if not compute or (precision not in _BELOW and dla_core is None):
         return None
     parts = []
-    if all(la.precision == "unknown" for la in compute):
-        parts.append("no layer's precision shown (built without detailed profiling, or inspected without its input "
-                     "shape: rebuild it)")
-    elif precision in _BELOW:
-        below = [la for la in compute if la.precision in _BELOW[precision]]
-        parts.append(f"{len(compute) - len(below)} of {len(compute)} compute layers in {precision}"
-                     + (f", {len(below)} not: {_names(below)}" if below else ""))
-    if dla_core is not None and not dla:  # layer names alone show a DLA's subgraphs ("{ForeignNode[…]}")
-        parts.append(f"no layer on DLA core {dla_core}: every one fell back to the GPU, and the row measures the GPU")
     if dla:
-        gpu = [la for la in compute if la.device == "GPU"]
         parts.append(f"{len(dla)} DLA subgraph{'s' * (len(dla) != 1)}, {len(gpu)} compute layers on the GPU"
                      + (f": {_names(gpu)}" if gpu else ""))
+    elif dla_core is not None:  # layer names alone show a DLA's subgraphs ("{ForeignNode[…]}")
+        parts.append(f"no layer on DLA core {dla_core}: every one fell back to the GPU, and the row measures the GPU")
+    if gpu and all(la.precision == "unknown" for la in gpu):
+        parts.append("no layer's precision shown (built without detailed profiling, or inspected without its input "
+                     "shape: rebuild it)")
+    elif gpu and precision in _BELOW:
+        below = [la for la in gpu if la.precision in _BELOW[precision]]
+        if not dla:
+            parts.append(f"{len(gpu) - len(below)} of {len(gpu)} compute layers in {precision}"
+                         + (f", {len(below)} not: {_names(below)}" if below else ""))
+        elif below:
+            parts.append(f"{len(below)} of them not in {precision}: {_names(below)}")
     return f"{label} " + "; ".join(parts)

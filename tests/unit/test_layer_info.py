@@ -74,13 +74,17 @@ def test_engine_note_names_what_the_row_label_hides():
     dla = [LayerInfo("{ForeignNode[conv1...relu5]}", "ForeignNode", "int8", "DLA"),
            LayerInfo("{ForeignNode[conv9...relu12]}", "ForeignNode", "int8", "DLA"),
            LayerInfo("softmax", "SoftMax", "fp16", "GPU"), fmt]
-    assert engine_note("int8-dla1", "int8", dla) == ("int8-dla1 2 of 3 compute layers in int8, 1 not: softmax; "
-                                                     "2 DLA subgraphs, 1 compute layers on the GPU: softmax")
+    # a DLA subgraph's precision is the DLA's inside, not its edge formats: only the GPU's layers are counted
+    assert engine_note("int8-dla1", "int8", dla) == ("int8-dla1 2 DLA subgraphs, 1 compute layers on the GPU: softmax; "
+                                                     "1 of them not in int8: softmax")
+    half_edge = [LayerInfo("{ForeignNode[conv1...relu5]}", "ForeignNode", "fp16", "DLA"), fc32]
+    assert engine_note("int8-dla0", "int8", half_edge, dla_core=0) == (
+        "int8-dla0 1 DLA subgraph, 1 compute layers on the GPU: fc; 1 of them not in int8: fc")
     # a DLA row whose every layer fell back: said, for a fp16 row too
     gpu_only = [LayerInfo("conv1 + relu1", "CaskConvolution", "fp16", "GPU"), fc32]
     assert engine_note("fp16-dla0", "fp16", gpu_only, dla_core=0) == (
-        "fp16-dla0 1 of 2 compute layers in fp16, 1 not: fc; no layer on DLA core 0: every one fell back to the GPU, "
-        "and the row measures the GPU")
+        "fp16-dla0 no layer on DLA core 0: every one fell back to the GPU, and the row measures the GPU; 1 of 2 "
+        "compute layers in fp16, 1 not: fc")
     assert engine_note("fp16-dla0", "fp16", dla, dla_core=0).endswith("1 compute layers on the GPU: softmax")
     names_only = engine_layers({"Layers": ["conv1", "fc"]})
     assert engine_note("int8", "int8", names_only) == \
