@@ -77,23 +77,16 @@ def compute_layers(layers: list[LayerInfo]) -> list[LayerInfo]:
 
 
 def int8_fallbacks(layers: list[LayerInfo]) -> list[LayerInfo]:
-    """Compute layers of an int8 engine that do not run in int8 (TensorRT kept them in fp16/fp32)."""
-    return [la for la in compute_layers(layers) if la.precision in ("fp16", "fp32")]
+    """GPU compute layers of an int8 engine that do not run in int8 (TensorRT kept them in fp16/fp32). A DLA subgraph
+    is not one: its formats are those at the DLA's edge.
+    """
+    return [la for la in compute_layers(layers) if la.device == "GPU" and la.precision in ("fp16", "fp32")]
 
 
 def layers_dict(layers: list[LayerInfo], precision: str) -> dict[str, Any]:
     """An engine's layers as report.json and the manifest keep them, with an int8 engine's fallbacks named."""
     return {"layers": [la.to_dict() for la in layers],
             "int8_fallback_layers": [la.name for la in int8_fallbacks(layers)] if precision == "int8" else []}
-
-
-def summary(layers: list[LayerInfo]) -> dict[str, Any]:
-    """Counts by precision and device, for reports."""
-    by_prec: dict[str, int] = {}
-    for la in layers:
-        if la.kind not in _BOOKKEEPING:
-            by_prec[la.precision] = by_prec.get(la.precision, 0) + 1
-    return {"layers": len(layers), "by_precision": by_prec, "dla_layers": sum(la.device == "DLA" for la in layers)}
 
 
 # the precisions below each row's own: a compute layer in one of them is not what the row's label says

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgeres.backends.layer_info import LayerInfo, engine_layers, engine_note, int8_fallbacks, precision_of, summary
+from edgeres.backends.layer_info import LayerInfo, engine_layers, engine_note, int8_fallbacks, precision_of
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "inspector"
 
@@ -40,7 +40,6 @@ def test_dla_subgraphs_and_names_only_engines():
                       {"Name": "fc", "LayerType": "CaskGemmConvolution", "Outputs": [{"Format/Datatype": "Float"}]}]}
     layers = engine_layers(doc)
     assert [la.device for la in layers] == ["DLA", "GPU"]
-    assert summary(layers) == {"layers": 2, "by_precision": {"fp16": 1, "fp32": 1}, "dla_layers": 1}
     names_only = engine_layers({"Layers": ["{ForeignNode[a...b]}", "fc"]})
     assert [(la.device, la.precision) for la in names_only] == [("DLA", "unknown"), ("GPU", "unknown")]
 
@@ -78,6 +77,7 @@ def test_engine_note_names_what_the_row_label_hides():
     assert engine_note("int8-dla1", "int8", dla) == ("int8-dla1 2 DLA subgraphs, 1 compute layers on the GPU: softmax; "
                                                      "1 of them not in int8: softmax")
     half_edge = [LayerInfo("{ForeignNode[conv1...relu5]}", "ForeignNode", "fp16", "DLA"), fc32]
+    assert int8_fallbacks(half_edge) == [fc32]  # the subgraph's fp16 edge is no fallback
     assert engine_note("int8-dla0", "int8", half_edge, dla_core=0) == (
         "int8-dla0 1 DLA subgraph, 1 compute layers on the GPU: fc; 1 of them not in int8: fc")
     # a DLA row whose every layer fell back: said, for a fp16 row too
