@@ -58,12 +58,12 @@ def check_build_machine(target: TargetProfile, force: bool, model_file: Path | N
     elsewhere = target.kind == "jetson" and not any(m.lower() in here.lower() for m in target.model_match)
     if elsewhere and not force:
         raise ConfigError(f"{target.name} engines are built on that board, and this machine is {here!r}: TensorRT "
-                          f"tunes an engine to the GPU that builds it; run edgeres on the device (or bench with "
-                          f"--host user@device), or pass --force-device to build here anyway")
+                          f"tunes an engine to the GPU that builds it; add --host user@device to build there with its "
+                          f"trtexec, or pass --force-device to build here anyway")
     return here, elsewhere
 
 
-def _precision(info: OnnxInfo, asked: str | None, onnx: Path) -> str:
+def build_precision(info: OnnxInfo, asked: str | None, onnx: Path) -> str:
     is_qdq = info.precision == "int8"
     precision = asked or info.precision
     if is_qdq and precision != "int8":
@@ -99,7 +99,7 @@ def engine_from_onnx(onnx: Path, cfg: BuildConfig, out: Path | None = None, reus
         refuse_overwriting_inputs(Path(out), {"input model": Path(onnx)})
     model = load_onnx(onnx)
     info = onnx_info(onnx, model)
-    precision = _precision(info, cfg.precision, Path(onnx))
+    precision = build_precision(info, cfg.precision, Path(onnx))
     target.check_precision(precision)
     target.check_dla(cfg.dla_core)
     if target.runtime == "onnxruntime":

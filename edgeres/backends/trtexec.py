@@ -44,6 +44,19 @@ def version_from_banner(text: str) -> Version:
     return Version(f"{n // 1000}.{n // 100 % 10}.{n % 100}")
 
 
+SELECTED_DEVICE = re.compile(r"\[I\] Selected Device: (.+?)\s*$", re.M)  # "=== Device Information ===", every run
+COMPUTE_CAPABILITY = re.compile(r"\[I\] Compute Capability: (\d+\.\d+)", re.M)
+
+
+def device_from_log(text: str) -> tuple[str | None, str | None]:
+    """The GPU's name and compute capability from the "=== Device Information ===" lines trtexec prints in each run
+    (``[I] Selected Device: Orin``, ``[I] Compute Capability: 8.7``: CUDA's own device name, as the Python runner
+    reads it); None where they are absent.
+    """
+    gpu, cc = SELECTED_DEVICE.search(text), COMPUTE_CAPABILITY.search(text)
+    return (gpu.group(1) if gpu else None), (cc.group(1) if cc else None)
+
+
 def shape(name: str, batch: int, chw: tuple[int, ...]) -> str:
     return f"{name}:{'x'.join(str(d) for d in (batch, *chw))}"
 

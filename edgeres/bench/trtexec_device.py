@@ -24,6 +24,7 @@ from edgeres.backends.trtexec import (
     EngineRun,
     QueryTimes,
     TrtexecBuild,
+    device_from_log,
     inference_argv,
     layer_info_argv,
     parse_output,
@@ -81,6 +82,7 @@ class TrtexecBench:
         self.copies_timed = True
         self.logs: dict[str, str] = {}  # engine → the log of its first timed run (trtexec's memory lines)
         self.dla_lines: dict[str, list[str]] = {}  # "label:purpose" → what trtexec's build said of the DLA
+        self.gpu: tuple[str | None, str | None] = (None, None)  # the GPU and compute capability trtexec named
         self.cache.mkdir(parents=True, exist_ok=True)
         self.run(["mkdir", "-p", f"{self.wdir}/in", f"{self.wdir}/out"])
 
@@ -93,7 +95,10 @@ class TrtexecBench:
             said = [ln for ln in err.splitlines() if "[E]" in ln]  # trtexec's first error says why, not "&&&& FAILED"
             err = said[0] if said and argv[0] == self.exe else err
             raise RemoteError(self.device.failure(argv, p.returncode, err) + (f"; {what}" if what else ""))
-        return p.stdout.decode(errors="replace")
+        out = p.stdout.decode(errors="replace")
+        if argv[0] == self.exe and self.gpu[0] is None:
+            self.gpu = device_from_log(out)
+        return out
 
     def engine(self, entry: Entry, model: str, purpose: str, batch: int, max_batch: int) -> str:
         """Build (or keep) the engine of one row for one purpose; the same command is not run twice. A DLA engine is

@@ -91,7 +91,7 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
     key = hashlib.sha256(json.dumps([digests, str(version), target.name, ds.name, len(ds)]).encode()).hexdigest()[:16]
     base = str(cache_root() / "device") if isinstance(device, LocalDevice) else remote_base
     tb = TrtexecBench(device, exe, version, key, base)
-    names = _send_models(tb, entries, digests, version)
+    names = send_models(tb, entries, digests, version)
     rows, engines = [], {}
     ref: np.ndarray | None = None
     batch = min(DEFAULT_MAX_BATCH, max(cfg.batch, 1))
@@ -190,7 +190,7 @@ def _sweep(tb: TrtexecBench, entries: list[Entry], rows: list[BenchRow], names: 
         r.sweep = points[r.label]
 
 
-def _send_models(tb: TrtexecBench, entries: list[Entry], digests: list[str], version: Version) -> dict[str, str]:
+def send_models(tb: TrtexecBench, entries: list[Entry], digests: list[str], version: Version) -> dict[str, str]:
     """Send each model once (named by its sha256); TensorRT 11 builds fp16 from an FP16 ONNX made here."""
     from edgeres.onnx_fp16 import fp16_from_onnx
 

@@ -9,6 +9,7 @@ import click
 
 from edgeres.archs import ARCHS, STEMS  # plain data: no torch import
 from edgeres.cli import default, emit, handle_errors, json_option, preprocessing_options
+from edgeres.cli.device import ssh_options
 from edgeres.config import (
     AMP_MODES,
     AUGMENTS,
@@ -260,15 +261,23 @@ def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, ad
 @click.option("--force-device", is_flag=True,
               help="Build a Jetson target's engine on this machine anyway; the manifest records where.")
 @click.option("--out", type=click.Path(path_type=Path), default=None)
+@click.option("--host", default=None, metavar="USER@DEVICE",
+              help="Build on this device with its own trtexec (nothing installed there: JetPack 4.6 and 5 too), and "
+                   "bring the engine back here with its manifest.")
+@ssh_options
+@click.option("--trtexec", "trtexec_path", default=None, metavar="PATH",
+              help="trtexec on --host (default: on PATH, else /usr/src/tensorrt/bin/trtexec).")
 @json_option
 @handle_errors
-def build_cmd(onnx_path, target, precision, dla_core, batch, max_batch, allow_tf32, force_device, out, as_json):
+def build_cmd(onnx_path, target, precision, dla_core, batch, max_batch, allow_tf32, force_device, out, host,
+              ssh_options, identity, accept_new_host_key, trtexec_path, as_json):
     """Build the runtime artifact for a target: a TensorRT engine, or an optimized ONNX for cpu.
 
     \b
     Examples:
       edgeres build runs/demo/model.int8-tensorrt.onnx --target jetson
       edgeres build runs/demo/model.jetson-agx-orin.onnx --target jetson-agx-orin --precision fp16 --dla-core 0
+      edgeres build runs/demo/model.nano.onnx --target jetson --host nvidia@nano.local   # the device's trtexec
       edgeres build runs/demo/model.onnx --target cpu
     """
     from edgeres.backends.layer_info import LayerInfo, engine_note
@@ -276,14 +285,22 @@ def build_cmd(onnx_path, target, precision, dla_core, batch, max_batch, allow_tf
     from edgeres.config import BuildConfig
 
     cfg = BuildConfig(target, precision, dla_core, batch, max_batch, allow_tf32, force_device)
-    r = engine_from_onnx(onnx_path, cfg, out)
+    if host is not None:
+        from edgeres.bench.trtexec_build import engine_from_onnx_on_device
+        from edgeres.remote import SshHost
+
+        with SshHost(host, tuple(ssh_options), identity, accept_new_host_key).connected() as one:
+            r = engine_from_onnx_on_device(onnx_path, cfg, one, trtexec_path, out)
+    else:
+        r = engine_from_onnx(onnx_path, cfg, out)
     lines = [f"{r.artifact}: {r.runtime} {r.precision} for {r.target}, {r.artifact.stat().st_size / 2**20:.1f} MiB"]
     d = r.details
     if d.get("tensorrt"):
+        how = (f"with trtexec: {d['command']}" if d.get("runner") == "trtexec" else
+               f"flags {d['flags'] or 'none'}, cleared {d['cleared_flags'] or 'none'}; timing cache "
+               f"{d['timing_cache_status']}; {d['seconds']} s")
         lines.append(f"TensorRT {d['tensorrt']} on {d['gpu']} (sm {d['compute_capability']}), built on "
-                     f"{d['built_on']}{' (forced)' if d['forced_device'] else ''}; flags {d['flags'] or 'none'}, "
-                     f"cleared {d['cleared_flags'] or 'none'}; profile {d['profile']}; timing cache "
-                     f"{d['timing_cache_status']}; {d['seconds']} s")
+                     f"{d['built_on']}{' (forced)' if d['forced_device'] else ''}; profile {d['profile']}; {how}")
         if d.get("dla_core") is not None:
             lines.append(f"DLA core {d['dla_core']}: {d['dla_layers']} layers on the DLA, "
                          f"{d['gpu_fallback_layers']} fall back to the GPU")

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 HEADER = b"EDGERES TRTEXEC STAND-IN: not an engine\n"
+STANDIN_GPU = "stand-in GPU (no GPU: nothing runs)"
 
 
 def install(bin_dir: Path, code: str = "100300", fail_after: int | None = None, log: Path | None = None,
@@ -113,6 +114,8 @@ def main(argv: list[str]) -> int:
     code = os.environ.get("EDGERES_STANDIN_TRT_CODE", "100300")
     print(f"&&&& RUNNING TensorRT.trtexec [TensorRT v{code}] # trtexec {' '.join(argv)}")
     o = _opts(argv)
+    if "help" not in o:  # trtexec's device lines, in its format; the name is the stand-in's, no GPU is there
+        print(f"[I] === Device Information ===\n[I] Selected Device: {STANDIN_GPU}\n[I] Compute Capability: 0.0")
     major = int(code) // (10000 if len(code) > 4 else 1000)
     for gone in ("fp16", "int8", "best"):
         if major >= 11 and gone in o:
