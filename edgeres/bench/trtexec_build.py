@@ -21,7 +21,7 @@ from edgeres.backends.base import EngineSpec
 from edgeres.backends.trtexec import PRECISION_FLAGS_GONE
 from edgeres.bench.device_state import Device
 from edgeres.bench.rows import Entry
-from edgeres.bench.trtexec_device import TrtexecBench, cache_root, device_target, find_trtexec
+from edgeres.bench.trtexec_device import TrtexecBench, cache_root, device_trtexec
 from edgeres.bench.trtexec_runner import send_models
 from edgeres.build import BuildOutput, build_precision, engine_name
 from edgeres.config import BuildConfig
@@ -41,12 +41,7 @@ def engine_from_onnx_on_device(onnx: Path, cfg: BuildConfig, device: Device, trt
         raise ConfigError("--tf32 is not built through trtexec here (its builds set --noTF32); drop --tf32")
     if out is not None:
         refuse_overwriting_inputs(Path(out), {"input model": onnx})
-    target = device_target(cfg.target, device)
-    if target.runtime != "tensorrt":
-        raise ConfigError(f"--host builds TensorRT engines with the device's trtexec, and {target.name} runs ONNX "
-                          f"Runtime; drop --host")
-    exe, version, _ = find_trtexec(device, trtexec)
-    target.check_tensorrt(version, what=f"trtexec on {device.destination}: TensorRT")
+    target, exe, version, _ = device_trtexec(cfg.target, device, trtexec, "drop --host")
     model = load_onnx(onnx)
     info = onnx_info(onnx, model)
     precision = build_precision(info, cfg.precision, onnx)

@@ -71,6 +71,18 @@ def device_target(name: str, device: Device) -> TargetProfile:
     raise ConfigError(f"--target jetson: {device.destination} is {model or 'no Jetson'!r}; name its target")
 
 
+def device_trtexec(name: str, device: Device, given: str | None, what: str) -> tuple[TargetProfile, str, Version, str]:
+    """The target ``name`` on ``device`` (TensorRT only: ``what`` is the one-line refusal's fix for another) and the
+    trtexec there whose TensorRT that target runs: (target, trtexec, its version, its banner).
+    """
+    target = device_target(name, device)
+    if target.runtime != "tensorrt":
+        raise ConfigError(f"{target.name} runs ONNX Runtime, and trtexec builds TensorRT engines; {what}")
+    exe, version, banner = find_trtexec(device, given)
+    target.check_tensorrt(version, what=f"trtexec on {device.destination}: TensorRT")
+    return target, exe, version, banner
+
+
 class TrtexecBench:
     """One trtexec bench: the device, its trtexec, the working folder there and the cache here."""
 

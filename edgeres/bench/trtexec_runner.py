@@ -30,10 +30,10 @@ from edgeres.bench.rows import BenchRow, Entry, fixed_batch, plan_rows
 from edgeres.bench.run import SCHEMA, check_budget, fit_static_batch, machine
 from edgeres.bench.sweep import how
 from edgeres.bench.thermal import ThermalWatch
-from edgeres.bench.trtexec_device import WITH_TEGRASTATS, TrtexecBench, cache_root, device_target, find_trtexec, idle_power
+from edgeres.bench.trtexec_device import WITH_TEGRASTATS, TrtexecBench, cache_root, device_trtexec, idle_power
 from edgeres.config import DEFAULT_MAX_BATCH, BenchConfig
 from edgeres.energy import PowerReading
-from edgeres.errors import ConfigError, RemoteError
+from edgeres.errors import RemoteError
 from edgeres.onnx_limits import require_parsable
 from edgeres.onnx_model import load_onnx
 from edgeres.progress import log
@@ -70,12 +70,8 @@ def bench_trtexec(models: list[Path], out_dir: Path, cfg: BenchConfig, device: D
     from edgeres.bench.report import write_reports
 
     cfg.validate()
-    target = device_target(cfg.target, device)
-    if target.runtime != "tensorrt":
-        raise ConfigError(f"--runner trtexec measures TensorRT targets, and {target.name} runs ONNX Runtime; "
-                          f"drop --runner or name the device's target")
-    exe, version, banner = find_trtexec(device, trtexec)
-    target.check_tensorrt(version, what=f"trtexec on {device.destination}: TensorRT")
+    target, exe, version, banner = device_trtexec(cfg.target, device, trtexec,
+                                                  "drop --runner trtexec or name the device's target")
     state = device_state(device) if target.kind == "jetson" else None  # before any work: the GPU's load is others'
     idle, no_energy = idle_power(device, cfg)  # before any build: --energy on is refused here, not after the work
     watch = ThermalWatch(device, gpu=True)

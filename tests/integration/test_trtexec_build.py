@@ -48,7 +48,7 @@ def test_build_on_the_device_with_its_trtexec_comes_back_with_a_manifest(device,
     assert (tmp_path / "again.engine").read_bytes() == out.read_bytes()
     # an ONNX Runtime target has no trtexec: one line, before any connection
     assert_one_line_error(edgeres("build", str(desktop_models[0]), "--target", "cpu", *device_flags(device)),
-                          "runs ONNX Runtime; drop --host")
+                          "cpu runs ONNX Runtime, and trtexec builds TensorRT engines; drop --host")
 
 
 def test_build_here_with_a_local_trtexec_fp16_and_refusals(desktop_models, tmp_path, cache):  # noqa: F811

@@ -220,7 +220,7 @@ def test_trtexec_refusals(desktop_models, tmp_path, cache):
                       LocalDevice(), str(install(tmp_path / "cur", "100300")))
     assert not list((cache / "edgeres" / "trtexec").glob("*/in"))  # refused before any batch or build
     new = install(tmp_path / "new", "110100")
-    with pytest.raises(ConfigError, match="--runner trtexec measures TensorRT targets"):
+    with pytest.raises(ConfigError, match="cpu runs ONNX Runtime, and trtexec builds TensorRT engines; drop --runner"):
         bench_trtexec(desktop_models, tmp_path / "c", BenchConfig(limit=LIMIT), LocalDevice(), str(new))
     assert not any((tmp_path / n).exists() for n in "abcd")
 
