@@ -41,11 +41,16 @@ def test_build_on_the_device_with_its_trtexec_comes_back_with_a_manifest(device,
     b = edgeres("bundle", str(out), "--target", "desktop", "--out", str(tmp_path / "bundle"), "--json")
     assert b.returncode == 0, b.stderr
     assert json.loads((tmp_path / "bundle" / "bundle.json").read_text())["runtime"] == "tensorrt"
-    # a second build of the same model finds the engine there and builds nothing
+    # a second build of the same model finds the engine there and builds nothing; its text says how it was built
     again = edgeres("build", str(desktop_models[1]), "--target", "desktop", *device_flags(device), "--out",
-                    str(tmp_path / "again.engine"), "--json")
+                    str(tmp_path / "again.engine"))
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "again.engine").read_bytes() == out.read_bytes()
+    lines = again.stdout.splitlines()
+    assert lines[0].startswith(f"{tmp_path / 'again.engine'}: tensorrt int8 for desktop")
+    assert f"TensorRT 10.3.0 on {STANDIN_GPU} (sm 0.0), built on {device.destination}; profile [1, 1, 32]; with " \
+           f"trtexec: trtexec --onnx=" in lines[1] and lines[1].endswith("# built before, kept")
+    assert lines[2].startswith("engine: ") and " compute layers in int8" in lines[2]
     # an ONNX Runtime target has no trtexec: one line, before any connection
     assert_one_line_error(edgeres("build", str(desktop_models[0]), "--target", "cpu", *device_flags(device)),
                           "cpu runs ONNX Runtime, and trtexec builds TensorRT engines; drop --host")
