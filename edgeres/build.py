@@ -74,6 +74,23 @@ def build_precision(info: OnnxInfo, asked: str | None, onnx: Path) -> str:
     return precision
 
 
+def engine_spec(onnx: Path, info: OnnxInfo, cfg: BuildConfig, precision: str, fp16_onnx: bool) -> EngineSpec:
+    """The engine ``cfg`` asks for: a profile of 1 to ``max_batch`` optimized for ``batch``; static at ``batch`` on a
+    DLA, and at the graph's own batch where the graph fixes it (TensorRT takes no other profile for a static input).
+    """
+    batch, static = cfg.batch, cfg.dla_core is not None
+    fixed = info.input_shape[0] if isinstance(info.input_shape[0], int) else None
+    if fixed is not None:
+        if batch not in (1, fixed):
+            raise ConfigError(f"{onnx} fixes its batch at {fixed} in its graph, so its engine takes batch {fixed} only; "
+                              f"drop --batch, or export the model with a dynamic batch")
+        batch, static = fixed, True
+    spec = EngineSpec(precision, tuple(info.preprocessing.input_shape), batch if static else 1, batch,
+                      batch if static else cfg.max_batch, cfg.dla_core, cfg.allow_tf32, fp16_onnx)
+    spec.validate()
+    return spec
+
+
 def timing_cache_path(tensorrt: str, gpu: str, cc: str) -> Path:
     """One timing cache per TensorRT version and GPU (a cache from another is rejected by TensorRT)."""
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgeres" / "timing"
@@ -124,15 +141,7 @@ def engine_from_onnx(onnx: Path, cfg: BuildConfig, out: Path | None = None, reus
     source, fp16_onnx = Path(onnx), False
     if precision == "fp16" and version >= Version("11"):
         source, fp16_onnx = _fp16_source(Path(onnx)), True
-    batch, static = cfg.batch, cfg.dla_core is not None
-    fixed = info.input_shape[0] if isinstance(info.input_shape[0], int) else None
-    if fixed is not None:  # TensorRT takes no profile but min = opt = max = the graph's batch for a static input
-        if batch not in (1, fixed):
-            raise ConfigError(f"{onnx} fixes its batch at {fixed} in its graph, so its engine takes batch {fixed} only; "
-                              f"drop --batch, or export the model with a dynamic batch")
-        batch, static = fixed, True
-    spec = EngineSpec(precision, tuple(info.preprocessing.input_shape), batch if static else 1, batch,
-                      batch if static else cfg.max_batch, cfg.dla_core, cfg.allow_tf32, fp16_onnx)
+    spec = engine_spec(Path(onnx), info, cfg, precision, fp16_onnx)
     out = out or Path(onnx).with_name(engine_name(Path(onnx), spec.label, spec.opt_batch, spec.max_batch,
                                                   cfg.dla_core, str(version), gpu))
     config = {**asdict(cfg), "spec": asdict(spec)}

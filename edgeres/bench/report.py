@@ -99,7 +99,7 @@ def footnotes(report: dict) -> list[str]:
             f"fall back to the GPU" for label, e in dla) + " (their GPU time is in the row's figures)")
     engines, layer_notes = report.get("engines") or {}, []
     for r in res:
-        e = engines.get(f"{r['label']}:throughput") or engines.get(f"{r['label']}:latency") or {}
+        e = _row_engine(engines, r["label"])
         why = str(e.get("why") or "")
         layer_notes.append(f"{r['label']} not inspected ({why[why.find('exited'):] if 'exited' in why else why})"
                            if why else e.get("layers") and
@@ -142,6 +142,11 @@ def footnotes(report: dict) -> list[str]:
     return notes
 
 
+def _row_engine(engines: dict, label: str) -> dict:
+    """A row's engine as report.json keeps it: the throughput engine, or the latency one where that is all it has."""
+    return engines.get(f"{label}:throughput") or engines.get(f"{label}:latency") or {}
+
+
 def _dla_scales_hint(res: list[dict], engines: dict) -> list[str]:
     """A weighted-placement int8 row on a DLA whose engine left compute layers on the GPU: the DLA runs a layer in int8
     only with a scale at its input and output, and Q/DQ at Conv/Gemm inputs alone leave activations, adds and pools
@@ -150,7 +155,7 @@ def _dla_scales_hint(res: list[dict], engines: dict) -> list[str]:
     """
     rows = []
     for r in res:
-        e = engines.get(f"{r['label']}:throughput") or {}
+        e = _row_engine(engines, r["label"])
         layers = compute_layers([LayerInfo(**la) for la in e.get("layers") or []])
         if ((r.get("recipe") or {}).get("placement") == "weighted" and e.get("dla_core") is not None
                 and any(la.device == "GPU" for la in layers)):

@@ -17,13 +17,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from edgeres.artifacts import atomic_path, refuse_overwriting_inputs, sha256_file, write_manifest
-from edgeres.backends.base import EngineSpec
 from edgeres.backends.trtexec import PRECISION_FLAGS_GONE
 from edgeres.bench.device_state import Device
 from edgeres.bench.rows import Entry
 from edgeres.bench.trtexec_device import TrtexecBench, cache_root, device_trtexec
 from edgeres.bench.trtexec_runner import send_models
-from edgeres.build import BuildOutput, build_precision, engine_name
+from edgeres.build import BuildOutput, build_precision, engine_name, engine_spec
 from edgeres.config import BuildConfig
 from edgeres.errors import ConfigError, RemoteError
 from edgeres.onnx_limits import require_parsable
@@ -48,16 +47,8 @@ def engine_from_onnx_on_device(onnx: Path, cfg: BuildConfig, device: Device, trt
     target.check_precision(precision)
     target.check_dla(cfg.dla_core, version)
     require_parsable(onnx, model, target, version)
-    fixed = info.input_shape[0] if isinstance(info.input_shape[0], int) else None
-    if fixed is not None and cfg.batch not in (1, fixed):
-        raise ConfigError(f"{onnx} fixes its batch at {fixed} in its graph, so its engine takes batch {fixed} only; "
-                          f"drop --batch, or export the model with a dynamic batch")
-    batch = fixed or cfg.batch
-    static = fixed is not None or cfg.dla_core is not None
-    spec = EngineSpec(precision, tuple(info.preprocessing.input_shape), batch if static else 1, batch,
-                      batch if static else cfg.max_batch, cfg.dla_core, False,
-                      precision == "fp16" and version >= PRECISION_FLAGS_GONE)  # 11: fp16 from an FP16 ONNX
-    spec.validate()
+    spec = engine_spec(onnx, info, cfg, precision, precision == "fp16" and version >= PRECISION_FLAGS_GONE)
+    batch = spec.opt_batch
     entry = Entry(f"{precision}{'' if cfg.dla_core is None else f'-dla{cfg.dla_core}'}", onnx, info, None, precision,
                   cfg.dla_core)
     digest = sha256_file(onnx)
