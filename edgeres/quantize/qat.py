@@ -151,9 +151,27 @@ class GraphModule:
         onnx.save(self.model, str(out))
 
 
+def _restore(params: list[Any], saved: list[Any]) -> None:
+    torch = torch_module()
+    with torch.no_grad():
+        for p, b in zip(params, saved):
+            p.copy_(b)
+
+
+PROBE_IMAGES = 128  # the fixed images QAT's own objective is checked on, every tenth of the run
+BACKOFF = 2.0  # a check this many times above the best so far: back to the best weights, at a quarter of the step
+
+
 def qat(pre: Path, out: Path, plan: WeightedPlan, images: np.ndarray, steps: int, batch: int = 32,
         lr: float = 1e-5, seed: int = 0) -> dict[str, Any]:
-    """Fine-tune ``pre`` for ``steps`` steps with int8 fake-quant, matching its own float logits; writes ``out``."""
+    """Fine-tune ``pre`` for ``steps`` steps with int8 fake-quant, matching its own float logits; writes ``out``.
+
+    Every tenth of the run the objective is measured on a fixed probe of the images, and the weights it is lowest at
+    are the ones written, so QAT never returns weights it scores worse than those it started from. A check far above
+    the best (a step too large for this model: Adam moves every weight by about ``lr`` whatever its gradient, and a
+    model of high gain can jump across many rounding steps at once) goes back to the best weights with a quarter of
+    the step. ``loss_first`` and ``loss_last`` are the probe's, at the start and at the weights written.
+    """
     from edgeres.progress import progress
 
     torch = torch_module()
@@ -163,16 +181,32 @@ def qat(pre: Path, out: Path, plan: WeightedPlan, images: np.ndarray, steps: int
     with torch.no_grad():
         teacher = torch.cat([g(x[k:k + 256]) for k in range(0, len(x), 256)])
     g.quantized = True
-    opt = torch.optim.Adam(g.trainable(), lr=lr)
-    losses = []
-    for _ in progress(range(steps), desc="QAT", total=steps):
+    probe = torch.randperm(len(x), generator=gen)[:PROBE_IMAGES]
+
+    def probe_loss() -> float:
+        with torch.no_grad():
+            return float(((g(x[probe]) - teacher[probe]) ** 2).mean())
+
+    params = g.trainable()
+    best, first = [p.detach().clone() for p in params], probe_loss()
+    best_loss, step_lr, backoffs, every = first, lr, 0, max(1, steps // 10)
+    opt = torch.optim.Adam(params, lr=step_lr)
+    for s in progress(range(steps), desc="QAT", total=steps):
         idx = torch.randint(0, len(x), (min(batch, len(x)),), generator=gen)
         loss = ((g(x[idx]) - teacher[idx]) ** 2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss.detach()))
+        if (s + 1) % every and s + 1 < steps:
+            continue
+        now = probe_loss()
+        if now < best_loss:
+            best, best_loss = [p.detach().clone() for p in params], now
+        elif now > BACKOFF * best_loss:
+            _restore(params, best)
+            step_lr, backoffs = step_lr / 4, backoffs + 1
+            opt = torch.optim.Adam(params, lr=step_lr)
+    _restore(params, best)
     g.save_weights(out)
-    k = max(1, steps // 10)
-    return {"steps": steps, "images": int(len(x)), "lr": lr, "batch": batch,
-            "loss_first": float(np.mean(losses[:k])), "loss_last": float(np.mean(losses[-k:]))}
+    return {"steps": steps, "images": int(len(x)), "lr": lr, "batch": batch, "probe_images": int(len(probe)),
+            "loss_first": first, "loss_last": best_loss, "backoffs": backoffs, "lr_last": step_lr}

@@ -272,9 +272,14 @@ def test_qat_graph_computes_what_the_written_model_computes(float_model, calib_x
     out = pre.with_name("qat-check.onnx")
     write_weighted(pre, out, plan)
     written = OrtSession(out, simulate=True).infer_all(x)
-    # the same function up to float rounding at a few rounding boundaries: far closer than int8 is to float
-    assert np.abs(fq - written).max() < 0.2 * np.abs(written - ref).max()
-    assert (fq.argmax(1) == written.argmax(1)).mean() >= 0.99
+    # the same function up to float rounding: on most images the same numbers, far closer than int8 is to float;
+    # on a few, a value that sits on a rounding boundary in one and not the other moves a step and carries it to
+    # the logits (10% of the images here, up to a quarter of int8's own error). A Q/DQ missing or misplaced in the
+    # torch graph would differ on every image, by int8's error.
+    d, e = np.abs(fq - written).max(1), np.abs(written - ref).max(1)
+    assert np.median(d) < 1e-3 * np.median(e)
+    assert (d > 0.1 * e).mean() <= 0.25
+    assert (fq.argmax(1) == written.argmax(1)).mean() >= 0.98
 
 
 def test_qat_through_the_cli(small_run, calib_dir, tmp_path):
@@ -292,6 +297,27 @@ def test_qat_through_the_cli(small_run, calib_dir, tmp_path):
     assert check_qdq(onnx.load(str(out))).ok
     assert ("QAT (30 steps)" in json.loads(p.stdout)["plan"]) == q["kept"]
 
+
+def test_qat_with_too_large_a_step_backs_off_and_returns_no_worse_weights(float_model, calib_x, tmp_path):
+    """100x auto's step: Adam moves every weight by about that much, the objective jumps, and QAT goes back to its
+    best weights with a smaller step (on an fp32-trained model of high gain, the default step did this to the test
+    model: its loss rose from 0.03 to 0.22 in 30 steps). The weights written are those of the lowest check."""
+    from edgeres.quantize.qat import GraphModule, qat
+    from edgeres.quantize.qdq_writer import WeightedPlan
+
+    _, pre = float_model
+    x, name = calib_x
+    plan = WeightedPlan(search_ranges(collect(pre, x, name, 25), "mse", False))
+    out = tmp_path / "steep.onnx"
+    info = qat(pre, out, plan, x[:64], steps=20, lr=1e-3)
+    assert info["backoffs"] >= 1 and info["lr_last"] < 1e-3
+    assert info["loss_last"] < info["loss_first"]
+    g = GraphModule(onnx.load(str(out)), plan)  # the file holds the weights of that lowest check
+    g.quantized = True
+    teacher = OrtSession(pre).infer_all(x[:64])
+    with torch.no_grad():
+        got = g(torch.from_numpy(x[:64])).numpy()
+    assert ((got - teacher) ** 2).mean() == pytest.approx(info["loss_last"], rel=1e-3)
 
 def test_qat_trains_through_a_batchnorm_it_cannot_fold(tmp_path):
     """DenseNet's BatchNorm after each Concat stays in the graph: QAT learns its scale and shift, not its running
