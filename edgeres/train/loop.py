@@ -65,6 +65,14 @@ def device_for(choice: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def _precision_note(dtype: torch.dtype | None, amp: str, device: torch.device) -> str:
+    if dtype is not None:
+        return f"{str(dtype).removeprefix('torch.')} autocast"
+    if amp == "auto" and device.type == "cpu":
+        return "fp32 (this CPU has no native bf16; --amp bf16 emulates it, slower)"
+    return "fp32"
+
+
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """bf16 where the device computes it natively, fp16 (with a grad scaler) on GPUs without bf16, else none."""
     if amp == "off":
@@ -210,8 +218,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, preprocessing: Preprocessi
     if world.size > 1:
         model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     say(f"training {st.model_cfg.arch} ({st.model_cfg.stem} stem, {pre.size} px, {augment}) on {len(train_set)} "
-        f"images from {st.note}; {device}, {'fp32' if dtype is None else str(dtype).removeprefix('torch.')} "
-        f"autocast, {torch.get_num_threads()} threads" + (f", validation {len(val_set)} images" if val_set else "")
+        f"images from {st.note}; {device}, {_precision_note(dtype, cfg.amp, device)}, {torch.get_num_threads()} threads"
+        + (f", validation {len(val_set)} images" if val_set else "")
         + (f" × {world.size} processes ({world.backend})" if world.size > 1 else ""))
     t0 = time.perf_counter()
     top1 = history[-1]["top1"] if history else float("nan")
