@@ -174,6 +174,7 @@ def _as_a_terminal_starts_it() -> None:
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, signal.SIG_DFL)
 
+
 def _wait_until_working(stage: str, proc: subprocess.Popen, out: Path, wait_s: float = 4.0) -> None:
     """Until ``proc`` is into its work: calib until its temporary folder holds images (a fixed wait let a fast
     machine finish the 30,000 images first, and the signal land after the set was in place); the others ``wait_s``.
