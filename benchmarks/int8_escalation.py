@@ -5,7 +5,7 @@
 
 `--method auto` keeps AdaRound and QAT only when the validation slice (100 held-out calibration images) scores no
 worse. On the ResNets that slice agrees 100% with fp32 either way, and the logits' cosine decides. This benchmark
-makes that keep test always pass (it replaces `ptq._score_key`, so every comparison ties), quantizes the peer table's
+makes that keep test always pass (it replaces `last_resort._fell`, so no measure ever falls), quantizes the peer table's
 float model (`DIR/ARCH.onnx`, from `benchmarks/int8_peers.py`) with the tensorrt recipe, and scores each result on
 the first 2,000 and all LIMIT test images as the peer table does (fake-quant; Δtop-1 and agreement with fp32).
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from int8_peers import predictions, scored  # type: ignore[import-not-found]  # run as a script, from benchmarks/
 
-import edgeres.quantize.ptq as ptq
+import edgeres.quantize.last_resort as last_resort
 from edgeres.data.datasets import load_dataset
 from edgeres.onnx_model import onnx_info
 from edgeres.quantize import QuantConfig, qdq_from_onnx
@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--limit-test", type=int, default=10000)
     ap.add_argument("--configs", default=",".join(CONFIGS))
     args = ap.parse_args()
-    ptq._score_key = lambda _t: (0.0, 0.0, 0.0)  # every keep test ties, so AdaRound and QAT are always kept
+    last_resort._fell = lambda _before, _after: []  # no measure ever falls, so AdaRound and QAT are always kept
     src = args.dir / f"{args.arch}.onnx"
     info = onnx_info(src)
     test = load_dataset(info.dataset or "fashion-mnist", "test")

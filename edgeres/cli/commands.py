@@ -147,6 +147,10 @@ def export_cmd(checkpoint, out, target, opset, parity_images, max_abs_diff, data
          f"max |Δlogit| {r.max_abs_diff:.2e}, top-1 agreement {r.agreement:.2f}%")
 
 
+def _not_kept(correction: dict[str, Any]) -> str:
+    return "" if correction["kept"] else f"; not kept ({' and '.join(correction['fell'])} fell)"
+
+
 @click.command("quantize")
 @click.argument("onnx_path", metavar="ONNX", type=click.Path(path_type=Path))
 @click.option("--int8", "int8", is_flag=True, help="Quantize to INT8 (the only mode, so optional; kept for clarity).")
@@ -217,12 +221,12 @@ def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, ad
         a = s.adaround
         lines.append(f"AdaRound on {len(a['layers'])} layer(s) (worst by {a['ranked_by']}, {a['seconds']:.0f} s): "
                      f"agreement {a['before']['agreement']:.2f} → {a['after']['agreement']:.2f}%"
-                     + ("" if a["kept"] else "; not kept (no better)"))
+                     + _not_kept(a))
     if s.qat and "after" in s.qat:
         q = s.qat
         lines.append(f"QAT, {q['steps']} steps on {q['images']} images ({q['seconds']:.0f} s): agreement "
                      f"{q['before']['agreement']:.2f} → {q['after']['agreement']:.2f}%"
-                     + ("" if q["kept"] else "; not kept (no better)"))
+                     + _not_kept(q))
     if s.equalize:
         e = s.equalize
         lines.append(f"equalized {e['pairs']} Conv/BN → ReLU → Conv pairs: channel max/median {e['max_over_median_before']}"

@@ -43,6 +43,7 @@ from edgeres.paths import DEFAULT_CALIBRATION, calibration_path
 from edgeres.progress import log
 from edgeres.quantize.calibrate import quiet, tensor_ranges
 from edgeres.quantize.check import require_valid_qdq
+from edgeres.quantize.last_resort import adarounded, fine_tuned
 from edgeres.quantize.plans import AUTO_CANDIDATES, ORT_METHODS, Plan, Planner, Weighted, resolve_placement
 from edgeres.quantize.recipes import Recipe, recipe_for
 from edgeres.quantize.search import (
@@ -167,52 +168,6 @@ def _fit_budget(ev: Evaluator, plan: Plan, rows: list[dict], cfg: QuantConfig,
         f"or a larger calibration set")
 
 
-def _fine_tuned(ev: Evaluator | None, planner: Planner, plan: Plan, cfg: QuantConfig) -> tuple[Plan, dict]:
-    """QAT of the chosen plan for ``cfg.qat`` steps; kept only if it scores no worse on the validation slice."""
-    if not isinstance(plan, Weighted):
-        raise ConfigError("--qat fine-tunes with the weighted placement's fake-quantization, and this run chose ONNX "
-                          "Runtime's; add --placement weighted")
-    t0 = time.perf_counter()
-    new, out = planner.qat(plan, cfg.qat)
-    out.update(seconds=round(time.perf_counter() - t0, 1), kept=True)
-    if ev is not None:
-        before, after = ev.variant(plan)[1], ev.variant(new)[1]
-        out.update(before=before.to_dict(), after=after.to_dict())
-        out["kept"] = _score_key(after.to_dict()) >= _score_key(before.to_dict())
-        log(f"QAT, {cfg.qat} steps: agreement {before.agreement:.2f} → {after.agreement:.2f}%, drop "
-            f"{before.drop:.2f} → {after.drop:.2f} pt" + ("" if out["kept"] else "; kept the post-training model"))
-    return (new if out["kept"] else plan), out
-
-
-def _adarounded(ev: Evaluator | None, planner: Planner, plan: Plan, cfg: QuantConfig,
-                rows: list[dict]) -> tuple[Plan, dict]:
-    """AdaRound for the ``cfg.adaround`` worst layers (by the sensitivity pass, else by each layer's own output
-    error); kept only if it scores no worse on the validation slice.
-    """
-    from edgeres.quantize.correction import local_errors
-
-    if not isinstance(plan, Weighted):
-        raise ConfigError("--adaround learns int8 weights of the weighted placement, and this run chose ONNX "
-                          "Runtime's; add --placement weighted")
-    if rows:
-        worst, ranked_by = [r["node"] for r in rows[:cfg.adaround]], "sensitivity"
-    else:
-        errs = local_errors(planner.acts(), plan.plan.ranges, planner.unsigned, plan.plan.weights)
-        worst, ranked_by = sorted(errs, key=errs.__getitem__, reverse=True)[:cfg.adaround], "layer output error"
-    t0 = time.perf_counter()
-    new = planner.adaround(plan, worst)
-    out: dict[str, Any] = {"layers": new.adarounded, "ranked_by": ranked_by,
-                           "seconds": round(time.perf_counter() - t0, 1), "kept": True}
-    if ev is not None:
-        before, after = ev.variant(plan)[1], ev.variant(new)[1]
-        out.update(before=before.to_dict(), after=after.to_dict())
-        out["kept"] = _score_key(after.to_dict()) >= _score_key(before.to_dict())
-        log(f"AdaRound on {len(worst)} layer(s) (worst by {ranked_by}): agreement {before.agreement:.2f} → "
-            f"{after.agreement:.2f}%, drop {before.drop:.2f} → {after.drop:.2f} pt"
-            + ("" if out["kept"] else "; kept rounding to nearest"))
-    return (new if out["kept"] else plan), out
-
-
 def _latency_cost(final: Path, all_int8: Path, recipe: Recipe, input_shape: tuple[int, ...]) -> dict:
     """p50 at batch 1 with the float layers against all-int8, on this CPU (ONNX Runtime), in alternating windows."""
     from edgeres.backends.base import Session
@@ -329,19 +284,19 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
                 rows = sensitivity(ev, plan, quantizable_layers(pre), True)
         escalate = cfg.method == "auto" and isinstance(plan, Weighted) and ev is not None and \
             base.agreement < AUTO_ESCALATE_BELOW
-        if escalate and not (cfg.adaround or cfg.qat):  # auto's last resorts, each kept only if it scores better
+        if escalate and not (cfg.adaround or cfg.qat):  # auto's last resorts, each kept only if it scores no worse
             log(f"validation agreement {base.agreement:.2f}% < {AUTO_ESCALATE_BELOW}%: trying AdaRound on the "
                 f"{AUTO_ADAROUND} worst layers, then {AUTO_QAT} QAT steps")
             cfg = replace(cfg, adaround=AUTO_ADAROUND, qat=AUTO_QAT)
         if cfg.adaround:
-            plan, search.adaround = _adarounded(ev, planner, plan, cfg, rows)
+            plan, search.adaround = adarounded(ev, planner, plan, cfg, rows)
             if ev is not None and search.adaround["kept"] and all_int8 is not None:
                 all_int8.unlink()
                 all_int8, base = ev.variant(plan, keep=True)
         if cfg.qat and escalate and base.agreement >= AUTO_ESCALATE_BELOW:
             log("AdaRound brought the validation slice up to the mark: no QAT")
         elif cfg.qat:
-            plan, search.qat = _fine_tuned(ev, planner, plan, cfg)
+            plan, search.qat = fine_tuned(ev, planner, plan, cfg)
             if ev is not None and search.qat["kept"] and all_int8 is not None:
                 all_int8.unlink()
                 all_int8, base = ev.variant(plan, keep=True)

@@ -159,6 +159,10 @@ def test_auto_escalates_to_adaround_then_qat_when_the_best_plan_falls_short(hard
         q = s["qat"]
         assert q is not None and q["steps"] == 20 and {"before", "after", "kept"} <= q.keys()
         assert q["loss_last"] < q["loss_first"]
+    for c in (a, s["qat"]):
+        if c is not None and "after" in c:  # kept exactly when no measure of fidelity fell on the slice
+            fell = [k for k in ("cosine", "agreement", "snr_db") if c["after"][k] < c["before"][k]]
+            assert c["fell"] == fell and c["kept"] == (not fell)
     qat_kept = bool(s["qat"] and s["qat"]["kept"])
     assert ("QAT" in s["plan"]) == qat_kept
     assert ("AdaRound" in s["plan"]) == (a["kept"] and not qat_kept)  # QAT trains the weights itself
