@@ -2,12 +2,16 @@
 
     .venv/bin/python benchmarks/int8_escalation.py [--arch resnet18] [--dir runs/hard] [--limit-test 10000]
                                                    [--configs lmse+bc,lmse+bc+ada-all,lmse+bc+qat200]
+                                                   [--recipe tensorrt] [--keep-test forced|real]
 
 `--method auto` keeps AdaRound and QAT only when the validation slice (100 held-out calibration images) scores no
 worse. On the ResNets that slice agrees 100% with fp32 either way, and the logits' cosine decides. This benchmark
 makes that keep test always pass (it replaces `last_resort._fell`, so no measure ever falls), quantizes the peer table's
 float model (`DIR/ARCH.onnx`, from `benchmarks/int8_peers.py`) with the tensorrt recipe, and scores each result on
 the first 2,000 and all LIMIT test images as the peer table does (fake-quant; Δtop-1 and agreement with fp32).
+`--keep-test real` leaves auto's own keep test in place, to score what auto writes (`auto`, `auto+eq`); each line
+then says which last resorts were dropped and on which measures of the slice (`fell`). The cpu recipe is scored
+natively in ONNX Runtime, as the peer table scores it.
 """
 from __future__ import annotations
 
@@ -27,6 +31,9 @@ CONFIGS = {
     "lmse+bc": {"method": "layer-mse", "bias_correction": True},
     "lmse+bc+ada-all": {"method": "layer-mse", "bias_correction": True, "adaround": 1000},
     "lmse+bc+qat200": {"method": "layer-mse", "bias_correction": True, "qat": 200},
+    "lcos+bc": {"method": "layer-cosine", "bias_correction": True},
+    "auto": {"method": "auto"},
+    "auto+eq": {"method": "auto", "equalize": True},
 }
 
 
@@ -35,9 +42,12 @@ def main() -> None:
     ap.add_argument("--arch", default="resnet18")
     ap.add_argument("--dir", type=Path, default=Path("runs/hard"))
     ap.add_argument("--limit-test", type=int, default=10000)
-    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--configs", default="lmse+bc,lmse+bc+ada-all,lmse+bc+qat200")
+    ap.add_argument("--recipe", choices=("tensorrt", "cpu"), default="tensorrt")
+    ap.add_argument("--keep-test", choices=("forced", "real"), default="forced")
     args = ap.parse_args()
-    last_resort._fell = lambda _before, _after: []  # no measure ever falls, so AdaRound and QAT are always kept
+    if args.keep_test == "forced":
+        last_resort._fell = lambda _before, _after: []  # no measure ever falls, so AdaRound and QAT are always kept
     src = args.dir / f"{args.arch}.onnx"
     info = onnx_info(src)
     test = load_dataset(info.dataset or "fashion-mnist", "test")
@@ -45,14 +55,16 @@ def main() -> None:
     y = test.labels[:args.limit_test]
     ref = predictions(src, x, simulate=False)
     for name in args.configs.split(","):
-        out = args.dir / f"{args.arch}.escalation-{name}.onnx"
+        out = args.dir / f"{args.arch}.escalation-{name}-{args.recipe}.onnx"
         t0 = time.perf_counter()
-        qdq_from_onnx(src, out, QuantConfig(recipe="tensorrt", eval_data=info.dataset, **CONFIGS[name]))  # type: ignore[arg-type]
+        r = qdq_from_onnx(src, out, QuantConfig(recipe=args.recipe, eval_data=info.dataset, **CONFIGS[name]))  # type: ignore[arg-type]
         secs = time.perf_counter() - t0
-        pred = predictions(out, x, simulate=True)
-        for n in sorted({2000, len(y)}):
+        pred = predictions(out, x, simulate=args.recipe == "tensorrt")
+        dropped = {k: c["fell"] for k in ("adaround", "qat") if (c := getattr(r.search, k)) and not c["kept"]}
+        for n in sorted({min(2000, len(y)), len(y)}):
             delta, agree, _ = scored(pred[:n], y[:n], ref[:n])
-            print(json.dumps({"arch": args.arch, "config": name, "test_images": n, "delta": round(delta, 2),
+            print(json.dumps({"arch": args.arch, "recipe": args.recipe, "config": name, "plan": r.search.plan,
+                              "dropped": dropped, "test_images": n, "delta": round(delta, 2),
                               "agreement": round(agree, 2), "quantize_s": round(secs)}), flush=True)
 
 
