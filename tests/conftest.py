@@ -9,6 +9,24 @@ import pytest
 os.environ.setdefault("EDGERES_QUIET", "1")
 
 
+def _pin_xdist_worker() -> None:
+    """Under pytest-xdist (scripts/test.sh runs the integration stage so), each worker on cores of its own, set before
+    anything imports torch. torch's and ONNX Runtime's thread pools size themselves by the affinity mask
+    (``edgeres.hw.usable_cores``), and so do the edgeres processes a test starts. Unpinned, two workers each ran two
+    threads on the same two cores: a torch-heavy test took 92 s (17 s pinned, 11 s with the machine to itself), and
+    the stage 868 s (665 s pinned, 1,048 s in one process).
+    """
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    i = int(worker[2:])
+    os.sched_setaffinity(0, cores[i % count::count] or [cores[i % len(cores)]])  # one core at least, more workers than cores
+
+
+_pin_xdist_worker()
+
+
 def _has_cuda() -> bool:
     try:
         import torch
