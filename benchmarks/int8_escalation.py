@@ -4,8 +4,8 @@
                                                    [--configs lmse+bc,lmse+bc+ada-all,lmse+bc+qat200]
                                                    [--recipe tensorrt] [--keep-test forced|real]
 
-`--method auto` keeps AdaRound and QAT only when the validation slice (100 held-out calibration images) scores no
-worse. On the ResNets that slice agrees 100% with fp32 either way, and the logits' cosine decides. This benchmark
+`--method auto` keeps AdaRound and QAT only when the validation slice (100 held-out calibration images) scores them no
+worse on the logits' cosine, agreement and SNR, each. This benchmark
 makes that keep test always pass (it replaces `last_resort._fell`, so no measure ever falls), quantizes the peer table's
 float model (`DIR/ARCH.onnx`, from `benchmarks/int8_peers.py`) with the tensorrt recipe, and scores each result on
 the first 2,000 and all LIMIT test images as the peer table does (fake-quant; Δtop-1 and agreement with fp32).

@@ -12,6 +12,7 @@ import pytest
 from edgeres.backends.onnxruntime import OrtSession
 from edgeres.errors import AccuracyBudgetExceeded
 from edgeres.quantize import QuantConfig, qdq_from_onnx
+from edgeres.quantize.last_resort import FIDELITY
 from edgeres.quantize.outliers import outlier_model
 from edgeres.quantize.plans import AUTO_CANDIDATES
 from edgeres.quantize.ptq import _fast_alternative, _score_key
@@ -161,7 +162,7 @@ def test_auto_escalates_to_adaround_then_qat_when_the_best_plan_falls_short(hard
         assert q["loss_last"] < q["loss_first"]
     for c in (a, s["qat"]):
         if c is not None and "after" in c:  # kept exactly when no measure of fidelity fell on the slice
-            fell = [k for k in ("cosine", "agreement", "snr_db") if c["after"][k] < c["before"][k]]
+            fell = [k for k in FIDELITY if c["after"][k] < c["before"][k]]
             assert c["fell"] == fell and c["kept"] == (not fell)
     qat_kept = bool(s["qat"] and s["qat"]["kept"])
     assert ("QAT" in s["plan"]) == qat_kept
