@@ -32,6 +32,7 @@ CONFIGS = {
     "lmse+bc+ada-all": {"method": "layer-mse", "bias_correction": True, "adaround": 1000},
     "lmse+bc+qat200": {"method": "layer-mse", "bias_correction": True, "qat": 200},
     "lcos+bc": {"method": "layer-cosine", "bias_correction": True},
+    "lcos+qat400": {"method": "layer-cosine", "qat": 400},
     "auto": {"method": "auto"},
     "auto+eq": {"method": "auto", "equalize": True},
 }

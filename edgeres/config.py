@@ -166,7 +166,8 @@ class QuantConfig:
     placement: str = "auto"  # auto: weighted for the tensorrt recipe and searched methods, ort for the cpu recipe
     bias_correction: bool = False  # weighted placement: add back each channel's mean shift from int8 weights
     adaround: int = 0  # weighted placement: learn the int8 rounding of this many of the worst layers
-    qat: int = 0  # weighted placement: quantization-aware fine-tuning steps on the calibration images, last
+    qat: int = 0  # weighted placement: quantization-aware fine-tuning steps, the last resort
+    qat_images: int = 5000  # QAT learns from this many images of the model's training split (0: the calibration set)
 
     def validate(self) -> None:
         if self.recipe not in RECIPES:
@@ -179,6 +180,8 @@ class QuantConfig:
             raise ConfigError(f"--adaround takes a number of layers (0 or more), got {self.adaround}")
         if not 0 <= self.qat <= 100_000:
             raise ConfigError(f"--qat takes a number of steps from 0 to 100000, got {self.qat}")
+        if not 0 <= self.qat_images <= 1_000_000:
+            raise ConfigError(f"--qat-images takes a number of images from 0 to 1000000, got {self.qat_images}")
         if self.placement == "ort" and (self.bias_correction or self.adaround or self.qat):
             raise ConfigError("--bias-correction, --adaround and --qat change int8 weights of the weighted placement; "
                               "drop --placement ort")

@@ -148,7 +148,8 @@ def export_cmd(checkpoint, out, target, opset, parity_images, max_abs_diff, data
 
 
 def _not_kept(correction: dict[str, Any]) -> str:
-    return "" if correction["kept"] else f"; not kept ({' and '.join(correction['fell'])} fell)"
+    judged = f" on {correction['judged_on']} judging images"
+    return judged + ("" if correction["kept"] else f"; not kept ({' and '.join(correction['fell'])} fell)")
 
 
 @click.command("quantize")
@@ -171,7 +172,10 @@ def _not_kept(correction: dict[str, Any]) -> str:
               help="Learn the int8 rounding of the K worst layers on calibration images (AdaRound; weighted).")
 @click.option("--qat", type=int, default=default(QuantConfig, "qat"), show_default=True, metavar="STEPS",
               help="Last resort: quantization-aware fine-tuning for STEPS steps, fake-quant exactly where the "
-                   "Q/DQ goes, matching the float model's logits on the calibration images (weighted).")
+                   "Q/DQ goes, distilled from the float model's logits (weighted).")
+@click.option("--qat-images", type=int, default=default(QuantConfig, "qat_images"), show_default=True, metavar="N",
+              help="QAT learns from N class-balanced images of the model's training split, less the validation "
+                   "slice; 0, or a model that names no data set: the calibration images.")
 @click.option("--percentile", type=float, default=default(QuantConfig, "percentile"), show_default=True)
 @click.option("--calibration", default=default(QuantConfig, "calibration"), show_default=True,
               help="A folder, or a set's name under calibration/. Default: the shipped set for a fashion-mnist model, "
@@ -191,9 +195,9 @@ def _not_kept(correction: dict[str, Any]) -> str:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: ONNX with .int8-RECIPE.onnx.")
 @json_option
 @handle_errors
-def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, adaround, qat, percentile, calibration,
-                 allow_small, sensitivity, max_drop, max_float_layers, val_fraction, trt_cache_version, equalize, out,
-                 as_json):
+def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, adaround, qat, qat_images, percentile,
+                 calibration, allow_small, sensitivity, max_drop, max_float_layers, val_fraction, trt_cache_version, equalize,
+                 out, as_json):
     """Post-training INT8 quantization to explicit Q/DQ ONNX, calibrated on images on disk.
 
     \b
@@ -208,7 +212,7 @@ def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, ad
     cfg = QuantConfig(recipe, method, calibration, percentile, allow_small=allow_small, sensitivity=sensitivity,
                       max_drop=max_drop, max_float_layers=max_float_layers, val_fraction=val_fraction,
                       trt_cache_version=trt_cache_version, equalize=equalize, placement=placement,
-                      bias_correction=bias_correction, adaround=adaround, qat=qat)
+                      bias_correction=bias_correction, adaround=adaround, qat=qat, qat_images=qat_images)
     r = qdq_from_onnx(onnx_path, out, cfg)
     s = r.search
     lines = [f"{r.onnx}: {r.recipe.name} recipe, {s.plan} on {r.calibration_images} calibration images, "
@@ -224,7 +228,7 @@ def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, ad
                      + _not_kept(a))
     if s.qat and "after" in s.qat:
         q = s.qat
-        lines.append(f"QAT, {q['steps']} steps on {q['images']} images ({q['seconds']:.0f} s): agreement "
+        lines.append(f"QAT, {q['steps']} steps on {q['images']} {q['source']} ({q['seconds']:.0f} s): agreement "
                      f"{q['before']['agreement']:.2f} → {q['after']['agreement']:.2f}%"
                      + _not_kept(q))
     if s.equalize:

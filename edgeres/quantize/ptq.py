@@ -43,7 +43,7 @@ from edgeres.paths import DEFAULT_CALIBRATION, calibration_path
 from edgeres.progress import log
 from edgeres.quantize.calibrate import quiet, tensor_ranges
 from edgeres.quantize.check import require_valid_qdq
-from edgeres.quantize.last_resort import adarounded, fine_tuned
+from edgeres.quantize.last_resort import adarounded, fine_tuned, judge_of, training_draw
 from edgeres.quantize.plans import AUTO_CANDIDATES, ORT_METHODS, Plan, Planner, Weighted, resolve_placement
 from edgeres.quantize.recipes import Recipe, recipe_for
 from edgeres.quantize.search import (
@@ -288,15 +288,19 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
             log(f"validation agreement {base.agreement:.2f}% < {AUTO_ESCALATE_BELOW}%: trying AdaRound on the "
                 f"{AUTO_ADAROUND} worst layers, then {AUTO_QAT} QAT steps")
             cfg = replace(cfg, adaround=AUTO_ADAROUND, qat=AUTO_QAT)
+        if cfg.adaround or cfg.qat:  # judged on the slice and training images that neither calibrate nor train
+            draw = training_draw(cfg, info.dataset, info.preprocessing, calib.images.subset(val_idx), x)
+            judge = judge_of(ev, draw)
         if cfg.adaround:
-            plan, search.adaround = adarounded(ev, planner, plan, cfg, rows)
+            plan, search.adaround = adarounded(judge, planner, plan, cfg, rows)
             if ev is not None and search.adaround["kept"] and all_int8 is not None:
                 all_int8.unlink()
                 all_int8, base = ev.variant(plan, keep=True)
         if cfg.qat and escalate and base.agreement >= AUTO_ESCALATE_BELOW:
             log("AdaRound brought the validation slice up to the mark: no QAT")
         elif cfg.qat:
-            plan, search.qat = fine_tuned(ev, planner, plan, cfg)
+            plan, search.qat = fine_tuned(judge, planner, plan, cfg, draw.x)
+            search.qat["source"] = draw.source
             if ev is not None and search.qat["kept"] and all_int8 is not None:
                 all_int8.unlink()
                 all_int8, base = ev.variant(plan, keep=True)

@@ -152,10 +152,11 @@ def test_auto_escalates_to_adaround_then_qat_when_the_best_plan_falls_short(hard
     src, d, _ = hard_case
     out = d / "auto.onnx"
     r = qdq_from_onnx(src, out, QuantConfig(recipe="tensorrt", calibration=str(calib_dir), method="auto",
-                                            val_fraction=0.5))
+                                            val_fraction=0.5, qat_images=300))
     s = r.search.to_dict()
     a = s["adaround"]
     assert a is not None and len(a["layers"]) == 2 and {"before", "after", "kept"} <= a.keys()
+    assert a["judged_on"] > 50  # the slice and a share of the training images drawn for QAT
     if a["after"]["agreement"] < 99.0:
         q = s["qat"]
         assert q is not None and q["steps"] == 20 and {"before", "after", "kept"} <= q.keys()
