@@ -33,6 +33,7 @@ CONFIGS = {
     "lmse+bc+qat200": {"method": "layer-mse", "bias_correction": True, "qat": 200},
     "lcos+bc": {"method": "layer-cosine", "bias_correction": True},
     "lcos+qat400": {"method": "layer-cosine", "qat": 400},
+    "lcos+qat400-calib": {"method": "layer-cosine", "qat": 400, "qat_images": 0},  # QAT on the calibration images
     "auto": {"method": "auto"},
     "auto+eq": {"method": "auto", "equalize": True},
 }

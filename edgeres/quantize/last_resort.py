@@ -39,13 +39,13 @@ def _verdict(out: dict[str, Any], instead: str) -> str:
     return "" if out["kept"] else f"; {' and '.join(out['fell'])} fell: kept {instead}"
 
 
-JUDGE_EVERY = 6  # one image in six of the training-split draw judges the last resorts instead of training QAT
+JUDGE_EVERY = 6  # of every seven images of the training-split draw, six train QAT and the seventh judges
 
 
 @dataclass
 class TrainingDraw:
-    """Images of the model's training split that neither calibrated nor sit in the validation slice: what QAT learns
-    from (``x``), and what judges AdaRound and QAT besides the slice (``judge_x``, ``judge_y``).
+    """Images of the model's training split that are not calibration images (the validation slice included): what
+    QAT learns from (``x``), and what judges AdaRound and QAT besides the slice (``judge_x``, ``judge_y``).
     """
 
     x: np.ndarray
@@ -54,11 +54,12 @@ class TrainingDraw:
     source: str
 
 
-def training_draw(cfg: QuantConfig, dataset: str | None, pre: Preprocessing, held_out: ImageSet,
+def training_draw(cfg: QuantConfig, dataset: str | None, pre: Preprocessing, calib: ImageSet,
                   calibration: np.ndarray) -> TrainingDraw:
     """``cfg.qat_images`` class-balanced images of the model's training split for QAT, and a sixth as many more to
-    judge the last resorts, none of them an image of the validation slice ``held_out``; or the calibration images,
-    judged on the slice alone, when ``cfg.qat_images`` is 0 or the model names no data set.
+    judge the last resorts, none of them an image of the calibration set ``calib`` (whose slice judges too, and whose
+    other images AdaRound fits); or the ``calibration`` images, judged on the slice alone, when ``cfg.qat_images`` is
+    0 or the model names no data set.
 
     On a DenseNet-121, QAT on the 400 calibration images fitted them, and the slice's 100 images judged 200 QAT steps
     better on every measure (agreement 94 → 95%) that cost 0.75 points of agreement on 2,000 test images
@@ -70,8 +71,8 @@ def training_draw(cfg: QuantConfig, dataset: str | None, pre: Preprocessing, hel
     if not cfg.qat_images or dataset is None:
         return TrainingDraw(calibration, empty, np.zeros(0, np.int64), "calibration images")
     drawn = sample_calibration(dataset, cfg.qat_images * (JUDGE_EVERY + 1) // JUDGE_EVERY, seed=1).images
-    judged = set(held_out.pixel_hashes(pre))
-    fresh = drawn.subset([i for i, h in enumerate(drawn.pixel_hashes(pre)) if h not in judged])
+    seen = set(calib.pixel_hashes(pre))
+    fresh = drawn.subset([i for i, h in enumerate(drawn.pixel_hashes(pre)) if h not in seen])
     x = fresh.tensors(pre, "QAT images")
     judge = np.arange(len(x)) % (JUDGE_EVERY + 1) == JUDGE_EVERY
     return TrainingDraw(x[~judge], x[judge], np.asarray(fresh.labels)[judge], f"images of {dataset}'s training split")

@@ -288,8 +288,8 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
             log(f"validation agreement {base.agreement:.2f}% < {AUTO_ESCALATE_BELOW}%: trying AdaRound on the "
                 f"{AUTO_ADAROUND} worst layers, then {AUTO_QAT} QAT steps")
             cfg = replace(cfg, adaround=AUTO_ADAROUND, qat=AUTO_QAT)
-        if cfg.adaround or cfg.qat:  # judged on the slice and training images that neither calibrate nor train
-            draw = training_draw(cfg, info.dataset, info.preprocessing, calib.images.subset(val_idx), x)
+        if cfg.adaround or cfg.qat:  # judged on the slice and on training images that neither calibrate nor train
+            draw = training_draw(cfg, info.dataset, info.preprocessing, calib.images, x)
             judge = judge_of(ev, draw)
         if cfg.adaround:
             plan, search.adaround = adarounded(judge, planner, plan, cfg, rows)

@@ -294,8 +294,8 @@ def test_qat_through_the_cli(small_run, calib_dir, tmp_path):
     assert p.returncode == 0, p.stderr
     q = json.loads(p.stdout)["search"]["qat"]
     assert q["steps"] == 30 and "after" in q and q["loss_last"] < q["loss_first"]
-    # 240 drawn from the model's training split (24 a class), less any of the 20 validation images among them, six
-    # in seven to learn from and the rest to judge with those 20
+    # 240 drawn from the model's training split (24 a class), less any of the 100 calibration images among them, six
+    # in seven to learn from and the rest to judge with the 20 of the validation slice
     assert 180 <= q["images"] <= 206 and q["source"] == "images of fashion-mnist's training split"
     assert q["judged_on"] > 20 and q["images"] + q["judged_on"] - 20 <= 240
     assert check_qdq(onnx.load(str(out))).ok
@@ -361,9 +361,9 @@ def test_qat_trains_through_a_batchnorm_it_cannot_fold(tmp_path):
 def test_the_last_resorts_learn_and_are_judged_on_training_images_that_never_calibrate_or_validate(
         float_model, calib_x, calib_dir, tmp_path):
     """QAT's images and the last resorts' judges: one class-balanced draw from the model's training split, less every
-    image of the validation slice, split six to one and never shared; the judge scores the slice and its share
-    together. Without a data set (or with --qat-images 0), QAT learns from the calibration images and the slice alone
-    judges."""
+    calibration image (the validation slice among them), split six to one and never shared; the judge scores the
+    slice and its share together. Without a data set (or with --qat-images 0), QAT learns from the calibration images
+    and the slice alone judges."""
     from edgeres.data.calibration import sample_calibration
     from edgeres.quantize.last_resort import judge_of, training_draw
     from edgeres.quantize.search import Evaluator
@@ -371,12 +371,12 @@ def test_the_last_resorts_learn_and_are_judged_on_training_images_that_never_cal
     src, pre_onnx = float_model
     pre = onnx_info(src).preprocessing
     drawn = sample_calibration("fashion-mnist", 350, seed=1).images  # the draw training_draw makes for 300
-    held = drawn.subset(list(range(0, 350, 5)))  # a "validation slice" that shares 70 of its images
+    held = drawn.subset(list(range(0, 350, 5)))  # a "calibration set" that shares 70 of its images
     d = training_draw(QuantConfig(qat_images=300), "fashion-mnist", pre, held, calib_x[0])
     assert d.source == "images of fashion-mnist's training split"
     assert (len(d.x), len(d.judge_x), len(d.judge_y)) == (240, 40, 40)
-    slice_, learnt, judging = ({a.tobytes() for a in arr} for arr in (held.tensors(pre), d.x, d.judge_x))
-    assert not slice_ & (learnt | judging) and not learnt & judging
+    calibrated, learnt, judging = ({a.tobytes() for a in arr} for arr in (held.tensors(pre), d.x, d.judge_x))
+    assert not calibrated & (learnt | judging) and not learnt & judging
     labels = load_calibration_set(Path(calib_dir)).images.labels[:20]
     ev = Evaluator(pre_onnx, calib_x[0][:20], labels, recipe_for("tensorrt"), tmp_path)
     judge = judge_of(ev, d)
