@@ -57,9 +57,9 @@ class TrainingDraw:
 def training_draw(cfg: QuantConfig, dataset: str | None, pre: Preprocessing, calib: ImageSet,
                   calibration: np.ndarray) -> TrainingDraw:
     """``cfg.qat_images`` class-balanced images of the model's training split for QAT, and a sixth as many more to
-    judge the last resorts, none of them an image of the calibration set ``calib`` (whose slice judges too, and whose
-    other images AdaRound fits); or the ``calibration`` images, judged on the slice alone, when ``cfg.qat_images`` is
-    0 or the model names no data set.
+    judge the last resorts (only those without ``cfg.qat``), none of them an image of the calibration set ``calib``
+    (whose slice judges too, and whose other images AdaRound fits); or the ``calibration`` images, judged on the slice
+    alone, when ``cfg.qat_images`` is 0 or the model names no data set.
 
     On a DenseNet-121, QAT on the 400 calibration images fitted them, and the slice's 100 images judged 200 QAT steps
     better on every measure (agreement 94 → 95%) that cost 0.75 points of agreement on 2,000 test images
@@ -70,11 +70,12 @@ def training_draw(cfg: QuantConfig, dataset: str | None, pre: Preprocessing, cal
     empty = np.zeros((0, *calibration.shape[1:]), np.float32)
     if not cfg.qat_images or dataset is None:
         return TrainingDraw(calibration, empty, np.zeros(0, np.int64), "calibration images")
-    drawn = sample_calibration(dataset, cfg.qat_images * (JUDGE_EVERY + 1) // JUDGE_EVERY, seed=1).images
+    share = cfg.qat_images // JUDGE_EVERY  # without QAT (AdaRound alone), only the judges are drawn
+    drawn = sample_calibration(dataset, share + (cfg.qat_images if cfg.qat else 0), seed=1).images
     seen = set(calib.pixel_hashes(pre))
     fresh = drawn.subset([i for i, h in enumerate(drawn.pixel_hashes(pre)) if h not in seen])
-    x = fresh.tensors(pre, "QAT images")
-    judge = np.arange(len(x)) % (JUDGE_EVERY + 1) == JUDGE_EVERY
+    x = fresh.tensors(pre, "QAT images" if cfg.qat else "judging images")
+    judge = np.arange(len(x)) % (JUDGE_EVERY + 1) == JUDGE_EVERY if cfg.qat else np.ones(len(x), bool)
     return TrainingDraw(x[~judge], x[judge], np.asarray(fresh.labels)[judge], f"images of {dataset}'s training split")
 
 
