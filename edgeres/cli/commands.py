@@ -174,8 +174,9 @@ def _not_kept(correction: dict[str, Any]) -> str:
               help="Last resort: quantization-aware fine-tuning for STEPS steps, fake-quant exactly where the "
                    "Q/DQ goes, distilled from the float model's logits (weighted).")
 @click.option("--qat-images", type=int, default=default(QuantConfig, "qat_images"), show_default=True, metavar="N",
-              help="QAT learns from N class-balanced images of the model's training split, less the validation "
-                   "slice; 0, or a model that names no data set: the calibration images.")
+              help="QAT learns from N class-balanced images of the model's training split, none a calibration "
+                   "image, and N/6 more judge AdaRound and QAT with the validation slice; 0, or a model that names "
+                   "no data set: the calibration images, judged on the slice alone.")
 @click.option("--percentile", type=float, default=default(QuantConfig, "percentile"), show_default=True)
 @click.option("--calibration", default=default(QuantConfig, "calibration"), show_default=True,
               help="A folder, or a set's name under calibration/. Default: the shipped set for a fashion-mnist model, "
