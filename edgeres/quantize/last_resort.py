@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from edgeres.config import QuantConfig
-from edgeres.data.datasets import ImageSet
 from edgeres.data.preprocess import Preprocessing
 from edgeres.errors import ConfigError
 from edgeres.progress import log
@@ -54,12 +53,13 @@ class TrainingDraw:
     source: str
 
 
-def training_draw(cfg: QuantConfig, dataset: str | None, pre: Preprocessing, calib: ImageSet,
+def training_draw(cfg: QuantConfig, dataset: str | None, pre: Preprocessing, calibration_all: np.ndarray,
                   calibration: np.ndarray) -> TrainingDraw:
     """``cfg.qat_images`` class-balanced images of the model's training split for QAT, and a sixth as many more to
-    judge the last resorts (only those without ``cfg.qat``), none of them an image of the calibration set ``calib``
-    (whose slice judges too, and whose other images AdaRound fits); or the ``calibration`` images, judged on the slice
-    alone, when ``cfg.qat_images`` is 0 or the model names no data set.
+    judge the last resorts (only those without ``cfg.qat``), none of them one of the calibration images
+    ``calibration_all`` (whose slice judges too, and whose other images AdaRound fits), compared as the model sees
+    them; or the ``calibration`` images, judged on the slice alone, when ``cfg.qat_images`` is 0 or the model names no
+    data set.
 
     On a DenseNet-121, QAT on the 400 calibration images fitted them, and the slice's 100 images judged 200 QAT steps
     better on every measure (agreement 94 → 95%) that cost 0.75 points of agreement on 2,000 test images
@@ -72,11 +72,12 @@ def training_draw(cfg: QuantConfig, dataset: str | None, pre: Preprocessing, cal
         return TrainingDraw(calibration, empty, np.zeros(0, np.int64), "calibration images")
     share = cfg.qat_images // JUDGE_EVERY  # without QAT (AdaRound alone), only the judges are drawn
     drawn = sample_calibration(dataset, share + (cfg.qat_images if cfg.qat else 0), seed=1).images
-    seen = set(calib.pixel_hashes(pre))
-    fresh = drawn.subset([i for i, h in enumerate(drawn.pixel_hashes(pre)) if h not in seen])
-    x = fresh.tensors(pre, "QAT images" if cfg.qat else "judging images")
+    x = drawn.tensors(pre, "QAT images" if cfg.qat else "judging images")
+    seen = {a.tobytes() for a in calibration_all}
+    fresh = np.array([a.tobytes() not in seen for a in x], bool)
+    x, y = x[fresh], np.asarray(drawn.labels)[fresh]
     judge = np.arange(len(x)) % (JUDGE_EVERY + 1) == JUDGE_EVERY if cfg.qat else np.ones(len(x), bool)
-    return TrainingDraw(x[~judge], x[judge], np.asarray(fresh.labels)[judge], f"images of {dataset}'s training split")
+    return TrainingDraw(x[~judge], x[judge], y[judge], f"images of {dataset}'s training split")
 
 
 def judge_of(ev: Evaluator | None, draw: TrainingDraw) -> Evaluator | None:

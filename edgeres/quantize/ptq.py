@@ -289,7 +289,7 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
                 f"{AUTO_ADAROUND} worst layers, then {AUTO_QAT} QAT steps")
             cfg = replace(cfg, adaround=AUTO_ADAROUND, qat=AUTO_QAT)
         if cfg.adaround or cfg.qat:  # judged on the slice and on training images that neither calibrate nor train
-            draw = training_draw(cfg, info.dataset, info.preprocessing, calib.images, x)
+            draw = training_draw(cfg, info.dataset, info.preprocessing, x_all, x)
             judge = judge_of(ev, draw)
         if cfg.adaround:
             plan, search.adaround = adarounded(judge, planner, plan, cfg, rows)

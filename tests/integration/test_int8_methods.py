@@ -372,18 +372,21 @@ def test_the_last_resorts_learn_and_are_judged_on_training_images_that_never_cal
     pre = onnx_info(src).preprocessing
     drawn = sample_calibration("fashion-mnist", 350, seed=1).images  # the draw training_draw makes for 300
     held = drawn.subset(list(range(0, 350, 5)))  # a "calibration set" that shares 70 of its images
-    d = training_draw(QuantConfig(qat=10, qat_images=300), "fashion-mnist", pre, held, calib_x[0])
+    calibrated_x = held.tensors(pre)
+    d = training_draw(QuantConfig(qat=10, qat_images=300), "fashion-mnist", pre, calibrated_x, calib_x[0])
     assert d.source == "images of fashion-mnist's training split"
     assert (len(d.x), len(d.judge_x), len(d.judge_y)) == (240, 40, 40)
-    calibrated, learnt, judging = ({a.tobytes() for a in arr} for arr in (held.tensors(pre), d.x, d.judge_x))
+    calibrated, learnt, judging = ({a.tobytes() for a in arr} for arr in (calibrated_x, d.x, d.judge_x))
     assert not calibrated & (learnt | judging) and not learnt & judging
+    by_image = dict(zip((a.tobytes() for a in drawn.tensors(pre)), drawn.labels))
+    assert [by_image[a.tobytes()] for a in d.judge_x] == list(d.judge_y)  # each judge keeps its own label
     labels = load_calibration_set(Path(calib_dir)).images.labels[:20]
     ev = Evaluator(pre_onnx, calib_x[0][:20], labels, recipe_for("tensorrt"), tmp_path)
     judge = judge_of(ev, d)
     assert judge is not None and len(judge.x) == 60 and list(judge.y) == list(labels) + list(d.judge_y)
-    alone = training_draw(QuantConfig(adaround=2, qat_images=300), "fashion-mnist", pre, held, calib_x[0])
+    alone = training_draw(QuantConfig(adaround=2, qat_images=300), "fashion-mnist", pre, calibrated_x, calib_x[0])
     assert len(alone.x) == 0 and 40 <= len(alone.judge_x) <= 50  # AdaRound alone: 50 drawn, all to judge
     assert not calibrated & {a.tobytes() for a in alone.judge_x}
     for cfg, data in ((QuantConfig(qat=10, qat_images=0), "fashion-mnist"), (QuantConfig(qat=10), None)):
-        d = training_draw(cfg, data, pre, held, calib_x[0])
+        d = training_draw(cfg, data, pre, calibrated_x, calib_x[0])
         assert d.x is calib_x[0] and d.source == "calibration images" and judge_of(ev, d) is ev
