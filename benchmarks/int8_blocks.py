@@ -14,13 +14,19 @@ It also prints how close fp32's own decisions are: the quantiles of the gap betw
 units of the logits' standard deviation. An image whose gap is smaller than the noise int8 adds to its logits flips
 whichever layers add it: if leaving any one block in float recovers little while each block alone costs much, the
 agreement is bounded by those images, not by one layer.
+
+Last, the classifier (the last weighted layer) alone, with its input's range scaled from the plan's: how many images
+each range flips, against the range the plan's method chose; and, on the calibration images the range search scores,
+the quantiles of each image's largest classifier input.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from int8_peers import predictions, scored  # type: ignore[import-not-found]  # run as a script, from benchmarks/
@@ -33,10 +39,12 @@ from edgeres.onnx_model import onnx_info
 from edgeres.paths import DEFAULT_CALIBRATION, calibration_path
 from edgeres.quantize import QuantConfig
 from edgeres.quantize.plans import Planner
+from edgeres.quantize.qdq_writer import ActRange
 from edgeres.quantize.recipes import recipe_for
 from edgeres.quantize.search import quantizable_layers, split_validation
 
 MARGIN_QUANTILES = (0.01, 0.02, 0.03, 0.05, 0.10, 0.50)
+RANGE_SCALES = (0.2, 0.25, 0.33, 0.5, 0.75, 1.0, 1.5, 2.0)  # of the chosen range of the classifier's input
 
 
 def block_of(module: str) -> str:
@@ -70,6 +78,7 @@ def main() -> None:
     ref = ref_logits.argmax(1)
     gap = margins(ref_logits) / float(ref_logits.std())
     print(json.dumps({"arch": args.arch, "test_images": len(y), "logit_std": round(float(ref_logits.std()), 3),
+                      "logit_min": round(float(ref_logits.min()), 2), "logit_max": round(float(ref_logits.max()), 2),
                       "margin_over_std_quantiles": {str(q): round(float(v), 4)
                                                     for q, v in zip(MARGIN_QUANTILES, np.quantile(gap, MARGIN_QUANTILES))}}))
     calib = load_calibration_set(calibration_path(DEFAULT_CALIBRATION))
@@ -82,13 +91,14 @@ def main() -> None:
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         planner = Planner(pre, x_all[cal_idx], info.input_name, recipe_for(args.recipe), cfg, work)
         plan = planner.plan("weighted", args.method)
+        layers = quantizable_layers(pre)
         blocks: dict[str, list[str]] = {}
-        for layer in quantizable_layers(pre):
+        for layer in layers:
             blocks.setdefault(block_of(layer["module"]), []).append(layer["node"])
 
-        def row(case: str, exclude: list[str] | None = None, only: list[str] | None = None) -> None:
+        def row(case: str, exclude: list[str] | None = None, only: list[str] | None = None, written: Any = plan) -> None:
             out = work / "variant.onnx"
-            plan.write(pre, out, exclude, only)
+            written.write(pre, out, exclude, only)
             delta, agree, _ = scored(predictions(out, x, simulate=args.recipe == "tensorrt"), y, ref)
             print(json.dumps({"recipe": args.recipe, "method": args.method, "case": case,
                               "layers": len(only) if only else sum(map(len, blocks.values())) - len(exclude or []),
@@ -98,6 +108,18 @@ def main() -> None:
         for name, nodes in blocks.items():
             row(f"only {name}", only=nodes)
             row(f"all but {name}", exclude=nodes)
+        last = layers[-1]["node"]
+        t = next(la.node.input[0] for la in planner.acts().layers if la.name == last)
+        chosen = plan.plan.ranges[t]
+        per_image = planner.acts().sample[t].reshape(len(planner.acts().sample[t]), -1).max(1)
+        print(json.dumps({"classifier_input": t, "chosen_range": [round(chosen.lo, 3), round(chosen.hi, 3)],
+                          "per_image_max_quantiles": {str(q): round(float(v), 3) for q, v in
+                                                      zip((0.5, 0.9, 0.99, 1.0), np.quantile(per_image, (0.5, 0.9, 0.99, 1.0)))},
+                          "images": len(per_image)}), flush=True)
+        for f in RANGE_SCALES:
+            scaled = ActRange(chosen.lo * f, chosen.hi * f)
+            row(f"only {layers[-1]['module']}, input range {scaled.lo:.2f}..{scaled.hi:.2f}", only=[last],
+                written=replace(plan, plan=replace(plan.plan, ranges={**plan.plan.ranges, t: scaled})))
 
 
 if __name__ == "__main__":
