@@ -31,6 +31,7 @@ CONFIGS = {
     "lmse+bc": {"method": "layer-mse", "bias_correction": True},
     "lmse+bc+ada-all": {"method": "layer-mse", "bias_correction": True, "adaround": 1000},
     "lmse+bc+qat200": {"method": "layer-mse", "bias_correction": True, "qat": 200},
+    "lcos": {"method": "layer-cosine"},
     "lcos+bc": {"method": "layer-cosine", "bias_correction": True},
     "lcos+qat400": {"method": "layer-cosine", "qat": 400},
     "lcos+qat400-calib": {"method": "layer-cosine", "qat": 400, "qat_images": 0},  # QAT on the calibration images

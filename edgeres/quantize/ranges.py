@@ -3,14 +3,17 @@
 (``minmax``, ``entropy`` and ``percentile`` come from ONNX Runtime's calibrators, for either placement.)
 ``mse`` picks the clipping range that minimizes the tensor's own quantization error. ``layer-mse`` and
 ``layer-cosine`` pick the one that keeps the output of the layers reading the tensor (with their int8 weights)
-closest to float: an outlier that matters downstream is kept, one that does not is clipped. Each search tries
-clipping fractions of the observed range on a coarse grid, then refines.
+closest to float: an outlier that matters downstream is kept, one that does not is clipped. The layer that writes
+the logits is judged by what it decides: the KL divergence of its class probabilities, not its output's cosine or
+squared error, which the few images with the largest logits rule (and those are the images a clipped range cannot
+flip). Each search tries clipping fractions of the observed range on a coarse grid, then refines.
 """
 from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -31,6 +34,7 @@ class Activations:
     hi: dict[str, float]
     sample: dict[str, np.ndarray]  # first SEARCH_IMAGES images
     layers: list[Layer]
+    outputs: frozenset[str] = frozenset()  # the graph's outputs: a layer writing one writes the logits
 
     def consumers(self, tensor: str) -> list[Layer]:
         return [la for la in self.layers if la.node.input[0] == tensor]
@@ -42,6 +46,7 @@ def collect(pre: Path, x: np.ndarray, input_name: str, batch: int, reduce_range:
 
     model = onnx.load(str(pre))
     layers = layers_of(model, reduce_range)
+    outputs = frozenset(o.name for o in model.graph.output)
     names = list(dict.fromkeys(la.node.input[0] for la in layers))
     del model.graph.output[:]
     model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in names)
@@ -62,7 +67,7 @@ def collect(pre: Path, x: np.ndarray, input_name: str, batch: int, reduce_range:
                 if seen < SEARCH_IMAGES:
                     parts[t].append(a[:SEARCH_IMAGES - seen])
             seen += len(outs[0])
-    return Activations(lo, hi, {t: np.concatenate(p) for t, p in parts.items()}, layers)
+    return Activations(lo, hi, {t: np.concatenate(p) for t, p in parts.items()}, layers, outputs)
 
 
 def search_ranges(acts: Activations, method: str, unsigned: bool) -> dict[str, ActRange]:
@@ -100,7 +105,9 @@ def _searched(acts: Activations, t: str, full: ActRange, method: str, unsigned: 
             with torch.no_grad():
                 for la, w, y in zip(consumers, wq, ref):
                     yq = la.run(xq, w)
-                    if method == "layer-mse":
+                    if la.node.output[0] in acts.outputs:
+                        total += logit_divergence(y, yq)
+                    elif method == "layer-mse":
                         total += float(((y - yq) ** 2).mean() / ((y ** 2).mean() + 1e-20))
                     else:
                         total += 1.0 - float(torch.nn.functional.cosine_similarity(y.flatten(1), yq.flatten(1)).mean())
@@ -109,6 +116,13 @@ def _searched(acts: Activations, t: str, full: ActRange, method: str, unsigned: 
     best = min(COARSE, key=lambda f: error(scaled(float(f))))
     fine = np.clip(np.linspace(best - 0.05, best + 0.05, 11), 0.01, 1.0)
     return scaled(float(min(fine, key=lambda f: error(scaled(float(f))))))
+
+
+def logit_divergence(y: Any, yq: Any) -> float:
+    """KL(softmax(y) ‖ softmax(yq)), the mean over images: how far int8 moves the class probabilities."""
+    torch = torch_module()
+    f = torch.nn.functional
+    return float(f.kl_div(f.log_softmax(yq, 1), f.log_softmax(y, 1), log_target=True, reduction="batchmean"))
 
 
 def _dequantized_weight(la: Layer) -> np.ndarray:
