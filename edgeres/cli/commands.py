@@ -160,7 +160,8 @@ def _not_kept(correction: dict[str, Any]) -> str:
 @click.option("--method", type=click.Choice([*METHODS, "auto"]), default=default(QuantConfig, "method"),
               show_default=True,
               help="Activation ranges. minmax, entropy, percentile: ONNX Runtime's calibrators; mse: least error of "
-                   "each tensor; layer-mse, layer-cosine: least error of the layers reading it. auto tries "
+                   "each tensor; layer-mse, layer-cosine: least error of the layers reading it (of the logits' class "
+                   "probabilities, for the last). auto tries "
                    "placements, methods and bias correction and keeps the best on a held-out validation slice.")
 @click.option("--placement", type=click.Choice(PLACEMENTS), default=default(QuantConfig, "placement"),
               show_default=True,
