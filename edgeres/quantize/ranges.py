@@ -34,7 +34,7 @@ class Activations:
     hi: dict[str, float]
     sample: dict[str, np.ndarray]  # first SEARCH_IMAGES images
     layers: list[Layer]
-    outputs: frozenset[str] = frozenset()  # the graph's outputs: a layer writing one writes the logits
+    outputs: frozenset[str] = frozenset()  # the logits: what a graph output is, or what its (Log)Softmax reads
 
     def consumers(self, tensor: str) -> list[Layer]:
         return [la for la in self.layers if la.node.input[0] == tensor]
@@ -46,7 +46,7 @@ def collect(pre: Path, x: np.ndarray, input_name: str, batch: int, reduce_range:
 
     model = onnx.load(str(pre))
     layers = layers_of(model, reduce_range)
-    outputs = frozenset(o.name for o in model.graph.output)
+    outputs = logits_of(model)
     names = list(dict.fromkeys(la.node.input[0] for la in layers))
     del model.graph.output[:]
     model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in names)
@@ -68,6 +68,13 @@ def collect(pre: Path, x: np.ndarray, input_name: str, batch: int, reduce_range:
                     parts[t].append(a[:SEARCH_IMAGES - seen])
             seen += len(outs[0])
     return Activations(lo, hi, {t: np.concatenate(p) for t, p in parts.items()}, layers, outputs)
+
+
+def logits_of(model: onnx.ModelProto) -> frozenset[str]:
+    """The graph's outputs, and the input of each Softmax or LogSoftmax that writes one: the tensors that decide."""
+    out = {o.name for o in model.graph.output}
+    return frozenset(out | {n.input[0] for n in model.graph.node
+                            if n.op_type in ("Softmax", "LogSoftmax") and n.output[0] in out})
 
 
 def search_ranges(acts: Activations, method: str, unsigned: bool) -> dict[str, ActRange]:

@@ -48,6 +48,31 @@ def small_run(small_cfg):
     return small_cfg, report
 
 
+@pytest.fixture(scope="session")
+def float_model(small_run, tmp_path_factory):
+    """The small run's float ONNX and its ONNX Runtime pre-processed copy, what quantize searches ranges on."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from edgeres.quantize.calibrate import quiet
+
+    cfg, _ = small_run
+    src = Path(cfg.out) / "model.onnx"
+    pre = tmp_path_factory.mktemp("pre") / "pre.onnx"
+    with quiet():
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
+    return src, pre
+
+
+@pytest.fixture(scope="session")
+def calib_x(float_model, calib_dir):
+    """The calibration images as the model's input tensors, and the input's name."""
+    from edgeres.data.calibration import load_calibration_set
+    from edgeres.onnx_model import onnx_info
+
+    info = onnx_info(float_model[0])
+    return load_calibration_set(Path(calib_dir)).images.tensors(info.preprocessing, "calibration"), info.input_name
+
+
 # one target for each parser limit below edgeres's default opset 18: opset 13 (TensorRT 8.2), 17 (8.5/8.6, desktop's
 # oldest); only the opset differs between exports for targets that share a parser
 EXPORT_FOR = {13: "jetson-nano", 17: "jetson-orin-nano"}
