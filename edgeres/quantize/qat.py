@@ -20,7 +20,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgeres.errors import ConfigError
-from edgeres.quantize.layers import fake_quant, torch_module
+from edgeres.quantize.layers import class_divergence, fake_quant, torch_module
 from edgeres.quantize.qdq_writer import WeightedPlan, quantized_reads, weight_matrix
 
 OPS = ("Conv", "Gemm", "Relu", "Add", "Concat", "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool",
@@ -168,10 +168,7 @@ def distill_loss(student: Any, teacher: Any) -> Any:
     """KL(teacher ‖ student) of the class probabilities softened by ``TEMPERATURE``, × T² (so its gradients keep the
     scale of the hard targets'), averaged over the images.
     """
-    f = torch_module().nn.functional
-    t = TEMPERATURE
-    return f.kl_div(f.log_softmax(student / t, 1), f.log_softmax(teacher / t, 1), log_target=True,
-                    reduction="batchmean") * t * t
+    return class_divergence(teacher, student, TEMPERATURE) * TEMPERATURE ** 2
 
 
 PROBE_IMAGES = 128  # the fixed images QAT's own objective is checked on, every tenth of the run

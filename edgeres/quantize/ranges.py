@@ -13,12 +13,11 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
 
-from edgeres.quantize.layers import Layer, fake_quant, layers_of, torch_module
+from edgeres.quantize.layers import Layer, class_divergence, fake_quant, layers_of, torch_module
 from edgeres.quantize.qdq_writer import ActRange
 
 SEARCHED = ("mse", "layer-mse", "layer-cosine")
@@ -91,12 +90,7 @@ def _searched(acts: Activations, t: str, full: ActRange, method: str, unsigned: 
     consumers = acts.consumers(t)
 
     def scaled(f: float) -> ActRange:
-        if full.lo >= 0:  # post-ReLU: clip the top only
-            return ActRange(0.0, full.hi * f)
-        if unsigned:
-            return ActRange(full.lo * f, full.hi * f)
-        a = full.amax * f
-        return ActRange(-a, a)
+        return clipped(full, f, unsigned)
 
     if method == "mse":
         def error(r: ActRange) -> float:
@@ -113,7 +107,7 @@ def _searched(acts: Activations, t: str, full: ActRange, method: str, unsigned: 
                 for la, w, y in zip(consumers, wq, ref):
                     yq = la.run(xq, w)
                     if la.node.output[0] in acts.outputs:
-                        total += logit_divergence(y, yq)
+                        total += float(class_divergence(y, yq))
                     elif method == "layer-mse":
                         total += float(((y - yq) ** 2).mean() / ((y ** 2).mean() + 1e-20))
                     else:
@@ -125,11 +119,16 @@ def _searched(acts: Activations, t: str, full: ActRange, method: str, unsigned: 
     return scaled(float(min(fine, key=lambda f: error(scaled(float(f))))))
 
 
-def logit_divergence(y: Any, yq: Any) -> float:
-    """KL(softmax(y) ‖ softmax(yq)), the mean over images: how far int8 moves the class probabilities."""
-    torch = torch_module()
-    f = torch.nn.functional
-    return float(f.kl_div(f.log_softmax(yq, 1), f.log_softmax(y, 1), log_target=True, reduction="batchmean"))
+def clipped(full: ActRange, f: float, unsigned: bool) -> ActRange:
+    """A candidate range: the fraction ``f`` of the observed ``full`` range (post-ReLU: the top only; symmetric int8:
+    of the larger side).
+    """
+    if full.lo >= 0:
+        return ActRange(0.0, full.hi * f)
+    if unsigned:
+        return ActRange(full.lo * f, full.hi * f)
+    a = full.amax * f
+    return ActRange(-a, a)
 
 
 def _dequantized_weight(la: Layer) -> np.ndarray:

@@ -7,9 +7,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from edgeres.quantize.correction import local_errors
-from edgeres.quantize.layers import fake_quant
+from edgeres.quantize.layers import class_divergence, fake_quant
 from edgeres.quantize.qdq_writer import ActRange, dequantized
-from edgeres.quantize.ranges import COARSE, collect, logit_divergence, logits_of, search_ranges
+from edgeres.quantize.ranges import COARSE, clipped, collect, logits_of, search_ranges
 
 torch = pytest.importorskip("torch")
 
@@ -41,11 +41,11 @@ def test_the_heads_range_is_searched_by_what_it_does_to_the_class_probabilities(
     y = head.run(xs, torch.from_numpy(head.weight))
 
     def kl(r):
-        return logit_divergence(y, head.run(fake_quant(xs, r, False), w))
+        return float(class_divergence(y, head.run(fake_quant(xs, r, False), w)))
 
     full = ActRange(min(acts.lo[t], 0.0), max(acts.hi[t], 0.0))
     chosen = search_ranges(acts, "layer-cosine", False)[t]
-    grid = [ActRange(full.lo * f, full.hi * f) if full.lo < 0 else ActRange(0.0, full.hi * f) for f in COARSE]
+    grid = [clipped(full, float(f), False) for f in COARSE]
     assert kl(chosen) <= min(kl(r) for r in grid) + 1e-9
     acts.outputs = frozenset()  # the same layer judged as any other: by its output's cosine
     by_cosine = search_ranges(acts, "layer-cosine", False)[t]
