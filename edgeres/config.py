@@ -168,6 +168,7 @@ class QuantConfig:
     adaround: int = 0  # weighted placement: learn the int8 rounding of this many of the worst layers
     qat: int = 0  # weighted placement: quantization-aware fine-tuning steps, the last resort
     qat_images: int = 5000  # QAT learns from this many images of the model's training split (0: the calibration set)
+    qat_restarts: int = 3  # QAT runs this many times (seeds 0, 1, …) and the judging images keep the best
 
     def validate(self) -> None:
         if self.recipe not in RECIPES:
@@ -180,6 +181,8 @@ class QuantConfig:
             raise ConfigError(f"--adaround takes a number of layers (0 or more), got {self.adaround}")
         if not 0 <= self.qat <= 100_000:
             raise ConfigError(f"--qat takes a number of steps from 0 to 100000, got {self.qat}")
+        if not 1 <= self.qat_restarts <= 20:
+            raise ConfigError(f"--qat-restarts takes a number of runs from 1 to 20, got {self.qat_restarts}")
         if not 0 <= self.qat_images <= 1_000_000:
             raise ConfigError(f"--qat-images takes a number of images from 0 to 1000000, got {self.qat_images}")
         if self.placement == "ort" and (self.bias_correction or self.adaround or self.qat):

@@ -178,6 +178,9 @@ def _not_kept(correction: dict[str, Any]) -> str:
               help="QAT learns from N class-balanced images of the model's training split, none a calibration "
                    "image, and N/6 more judge AdaRound and QAT with the validation slice; 0, or a model that names "
                    "no data set: the calibration images, judged on the slice alone.")
+@click.option("--qat-restarts", type=int, default=default(QuantConfig, "qat_restarts"), show_default=True, metavar="K",
+              help="QAT runs K times (seeds 0 to K-1) and the judging images keep the run that agrees best; "
+                   "each run takes QAT's time again.")
 @click.option("--percentile", type=float, default=default(QuantConfig, "percentile"), show_default=True)
 @click.option("--calibration", default=default(QuantConfig, "calibration"), show_default=True,
               help="A folder, or a set's name under calibration/. Default: the shipped set for a fashion-mnist model, "
@@ -197,9 +200,9 @@ def _not_kept(correction: dict[str, Any]) -> str:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: ONNX with .int8-RECIPE.onnx.")
 @json_option
 @handle_errors
-def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, adaround, qat, qat_images, percentile,
-                 calibration, allow_small, sensitivity, max_drop, max_float_layers, val_fraction, trt_cache_version, equalize,
-                 out, as_json):
+def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, adaround, qat, qat_images, qat_restarts,
+                 percentile, calibration, allow_small, sensitivity, max_drop, max_float_layers, val_fraction,
+                 trt_cache_version, equalize, out, as_json):
     """Post-training INT8 quantization to explicit Q/DQ ONNX, calibrated on images on disk.
 
     \b
@@ -214,7 +217,8 @@ def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, ad
     cfg = QuantConfig(recipe, method, calibration, percentile, allow_small=allow_small, sensitivity=sensitivity,
                       max_drop=max_drop, max_float_layers=max_float_layers, val_fraction=val_fraction,
                       trt_cache_version=trt_cache_version, equalize=equalize, placement=placement,
-                      bias_correction=bias_correction, adaround=adaround, qat=qat, qat_images=qat_images)
+                      bias_correction=bias_correction, adaround=adaround, qat=qat, qat_images=qat_images,
+                      qat_restarts=qat_restarts)
     r = qdq_from_onnx(onnx_path, out, cfg)
     s = r.search
     lines = [f"{r.onnx}: {r.recipe.name} recipe, {s.plan} on {r.calibration_images} calibration images, "
@@ -230,7 +234,8 @@ def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, ad
                      + _not_kept(a))
     if s.qat and "after" in s.qat:
         q = s.qat
-        lines.append(f"QAT, {q['steps']} steps on {q['images']} {q['source']} ({q['seconds']:.0f} s): agreement "
+        runs = f", best of {len(q['restarts'])} runs (seed {q['seed']})" if len(q["restarts"]) > 1 else ""
+        lines.append(f"QAT, {q['steps']} steps on {q['images']} {q['source']}{runs} ({q['seconds']:.0f} s): agreement "
                      f"{q['before']['agreement']:.2f} → {q['after']['agreement']:.2f}%"
                      + _not_kept(q))
     if s.equalize:

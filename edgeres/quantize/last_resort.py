@@ -26,11 +26,16 @@ def _fell(before: Score, after: Score) -> list[str]:
     return [k for k in FIDELITY if getattr(after, k) < getattr(before, k)]
 
 
+def _record(out: dict[str, Any], before: Score, after: Score) -> None:
+    """Into ``out``: the plan's and its correction's scores on the judging images, and whether it is kept."""
+    fell = _fell(before, after)
+    out.update(before=before.to_dict(), after=after.to_dict(), kept=not fell, fell=fell, judged_on=before.images)
+
+
 def _judged(ev: Evaluator, plan: Plan, new: Plan, out: dict[str, Any]) -> tuple[Score, Score]:
     """Scores ``plan`` and its correction ``new`` on the judging images into ``out`` (before, after, kept, fell)."""
     before, after = ev.variant(plan)[1], ev.variant(new)[1]
-    fell = _fell(before, after)
-    out.update(before=before.to_dict(), after=after.to_dict(), kept=not fell, fell=fell, judged_on=before.images)
+    _record(out, before, after)
     return before, after
 
 
@@ -92,18 +97,30 @@ def judge_of(ev: Evaluator | None, draw: TrainingDraw) -> Evaluator | None:
 
 def fine_tuned(ev: Evaluator | None, planner: Planner, plan: Plan, cfg: QuantConfig,
                images: np.ndarray) -> tuple[Plan, dict]:
-    """QAT of the chosen plan for ``cfg.qat`` steps on ``images``; kept only if no measure of ``_fell`` falls on
-    the judging images (``judge_of``).
+    """QAT of the chosen plan for ``cfg.qat`` steps on ``images``, ``cfg.qat_restarts`` times (seeds 0, 1, …: the
+    minibatches and the probe); the judging images (``judge_of``) keep the run that agrees best (then the highest
+    cosine), and keep it only if no measure of ``_fell`` falls against the plan.
+
+    On the fp32-trained DenseNet-121 QAT's seed alone moved the test images' agreement by 0.85 points of 10,000, and
+    the judges ranked the seeds as the test images did (`docs/int8-hard-case.md`).
     """
     if not isinstance(plan, Weighted):
         raise ConfigError("--qat fine-tunes with the weighted placement's fake-quantization, and this run chose ONNX "
                           "Runtime's; add --placement weighted")
     t0 = time.perf_counter()
-    new, out = planner.qat(plan, cfg.qat, images)
-    out.update(seconds=round(time.perf_counter() - t0, 1), kept=True)
-    if ev is not None:
-        before, after = _judged(ev, plan, new, out)
-        log(f"QAT, {cfg.qat} steps: agreement {before.agreement:.2f} → {after.agreement:.2f}%, drop "
+    before = ev.variant(plan)[1] if ev is not None else None
+    runs: list[tuple[Weighted, dict, Score | None]] = []
+    for seed in range(cfg.qat_restarts):
+        tuned, info = planner.qat(plan, cfg.qat, images, seed)
+        runs.append((tuned, {**info, "seed": seed}, ev.variant(tuned)[1] if ev is not None else None))
+    new, out, after = max(runs, key=lambda r: (r[2].agreement, r[2].cosine) if r[2] is not None else (0.0, 0.0))
+    out.update(seconds=round(time.perf_counter() - t0, 1), kept=True, restarts=[
+        {"seed": i["seed"], "loss_last": i["loss_last"], **({"agreement": s.agreement, "cosine": s.cosine} if s else {})}
+        for _, i, s in runs])
+    if before is not None and after is not None:
+        _record(out, before, after)
+        tries = f" (best of {len(runs)} runs: seed {out['seed']})" if len(runs) > 1 else ""
+        log(f"QAT, {cfg.qat} steps{tries}: agreement {before.agreement:.2f} → {after.agreement:.2f}%, drop "
             f"{before.drop:.2f} → {after.drop:.2f} pt" + _verdict(out, "the post-training model"))
     return (new if out["kept"] else plan), out
 

@@ -190,14 +190,14 @@ class Planner:
         return Weighted(plan, w.method, f"{w.label} + AdaRound ({len(todo)} layers)", w.percentile,
                         adarounded=[la.name for la in todo])
 
-    def qat(self, w: Weighted, steps: int, images: np.ndarray) -> tuple[Weighted, dict]:
+    def qat(self, w: Weighted, steps: int, images: np.ndarray, seed: int = 0) -> tuple[Weighted, dict]:
         """A copy of ``w`` written from a graph fine-tuned on ``images`` with its own fake-quantization for ``steps``
-        steps.
+        steps (``seed``: the order of its minibatches and its probe).
         """
         from edgeres.quantize.qat import qat
 
         plan = replace(w.plan, weights={}, biases={})
-        graph = self.work / f"qat-{steps}.onnx"
-        info = qat(self.pre, graph, plan, images, steps)
+        graph = self.work / f"qat-{steps}-{seed}.onnx"
+        info = qat(self.pre, graph, plan, images, steps, seed=seed)
         label = w.label.replace(" + bias correction", "").split(" + AdaRound")[0] + f" + QAT ({steps} steps)"
         return Weighted(plan, w.method, label, w.percentile, graph=graph), info

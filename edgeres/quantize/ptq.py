@@ -286,7 +286,7 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
             base.agreement < AUTO_ESCALATE_BELOW
         if escalate and not (cfg.adaround or cfg.qat):  # auto's last resorts, each kept only if it scores no worse
             log(f"validation agreement {base.agreement:.2f}% < {AUTO_ESCALATE_BELOW}%: trying AdaRound on the "
-                f"{AUTO_ADAROUND} worst layers, then {AUTO_QAT} QAT steps")
+                f"{AUTO_ADAROUND} worst layers, then {AUTO_QAT} QAT steps ({cfg.qat_restarts} runs)")
             cfg = replace(cfg, adaround=AUTO_ADAROUND, qat=AUTO_QAT)
         if cfg.adaround or cfg.qat:  # judged on the slice and on training images that neither calibrate nor train
             draw = training_draw(cfg, info.dataset, info.preprocessing, x_all, x)

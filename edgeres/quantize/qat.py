@@ -205,7 +205,7 @@ def qat(pre: Path, out: Path, plan: WeightedPlan, images: np.ndarray, steps: int
     best, first = [p.detach().clone() for p in params], probe_loss()
     best_loss, step_lr, backoffs, every = first, lr, 0, max(1, steps // 10)
     opt = torch.optim.Adam(params, lr=step_lr)
-    for s in progress(range(steps), desc="QAT", total=steps):
+    for s in progress(range(steps), desc=f"QAT, seed {seed}", total=steps):
         idx = torch.randint(0, len(x), (min(batch, len(x)),), generator=gen)
         loss = distill_loss(g(x[idx]), teacher[idx])
         opt.zero_grad()

@@ -59,6 +59,7 @@ NUMBERS = [
     (["quantize", "{onnx}", "--val-fraction", "0.9", "--out", "{tmp}/q.onnx"], "--val-fraction"),
     (["quantize", "{onnx}", "--adaround", "-1", "--out", "{tmp}/q.onnx"], "--adaround"),
     (["quantize", "{onnx}", "--qat", "-5", "--out", "{tmp}/q.onnx"], "--qat"),
+    (["quantize", "{onnx}", "--qat", "10", "--qat-restarts", "0", "--out", "{tmp}/q.onnx"], "--qat-restarts"),
     (["quantize", "{onnx}", "--placement", "ort", "--method", "layer-cosine", "--out", "{tmp}/q.onnx"],
      "drop --placement ort"),
     (["quantize", "{onnx}", "--placement", "ort", "--qat", "10", "--out", "{tmp}/q.onnx"], "drop --placement ort"),

@@ -258,10 +258,16 @@ def test_qat_through_the_cli(small_run, calib_dir, tmp_path):
     cfg, _ = small_run
     out = tmp_path / "q.onnx"
     p = edgeres("quantize", str(Path(cfg.out) / "model.onnx"), "--method", "mse", "--qat", "30", "--qat-images", "200",
-                "--calibration", str(calib_dir), "--out", str(out), "--json")
+                "--qat-restarts", "2", "--calibration", str(calib_dir), "--out", str(out), "--json")
     assert p.returncode == 0, p.stderr
     q = json.loads(p.stdout)["search"]["qat"]
     assert q["steps"] == 30 and "after" in q and q["loss_last"] < q["loss_first"]
+    # two runs, seeds 0 and 1; the judges kept the one that agrees best (the first of equals), and it is the one scored
+    runs = q["restarts"]
+    assert [r["seed"] for r in runs] == [0, 1]
+    best = max(runs, key=lambda r: (r["agreement"], r["cosine"]))
+    assert q["seed"] == best["seed"] and q["after"]["agreement"] == best["agreement"]
+    assert q["after"]["cosine"] == best["cosine"]
     # 240 drawn from the model's training split (24 a class), less any of the 100 calibration images among them, six
     # in seven to learn from and the rest to judge with the 20 of the validation slice
     assert 180 <= q["images"] <= 206 and q["source"] == "images of fashion-mnist's training split"

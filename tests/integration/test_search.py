@@ -152,7 +152,7 @@ def test_auto_escalates_to_adaround_then_qat_when_the_best_plan_falls_short(hard
     src, d, _ = hard_case
     out = d / "auto.onnx"
     r = qdq_from_onnx(src, out, QuantConfig(recipe="tensorrt", calibration=str(calib_dir), method="auto",
-                                            val_fraction=0.5, qat_images=300))
+                                            val_fraction=0.5, qat_images=300, qat_restarts=2))
     s = r.search.to_dict()
     a = s["adaround"]
     assert a is not None and len(a["layers"]) == 2 and {"before", "after", "kept"} <= a.keys()
@@ -160,6 +160,7 @@ def test_auto_escalates_to_adaround_then_qat_when_the_best_plan_falls_short(hard
     if a["after"]["agreement"] < 99.0:
         q = s["qat"]
         assert q is not None and q["steps"] == 20 and {"before", "after", "kept"} <= q.keys()
+        assert [r["seed"] for r in q["restarts"]] == [0, 1]
         assert q["loss_last"] < q["loss_first"]
     for c in (a, s["qat"]):
         if c is not None and "after" in c:  # kept exactly when no measure of fidelity fell on the slice
