@@ -110,7 +110,7 @@ def fine_tuned(ev: Evaluator | None, planner: Planner, plan: Plan, cfg: QuantCon
     t0 = time.perf_counter()
     before = ev.variant(plan)[1] if ev is not None else None
     runs: list[tuple[Weighted, dict, Score | None]] = []
-    for seed in range(cfg.qat_restarts):
+    for seed in range(cfg.qat_restarts if ev is not None else 1):  # without judges there is nothing to pick by
         tuned, info = planner.qat(plan, cfg.qat, images, seed)
         runs.append((tuned, {**info, "seed": seed}, ev.variant(tuned)[1] if ev is not None else None))
     new, out, after = max(runs, key=lambda r: (r[2].agreement, r[2].cosine) if r[2] is not None else (0.0, 0.0))
