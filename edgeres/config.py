@@ -19,6 +19,7 @@ METHODS: tuple[str, ...] = get_args(Method)
 RECIPES: tuple[str, ...] = get_args(RecipeName)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 PLACEMENTS = ("auto", "weighted", "ort")  # where Q/DQ goes: weighted layers only, or ONNX Runtime's every-op placement
+QAT_RANGES = ("learned", "fixed")  # whether QAT learns the activation ranges with the weights
 SCHEDULES = ("onecycle", "cosine")
 AUGMENTS = ("auto", "none", "flip", "crop", "flip+crop", "rrc", "rrc+flip")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
@@ -169,6 +170,7 @@ class QuantConfig:
     qat: int = 0  # weighted placement: quantization-aware fine-tuning steps, the last resort
     qat_images: int = 5000  # QAT learns from this many images of the model's training split (0: the calibration set)
     qat_restarts: int = 3  # QAT runs this many times (seeds 0, 1, …) and the judging images keep the best
+    qat_ranges: str = "learned"  # QAT learns each activation range with the weights (LSQ), or keeps the plan's (fixed)
 
     def validate(self) -> None:
         if self.recipe not in RECIPES:
@@ -183,6 +185,8 @@ class QuantConfig:
             raise ConfigError(f"--qat takes a number of steps from 0 to 100000, got {self.qat}")
         if not 1 <= self.qat_restarts <= 20:
             raise ConfigError(f"--qat-restarts takes a number of runs from 1 to 20, got {self.qat_restarts}")
+        if self.qat_ranges not in QAT_RANGES:
+            raise ConfigError(f"--qat-ranges takes {' or '.join(QAT_RANGES)}, got {self.qat_ranges!r}")
         if not 0 <= self.qat_images <= 1_000_000:
             raise ConfigError(f"--qat-images takes a number of images from 0 to 1000000, got {self.qat_images}")
         if self.placement == "ort" and (self.bias_correction or self.adaround or self.qat):

@@ -17,6 +17,7 @@ from edgeres.config import (
     METHODS,
     PLACEMENTS,
     PRECISIONS,
+    QAT_RANGES,
     RECIPES,
     SCHEDULES,
     BuildConfig,
@@ -181,6 +182,10 @@ def _not_kept(correction: dict[str, Any]) -> str:
 @click.option("--qat-restarts", type=int, default=default(QuantConfig, "qat_restarts"), show_default=True, metavar="K",
               help="QAT runs K times (seeds 0 to K-1) and the judging images keep the run that agrees best; "
                    "each run takes QAT's time again.")
+@click.option("--qat-ranges", type=click.Choice(QAT_RANGES), default=default(QuantConfig, "qat_ranges"),
+              show_default=True,
+              help="learned: QAT learns each activation range with the weights (LSQ) and the Q/DQ model is written "
+                   "with them; fixed: it keeps the ranges the post-training plan chose.")
 @click.option("--percentile", type=float, default=default(QuantConfig, "percentile"), show_default=True)
 @click.option("--calibration", default=default(QuantConfig, "calibration"), show_default=True,
               help="A folder, or a set's name under calibration/. Default: the shipped set for a fashion-mnist model, "
@@ -201,7 +206,7 @@ def _not_kept(correction: dict[str, Any]) -> str:
 @json_option
 @handle_errors
 def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, adaround, qat, qat_images, qat_restarts,
-                 percentile, calibration, allow_small, sensitivity, max_drop, max_float_layers, val_fraction,
+                 qat_ranges, percentile, calibration, allow_small, sensitivity, max_drop, max_float_layers, val_fraction,
                  trt_cache_version, equalize, out, as_json):
     """Post-training INT8 quantization to explicit Q/DQ ONNX, calibrated on images on disk.
 
@@ -218,7 +223,7 @@ def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, ad
                       max_drop=max_drop, max_float_layers=max_float_layers, val_fraction=val_fraction,
                       trt_cache_version=trt_cache_version, equalize=equalize, placement=placement,
                       bias_correction=bias_correction, adaround=adaround, qat=qat, qat_images=qat_images,
-                      qat_restarts=qat_restarts)
+                      qat_restarts=qat_restarts, qat_ranges=qat_ranges)
     r = qdq_from_onnx(onnx_path, out, cfg)
     s = r.search
     lines = [f"{r.onnx}: {r.recipe.name} recipe, {s.plan} on {r.calibration_images} calibration images, "
@@ -235,6 +240,8 @@ def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, ad
     if s.qat and "after" in s.qat:
         q = s.qat
         runs = f", best of {len(q['restarts'])} runs (seed {q['seed']})" if len(q["restarts"]) > 1 else ""
+        rg = q.get("ranges", {})
+        runs += (f", ranges learned (×{rg['factor_min']:.2f} to ×{rg['factor_max']:.2f})" if rg.get("range_lr") else "")
         lines.append(f"QAT, {q['steps']} steps on {q['images']} {q['source']}{runs} ({q['seconds']:.0f} s): agreement "
                      f"{q['before']['agreement']:.2f} → {q['after']['agreement']:.2f}%"
                      + _not_kept(q))

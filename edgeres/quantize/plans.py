@@ -192,12 +192,15 @@ class Planner:
 
     def qat(self, w: Weighted, steps: int, images: np.ndarray, seed: int = 0) -> tuple[Weighted, dict]:
         """A copy of ``w`` written from a graph fine-tuned on ``images`` with its own fake-quantization for ``steps``
-        steps (``seed``: the order of its minibatches and its probe).
+        steps (``seed``: the order of its minibatches and its probe), with the activation ranges QAT learned
+        (``--qat-ranges learned``) or the plan's.
         """
-        from edgeres.quantize.qat import qat
+        from edgeres.quantize.qat import RANGE_LR, qat
 
         plan = replace(w.plan, weights={}, biases={})
         graph = self.work / f"qat-{steps}-{seed}.onnx"
-        info = qat(self.pre, graph, plan, images, steps, seed=seed)
+        info, ranges = qat(self.pre, graph, plan, images, steps, seed=seed,
+                           range_lr=RANGE_LR if self.cfg.qat_ranges == "learned" else 0.0)
+        plan = replace(plan, ranges=ranges)
         label = w.label.replace(" + bias correction", "").split(" + AdaRound")[0] + f" + QAT ({steps} steps)"
         return Weighted(plan, w.method, label, w.percentile, graph=graph), info

@@ -2,13 +2,14 @@
 
 The float ONNX graph (BatchNorm already folded where ONNX folds it) runs as a torch module: each initializer a
 parameter, each node its torch function. Fake-quantization sits on exactly the tensors the weighted placement
-quantizes, with the plan's activation ranges (fixed) and per-channel int8 weights whose scales follow the weights,
-as the writer computes them; gradients pass straight through the rounding. The student learns the float model's
-decisions on training images by distillation: the KL divergence between the two models' class probabilities, both
-softened by ``TEMPERATURE`` (Hinton et al., 2015). Matching the logits by mean squared error instead is ruled by the
-few images whose logits are largest, and on a DenseNet-121 whose logits reach ±130 it made the int8 model worse
-(`docs/int8-hard-case.md`). Its weights are written back into the ONNX graph, and the plan then writes Q/DQ around
-them with the same ranges, so the exported int8 model computes what was trained.
+quantizes, with per-channel int8 weights whose scales follow the weights, as the writer computes them; gradients pass
+straight through the rounding. Each activation range starts at the plan's and, with ``--qat-ranges learned`` (the
+default), is learned with the weights as one factor per tensor, by LSQ's gradients (Esser et al., 2020). The student
+learns the float model's decisions on training images by distillation: the KL divergence between the two models'
+class probabilities, both softened by ``TEMPERATURE`` (Hinton et al., 2015). Matching the logits by mean squared error
+instead is ruled by the few images whose logits are largest, and on a DenseNet-121 whose logits reach ±130 it made
+the int8 model worse (`docs/int8-hard-case.md`). Its weights are written back into the ONNX graph, and the plan then
+writes Q/DQ around them with the ranges it learned, so the exported int8 model computes what was trained.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from onnx import helper, numpy_helper
 
 from edgeres.errors import ConfigError
 from edgeres.quantize.layers import class_divergence, fake_quant, torch_module
-from edgeres.quantize.qdq_writer import WeightedPlan, quantized_reads, weight_matrix
+from edgeres.quantize.qdq_writer import ActRange, WeightedPlan, act_qparams, quantized_reads, weight_matrix
 
 OPS = ("Conv", "Gemm", "Relu", "Add", "Concat", "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool",
        "ReduceMean", "Reshape", "Flatten", "Identity", "Mul", "Sub", "Div", "Pad", "Slice", "Constant")
@@ -34,7 +35,7 @@ def _attrs(n: onnx.NodeProto) -> dict[str, Any]:
 class GraphModule:
     """A float ONNX graph as trainable torch code; ``quantized`` switches the fake-quantization on."""
 
-    def __init__(self, model: onnx.ModelProto, plan: WeightedPlan) -> None:
+    def __init__(self, model: onnx.ModelProto, plan: WeightedPlan, learn_ranges: bool = False) -> None:
         torch = torch_module()
         self.model, self.plan = model, plan
         bad = sorted({n.op_type for n in model.graph.node} - set(OPS))
@@ -51,6 +52,8 @@ class GraphModule:
         chosen, self.reads = quantized_reads(model, plan)
         self.weighted = {n.name for n in chosen}
         self.quantized = False
+        # each quantized tensor's range as a learned factor on the plan's (its log, 0 at the start), when learned
+        self.log_gain = {t: torch.zeros((), requires_grad=True) for t in plan.ranges} if learn_ranges else {}
 
     def trainable(self) -> list[Any]:
         return [p for p in self.params.values() if getattr(p, "requires_grad", False)]
@@ -73,7 +76,10 @@ class GraphModule:
         for k, t in enumerate(n.input):
             x = env[t] if t else None
             if self.quantized and (idx, k) in self.reads:
-                x = x + (fake_quant(x, self.plan.ranges[t], self.plan.unsigned) - x).detach()
+                if t in self.log_gain:
+                    x = learned_quant(x, self.plan.ranges[t], self.plan.unsigned, self.log_gain[t])
+                else:
+                    x = x + (fake_quant(x, self.plan.ranges[t], self.plan.unsigned) - x).detach()
             out.append(x)
         return out
 
@@ -154,6 +160,20 @@ class GraphModule:
         onnx.save(self.model, str(out))
 
 
+def learned_quant(x: Any, r: ActRange, unsigned: bool, log_gain: Any) -> Any:
+    """``x`` through Q/DQ over ``r`` scaled by ``exp(log_gain)``, with LSQ's gradients (Esser et al., 2020): straight
+    through the rounding inside the range, none for ``x`` outside it, and to the scale the rounding error inside and
+    the clipped level outside.
+    """
+    torch = torch_module()
+    scale, zp = act_qparams(r, unsigned)
+    s, z = float(scale) * torch.exp(log_gain), float(zp)
+    lo, hi = (0.0, 255.0) if unsigned else (-128.0, 127.0)
+    v = x / s
+    v = v + (torch.round(v) - v).detach()
+    return (torch.clamp(v + z, lo, hi) - z) * s
+
+
 def _restore(params: list[Any], saved: list[Any]) -> None:
     torch = torch_module()
     with torch.no_grad():
@@ -162,6 +182,7 @@ def _restore(params: list[Any], saved: list[Any]) -> None:
 
 
 TEMPERATURE = 2.0  # distillation's softening of both models' logits
+RANGE_LR = 1e-3  # Adam's step on each range's log factor: 200 steps move a range by up to about a fifth
 
 
 def distill_loss(student: Any, teacher: Any) -> Any:
@@ -176,9 +197,10 @@ BACKOFF = 2.0  # a check this many times above the best so far: back to the best
 
 
 def qat(pre: Path, out: Path, plan: WeightedPlan, images: np.ndarray, steps: int, batch: int = 32,
-        lr: float = 1e-5, seed: int = 0) -> dict[str, Any]:
+        lr: float = 1e-5, seed: int = 0, range_lr: float = RANGE_LR) -> tuple[dict[str, Any], dict[str, ActRange]]:
     """Fine-tune ``pre`` for ``steps`` steps with int8 fake-quant, distilled from its own float logits on ``images``;
-    writes ``out``.
+    writes ``out`` and returns what it did and each quantized tensor's range (learned, or the plan's when
+    ``range_lr`` is 0).
 
     Every tenth of the run the objective is measured on a fixed probe of the images, and the weights it is lowest at
     are the ones written, so QAT never returns weights it scores worse than those it started from. A check far above
@@ -190,7 +212,7 @@ def qat(pre: Path, out: Path, plan: WeightedPlan, images: np.ndarray, steps: int
 
     torch = torch_module()
     gen = torch.Generator().manual_seed(seed)
-    g = GraphModule(onnx.load(str(pre)), plan)
+    g = GraphModule(onnx.load(str(pre)), plan, learn_ranges=range_lr > 0)
     x = torch.from_numpy(images)
     with torch.no_grad():
         teacher = torch.cat([g(x[k:k + 256]) for k in range(0, len(x), 256)])
@@ -201,10 +223,16 @@ def qat(pre: Path, out: Path, plan: WeightedPlan, images: np.ndarray, steps: int
         with torch.no_grad():
             return float(distill_loss(g(x[probe]), teacher[probe]))
 
-    params = g.trainable()
+    weights, gains = g.trainable(), list(g.log_gain.values())
+    params = weights + gains
+
+    def optimizer(scale: float) -> Any:
+        groups = [{"params": weights, "lr": lr * scale}] + ([{"params": gains, "lr": range_lr * scale}] if gains else [])
+        return torch.optim.Adam(groups)
+
     best, first = [p.detach().clone() for p in params], probe_loss()
     best_loss, step_lr, backoffs, every = first, lr, 0, max(1, steps // 10)
-    opt = torch.optim.Adam(params, lr=step_lr)
+    opt = optimizer(1.0)
     for s in progress(range(steps), desc=f"QAT, seed {seed}", total=steps):
         idx = torch.randint(0, len(x), (min(batch, len(x)),), generator=gen)
         loss = distill_loss(g(x[idx]), teacher[idx])
@@ -219,8 +247,14 @@ def qat(pre: Path, out: Path, plan: WeightedPlan, images: np.ndarray, steps: int
         elif now > BACKOFF * best_loss:
             _restore(params, best)
             step_lr, backoffs = step_lr / 4, backoffs + 1
-            opt = torch.optim.Adam(params, lr=step_lr)
+            opt = optimizer(step_lr / lr)
     _restore(params, best)
     g.save_weights(out)
-    return {"steps": steps, "images": int(len(x)), "lr": lr, "batch": batch, "probe_images": int(len(probe)),
-            "loss_first": first, "loss_last": best_loss, "backoffs": backoffs, "lr_last": step_lr}
+    gains = {t: float(torch.exp(v.detach())) for t, v in g.log_gain.items()}
+    ranges = {t: ActRange(r.lo * gains.get(t, 1.0), r.hi * gains.get(t, 1.0)) for t, r in plan.ranges.items()}
+    moved = np.array(list(gains.values()) or [1.0])
+    info = {"steps": steps, "images": int(len(x)), "lr": lr, "batch": batch, "probe_images": int(len(probe)),
+            "loss_first": first, "loss_last": best_loss, "backoffs": backoffs, "lr_last": step_lr,
+            "ranges": {"learned": len(gains), "range_lr": range_lr, "factor_min": round(float(moved.min()), 4),
+                       "factor_median": round(float(np.median(moved)), 4), "factor_max": round(float(moved.max()), 4)}}
+    return info, ranges
