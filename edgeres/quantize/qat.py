@@ -250,11 +250,11 @@ def qat(pre: Path, out: Path, plan: WeightedPlan, images: np.ndarray, steps: int
             opt = optimizer(step_lr / lr)
     _restore(params, best)
     g.save_weights(out)
-    gains = {t: float(torch.exp(v.detach())) for t, v in g.log_gain.items()}
-    ranges = {t: ActRange(r.lo * gains.get(t, 1.0), r.hi * gains.get(t, 1.0)) for t, r in plan.ranges.items()}
-    moved = np.array(list(gains.values()) or [1.0])
+    factors = {t: float(torch.exp(v.detach())) for t, v in g.log_gain.items()}
+    ranges = {t: ActRange(r.lo * factors.get(t, 1.0), r.hi * factors.get(t, 1.0)) for t, r in plan.ranges.items()}
+    moved = np.array(list(factors.values()) or [1.0])
     info = {"steps": steps, "images": int(len(x)), "lr": lr, "batch": batch, "probe_images": int(len(probe)),
             "loss_first": first, "loss_last": best_loss, "backoffs": backoffs, "lr_last": step_lr,
-            "ranges": {"learned": len(gains), "range_lr": range_lr, "factor_min": round(float(moved.min()), 4),
+            "ranges": {"learned": len(factors), "range_lr": range_lr, "factor_min": round(float(moved.min()), 4),
                        "factor_median": round(float(np.median(moved)), 4), "factor_max": round(float(moved.max()), 4)}}
     return info, ranges
