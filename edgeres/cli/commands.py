@@ -177,8 +177,8 @@ def _not_kept(correction: dict[str, Any]) -> str:
                    "Q/DQ goes, distilled from the float model's logits (weighted).")
 @click.option("--qat-images", type=int, default=default(QuantConfig, "qat_images"), show_default=True, metavar="N",
               help="QAT learns from N class-balanced images of the model's training split, none a calibration "
-                   "image, and N/6 more judge AdaRound and QAT with the validation slice; 0, or a model that names "
-                   "no data set: the calibration images, judged on the slice alone.")
+                   "image, and 1.2 N more (up to 1 GiB) judge AdaRound and QAT with the validation slice; 0, or a "
+                   "model that names no data set: the calibration images, judged on the slice alone.")
 @click.option("--qat-restarts", type=int, default=default(QuantConfig, "qat_restarts"), show_default=True, metavar="K",
               help="QAT runs K times (seeds 0 to K-1) and the judging images keep the run that agrees best; "
                    "each run takes QAT's time again.")

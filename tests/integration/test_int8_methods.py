@@ -225,23 +225,24 @@ def test_weighted_nodes_are_the_convolutions_and_the_head(float_model):
 
 
 def test_the_last_resorts_learn_and_are_judged_on_training_images_that_never_calibrate_or_validate(
-        float_model, calib_x, calib_dir, tmp_path):
+        float_model, calib_x, calib_dir, tmp_path, monkeypatch):
     """QAT's images and the last resorts' judges: one class-balanced draw from the model's training split, less every
-    calibration image (the validation slice among them), split six to one and never shared; the judge scores the
-    slice and its share together. Without a data set (or with --qat-images 0), QAT learns from the calibration images
-    and the slice alone judges."""
+    calibration image (the validation slice among them), split 5 to 6 (6 judges for 5 QAT images) and never shared;
+    the judge scores the slice and its share together. Without a data set (or with --qat-images 0), QAT learns from
+    the calibration images and the slice alone judges."""
     from edgeres.data.calibration import sample_calibration
+    from edgeres.quantize import last_resort
     from edgeres.quantize.last_resort import judge_of, training_draw
     from edgeres.quantize.search import Evaluator
 
     src, pre_onnx = float_model
     pre = onnx_info(src).preprocessing
-    drawn = sample_calibration("fashion-mnist", 350, seed=1).images  # the draw training_draw makes for 300
-    held = drawn.subset(list(range(0, 350, 5)))  # a "calibration set" that shares 70 of its images
+    drawn = sample_calibration("fashion-mnist", 660, seed=1).images  # the draw training_draw makes for 300: 300 + 360
+    held = drawn.subset(list(range(0, 660, 5)))  # a "calibration set" that shares 132 of its images
     calibrated_x = held.tensors(pre)
     d = training_draw(QuantConfig(qat=10, qat_images=300), "fashion-mnist", pre, calibrated_x, calib_x[0])
     assert d.source == "images of fashion-mnist's training split"
-    assert (len(d.x), len(d.judge_x), len(d.judge_y)) == (240, 40, 40)
+    assert (len(d.x), len(d.judge_x), len(d.judge_y)) == (240, 288, 288)  # the 528 left, split 300 : 360
     calibrated, learnt, judging = ({a.tobytes() for a in arr} for arr in (calibrated_x, d.x, d.judge_x))
     assert not calibrated & (learnt | judging) and not learnt & judging
     by_image = dict(zip((a.tobytes() for a in drawn.tensors(pre)), drawn.labels))
@@ -249,9 +250,12 @@ def test_the_last_resorts_learn_and_are_judged_on_training_images_that_never_cal
     labels = load_calibration_set(Path(calib_dir)).images.labels[:20]
     ev = Evaluator(pre_onnx, calib_x[0][:20], labels, recipe_for("tensorrt"), tmp_path)
     judge = judge_of(ev, d)
-    assert judge is not None and len(judge.x) == 60 and list(judge.y) == list(labels) + list(d.judge_y)
+    assert judge is not None and len(judge.x) == 308 and list(judge.y) == list(labels) + list(d.judge_y)
     alone = training_draw(QuantConfig(adaround=2, qat_images=300), "fashion-mnist", pre, calibrated_x, calib_x[0])
-    assert len(alone.x) == 0 and 40 <= len(alone.judge_x) <= 50  # AdaRound alone: 50 drawn, all to judge
+    assert len(alone.x) == 0 and 228 <= len(alone.judge_x) <= 360  # AdaRound alone: 360 drawn, all to judge
+    monkeypatch.setattr(last_resort, "JUDGE_BYTES", 100 * calibrated_x[0].nbytes)  # room for 100 judges
+    capped = training_draw(QuantConfig(qat=10, qat_images=300), "fashion-mnist", pre, calibrated_x, calib_x[0])
+    assert len(capped.judge_x) + len(capped.x) <= 400 and len(capped.judge_x) <= 100
     assert not calibrated & {a.tobytes() for a in alone.judge_x}
     for cfg, data in ((QuantConfig(qat=10, qat_images=0), "fashion-mnist"), (QuantConfig(qat=10), None)):
         d = training_draw(cfg, data, pre, calibrated_x, calib_x[0])

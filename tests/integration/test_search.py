@@ -148,6 +148,7 @@ def test_auto_escalates_to_adaround_then_qat_when_the_best_plan_falls_short(hard
 
     monkeypatch.setattr(ptq, "AUTO_ADAROUND", 2)
     monkeypatch.setattr(ptq, "AUTO_QAT", 20)
+    monkeypatch.setattr(ptq, "AUTO_ESCALATE_BELOW", 100.1)  # a mark no slice reaches: QAT runs whatever AdaRound does
     monkeypatch.setattr(ptq, "AUTO_CANDIDATES", (("weighted", "minmax", None), ("weighted", "layer-cosine", None)))
     src, d, _ = hard_case
     out = d / "auto.onnx"
@@ -157,11 +158,10 @@ def test_auto_escalates_to_adaround_then_qat_when_the_best_plan_falls_short(hard
     a = s["adaround"]
     assert a is not None and len(a["layers"]) == 2 and {"before", "after", "kept"} <= a.keys()
     assert a["judged_on"] > 50  # the slice and a share of the training images drawn for QAT
-    if a["after"]["agreement"] < 99.0:
-        q = s["qat"]
-        assert q is not None and q["steps"] == 20 and {"before", "after", "kept"} <= q.keys()
-        assert [r["seed"] for r in q["restarts"]] == [0, 1]
-        assert q["loss_last"] < q["loss_first"]
+    q = s["qat"]
+    assert q is not None and q["steps"] == 20 and {"before", "after", "kept"} <= q.keys()
+    assert [r["seed"] for r in q["restarts"]] == [0, 1]
+    assert q["loss_last"] < q["loss_first"]
     for c in (a, s["qat"]):
         if c is not None and "after" in c:  # kept exactly when no measure of fidelity fell on the slice
             fell = [k for k in FIDELITY if c["after"][k] < c["before"][k]]
