@@ -156,7 +156,7 @@ def test_adaround_and_bias_correction_through_the_cli(small_run, calib_dir, tmp_
     cfg, _ = small_run
     out = tmp_path / "a.onnx"
     p = edgeres("quantize", str(Path(cfg.out) / "model.onnx"), "--method", "mse", "--bias-correction",
-                "--adaround", "2", "--calibration", str(calib_dir), "--out", str(out), "--json")
+                "--adaround", "2", "--qat-images", "200", "--calibration", str(calib_dir), "--out", str(out), "--json")
     assert p.returncode == 0, p.stderr
     import json
     doc = json.loads(p.stdout)

@@ -51,11 +51,11 @@ def test_qat_through_the_cli(small_run, calib_dir, tmp_path):
 
     cfg, _ = small_run
     out = tmp_path / "q.onnx"
-    p = edgeres("quantize", str(Path(cfg.out) / "model.onnx"), "--method", "mse", "--qat", "30", "--qat-images", "200",
+    p = edgeres("quantize", str(Path(cfg.out) / "model.onnx"), "--method", "mse", "--qat", "12", "--qat-images", "200",
                 "--qat-restarts", "2", "--calibration", str(calib_dir), "--out", str(out), "--json")
     assert p.returncode == 0, p.stderr
     q = json.loads(p.stdout)["search"]["qat"]
-    assert q["steps"] == 30 and "after" in q and q["loss_last"] < q["loss_first"]
+    assert q["steps"] == 12 and "after" in q and q["loss_last"] < q["loss_first"]
     # two runs, seeds 0 and 1; the judges kept the one that agrees best (the first of equals), and it is the one scored
     runs = q["restarts"]
     assert [r["seed"] for r in runs] == [0, 1]
@@ -67,7 +67,7 @@ def test_qat_through_the_cli(small_run, calib_dir, tmp_path):
     assert 150 <= q["images"] <= 200 and q["source"] == "images of fashion-mnist's training split"
     assert q["judged_on"] > q["images"] and q["images"] + q["judged_on"] - 20 <= 440
     assert check_qdq(onnx.load(str(out))).ok
-    assert ("QAT (30 steps)" in json.loads(p.stdout)["plan"]) == q["kept"]
+    assert ("QAT (12 steps)" in json.loads(p.stdout)["plan"]) == q["kept"]
 
 
 def test_qat_with_too_large_a_step_backs_off_and_returns_no_worse_weights(float_model, calib_x, tmp_path):
