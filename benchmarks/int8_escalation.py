@@ -32,10 +32,12 @@ CONFIGS = {
     "lmse+bc+ada-all": {"method": "layer-mse", "bias_correction": True, "adaround": 1000},
     "lmse+bc+qat200": {"method": "layer-mse", "bias_correction": True, "qat": 200},
     "lcos": {"method": "layer-cosine"},
+    "lcos-nooffset": {"method": "layer-cosine", "offset_inputs": False},  # TensorRT's int8 on 128 levels after ReLU
     "lcos+bc": {"method": "layer-cosine", "bias_correction": True},
     "lcos+qat400": {"method": "layer-cosine", "qat": 400},
     "lcos+qat400-calib": {"method": "layer-cosine", "qat": 400, "qat_images": 0},  # QAT on the calibration images
     "auto": {"method": "auto"},
+    "auto-nooffset": {"method": "auto", "offset_inputs": False},
     "auto+eq": {"method": "auto", "equalize": True},
 }
 

@@ -171,6 +171,7 @@ class QuantConfig:
     qat_images: int = 5000  # QAT learns from this many images of the model's training split (0: the calibration set)
     qat_restarts: int = 3  # QAT runs this many times (seeds 0, 1, …) and the judging images keep the best
     qat_ranges: str = "learned"  # QAT learns each activation range with the weights (LSQ), or keeps the plan's (fixed)
+    offset_inputs: bool = True  # tensorrt recipe: never-negative inputs of unpadded layers over 256 levels (qdq_writer)
 
     def validate(self) -> None:
         if self.recipe not in RECIPES:

@@ -202,12 +202,16 @@ def _not_kept(correction: dict[str, Any]) -> str:
               help="Also write a legacy TensorRT calibration cache (implicit INT8, TensorRT ≤ 10), e.g. 8.5.2.")
 @click.option("--equalize/--no-equalize", default=False, show_default=True,
               help="Cross-layer equalization of Conv/BN → ReLU → Conv pairs before calibration (planted outliers).")
+@click.option("--offset-inputs/--no-offset-inputs", default=default(QuantConfig, "offset_inputs"), show_default=True,
+              help="tensorrt recipe, weighted placement: quantize each never-negative input of an unpadded Conv or "
+                   "Gemm (post-ReLU) over all 256 int8 levels, read 128 steps lower with the offset given back in "
+                   "the layer's bias (exact); TensorRT's symmetric int8 otherwise uses 128 of them.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: ONNX with .int8-RECIPE.onnx.")
 @json_option
 @handle_errors
 def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, adaround, qat, qat_images, qat_restarts,
                  qat_ranges, percentile, calibration, allow_small, sensitivity, max_drop, max_float_layers, val_fraction,
-                 trt_cache_version, equalize, out, as_json):
+                 trt_cache_version, equalize, offset_inputs, out, as_json):
     """Post-training INT8 quantization to explicit Q/DQ ONNX, calibrated on images on disk.
 
     \b
@@ -223,7 +227,7 @@ def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, ad
                       max_drop=max_drop, max_float_layers=max_float_layers, val_fraction=val_fraction,
                       trt_cache_version=trt_cache_version, equalize=equalize, placement=placement,
                       bias_correction=bias_correction, adaround=adaround, qat=qat, qat_images=qat_images,
-                      qat_restarts=qat_restarts, qat_ranges=qat_ranges)
+                      qat_restarts=qat_restarts, qat_ranges=qat_ranges, offset_inputs=offset_inputs)
     r = qdq_from_onnx(onnx_path, out, cfg)
     s = r.search
     lines = [f"{r.onnx}: {r.recipe.name} recipe, {s.plan} on {r.calibration_images} calibration images, "
@@ -253,6 +257,9 @@ def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, ad
         b = s.all_int8
         lines.append(f"validation slice ({b['images']} images): all-int8 agreement {b['agreement']:.2f}%, "
                      f"top-1 drop {b['drop']:.2f} pt")
+    if s.offset_inputs:
+        lines.append(f"{s.offset_inputs} never-negative layer inputs over all 256 int8 levels (an offset, given back in "
+                     f"each layer's bias; --no-offset-inputs: 128)")
     if s.float_layers:
         lines.append(f"kept in float to meet --max-drop {max_drop}: {', '.join(s.float_layers)} "
                      f"(drop now {s.budget_steps[-1]['drop']:.2f} pt)")

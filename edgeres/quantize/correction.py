@@ -19,7 +19,7 @@ ZETA, GAMMA = 1.1, -0.1  # the rectified sigmoid's stretch (AdaRound's defaults)
 
 
 def local_errors(acts: Activations, ranges: dict[str, ActRange], unsigned: bool,
-                 weights: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+                 weights: dict[str, np.ndarray] | None = None, offset: frozenset[str] = frozenset()) -> dict[str, float]:
     """1 − cosine of each layer's output, int8 input and weights against float, on the search images."""
     torch = torch_module()
     out = {}
@@ -30,14 +30,18 @@ def local_errors(acts: Activations, ranges: dict[str, ActRange], unsigned: bool,
             if weights and la.name in weights:
                 q = weights[la.name]
             y = la.run(x, torch.from_numpy(la.weight))
-            yq = la.run(fake_quant(x, ranges[la.node.input[0]], unsigned), torch.from_numpy(dequantized(q, scale)))
+            t = la.node.input[0]
+            yq = la.run(fake_quant(x, ranges[t], unsigned or t in offset), torch.from_numpy(dequantized(q, scale)))
             out[la.name] = 1.0 - float(torch.nn.functional.cosine_similarity(y.flatten(1), yq.flatten(1)).mean())
     return out
 
 
 def corrected_biases(acts: Activations, ranges: dict[str, ActRange], unsigned: bool,
-                     weights: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """Each biased layer's bias plus the mean output shift its int8 weights cause."""
+                     weights: dict[str, np.ndarray] | None = None,
+                     offset: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
+    """Each biased layer's bias plus the mean output shift its int8 weights cause (``offset``: as in
+    `search_ranges`).
+    """
     torch = torch_module()
     out = {}
     with torch.no_grad():
@@ -47,7 +51,8 @@ def corrected_biases(acts: Activations, ranges: dict[str, ActRange], unsigned: b
             q, scale = la.int8_weight()
             if weights and la.name in weights:
                 q = weights[la.name]
-            xq = fake_quant(torch.from_numpy(acts.sample[la.node.input[0]]), ranges[la.node.input[0]], unsigned)
+            t = la.node.input[0]
+            xq = fake_quant(torch.from_numpy(acts.sample[t]), ranges[t], unsigned or t in offset)
             diff = la.run(xq, torch.from_numpy(la.weight - dequantized(q, scale)), bias=False)
             dims = [0, 2, 3] if diff.ndim == 4 else [0]
             out[la.name] = la.bias + diff.mean(dim=dims).numpy()

@@ -19,7 +19,7 @@ import onnx
 from edgeres.config import QuantConfig
 from edgeres.errors import ConfigError
 from edgeres.quantize.calibrate import calibrate, range_of, tensor_ranges, write_qdq
-from edgeres.quantize.qdq_writer import ActRange, WeightedPlan, write_weighted
+from edgeres.quantize.qdq_writer import ActRange, WeightedPlan, offsettable, write_weighted
 from edgeres.quantize.ranges import SEARCHED, Activations, collect, search_ranges
 from edgeres.quantize.recipes import Recipe
 
@@ -133,6 +133,7 @@ class Planner:
         self.pre, self.x, self.input_name, self.recipe, self.cfg, self.work = pre, x, input_name, recipe, cfg, work
         self._ort: dict[tuple[str, float], Any] = {}
         self._acts: Activations | None = None
+        self._offset: frozenset[str] | None = None
         self.unsigned = recipe.activation == "uint8"
 
     def ort_data(self, method: str, percentile: float) -> Any:
@@ -149,6 +150,16 @@ class Planner:
             self._acts = collect(self.pre, self.x, self.input_name, self.cfg.batch_size, self.recipe.reduce_range)
         return self._acts
 
+    def offset(self) -> frozenset[str]:
+        """The weighted inputs quantized over 256 levels by an offset (`qdq_writer.offsettable`): none where the
+        activations are uint8 anyway, or with ``offset_inputs`` off.
+        """
+        if self._offset is None:
+            self._offset = frozenset()
+            if self.cfg.offset_inputs and not self.unsigned:
+                self._offset = offsettable(onnx.load(str(self.pre), load_external_data=False), self.acts().lo)
+        return self._offset
+
     def plan(self, placement: str, method: str, percentile: float | None = None,
              bias_correction: bool = False) -> Plan:
         pct = percentile or self.cfg.percentile
@@ -157,12 +168,12 @@ class Planner:
         if placement == "ort":
             return OrtPlan(self.ort_data(method, pct), method, self.recipe, self.work, label, kept_pct)
         if method in SEARCHED:
-            ranges = search_ranges(self.acts(), method, self.unsigned)
+            ranges = search_ranges(self.acts(), method, self.unsigned, self.offset())
         else:
             data = self.ort_data(method, pct)
             ranges = {t: ActRange(*range_of(data.data[t])) for t in self.acts().sample}
         plan = WeightedPlan(ranges, unsigned=self.unsigned, weight_qmax=63 if self.recipe.reduce_range else 127,
-                            fold_unfused=self.recipe.latency_representative)
+                            fold_unfused=self.recipe.latency_representative, offset=self.offset())
         if bias_correction:
             self.correct_biases(plan)
             label += " + bias correction"
@@ -171,7 +182,7 @@ class Planner:
     def correct_biases(self, plan: WeightedPlan) -> None:
         from edgeres.quantize.correction import corrected_biases
 
-        plan.biases = corrected_biases(self.acts(), plan.ranges, self.unsigned, plan.weights)
+        plan.biases = corrected_biases(self.acts(), plan.ranges, self.unsigned, plan.weights, plan.offset)
 
     def adaround(self, w: Weighted, layers: list[str]) -> Weighted:
         """A copy of ``w`` with AdaRound weights for ``layers`` (node names); biases re-corrected if they were."""
@@ -183,7 +194,7 @@ class Planner:
         weights = dict(w.plan.weights)
         for la in progress(todo, desc="AdaRound", total=len(todo)):
             t = la.node.input[0]
-            weights[la.name] = adaround(la, acts.sample[t], w.plan.ranges[t], self.unsigned)
+            weights[la.name] = adaround(la, acts.sample[t], w.plan.ranges[t], w.plan.unsigned_of(t))
         plan = replace(w.plan, weights=weights, biases={})
         if w.plan.biases:
             self.correct_biases(plan)

@@ -69,6 +69,7 @@ class SearchResult:
     adaround: dict[str, Any] | None = None
     qat: dict[str, Any] | None = None
     plan: str = ""  # what was written: placement, method and corrections
+    offset_inputs: int = 0  # inputs written over 256 levels with an offset (tensorrt recipe; `qdq_writer`)
     seconds: float = 0.0  # the whole quantization, calibration to file
     latency_cost: dict[str, Any] | None = None
     trt_cache: str | None = None
@@ -318,6 +319,7 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
                 kept, search.budget_steps = _fit_budget(ev, plan, rows, cfg, base.drop)
         search.float_layers = [k["module"] for k in kept]
         search.plan = plan.label
+        search.offset_inputs = len(plan.plan.offset) if isinstance(plan, Weighted) else 0
         search.seconds = round(time.perf_counter() - t_start, 1)
         method, pct = plan.method, plan.percentile or cfg.percentile
         with atomic_path(out) as tmp:
@@ -328,7 +330,7 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
             src_meta.update({PRECISION_KEY: "int8", RECIPE_KEY: json.dumps(
                 {"recipe": recipe.name, "method": method, "percentile": pct if method == "percentile" else None,
                  "placement": plan.placement, "plan": plan.label, "calibration": calib.root.name,
-                 "float_layers": search.float_layers})})
+                 "float_layers": search.float_layers, "offset_inputs": search.offset_inputs})})
             set_metadata(model, src_meta)
             onnx.save(model, str(tmp))
             if kept and all_int8 is not None:

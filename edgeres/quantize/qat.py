@@ -77,9 +77,9 @@ class GraphModule:
             x = env[t] if t else None
             if self.quantized and (idx, k) in self.reads:
                 if t in self.log_gain:
-                    x = learned_quant(x, self.plan.ranges[t], self.plan.unsigned, self.log_gain[t])
+                    x = learned_quant(x, self.plan.ranges[t], self.plan.unsigned_of(t), self.log_gain[t])
                 else:
-                    x = x + (fake_quant(x, self.plan.ranges[t], self.plan.unsigned) - x).detach()
+                    x = x + (fake_quant(x, self.plan.ranges[t], self.plan.unsigned_of(t)) - x).detach()
             out.append(x)
         return out
 

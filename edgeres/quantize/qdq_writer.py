@@ -14,6 +14,13 @@ ONNX Runtime fuses DQ → Conv → Q into its int8 QLinearConv only where the la
 other quantized Conv it runs in float on weights it dequantizes on every run. For the cpu recipe the writer stores
 those layers' int8 weights as the float values DequantizeLinear would compute (``fold_unfused``): the same arithmetic,
 without the per-run dequantization (on DenseNet-121 at one thread, 1.80× fp32's p50 before, 0.95× after).
+
+TensorRT's int8 is symmetric (zero point 0), so a tensor that is never negative (a ReLU's output) uses 128 of the 256
+levels. Where such a tensor is read only by unpadded Conv or Gemm layers (DenseNet's 1×1 convolutions after each
+concatenation, the classifier), the plan can ``offset`` it: the writer quantizes ``x - 128·scale`` over all 256 levels
+and adds ``128·scale·ΣW_int8`` to each reader's bias, which is exact, since without padding a layer's output on a
+constant input is that sum. The layer then computes what uint8 activations give, on TensorRT's int8 kernels; the
+subtraction is one more pointwise op before the Q.
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ from onnx import helper, numpy_helper
 from edgeres.errors import ArtifactError
 
 WEIGHTED = ("Conv", "Gemm")  # MatMul with constant weights is left to ONNX Runtime's placement
+OFFSET_STEPS = 128  # an offset tensor is read this many steps lower: [0, 255·scale] onto int8's [-128, 127]
 
 
 @dataclass
@@ -51,6 +59,11 @@ class WeightedPlan:
     biases: dict[str, np.ndarray] = field(default_factory=dict)  # node → corrected float bias
     residual_inputs: bool = True  # an Add's identity input reads the DQ its convolution reads
     weight_qmax: int = 127
+    offset: frozenset[str] = frozenset()  # never-negative tensors quantized over 256 levels via an offset (above)
+
+    def unsigned_of(self, t: str) -> bool:
+        """Whether ``t`` is quantized over [0, hi] with 256 levels (uint8, or int8 with an offset)."""
+        return self.unsigned or t in self.offset
     # ONNX Runtime: store the int8 weights of layers it cannot fuse into QLinearConv (their output is not quantized)
     # as their float values, which it would otherwise dequantize on every run
     fold_unfused: bool = False
@@ -106,14 +119,21 @@ def write_weighted(pre: Path, out: Path, plan: WeightedPlan, exclude: list[str] 
     added_nodes: list[onnx.NodeProto] = []
     added_inits: list[onnx.TensorProto] = []
     dq_of: dict[str, str] = {}
+    offsets: dict[str, float] = {}  # tensor → the offset its Q reads it with
 
     def act_dq(t: str) -> str:
         if t not in dq_of:
             if t not in plan.ranges:
                 raise ArtifactError(f"no calibrated range for {t}; re-run `edgeres quantize`")
-            scale, zp = act_qparams(plan.ranges[t], plan.unsigned)
+            scale, zp = act_qparams(plan.ranges[t], plan.unsigned_of(t))
+            read = t
+            if t in plan.offset and not plan.unsigned:  # int8 over 256 levels: read t - 128·scale
+                offsets[t] = OFFSET_STEPS * float(scale)
+                zp, read = np.array(0, np.int8), f"{t}_offset"
+                added_inits.append(numpy_helper.from_array(np.array(offsets[t], np.float32), f"{t}_offset_value"))
+                added_nodes.append(helper.make_node("Sub", [t, f"{t}_offset_value"], [read], name=f"{t}_Offset"))
             added_inits.extend([numpy_helper.from_array(scale, f"{t}_scale"), numpy_helper.from_array(zp, f"{t}_zero_point")])
-            added_nodes.append(helper.make_node("QuantizeLinear", [t, f"{t}_scale", f"{t}_zero_point"], [f"{t}_q"],
+            added_nodes.append(helper.make_node("QuantizeLinear", [read, f"{t}_scale", f"{t}_zero_point"], [f"{t}_q"],
                                                 name=f"{t}_QuantizeLinear"))
             added_nodes.append(helper.make_node("DequantizeLinear", [f"{t}_q", f"{t}_scale", f"{t}_zero_point"],
                                                 [f"{t}_dq"], name=f"{t}_DequantizeLinear"))
@@ -122,9 +142,13 @@ def write_weighted(pre: Path, out: Path, plan: WeightedPlan, exclude: list[str] 
 
     chosen, reads = quantized_reads(model, plan, exclude, only)
     unfused = set(unfused_layers(model, chosen, reads)) if plan.fold_unfused else set()
+    read_offset: dict[str, float] = {}  # layer → the offset of the input it reads
     for idx, k in sorted(reads):
         node = g.node[idx]
-        node.input[k] = act_dq(node.input[k])
+        t = node.input[k]
+        node.input[k] = act_dq(t)
+        if t in offsets:
+            read_offset[node.name] = offsets[t]
     for n in chosen:
         w = weight_matrix(n, numpy_helper.to_array(inits[n.input[1]]).astype(np.float32))
         q, scale = per_channel_int8(w, plan.weight_qmax)
@@ -144,6 +168,8 @@ def write_weighted(pre: Path, out: Path, plan: WeightedPlan, exclude: list[str] 
                                             name=f"{name}_DequantizeLinear", axis=0))
         n.input[1] = f"{name}_dq"
         _corrected_bias(n, plan, inits, added_inits)
+        if n.name in read_offset:
+            _offset_back(n, read_offset[n.name] * dequantized(q, scale), inits, added_inits)
     _finish(g, added_nodes, added_inits)
     onnx.save(model, str(out))
     return len(chosen)
@@ -155,6 +181,46 @@ def _corrected_bias(n: onnx.NodeProto, plan: WeightedPlan, inits: dict[str, onnx
         bias = f"{n.input[2]}_corrected"
         added.append(numpy_helper.from_array(plan.biases[n.name].astype(np.float32), bias))
         n.input[2] = bias
+
+
+def _offset_back(n: onnx.NodeProto, w: np.ndarray, inits: dict[str, onnx.TensorProto],
+                 added: list[onnx.TensorProto]) -> None:
+    """Add to ``n``'s bias what its int8 weights ``w`` (output channels first, times the offset) make of the offset
+    its input was read with.
+    """
+    back = w.reshape(w.shape[0], -1).astype(np.float64).sum(1)
+    known = {t.name: t for t in added} | inits
+    if len(n.input) > 2 and n.input[2]:
+        bias = numpy_helper.to_array(known[n.input[2]])
+        back = back.reshape(bias.shape) if bias.size == back.size else back
+        values = bias.astype(np.float64) + back
+    else:
+        values = back
+        while len(n.input) < 3:
+            n.input.append("")
+    name = f"{n.name}_bias_offset"
+    added.append(numpy_helper.from_array(values.astype(np.float32), name))
+    n.input[2] = name
+
+
+def offsettable(model: onnx.ModelProto, lo: dict[str, float]) -> frozenset[str]:
+    """The tensors a plan can ``offset``: never negative on the calibration images (``lo``), and read only as the
+    input of Conv layers without padding or of Gemm layers with constant weights (what makes the bias exact).
+    """
+    readers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
+    for n in model.graph.node:
+        for k, t in enumerate(n.input):
+            readers.setdefault(t, []).append((n, k))
+    weighted = {id(n) for n in weighted_nodes(model)}
+
+    def unpadded(n: onnx.NodeProto) -> bool:
+        a = {x.name: helper.get_attribute_value(x) for x in n.attribute}
+        auto = a.get("auto_pad", b"NOTSET")
+        return n.op_type == "Gemm" or (not any(a.get("pads", [])) and auto in (b"NOTSET", b"VALID", "NOTSET", "VALID"))
+
+    graph_out = {o.name for o in model.graph.output}
+    return frozenset(t for t, rs in readers.items() if t in lo and lo[t] >= 0.0 and t not in graph_out
+                     and all(k == 0 and id(n) in weighted and unpadded(n) for n, k in rs))
 
 
 def unfused_layers(model: onnx.ModelProto, chosen: list[onnx.NodeProto], reads: set[tuple[int, int]]) -> list[str]:

@@ -76,11 +76,15 @@ def logits_of(model: onnx.ModelProto) -> frozenset[str]:
                             if n.op_type in ("Softmax", "LogSoftmax") and n.output[0] in out})
 
 
-def search_ranges(acts: Activations, method: str, unsigned: bool) -> dict[str, ActRange]:
-    """One range per weighted input, by ``method`` (one of SEARCHED), within the observed minimum and maximum."""
+def search_ranges(acts: Activations, method: str, unsigned: bool,
+                  offset: frozenset[str] = frozenset()) -> dict[str, ActRange]:
+    """One range per weighted input, by ``method`` (one of SEARCHED), within the observed minimum and maximum; the
+    ``offset`` tensors (`qdq_writer.offsettable`) over 256 levels whatever ``unsigned`` says.
+    """
     from edgeres.progress import progress
 
-    return {t: _searched(acts, t, ActRange(min(acts.lo[t], 0.0), max(acts.hi[t], 0.0)), method, unsigned)
+    return {t: _searched(acts, t, ActRange(min(acts.lo[t], 0.0), max(acts.hi[t], 0.0)), method,
+                         unsigned or t in offset)
             for t in progress(list(acts.sample), desc=f"{method} ranges", total=len(acts.sample))}
 
 
