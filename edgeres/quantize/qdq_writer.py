@@ -60,13 +60,13 @@ class WeightedPlan:
     residual_inputs: bool = True  # an Add's identity input reads the DQ its convolution reads
     weight_qmax: int = 127
     offset: frozenset[str] = frozenset()  # never-negative tensors quantized over 256 levels via an offset (above)
+    # ONNX Runtime: store the int8 weights of layers it cannot fuse into QLinearConv (their output is not quantized)
+    # as their float values, which it would otherwise dequantize on every run
+    fold_unfused: bool = False
 
     def unsigned_of(self, t: str) -> bool:
         """Whether ``t`` is quantized over [0, hi] with 256 levels (uint8, or int8 with an offset)."""
         return self.unsigned or t in self.offset
-    # ONNX Runtime: store the int8 weights of layers it cannot fuse into QLinearConv (their output is not quantized)
-    # as their float values, which it would otherwise dequantize on every run
-    fold_unfused: bool = False
 
 
 def weighted_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
@@ -142,13 +142,13 @@ def write_weighted(pre: Path, out: Path, plan: WeightedPlan, exclude: list[str] 
 
     chosen, reads = quantized_reads(model, plan, exclude, only)
     unfused = set(unfused_layers(model, chosen, reads)) if plan.fold_unfused else set()
-    read_offset: dict[str, float] = {}  # layer → the offset of the input it reads
+    read_offset: dict[str, float] = {}  # layer (by its output: a name may be empty) → the offset of its input
     for idx, k in sorted(reads):
         node = g.node[idx]
         t = node.input[k]
         node.input[k] = act_dq(t)
         if t in offsets:
-            read_offset[node.name] = offsets[t]
+            read_offset[node.output[0]] = offsets[t]
     for n in chosen:
         w = weight_matrix(n, numpy_helper.to_array(inits[n.input[1]]).astype(np.float32))
         q, scale = per_channel_int8(w, plan.weight_qmax)
@@ -160,16 +160,15 @@ def write_weighted(pre: Path, out: Path, plan: WeightedPlan, exclude: list[str] 
         if n.name in unfused:  # the same values ONNX Runtime's DequantizeLinear would compute on every run
             added_inits.append(numpy_helper.from_array(dequantized(q, scale), f"{name}_values"))
             n.input[1] = f"{name}_values"
-            _corrected_bias(n, plan, inits, added_inits)
-            continue
-        added_inits += [numpy_helper.from_array(q, name), numpy_helper.from_array(scale, f"{name}_scale"),
-                        numpy_helper.from_array(np.zeros(len(scale), np.int8), f"{name}_zero_point")]
-        added_nodes.append(helper.make_node("DequantizeLinear", [name, f"{name}_scale", f"{name}_zero_point"], [f"{name}_dq"],
-                                            name=f"{name}_DequantizeLinear", axis=0))
-        n.input[1] = f"{name}_dq"
+        else:
+            added_inits += [numpy_helper.from_array(q, name), numpy_helper.from_array(scale, f"{name}_scale"),
+                            numpy_helper.from_array(np.zeros(len(scale), np.int8), f"{name}_zero_point")]
+            added_nodes.append(helper.make_node("DequantizeLinear", [name, f"{name}_scale", f"{name}_zero_point"],
+                                                [f"{name}_dq"], name=f"{name}_DequantizeLinear", axis=0))
+            n.input[1] = f"{name}_dq"
         _corrected_bias(n, plan, inits, added_inits)
-        if n.name in read_offset:
-            _offset_back(n, read_offset[n.name] * dequantized(q, scale), inits, added_inits)
+        if n.output[0] in read_offset:
+            _offset_back(n, read_offset[n.output[0]] * dequantized(q, scale), inits, added_inits)
     _finish(g, added_nodes, added_inits)
     onnx.save(model, str(out))
     return len(chosen)
@@ -198,7 +197,7 @@ def _offset_back(n: onnx.NodeProto, w: np.ndarray, inits: dict[str, onnx.TensorP
         values = back
         while len(n.input) < 3:
             n.input.append("")
-    name = f"{n.name}_bias_offset"
+    name = f"{n.output[0]}_bias_offset"
     added.append(numpy_helper.from_array(values.astype(np.float32), name))
     n.input[2] = name
 

@@ -78,7 +78,7 @@ def test_the_written_offset_computes_uint8_on_int8_and_is_closer_to_float(offset
     written = onnx.load(str(d / "off.onnx"))
     assert sorted(n.name for n in written.graph.node if n.op_type == "Sub") == ["f_Offset", "r1_Offset"]
     assert check_qdq(written).ok  # zero points 0, scales positive: what TensorRT parses
-    assert [n.input[2] for n in written.graph.node if n.name == "c2"] == ["c2_bias_offset"]
+    assert [n.input[2] for n in written.graph.node if n.name == "c2"] == ["b_bias_offset"]  # named by its output
     ref = OrtSession(src).infer_all(x)
     got, before = (OrtSession(d / f"{k}.onnx", simulate=True).infer_all(x) for k in ("off", "plain"))
     g = GraphModule(onnx.load(str(src)), plan)
@@ -87,6 +87,12 @@ def test_the_written_offset_computes_uint8_on_int8_and_is_closer_to_float(offset
         fq = g(torch.from_numpy(x)).numpy()
     assert np.abs(fq - got).max() < 1e-3 * np.abs(got).max()
     assert np.abs(got - ref).mean() < np.abs(before - ref).mean()
+    unnamed = onnx.load(str(src))  # an imported graph may leave its nodes unnamed: each layer keeps its own offset
+    for n in unnamed.graph.node:
+        n.name = ""
+    onnx.save(unnamed, str(d / "unnamed.onnx"))
+    write_weighted(d / "unnamed.onnx", d / "unnamed-off.onnx", plan)
+    assert np.abs(OrtSession(d / "unnamed-off.onnx", simulate=True).infer_all(x) - got).max() < 1e-5 * np.abs(got).max()
     for k, p in (("off-only", plan), ("plain-only", plain)):  # the two layers alone: their inputs' rounding shows
         write_weighted(src, d / f"{k}.onnx", p, only=["c2", "fc"])
     got, before = (OrtSession(d / f"{k}-only.onnx", simulate=True).infer_all(x) for k in ("off", "plain"))
