@@ -12,36 +12,30 @@ from __future__ import annotations
 import numpy as np
 
 from edgeres.quantize.layers import Layer, fake_quant, torch_module
-from edgeres.quantize.qdq_writer import ActRange, dequantized
+from edgeres.quantize.qdq_writer import ActRange, WeightedPlan, dequantized
 from edgeres.quantize.ranges import Activations
 
 ZETA, GAMMA = 1.1, -0.1  # the rectified sigmoid's stretch (AdaRound's defaults)
 
 
-def local_errors(acts: Activations, ranges: dict[str, ActRange], unsigned: bool,
-                 weights: dict[str, np.ndarray] | None = None, offset: frozenset[str] = frozenset()) -> dict[str, float]:
-    """1 − cosine of each layer's output, int8 input and weights against float, on the search images."""
+def local_errors(acts: Activations, plan: WeightedPlan) -> dict[str, float]:
+    """1 − cosine of each layer's output, int8 input and weights (``plan``'s) against float, on the search images."""
     torch = torch_module()
     out = {}
     with torch.no_grad():
         for la in acts.layers:
             x = torch.from_numpy(acts.sample[la.node.input[0]])
             q, scale = la.int8_weight()
-            if weights and la.name in weights:
-                q = weights[la.name]
+            q = plan.weights.get(la.name, q)
             y = la.run(x, torch.from_numpy(la.weight))
             t = la.node.input[0]
-            yq = la.run(fake_quant(x, ranges[t], unsigned or t in offset), torch.from_numpy(dequantized(q, scale)))
+            yq = la.run(fake_quant(x, plan.ranges[t], plan.unsigned_of(t)), torch.from_numpy(dequantized(q, scale)))
             out[la.name] = 1.0 - float(torch.nn.functional.cosine_similarity(y.flatten(1), yq.flatten(1)).mean())
     return out
 
 
-def corrected_biases(acts: Activations, ranges: dict[str, ActRange], unsigned: bool,
-                     weights: dict[str, np.ndarray] | None = None,
-                     offset: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
-    """Each biased layer's bias plus the mean output shift its int8 weights cause (``offset``: as in
-    `search_ranges`).
-    """
+def corrected_biases(acts: Activations, plan: WeightedPlan) -> dict[str, np.ndarray]:
+    """Each biased layer's bias plus the mean output shift its int8 weights (``plan``'s) cause."""
     torch = torch_module()
     out = {}
     with torch.no_grad():
@@ -49,10 +43,9 @@ def corrected_biases(acts: Activations, ranges: dict[str, ActRange], unsigned: b
             if la.bias is None:
                 continue
             q, scale = la.int8_weight()
-            if weights and la.name in weights:
-                q = weights[la.name]
+            q = plan.weights.get(la.name, q)
             t = la.node.input[0]
-            xq = fake_quant(torch.from_numpy(acts.sample[t]), ranges[t], unsigned or t in offset)
+            xq = fake_quant(torch.from_numpy(acts.sample[t]), plan.ranges[t], plan.unsigned_of(t))
             diff = la.run(xq, torch.from_numpy(la.weight - dequantized(q, scale)), bias=False)
             dims = [0, 2, 3] if diff.ndim == 4 else [0]
             out[la.name] = la.bias + diff.mean(dim=dims).numpy()

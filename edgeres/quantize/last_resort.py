@@ -146,7 +146,7 @@ def adarounded(ev: Evaluator | None, planner: Planner, plan: Plan, cfg: QuantCon
     if rows:
         worst, ranked_by = [r["node"] for r in rows[:cfg.adaround]], "sensitivity"
     else:
-        errs = local_errors(planner.acts(), plan.plan.ranges, planner.unsigned, plan.plan.weights, plan.plan.offset)
+        errs = local_errors(planner.acts(), plan.plan)
         worst, ranked_by = sorted(errs, key=errs.__getitem__, reverse=True)[:cfg.adaround], "layer output error"
     t0 = time.perf_counter()
     new = planner.adaround(plan, worst)

@@ -182,7 +182,7 @@ class Planner:
     def correct_biases(self, plan: WeightedPlan) -> None:
         from edgeres.quantize.correction import corrected_biases
 
-        plan.biases = corrected_biases(self.acts(), plan.ranges, self.unsigned, plan.weights, plan.offset)
+        plan.biases = corrected_biases(self.acts(), plan)
 
     def adaround(self, w: Weighted, layers: list[str]) -> Weighted:
         """A copy of ``w`` with AdaRound weights for ``layers`` (node names); biases re-corrected if they were."""

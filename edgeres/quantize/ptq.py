@@ -207,6 +207,22 @@ def _equalized(pre: Path, x: np.ndarray, input_name: str, work: Path, batch: int
     return eq, done
 
 
+def _name_nodes(pre: Path) -> None:
+    """Give each unnamed or twice-named node of ``pre`` a name of its own: bias correction, AdaRound, the sensitivity
+    pass and the float-layer budget key layers by name, and an imported graph may leave names empty (ONNX Runtime's
+    pre-processing keeps them so), where every layer would share one entry.
+    """
+    model = onnx.load(str(pre))
+    seen: set[str] = set()
+    renamed = 0
+    for i, n in enumerate(model.graph.node):
+        if not n.name or n.name in seen:
+            n.name, renamed = f"{n.op_type}_{i}_{n.output[0]}", renamed + 1
+        seen.add(n.name)
+    if renamed:
+        onnx.save(model, str(pre))
+
+
 def calibration_for(cfg: QuantConfig, dataset: str | None, model: Path) -> CalibrationSet:
     """``--calibration`` if given; else the shipped set for Fashion-MNIST models, a class-balanced sample of the
     model's own training split for others, and a refusal for a model that names no data set.
@@ -265,6 +281,7 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
         with quiet():  # ONNX's shape inference suffices for an exported classifier (the same nodes and initializers
             # as with ONNX Runtime's symbolic one, whose module imports torch where installed: 3 s of every quantize)
             quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
+        _name_nodes(pre)
         if cfg.equalize:
             pre, search.equalize = _equalized(pre, x, info.input_name, work, static or 50)
         ev = Evaluator(pre, x_all[val_idx], calib.images.labels[val_idx], recipe, work) if len(val_idx) else None

@@ -214,8 +214,7 @@ def offsettable(model: onnx.ModelProto, lo: dict[str, float]) -> frozenset[str]:
 
     def unpadded(n: onnx.NodeProto) -> bool:
         a = {x.name: helper.get_attribute_value(x) for x in n.attribute}
-        auto = a.get("auto_pad", b"NOTSET")
-        return n.op_type == "Gemm" or (not any(a.get("pads", [])) and auto in (b"NOTSET", b"VALID", "NOTSET", "VALID"))
+        return n.op_type == "Gemm" or (not any(a.get("pads", [])) and a.get("auto_pad", b"NOTSET") in (b"NOTSET", b"VALID"))
 
     graph_out = {o.name for o in model.graph.output}
     return frozenset(t for t, rs in readers.items() if t in lo and lo[t] >= 0.0 and t not in graph_out

@@ -19,7 +19,7 @@ from edgeres.quantize.check import check_qdq, requantizing_concats
 from edgeres.quantize.correction import adaround, corrected_biases
 from edgeres.quantize.layers import fake_quant
 from edgeres.quantize.plans import Planner
-from edgeres.quantize.qdq_writer import weighted_nodes
+from edgeres.quantize.qdq_writer import WeightedPlan, weighted_nodes
 from edgeres.quantize.ranges import collect, search_ranges
 from edgeres.quantize.recipes import recipe_for
 
@@ -115,7 +115,7 @@ def test_bias_correction_removes_the_mean_shift_of_int8_weights(float_model, cal
     x, name = calib_x
     acts = collect(pre, x, name, 25)
     ranges = search_ranges(acts, "layer-cosine", False)
-    biases = corrected_biases(acts, ranges, False)
+    biases = corrected_biases(acts, WeightedPlan(ranges))
     la = max(acts.layers, key=lambda la: la.weight.size if la.bias is not None else 0)
     xq = fake_quant(torch.from_numpy(acts.sample[la.node.input[0]]), ranges[la.node.input[0]], False)
     q, scale = la.int8_weight()
@@ -260,3 +260,25 @@ def test_the_last_resorts_learn_and_are_judged_on_training_images_that_never_cal
     for cfg, data in ((QuantConfig(qat=10, qat_images=0), "fashion-mnist"), (QuantConfig(qat=10), None)):
         d = training_draw(cfg, data, pre, calibrated_x, calib_x[0])
         assert d.x is calib_x[0] and d.source == "calibration images" and judge_of(ev, d) is ev
+
+
+def test_a_graph_without_node_names_is_corrected_layer_by_layer(small_run, calib_dir, tmp_path):
+    """An imported graph may leave its nodes unnamed, and bias correction keys layers by name: quantize names them
+    first, so the same model with its names cleared is written with the same numbers."""
+    from edgeres.backends.onnxruntime import OrtSession
+    from edgeres.quantize import QuantConfig, qdq_from_onnx
+
+    cfg, _ = small_run
+    src = Path(cfg.out) / "model.onnx"
+    unnamed = onnx.load(str(src))
+    for n in unnamed.graph.node:
+        n.name = ""
+    onnx.save(unnamed, str(tmp_path / "unnamed.onnx"))
+    qc = QuantConfig(calibration=str(calib_dir), method="mse", bias_correction=True)
+    x = np.random.default_rng(0).standard_normal((8, 1, 32, 32)).astype(np.float32)
+    got = []
+    for p in (src, tmp_path / "unnamed.onnx"):
+        out = tmp_path / f"{p.stem}.q.onnx"
+        qdq_from_onnx(p, out, qc)
+        got.append(OrtSession(out, simulate=True).infer(x))
+    assert np.abs(got[0] - got[1]).max() <= 1e-5 * np.abs(got[0]).max()

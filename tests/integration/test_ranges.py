@@ -8,7 +8,7 @@ from onnx import TensorProto, helper
 
 from edgeres.quantize.correction import local_errors
 from edgeres.quantize.layers import class_divergence, fake_quant
-from edgeres.quantize.qdq_writer import ActRange, dequantized
+from edgeres.quantize.qdq_writer import ActRange, WeightedPlan, dequantized
 from edgeres.quantize.ranges import COARSE, clipped, collect, logits_of, search_ranges
 
 torch = pytest.importorskip("torch")
@@ -20,7 +20,7 @@ def test_searched_ranges_never_do_worse_than_minmax_on_the_layer_output(float_mo
     acts = collect(pre, x, name, 25)
     mm = {t: type(r)(min(acts.lo[t], 0.0), max(acts.hi[t], 0.0)) for t, r in search_ranges(acts, "mse", False).items()}
     cos = search_ranges(acts, "layer-cosine", False)
-    e_mm, e_cos = local_errors(acts, mm, False), local_errors(acts, cos, False)
+    e_mm, e_cos = local_errors(acts, WeightedPlan(mm)), local_errors(acts, WeightedPlan(cos))
     heads = {la.name for la in acts.layers if la.node.output[0] in acts.outputs}  # judged by KL, below
     assert heads and all(e_cos[k] <= e_mm[k] + 1e-6 for k in e_mm if k not in heads)
     assert sum(e_cos.values()) < sum(e_mm.values())  # some tensor has an outlier worth clipping
