@@ -19,6 +19,7 @@ METHODS: tuple[str, ...] = get_args(Method)
 RECIPES: tuple[str, ...] = get_args(RecipeName)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 PLACEMENTS = ("auto", "weighted", "ort")  # where Q/DQ goes: weighted layers only, or ONNX Runtime's every-op placement
+SEARCH_WEIGHTS = ("margin", "uniform")  # how the range search counts each image (edgeres/quantize/ranges.py)
 QAT_RANGES = ("learned", "fixed")  # whether QAT learns the activation ranges with the weights
 SCHEDULES = ("onecycle", "cosine")
 AUGMENTS = ("auto", "none", "flip", "crop", "flip+crop", "rrc", "rrc+flip")
@@ -172,6 +173,7 @@ class QuantConfig:
     qat_restarts: int = 3  # QAT runs this many times (seeds 0, 1, …) and the judging images keep the best
     qat_ranges: str = "learned"  # QAT learns each activation range with the weights (LSQ), or keeps the plan's (fixed)
     offset_inputs: bool = True  # tensorrt recipe: never-negative inputs of unpadded layers over 256 levels (qdq_writer)
+    search_weights: str = "margin"  # searched ranges: each image counts by nearness to the decision, or alike (ranges)
 
     def validate(self) -> None:
         if self.recipe not in RECIPES:
@@ -186,6 +188,8 @@ class QuantConfig:
             raise ConfigError(f"--qat takes a number of steps from 0 to 100000, got {self.qat}")
         if not 1 <= self.qat_restarts <= 20:
             raise ConfigError(f"--qat-restarts takes a number of runs from 1 to 20, got {self.qat_restarts}")
+        if self.search_weights not in SEARCH_WEIGHTS:
+            raise ConfigError(f"--search-weights takes {' or '.join(SEARCH_WEIGHTS)}, got {self.search_weights!r}")
         if self.qat_ranges not in QAT_RANGES:
             raise ConfigError(f"--qat-ranges takes {' or '.join(QAT_RANGES)}, got {self.qat_ranges!r}")
         if not 0 <= self.qat_images <= 1_000_000:

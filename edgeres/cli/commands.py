@@ -20,6 +20,7 @@ from edgeres.config import (
     QAT_RANGES,
     RECIPES,
     SCHEDULES,
+    SEARCH_WEIGHTS,
     BuildConfig,
     ExportConfig,
     QuantConfig,
@@ -206,12 +207,16 @@ def _not_kept(correction: dict[str, Any]) -> str:
               help="tensorrt recipe, weighted placement: quantize each never-negative input of an unpadded Conv or "
                    "Gemm (post-ReLU) over all 256 int8 levels, read 128 steps lower with the offset given back in "
                    "the layer's bias (exact); TensorRT's symmetric int8 otherwise uses 128 of them.")
+@click.option("--search-weights", type=click.Choice(SEARCH_WEIGHTS), default=default(QuantConfig, "search_weights"),
+              show_default=True,
+              help="mse, layer-mse, layer-cosine: margin counts each calibration image by how near the float model's "
+                   "decision it is (an image far from it cannot flip); uniform counts them alike.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: ONNX with .int8-RECIPE.onnx.")
 @json_option
 @handle_errors
 def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, adaround, qat, qat_images, qat_restarts,
                  qat_ranges, percentile, calibration, allow_small, sensitivity, max_drop, max_float_layers, val_fraction,
-                 trt_cache_version, equalize, offset_inputs, out, as_json):
+                 trt_cache_version, equalize, offset_inputs, search_weights, out, as_json):
     """Post-training INT8 quantization to explicit Q/DQ ONNX, calibrated on images on disk.
 
     \b
@@ -227,7 +232,8 @@ def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, ad
                       max_drop=max_drop, max_float_layers=max_float_layers, val_fraction=val_fraction,
                       trt_cache_version=trt_cache_version, equalize=equalize, placement=placement,
                       bias_correction=bias_correction, adaround=adaround, qat=qat, qat_images=qat_images,
-                      qat_restarts=qat_restarts, qat_ranges=qat_ranges, offset_inputs=offset_inputs)
+                      qat_restarts=qat_restarts, qat_ranges=qat_ranges, offset_inputs=offset_inputs,
+                      search_weights=search_weights)
     r = qdq_from_onnx(onnx_path, out, cfg)
     s = r.search
     lines = [f"{r.onnx}: {r.recipe.name} recipe, {s.plan} on {r.calibration_images} calibration images, "
@@ -260,6 +266,10 @@ def quantize_cmd(onnx_path, int8, recipe, method, placement, bias_correction, ad
     if s.offset_inputs:
         lines.append(f"{s.offset_inputs} never-negative layer inputs over all 256 int8 levels (an offset, given back in "
                      f"each layer's bias; --no-offset-inputs: 128)")
+    if s.search_weights and s.search_weights["by"] == "margin":
+        w = s.search_weights
+        lines.append(f"range search: each of {w['images']} images weighted by its float decision margin "
+                     f"({w['effective_images']:.0f} effective; --search-weights uniform: alike)")
     if s.float_layers:
         lines.append(f"kept in float to meet --max-drop {max_drop}: {', '.join(s.float_layers)} "
                      f"(drop now {s.budget_steps[-1]['drop']:.2f} pt)")

@@ -79,10 +79,12 @@ def fake_quant(x: Any, r: ActRange, unsigned: bool) -> Any:
     return (torch.clamp(torch.round(x / s) + z, lo, hi) - z) * s
 
 
-def class_divergence(teacher: Any, student: Any, temperature: float = 1.0) -> Any:
-    """KL(softmax(teacher / T) ‖ softmax(student / T)), the mean over images, as a torch scalar: how far ``student``'s
-    class probabilities are from ``teacher``'s (QAT's distillation loss, and range search's measure of the logits).
+def class_divergence(teacher: Any, student: Any, temperature: float = 1.0, per_image: bool = False) -> Any:
+    """KL(softmax(teacher / T) ‖ softmax(student / T)), the mean over images, as a torch scalar (or each image's, with
+    ``per_image``): how far ``student``'s class probabilities are from ``teacher``'s (QAT's distillation loss, and
+    range search's measure of the logits).
     """
     f = torch_module().nn.functional
-    return f.kl_div(f.log_softmax(student / temperature, 1), f.log_softmax(teacher / temperature, 1), log_target=True,
-                    reduction="batchmean")
+    kl = f.kl_div(f.log_softmax(student / temperature, 1), f.log_softmax(teacher / temperature, 1), log_target=True,
+                  reduction="none").flatten(1).sum(1)  # each image's, summed over classes (and positions)
+    return kl if per_image else kl.mean()

@@ -168,7 +168,7 @@ class Planner:
         if placement == "ort":
             return OrtPlan(self.ort_data(method, pct), method, self.recipe, self.work, label, kept_pct)
         if method in SEARCHED:
-            ranges = search_ranges(self.acts(), method, self.unsigned, self.offset())
+            ranges = search_ranges(self.acts(), method, self.unsigned, self.offset(), self.cfg.search_weights)
         else:
             data = self.ort_data(method, pct)
             ranges = {t: ActRange(*range_of(data.data[t])) for t in self.acts().sample}

@@ -45,6 +45,7 @@ from edgeres.quantize.calibrate import quiet, tensor_ranges
 from edgeres.quantize.check import require_valid_qdq
 from edgeres.quantize.last_resort import adarounded, fine_tuned, judge_of, training_draw
 from edgeres.quantize.plans import AUTO_CANDIDATES, ORT_METHODS, Plan, Planner, Weighted, resolve_placement
+from edgeres.quantize.ranges import SEARCHED, weighting
 from edgeres.quantize.recipes import Recipe, recipe_for
 from edgeres.quantize.search import (
     Evaluator,
@@ -70,6 +71,7 @@ class SearchResult:
     qat: dict[str, Any] | None = None
     plan: str = ""  # what was written: placement, method and corrections
     offset_inputs: int = 0  # inputs written over 256 levels with an offset (tensorrt recipe; `qdq_writer`)
+    search_weights: dict[str, Any] | None = None  # a searched method's images and their weighting (`ranges`)
     seconds: float = 0.0  # the whole quantization, calibration to file
     latency_cost: dict[str, Any] | None = None
     trt_cache: str | None = None
@@ -337,6 +339,8 @@ def qdq_from_onnx(onnx_path: Path, out: Path, cfg: QuantConfig = QuantConfig()) 
         search.float_layers = [k["module"] for k in kept]
         search.plan = plan.label
         search.offset_inputs = len(plan.plan.offset) if isinstance(plan, Weighted) else 0
+        if plan.method in SEARCHED:
+            search.search_weights = weighting(planner.acts().margins, cfg.search_weights)
         search.seconds = round(time.perf_counter() - t_start, 1)
         method, pct = plan.method, plan.percentile or cfg.percentile
         with atomic_path(out) as tmp:
