@@ -33,11 +33,13 @@ CONFIGS = {
     "lmse+bc+qat200": {"method": "layer-mse", "bias_correction": True, "qat": 200},
     "lcos": {"method": "layer-cosine"},
     "lcos-nooffset": {"method": "layer-cosine", "offset_inputs": False},  # TensorRT's int8 on 128 levels after ReLU
+    "lcos-uniform": {"method": "layer-cosine", "search_weights": "uniform"},  # every search image counts alike
     "lcos+bc": {"method": "layer-cosine", "bias_correction": True},
     "lcos+qat400": {"method": "layer-cosine", "qat": 400},
     "lcos+qat400-calib": {"method": "layer-cosine", "qat": 400, "qat_images": 0},  # QAT on the calibration images
     "auto": {"method": "auto"},
     "auto-nooffset": {"method": "auto", "offset_inputs": False},
+    "auto-uniform": {"method": "auto", "search_weights": "uniform"},
     "auto+eq": {"method": "auto", "equalize": True},
 }
 
