@@ -99,20 +99,26 @@ def test_the_written_offset_computes_uint8_on_int8_and_is_closer_to_float(offset
     assert np.abs(got - ref).mean() < 0.8 * np.abs(before - ref).mean()  # 0.70 to 0.74 over five draws of x
 
 
-def test_the_cli_reports_the_offset_inputs_and_turns_them_off(small_run, calib_dir, tmp_path):
+def test_the_cli_reports_the_offset_inputs_and_the_search_weights_and_turns_them_off(small_run, calib_dir, tmp_path):
+    """Both quantize defaults of the searched methods, on and off in one pair of runs (each run is a quantize)."""
     from tests.helpers.cli import edgeres
 
     cfg, _ = small_run
     src = Path(cfg.out) / "model.onnx"
     runs = {}
-    for flag in ("--offset-inputs", "--no-offset-inputs"):
+    for flag, weights in (("--offset-inputs", "margin"), ("--no-offset-inputs", "uniform")):
         out = tmp_path / f"q{flag}.onnx"
-        p = edgeres("quantize", str(src), "--method", "mse", flag, "--calibration", str(calib_dir), "--out", str(out),
-                    "--json")
+        p = edgeres("quantize", str(src), "--method", "mse", flag, "--search-weights", weights, "--calibration",
+                    str(calib_dir), "--out", str(out), "--json")
         assert p.returncode == 0, p.stderr
         meta = json.loads({m.key: m.value for m in onnx.load(str(out)).metadata_props}["edgeres.quant"])
+        sidecar = json.loads(out.with_name(out.name + ".json").read_text())
+        assert sidecar["config"]["search_weights"] == weights
         runs[flag] = (json.loads(p.stdout), meta, out)
     on, off = runs["--offset-inputs"], runs["--no-offset-inputs"]
+    w_on, w_off = on[0]["search"]["search_weights"], off[0]["search"]["search_weights"]
+    assert w_on["by"] == "margin" and 1 < w_on["effective_images"] < w_on["images"]
+    assert w_off == {"by": "uniform", "images": w_on["images"], "effective_images": float(w_on["images"])}
     assert on[0]["search"]["offset_inputs"] == on[1]["offset_inputs"] == 1  # ResNet-18: the classifier's input
     assert off[0]["search"]["offset_inputs"] == off[1]["offset_inputs"] == 0
     subs = [sum(n.op_type == "Sub" for n in onnx.load(str(r[2])).graph.node) for r in (on, off)]
