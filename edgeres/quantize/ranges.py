@@ -103,7 +103,7 @@ def margins_of(logits: np.ndarray) -> np.ndarray | None:
 
 def image_weights(margins: np.ndarray | None, how: str) -> np.ndarray | None:
     """Each search image's weight (mean 1): ``exp(-m / median m)`` by margin ``m`` for ``"margin"``; None (alike)
-    for ``"uniform"``, or where the margins are unknown or all zero.
+    for ``"uniform"``, or where the margins are unknown or their median is zero (most images tied).
     """
     if how == "uniform" or margins is None:
         return None

@@ -97,7 +97,7 @@ def test_the_search_images_are_weighted_by_the_float_models_margin(float_model, 
     order = np.argsort(acts.margins)
     assert (np.diff(w[order]) <= 1e-12).all() and w[order[0]] > 2 * w[order[-1]]
     assert image_weights(acts.margins, "uniform") is None and image_weights(None, "margin") is None
-    assert image_weights(np.zeros(8), "margin") is None  # no margin to scale by: every image alike
+    assert image_weights(np.zeros(8), "margin") is None  # a median of zero, no scale: every image alike
     report = weighting(acts.margins, "margin")
     assert report["by"] == "margin" and report["images"] == len(acts.margins)
     assert 1 < report["effective_images"] < len(acts.margins)
