@@ -19,6 +19,7 @@ from edgeres.quantize.ranges import (
     decision_of,
     image_weights,
     logits_of,
+    margins_of,
     search_ranges,
     weighting,
 )
@@ -98,6 +99,10 @@ def test_the_search_images_are_weighted_by_the_float_models_margin(float_model, 
     assert (np.diff(w[order]) <= 1e-12).all() and w[order[0]] > 2 * w[order[-1]]
     assert image_weights(acts.margins, "uniform") is None and image_weights(None, "margin") is None
     assert image_weights(np.zeros(8), "margin") is None  # a median of zero, no scale: every image alike
+    scores = np.array([[3.0, 1.0, 0.5], [0.2, 0.1, 0.0]], np.float32)
+    assert np.allclose(margins_of(scores.reshape(2, 3, 1, 1)), [2.0, 0.1])  # one score per class, as [N, C, 1, 1]
+    assert margins_of(np.zeros((2, 3, 4, 4), np.float32)) is None  # a map has no one decision: every image alike
+    assert margins_of(np.zeros((2, 1), np.float32)) is None
     report = weighting(acts.margins, "margin")
     assert report["by"] == "margin" and report["images"] == len(acts.margins)
     assert 1 < report["effective_images"] < len(acts.margins)
